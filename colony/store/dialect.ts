@@ -1,0 +1,154 @@
+import {
+  DuckDBTimestampTZValue,
+  DuckDBTypeId,
+  JSDuckDBValueConverter,
+  ResultReturnType,
+  type DuckDBConnection,
+  type DuckDBType,
+  type DuckDBValue,
+  type DuckDBValueConverter,
+  type JS,
+} from "@duckdb/node-api";
+import {
+  CompiledQuery,
+  PostgresAdapter,
+  PostgresIntrospector,
+  PostgresQueryCompiler,
+  type DatabaseConnection,
+  type Dialect,
+  type Driver,
+  type Kysely,
+  type QueryResult,
+} from "kysely";
+
+/**
+ * Values as the colony's code sees them. Integers arrive as `number` because every BIGINT we store
+ * is a duration in ns or a count, both far below 2^53; a `bigint` leaking into handlers would break
+ * arithmetic and JSON. TIMESTAMPTZ is already an instant, so it maps to `Date` without any zone math.
+ */
+export const colonyValueConverter: DuckDBValueConverter<JS> = (value, type, converter) => {
+  if (value === null) return null;
+  switch (type.typeId) {
+    case DuckDBTypeId.BIGINT:
+    case DuckDBTypeId.UBIGINT:
+    case DuckDBTypeId.HUGEINT:
+    case DuckDBTypeId.UHUGEINT:
+      return Number(value as bigint);
+    default:
+      // Passing our converter down keeps nested LIST/STRUCT members consistent with top-level ones.
+      return JSDuckDBValueConverter(value, type, converter);
+  }
+};
+
+/** JS → DuckDB parameter. A `Date` is an instant, so it binds as TIMESTAMPTZ, never a local TIMESTAMP. */
+export function toDuckDBParam(value: unknown): DuckDBValue {
+  if (value === undefined || value === null) return null;
+  if (value instanceof Date) return new DuckDBTimestampTZValue(BigInt(value.getTime()) * 1000n);
+  if (typeof value === "number" || typeof value === "string" || typeof value === "boolean" || typeof value === "bigint") {
+    return value;
+  }
+  return JSON.stringify(value);
+}
+
+function convertRows(rows: readonly (readonly DuckDBValue[])[], names: string[], types: DuckDBType[]): Record<string, JS>[] {
+  return rows.map((row) => {
+    const out: Record<string, JS> = {};
+    for (let i = 0; i < names.length; i++) out[names[i]!] = colonyValueConverter(row[i]!, types[i]!, colonyValueConverter);
+    return out;
+  });
+}
+
+class DuckDBKyselyConnection implements DatabaseConnection {
+  constructor(private readonly conn: DuckDBConnection) {}
+
+  async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+    const reader = await this.conn.runAndReadAll(query.sql, query.parameters.map(toDuckDBParam));
+    if (reader.returnType === ResultReturnType.CHANGED_ROWS) {
+      return { rows: [], numAffectedRows: BigInt(reader.rowsChanged) };
+    }
+    return { rows: convertRows(reader.getRows(), reader.deduplicatedColumnNames(), reader.columnTypes()) as R[] };
+  }
+
+  async *streamQuery<R>(query: CompiledQuery, chunkSize = 2048): AsyncIterableIterator<QueryResult<R>> {
+    const result = await this.conn.stream(query.sql, query.parameters.map(toDuckDBParam));
+    const names = result.deduplicatedColumnNames();
+    const types = result.columnTypes();
+    let pending: Record<string, JS>[] = [];
+    for await (const chunk of result) {
+      pending.push(...convertRows(chunk.getRows(), names, types));
+      if (pending.length >= chunkSize) {
+        yield { rows: pending as R[] };
+        pending = [];
+      }
+    }
+    if (pending.length > 0) yield { rows: pending as R[] };
+  }
+}
+
+/**
+ * One DuckDB connection shared by every kysely query, serialised by a lock: DuckDB connections are
+ * not safe for interleaved transactions, and a transaction must keep the connection to itself.
+ */
+class DuckDBDriver implements Driver {
+  private readonly connection: DuckDBKyselyConnection;
+  private tail: Promise<void> = Promise.resolve();
+  private release: (() => void) | undefined;
+
+  constructor(private readonly raw: DuckDBConnection) {
+    this.connection = new DuckDBKyselyConnection(raw);
+  }
+
+  async init(): Promise<void> {}
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    const previous = this.tail;
+    let release!: () => void;
+    this.tail = new Promise<void>((resolve) => (release = resolve));
+    await previous;
+    this.release = release;
+    return this.connection;
+  }
+
+  async releaseConnection(): Promise<void> {
+    const release = this.release;
+    this.release = undefined;
+    release?.();
+  }
+
+  async beginTransaction(conn: DatabaseConnection): Promise<void> {
+    await conn.executeQuery(CompiledQuery.raw("BEGIN TRANSACTION"));
+  }
+  async commitTransaction(conn: DatabaseConnection): Promise<void> {
+    await conn.executeQuery(CompiledQuery.raw("COMMIT"));
+  }
+  async rollbackTransaction(conn: DatabaseConnection): Promise<void> {
+    await conn.executeQuery(CompiledQuery.raw("ROLLBACK"));
+  }
+
+  async destroy(): Promise<void> {
+    this.raw.closeSync();
+  }
+}
+
+/** kysely's Postgres adapter takes pg advisory locks for migrations; DuckDB has none and we do not use the migrator. */
+class DuckDBAdapter extends PostgresAdapter {
+  override async acquireMigrationLock(): Promise<void> {}
+  override async releaseMigrationLock(): Promise<void> {}
+}
+
+/** DuckDB speaks PostgreSQL-flavoured SQL with `$n` parameters, so kysely's Postgres compiler fits. */
+export class DuckDBDialect implements Dialect {
+  constructor(private readonly connection: DuckDBConnection) {}
+  createDriver(): Driver {
+    return new DuckDBDriver(this.connection);
+  }
+  createQueryCompiler(): PostgresQueryCompiler {
+    return new PostgresQueryCompiler();
+  }
+  createAdapter(): DuckDBAdapter {
+    return new DuckDBAdapter();
+  }
+  createIntrospector(db: Kysely<any>): PostgresIntrospector {
+    return new PostgresIntrospector(db);
+  }
+}

@@ -1,0 +1,54 @@
+import { DuckDBInstance, type DuckDBConnection } from "@duckdb/node-api";
+import { Kysely } from "kysely";
+import { DuckDBDialect } from "./dialect.js";
+import { migrate, type Database } from "./schema.js";
+
+/** The colony's one DuckDB database file: schema, the shared kysely handle, and raw connections. */
+export class Store {
+  private closed = false;
+
+  private constructor(
+    readonly instance: DuckDBInstance,
+    readonly db: Kysely<Database>,
+  ) {}
+
+  /**
+   * Opens (creating if needed) the database at `path` (":memory:" works too), brings the schema up to
+   * date, then locks the instance down. From then on no connection — including the ones handed to
+   * user SQL — can touch files or the network, attach databases, load extensions or change settings.
+   */
+  static async open(path: string): Promise<Store> {
+    const instance = await DuckDBInstance.create(path);
+    const db = new Kysely<Database>({ dialect: new DuckDBDialect(await instance.connect()) });
+    try {
+      await migrate(db);
+      const hardening = await instance.connect();
+      try {
+        // Order matters: once the configuration is locked, nothing (not even we) can turn access back on.
+        await hardening.run("SET autoinstall_known_extensions = false");
+        await hardening.run("SET autoload_known_extensions = false");
+        await hardening.run("SET enable_external_access = false");
+        await hardening.run("SET lock_configuration = true");
+      } finally {
+        hardening.closeSync();
+      }
+    } catch (err) {
+      await db.destroy();
+      instance.closeSync();
+      throw err;
+    }
+    return new Store(instance, db);
+  }
+
+  /** A fresh connection of its own (for the SQL runner and the writer's appenders); the caller closes it. */
+  connect(): Promise<DuckDBConnection> {
+    return this.instance.connect();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.db.destroy();
+    this.instance.closeSync();
+  }
+}
