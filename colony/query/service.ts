@@ -1,0 +1,260 @@
+import { create } from "@bufbuild/protobuf";
+import { ListValueSchema, timestampFromDate, ValueSchema, type ListValue, type Value } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  ColumnSchema,
+  ExecuteQueryResponseSchema,
+  FindErrorTracesRequestSchema,
+  FindErrorTracesResponseSchema,
+  FindSlowTracesRequestSchema,
+  FindSlowTracesResponseSchema,
+  GetErrorRateRequestSchema,
+  GetErrorRateResponseSchema,
+  GetPercentileRequestSchema,
+  GetPercentileResponseSchema,
+  GetServiceRequestSchema,
+  GetServiceResponseSchema,
+  GetSystemMetricsRequestSchema,
+  GetSystemMetricsResponseSchema,
+  ListServicesResponseSchema,
+  QueryService,
+  ServiceSchema,
+  StreamQueryRequestSchema,
+  StreamQueryResponseSchema,
+  TraceSchema,
+  type Service,
+  type Trace,
+} from "../../gen/coral/colony/v1/query_pb.js";
+import type { Queries, ServiceRow, TraceRow } from "../store/queries.js";
+import { SqlRejected, type SqlRunner, type SqlValue } from "../store/readonly-sql.js";
+import { applyDefaults } from "./defaults.js";
+
+export interface QueryServiceDeps {
+  queries: Queries;
+  sql: SqlRunner;
+  /** Clock for the look-back windows; tests pin it. */
+  now?: () => number;
+}
+
+/** Most traces one call returns; more would be a bulk export, which is what StreamQuery is for. */
+const MAX_TRACE_LIMIT = 1000;
+
+/**
+ * The QueryService handlers: defaults from the proto, argument checks with messages that say what
+ * to do next, then one call into the store per RPC.
+ */
+export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof QueryService> {
+  const { queries, sql } = deps;
+  const now = deps.now ?? Date.now;
+
+  const window = (timeRangeMs: bigint) => {
+    nonNegative("time_range_ms", timeRangeMs);
+    const untilMs = now();
+    return { sinceMs: untilMs - toNumber(timeRangeMs), untilMs };
+  };
+
+  const knownService = async (name: string): Promise<ServiceRow> => {
+    if (!name) throw invalid("service is required");
+    const row = await queries.getService(name);
+    if (!row) {
+      throw new ConnectError(`service "${name}" not found — list services with: coral query services`, Code.NotFound);
+    }
+    return row;
+  };
+
+  return {
+    async listServices(req) {
+      const rows = await queries.listServices({
+        namespace: req.namespace || undefined,
+        region: req.region || undefined,
+      });
+      return create(ListServicesResponseSchema, { services: rows.map(toService) });
+    },
+
+    async getService(raw) {
+      const req = applyDefaults(GetServiceRequestSchema, raw);
+      const w = window(req.timeRangeMs);
+      const row = await knownService(req.service);
+      const counts = await queries.counts({ service: row.name, ...w });
+      return create(GetServiceResponseSchema, {
+        service: toService(row),
+        firstSeen: timestampFromDate(row.firstSeen),
+        lastSeen: timestampFromDate(row.lastSeen),
+        requestCount: BigInt(counts.total),
+        errorCount: BigInt(counts.errors),
+      });
+    },
+
+    async getPercentile(raw) {
+      const req = applyDefaults(GetPercentileRequestSchema, raw);
+      if (!(req.percentile > 0 && req.percentile <= 1)) {
+        throw invalid(`percentile must be in (0, 1]; got ${req.percentile}`);
+      }
+      const w = window(req.timeRangeMs);
+      const row = await knownService(req.service);
+      if (!(await queries.metricExists(row.name, req.metric))) {
+        throw new ConnectError(
+          `metric "${req.metric}" not found for service "${row.name}" — latency of served requests is "http.server.duration"`,
+          Code.NotFound,
+        );
+      }
+      const r = await queries.percentile({ service: row.name, metric: req.metric, q: req.percentile, ...w });
+      return create(GetPercentileResponseSchema, { value: r.value, unit: "nanoseconds", sampleCount: BigInt(r.count) });
+    },
+
+    async getErrorRate(raw) {
+      const req = applyDefaults(GetErrorRateRequestSchema, raw);
+      const w = window(req.timeRangeMs);
+      const row = await knownService(req.service);
+      const c = await queries.counts({ service: row.name, ...w });
+      return create(GetErrorRateResponseSchema, {
+        rate: c.total > 0 ? c.errors / c.total : 0,
+        errorCount: BigInt(c.errors),
+        totalCount: BigInt(c.total),
+      });
+    },
+
+    async findSlowTraces(raw) {
+      const req = applyDefaults(FindSlowTracesRequestSchema, raw);
+      nonNegative("min_duration_ns", req.minDurationNs);
+      const limit = traceLimit(req.limit);
+      const w = window(req.timeRangeMs);
+      const row = await knownService(req.service);
+      const r = await queries.slowTraces({ service: row.name, minDurationNs: toNumber(req.minDurationNs), limit, ...w });
+      return create(FindSlowTracesResponseSchema, { traces: r.traces.map(toTrace), totalCount: BigInt(r.total) });
+    },
+
+    async findErrorTraces(raw) {
+      const req = applyDefaults(FindErrorTracesRequestSchema, raw);
+      const limit = traceLimit(req.limit);
+      const w = window(req.timeRangeMs);
+      const row = await knownService(req.service);
+      const r = await queries.errorTraces({ service: row.name, limit, ...w });
+      return create(FindErrorTracesResponseSchema, { traces: r.traces.map(toTrace), totalCount: BigInt(r.total) });
+    },
+
+    async getSystemMetrics(raw) {
+      const req = applyDefaults(GetSystemMetricsRequestSchema, raw);
+      const w = window(req.timeRangeMs);
+      const row = await knownService(req.service);
+      const m = await queries.systemMetrics({ service: row.name, ...w });
+      return create(GetSystemMetricsResponseSchema, {
+        service: row.name,
+        cpuPercent: m.cpuPercent,
+        memoryPercent: m.memoryPercent,
+        memoryUsedBytes: BigInt(Math.round(m.memoryUsedBytes)),
+        memoryTotalBytes: BigInt(Math.round(m.memoryTotalBytes)),
+        hostCount: m.hostCount,
+        sampleCount: BigInt(m.sampleCount),
+      });
+    },
+
+    async executeQuery(req) {
+      if (!req.sql.trim()) throw invalid("sql is required");
+      const r = await sqlErrors(() => sql.run(req.sql));
+      return create(ExecuteQueryResponseSchema, {
+        columns: r.columns.map((c) => create(ColumnSchema, c)),
+        rows: r.rows.map(toListValue),
+        truncated: r.truncated,
+      });
+    },
+
+    async *streamQuery(raw, ctx: HandlerContext) {
+      const req = applyDefaults(StreamQueryRequestSchema, raw);
+      if (!req.sql.trim()) throw invalid("sql is required");
+      nonNegative("max_rows", req.maxRows);
+      const batches = sql.stream(req.sql, { maxRows: toNumber(req.maxRows) });
+      let first = true;
+      try {
+        while (true) {
+          const next = await sqlErrors(() => batches.next());
+          if (next.done) break;
+          const b = next.value;
+          yield create(StreamQueryResponseSchema, {
+            columns: first ? b.columns.map((c) => create(ColumnSchema, c)) : [],
+            rows: b.rows.map(toListValue),
+            truncated: b.truncated,
+          });
+          first = false;
+          // A client that went away must not keep DuckDB producing batches nobody reads.
+          if (ctx.signal.aborted) break;
+        }
+      } finally {
+        await batches.return(undefined);
+      }
+    },
+  };
+}
+
+function invalid(message: string): ConnectError {
+  return new ConnectError(message, Code.InvalidArgument);
+}
+
+function nonNegative(name: string, v: bigint): void {
+  if (v < 0n) throw invalid(`${name} must not be negative; got ${v}`);
+}
+
+function traceLimit(limit: number): number {
+  if (limit < 1 || limit > MAX_TRACE_LIMIT) throw invalid(`limit must be in 1..${MAX_TRACE_LIMIT}; got ${limit}`);
+  return limit;
+}
+
+/** Windows and thresholds beyond 2^53 are meaningless here; clamping beats a RangeError downstream. */
+function toNumber(v: bigint): number {
+  return v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v);
+}
+
+const sqlCodes: Record<SqlRejected["code"], Code> = {
+  invalid_argument: Code.InvalidArgument,
+  deadline_exceeded: Code.DeadlineExceeded,
+  resource_exhausted: Code.ResourceExhausted,
+};
+
+/** DuckDB's own error classes that mean "your SQL is wrong", as opposed to a fault of the colony. */
+const userSqlError = /^(Parser|Binder|Catalog|Conversion|Invalid Input|Out of Range|Not implemented|Permission|Dependency) Error:/;
+
+async function sqlErrors<R>(f: () => Promise<R>): Promise<R> {
+  try {
+    return await f();
+  } catch (err) {
+    if (err instanceof SqlRejected) throw new ConnectError(err.message, sqlCodes[err.code] ?? Code.InvalidArgument);
+    if (err instanceof Error && userSqlError.test(err.message)) throw invalid(err.message);
+    throw err;
+  }
+}
+
+function toService(r: ServiceRow): Service {
+  return create(ServiceSchema, { name: r.name, namespace: r.namespace, region: r.region, instanceCount: r.instanceCount });
+}
+
+function toTrace(t: TraceRow): Trace {
+  return create(TraceSchema, {
+    traceId: t.traceId,
+    durationNs: BigInt(Math.round(t.durationNs)),
+    timestamp: timestampFromDate(t.timestamp),
+    service: t.service,
+    rootName: t.rootName,
+    spanCount: t.spanCount,
+    error: t.error,
+  });
+}
+
+function toListValue(row: SqlValue[]): ListValue {
+  return create(ListValueSchema, { values: row.map(toValue) });
+}
+
+function toValue(v: SqlValue): Value {
+  if (v === null) return create(ValueSchema, { kind: { case: "nullValue", value: 0 } });
+  switch (typeof v) {
+    case "boolean":
+      return create(ValueSchema, { kind: { case: "boolValue", value: v } });
+    case "number":
+      // google.protobuf.Value's JSON form has no NaN or Infinity; a Connect+JSON client would fail
+      // on the whole response, so they travel as the strings DuckDB itself prints.
+      return Number.isFinite(v)
+        ? create(ValueSchema, { kind: { case: "numberValue", value: v } })
+        : create(ValueSchema, { kind: { case: "stringValue", value: Number.isNaN(v) ? "nan" : v > 0 ? "inf" : "-inf" } });
+    default:
+      return create(ValueSchema, { kind: { case: "stringValue", value: String(v) } });
+  }
+}

@@ -1,0 +1,110 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const bin = join(root, "bin/coral.mjs");
+
+/** The environment a test's `coral` sees: nothing from the developer's shell that could change its behaviour. */
+function cleanEnv(extra?: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  for (const k of ["PATH", "HOME", "TMPDIR", "LANG", "SYSTEMROOT"]) {
+    if (process.env[k] !== undefined) env[k] = process.env[k]!;
+  }
+  return { ...env, ...extra };
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `coral ARGS…` as a user would (bin/coral.mjs in a child process) and collects its output. */
+export function runCoral(args: string[], o: { env?: Record<string, string>; input?: string } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: cleanEnv(o.env), stdio: "pipe" });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.on("error", reject);
+    // A signal death has no exit code; 128+n is what a shell would report.
+    child.on("close", (code, signal) => resolve({ code: code ?? 128 + signalNumber(signal), stdout, stderr }));
+    child.stdin.end(o.input ?? "");
+  });
+}
+
+function signalNumber(signal: NodeJS.Signals | null): number {
+  return signal === "SIGKILL" ? 9 : signal === "SIGTERM" ? 15 : signal === "SIGINT" ? 2 : 0;
+}
+
+export interface SpawnedColony {
+  /** `host:port` the colony reported. */
+  addr: string;
+  /** `http://host:port`, ready for a Connect/gRPC transport. */
+  baseUrl: string;
+  dbPath: string;
+  proc: ChildProcess;
+  /** SIGTERM, then wait for exit; resolves with the exit code. Removes the temp dir it created. */
+  stop(): Promise<number | null>;
+}
+
+const READY = /^colony listening on (\S+) \(db (.+)\)$/m;
+
+/**
+ * Starts `coral colony start` on a free port with its own temporary database and waits for the
+ * ready line. Rejects with the colony's stderr if it exits before becoming ready.
+ */
+export async function spawnColony(
+  o: { demo?: boolean; token?: string; dbPath?: string; extraArgs?: string[] } = {},
+): Promise<SpawnedColony> {
+  const ownDir = o.dbPath ? undefined : mkdtempSync(join(tmpdir(), "coral-colony-"));
+  const dbPath = o.dbPath ?? join(ownDir!, "coral.duckdb");
+  const args = [bin, "colony", "start", "--listen", "127.0.0.1:0", "--db", dbPath];
+  if (o.demo) args.push("--demo");
+  if (o.token !== undefined) args.push("--token", o.token);
+  args.push(...(o.extraArgs ?? []));
+
+  const proc = spawn(process.execPath, args, { cwd: root, env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  proc.stdout!.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+  proc.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+
+  const addr = await new Promise<string>((resolve, reject) => {
+    const check = () => {
+      const m = READY.exec(stdout);
+      if (m) {
+        proc.stdout!.off("data", check);
+        resolve(m[1]);
+      }
+    };
+    proc.stdout!.on("data", check);
+    proc.once("error", reject);
+    void exited.then((code) => reject(new Error(`colony exited with code ${code} before it was ready:\n${stderr}`)));
+  }).catch((err) => {
+    if (ownDir) rmSync(ownDir, { recursive: true, force: true });
+    throw err;
+  });
+
+  let stopping: Promise<number | null> | undefined;
+  return {
+    addr,
+    baseUrl: `http://${addr}`,
+    dbPath,
+    proc,
+    stop() {
+      stopping ??= (async () => {
+        if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
+        const code = await exited;
+        if (ownDir) rmSync(ownDir, { recursive: true, force: true });
+        return code;
+      })();
+      return stopping;
+    },
+  };
+}
