@@ -1,0 +1,183 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Writer } from "../ingest/writer.js";
+import { SqlRejected, SqlRunner, type SqlResult } from "./readonly-sql.js";
+import { Store } from "./store.js";
+
+let dir: string;
+let store: Store;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "coral-sql-"));
+  store = await Store.open(join(dir, "coral.duckdb"));
+  const writer = new Writer(store);
+  await writer.writeSpans(
+    [1, 2, 3].map((i) => ({
+      traceId: `t${i}`,
+      spanId: `s${i}`,
+      parentSpanId: null,
+      serviceName: "payments",
+      name: "POST /charge",
+      kind: "SERVER" as const,
+      startTimeMs: Date.UTC(2026, 0, 1, 12, 0, i),
+      durationNs: i * 1_000_000,
+      statusCode: "OK" as const,
+      httpStatusCode: 200,
+      attributes: { i },
+    })),
+  );
+  await writer.close();
+});
+
+afterAll(async () => {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function rejection(p: Promise<unknown>): Promise<SqlRejected> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(SqlRejected);
+    return err as SqlRejected;
+  }
+  throw new Error("expected the query to be rejected");
+}
+
+describe("SqlRunner", () => {
+  it("runs a SELECT and converts values for the wire", async () => {
+    const r = await new SqlRunner(store).run(`
+      SELECT 42::BIGINT AS n, 9007199254740993::BIGINT AS big, 12::HUGEINT AS h, 1.25::DECIMAL(4,2) AS d,
+             123456789012345678.5::DECIMAL(38,1) AS wide, TIMESTAMPTZ '2026-01-01 12:00:00.123456+00' AS ts,
+             [1, 2] AS list, {'a': 1} AS struct, NULL AS nothing, true AS yes, 'x' AS s`);
+    expect(r.columns.map((c) => c.name)).toEqual(["n", "big", "h", "d", "wide", "ts", "list", "struct", "nothing", "yes", "s"]);
+    expect(r.columns[0]!.type).toBe("BIGINT");
+    expect(r.rows).toEqual([[42, "9007199254740993", 12, 1.25, "123456789012345678.5", "2026-01-01T12:00:00.123456Z", "[1,2]", '{"a":1}', null, true, "x"]]);
+    expect(r.truncated).toBe(false);
+  });
+
+  it("accepts every form DuckDB classifies as a query", async () => {
+    const runner = new SqlRunner(store);
+    expect((await runner.run("WITH x AS (SELECT count(*) AS n FROM spans) SELECT n FROM x")).rows).toEqual([[3]]);
+    expect((await runner.run("FROM spans SELECT span_id ORDER BY span_id")).rows).toEqual([["s1"], ["s2"], ["s3"]]);
+    expect((await runner.run("DESCRIBE spans")).rows.length).toBeGreaterThan(0);
+    expect((await runner.run("SELECT current_setting('enable_external_access') AS v")).rows).toEqual([[false]]);
+    expect((await runner.run("SELECT 1;")).rows).toEqual([[1]]);
+  });
+
+  it("refuses more than one statement, even if the first is a SELECT", async () => {
+    const runner = new SqlRunner(store);
+    const e = await rejection(runner.run("SELECT 1; DELETE FROM spans"));
+    expect(e.code).toBe("invalid_argument");
+    expect(e.message).toBe("exactly one SQL statement is allowed; got 2");
+    expect((await runner.run("SELECT count(*) FROM spans")).rows).toEqual([[3]]);
+  });
+
+  it.each([
+    ["EXPLAIN SELECT 1", "EXPLAIN"],
+    ["PRAGMA version", "PRAGMA"],
+    ["PRAGMA table_info('spans')", "PRAGMA"],
+    ["SET threads = 1", "SET"],
+    ["RESET threads", "SET"],
+    ["ATTACH 'other.duckdb' AS other", "ATTACH"],
+    ["INSTALL httpfs", "LOAD"],
+    ["LOAD json", "LOAD"],
+    ["DELETE FROM spans", "DELETE"],
+    ["DROP TABLE spans", "DROP"],
+    ["CREATE TABLE t AS SELECT 1", "CREATE"],
+    ["INSERT INTO services VALUES ('x', 'y', 'z', 1, now(), now())", "INSERT"],
+    ["UPDATE spans SET name = 'x'", "UPDATE"],
+    ["CALL pragma_version()", "CALL"],
+    ["CHECKPOINT", "CALL"],
+    ["BEGIN TRANSACTION", "TRANSACTION"],
+  ])("refuses %s as a non-SELECT statement", async (statement, type) => {
+    const e = await rejection(new SqlRunner(store).run(statement));
+    expect(e.code).toBe("invalid_argument");
+    expect(e.message).toBe(`only SELECT statements are allowed; got ${type}`);
+    expect(e.stack).toBeUndefined();
+  });
+
+  it.each(["COPY spans TO 'out.csv'", "EXPORT DATABASE 'dump'", "ATTACH 'other.duckdb' AS other (READ_ONLY)"])(
+    "refuses %s as a statement kind, before it would touch a file",
+    async (statement) => {
+      const e = await rejection(new SqlRunner(store).run(statement));
+      expect(e.code).toBe("invalid_argument");
+      expect(e.message).toMatch(/^only SELECT statements are allowed; got /);
+    },
+  );
+
+  it("leaves the data untouched after refused writes", async () => {
+    const runner = new SqlRunner(store);
+    await rejection(runner.run("DELETE FROM spans"));
+    await rejection(runner.run("DROP TABLE spans"));
+    expect((await runner.run("SELECT count(*) FROM spans")).rows).toEqual([[3]]);
+  });
+
+  it.each([
+    "SELECT * FROM read_text('/etc/passwd')",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_parquet('/tmp/x.parquet')",
+    "SELECT * FROM glob('/etc/*')",
+    "SELECT * FROM read_text('https://example.com/')",
+  ])("cannot reach files or the network: %s", async (statement) => {
+    const e = await rejection(new SqlRunner(store).run(statement));
+    expect(e.code).toBe("invalid_argument");
+    expect(e.message).toMatch(/disabled by configuration/);
+  });
+
+  it("reports DuckDB's own message for a broken query", async () => {
+    const e = await rejection(new SqlRunner(store).run("SELEC 1"));
+    expect(e.code).toBe("invalid_argument");
+    expect(e.message).toMatch(/syntax error/);
+  });
+
+  it("limits rows and says so", async () => {
+    const runner = new SqlRunner(store, { maxRows: 10 });
+    const over = await runner.run("SELECT * FROM range(25)");
+    expect(over.rows).toHaveLength(10);
+    expect(over.truncated).toBe(true);
+    const exact = await runner.run("SELECT * FROM range(10)");
+    expect(exact.rows).toHaveLength(10);
+    expect(exact.truncated).toBe(false);
+  });
+
+  it("interrupts a query that outruns the deadline, and only that query", async () => {
+    const runner = new SqlRunner(store, { timeoutMs: 300 });
+    const slow = rejection(runner.run("SELECT count(*) FROM range(100000000) a, range(1000000) b"));
+    const quick = await new SqlRunner(store).run("SELECT count(*) FROM spans");
+    const e = await slow;
+    expect(e.code).toBe("deadline_exceeded");
+    expect(e.message).toContain("300 ms");
+    expect(quick.rows).toEqual([[3]]);
+  });
+
+  it("caps the bytes of a response", async () => {
+    const runner = new SqlRunner(store, { maxBytes: 10_000 });
+    const e = await rejection(runner.run("SELECT repeat('x', 1000) FROM range(100)"));
+    expect(e.code).toBe("resource_exhausted");
+    expect(e.message).toContain("10000-byte");
+    expect((await runner.run("SELECT repeat('x', 1000) FROM range(5)")).rows).toHaveLength(5);
+  });
+
+  it("streams in batches with columns first and truncation last", async () => {
+    const batches: SqlResult[] = [];
+    for await (const b of new SqlRunner(store).stream("SELECT range AS i FROM range(10)", { maxRows: 8, batchRows: 3 })) batches.push(b);
+    expect(batches.map((b) => b.rows.length)).toEqual([3, 3, 2]);
+    expect(batches.map((b) => b.columns.length)).toEqual([1, 0, 0]);
+    expect(batches.map((b) => b.truncated)).toEqual([false, false, true]);
+    expect(batches.flatMap((b) => b.rows.map((r) => r[0]))).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it("streams an empty result as one batch carrying the columns", async () => {
+    const batches: SqlResult[] = [];
+    for await (const b of new SqlRunner(store).stream("SELECT span_id FROM spans WHERE false")) batches.push(b);
+    expect(batches).toEqual([{ columns: [{ name: "span_id", type: "VARCHAR" }], rows: [], truncated: false }]);
+  });
+
+  it("refuses statements with parameters", async () => {
+    const e = await rejection(new SqlRunner(store).run("SELECT $1"));
+    expect(e.code).toBe("invalid_argument");
+  });
+});
