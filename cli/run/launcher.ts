@@ -1,0 +1,305 @@
+import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { existsSync, realpathSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { constants as osConstants, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { judgeGraph, sdkFiles, type DenoInfo } from "./graph.js";
+import { defaultSdkModule, denoPath } from "./paths.js";
+import {
+  childEnv,
+  dataLimitBytes,
+  parseColony,
+  resolutionFlags,
+  runFlags,
+  SandboxError,
+  vetReadDir,
+  withDataLimit,
+} from "./sandbox.js";
+import { StderrFilter } from "./stderr-filter.js";
+
+export { denoPath } from "./paths.js";
+export { watchScript } from "./watch.js";
+
+export interface RunOptions {
+  /** Path of the script, or "-" to read its source from stdin. */
+  script: string;
+  /** Passed to the script as Deno.args. */
+  args: string[];
+  /** "host:port" of the colony, the only address the script may connect to. */
+  colony: string;
+  /** Passed to the script as CORAL_TOKEN. */
+  token?: string;
+  /** Passed to the script as CORAL_PARAMS (JSON). */
+  params: Record<string, string>;
+  /** Wall-clock limit of one run; 0 disables it. Default 60. */
+  timeoutSec: number;
+  /** V8 heap limit; the OS data ceiling is derived from it. Default 512. */
+  memoryMb: number;
+  /** One directory the script may read, granted by its realpath. */
+  allowRead?: string;
+  /** Type-check with `deno check` before running. */
+  check?: boolean;
+  /** Path of the SDK bundle mapped to "@coral/sdk"; default <repo>/dist/sdk/coral-sdk.js. */
+  sdkModule?: string;
+  stdout?: NodeJS.WritableStream;
+  stderr?: NodeJS.WritableStream;
+  stdin?: NodeJS.ReadableStream;
+}
+
+/**
+ * Exit codes, beyond the script's own:
+ * - 1   refused before running (module graph, --allow-read, missing SDK) or `--check` failed
+ * - 124 the run hit its timeout
+ * - 130 aborted (watch mode stopped, Ctrl-C)
+ * - 137 the script exceeded its memory limit
+ * - 128+N the script died by signal N
+ */
+export const EXIT = { refused: 1, timeout: 124, aborted: 130, outOfMemory: 137 } as const;
+
+/** Time a script gets between SIGTERM and SIGKILL. */
+const KILL_GRACE_MS = 2000;
+
+/** Runs one script in the sandbox and resolves to the exit code coral should exit with. */
+export async function runScript(o: RunOptions, signal?: AbortSignal): Promise<number> {
+  return (await runOnce(o, signal)).code;
+}
+
+export interface RunOutcome {
+  code: number;
+  /** Local modules of the script's graph (realpaths), known once the graph check ran. */
+  localFiles: string[];
+}
+
+/** One run with its own temp dir; shared by runScript and watchScript. */
+export async function runOnce(o: RunOptions, signal?: AbortSignal, stdinSource?: string): Promise<RunOutcome> {
+  const stderr = o.stderr ?? process.stderr;
+  const work = await mkdtemp(join(tmpdir(), "coral-run-"));
+  try {
+    return await runIn(work, o, stderr, signal, stdinSource);
+  } catch (e) {
+    if (e instanceof SandboxError) {
+      stderr.write(`${e.message}\n`);
+      return { code: EXIT.refused, localFiles: [] };
+    }
+    throw e;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function runIn(
+  work: string,
+  o: RunOptions,
+  stderr: NodeJS.WritableStream,
+  signal: AbortSignal | undefined,
+  stdinSource: string | undefined,
+): Promise<RunOutcome> {
+  parseColony(o.colony);
+  const deno = denoPath();
+  const sdkModule = resolve(o.sdkModule ?? defaultSdkModule());
+  if (!existsSync(sdkModule)) {
+    throw new SandboxError(`the @coral/sdk bundle is missing at ${sdkModule} (run \`npm run build\`)`);
+  }
+
+  let script: string;
+  if (o.script === "-") {
+    // Source from stdin gets a directory of its own, so "the script's directory" contains nothing
+    // else and relative imports from it have nowhere to go.
+    const dir = join(work, "stdin");
+    await mkdir(dir);
+    script = join(dir, "stdin.ts");
+    await writeFile(script, stdinSource ?? (await readAll(o.stdin ?? process.stdin)));
+  } else {
+    script = resolve(o.script);
+    if (!existsSync(script)) throw new SandboxError(`script not found: ${o.script}`);
+  }
+  script = realpathSync(script);
+  const scriptDir = dirname(script);
+
+  const denoDir = join(work, "deno_dir");
+  await mkdir(denoDir);
+  const env = childEnv({ denoDir, colony: o.colony, token: o.token, params: o.params });
+
+  const sdkUrl = pathToFileURL(realpathSync(sdkModule)).href;
+  const importMap = join(work, "import_map.json");
+  await writeFile(importMap, JSON.stringify({ imports: { "@coral/sdk": sdkUrl } }));
+
+  const info = await captureDeno(deno, ["info", "--json", ...resolutionFlags(importMap), script], env, signal);
+  if (signal?.aborted) return { code: EXIT.aborted, localFiles: [] };
+  if (info.code !== 0) {
+    stderr.write(info.stderr);
+    return { code: EXIT.refused, localFiles: [script] };
+  }
+  const verdict = judgeGraph(JSON.parse(info.stdout) as DenoInfo, { scriptDir, allowedFiles: sdkFiles(sdkModule) });
+  const localFiles = verdict.localFiles.length > 0 ? verdict.localFiles : [script];
+  if (!verdict.ok) {
+    stderr.write(`${verdict.message}\n`);
+    return { code: EXIT.refused, localFiles };
+  }
+
+  const read = o.allowRead ? await vetReadDir(o.allowRead) : undefined;
+
+  if (o.check) {
+    const code = await checkTypes(deno, work, sdkModule, script, env, o, signal);
+    if (signal?.aborted) return { code: EXIT.aborted, localFiles };
+    if (code !== 0) return { code: EXIT.refused, localFiles };
+  }
+
+  const argv = withDataLimit(
+    [
+      deno,
+      ...runFlags({
+        importMap,
+        colony: o.colony,
+        location: `http://run-${randomUUID()}.coral.invalid/`,
+        memoryMb: o.memoryMb,
+        allowRead: read?.root,
+        denyRead: read?.denyRead ?? [],
+      }),
+      script,
+      ...o.args,
+    ],
+    dataLimitBytes(o.memoryMb),
+  );
+  const code = await supervise(argv, env, o, stderr, signal, o.script === "-");
+  return { code, localFiles };
+}
+
+/**
+ * Runs `deno check` with the run's resolution flags. When the SDK's .d.ts sits beside the bundle,
+ * the check maps "@coral/sdk" to it directly, so types do not depend on the bundle carrying a
+ * @ts-self-types comment.
+ */
+async function checkTypes(
+  deno: string,
+  work: string,
+  sdkModule: string,
+  script: string,
+  env: Record<string, string>,
+  o: RunOptions,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  const dts = sdkModule.replace(/\.m?js$/, ".d.ts");
+  const target = existsSync(dts) ? dts : sdkModule;
+  const checkMap = join(work, "check_import_map.json");
+  await writeFile(checkMap, JSON.stringify({ imports: { "@coral/sdk": pathToFileURL(realpathSync(target)).href } }));
+  const r = await captureDeno(deno, ["check", ...resolutionFlags(checkMap), script], { ...env, NO_COLOR: "1" }, signal);
+  if (r.code !== 0) {
+    const err = o.stderr ?? process.stderr;
+    err.write(r.stdout);
+    err.write(r.stderr);
+  }
+  return r.code;
+}
+
+/** Starts Deno under the limits, streams its output, and maps how it ended to our exit code. */
+function supervise(
+  argv: string[],
+  env: Record<string, string>,
+  o: RunOptions,
+  stderr: NodeJS.WritableStream,
+  signal: AbortSignal | undefined,
+  stdinConsumed: boolean,
+): Promise<number> {
+  const inheritOut = o.stdout === undefined || o.stdout === process.stdout;
+  const inheritIn = o.stdin === undefined || o.stdin === process.stdin;
+  const stdio: StdioOptions = [
+    stdinConsumed ? "ignore" : inheritIn ? "inherit" : "pipe",
+    inheritOut ? "inherit" : "pipe",
+    "pipe",
+  ];
+  return new Promise((resolvePromise, reject) => {
+    let child: ChildProcess;
+    try {
+      child = spawn(argv[0], argv.slice(1), { env, stdio });
+    } catch (e) {
+      reject(e);
+      return;
+    }
+    const filter = new StderrFilter(stderr);
+    child.stderr!.on("data", (c: Buffer) => filter.write(c));
+    if (child.stdout) child.stdout.pipe(o.stdout!, { end: false });
+    if (child.stdin) {
+      // The script may exit without reading its input; that is not our error.
+      child.stdin.on("error", () => {});
+      o.stdin!.pipe(child.stdin);
+    }
+
+    let ending: "timeout" | "aborted" | undefined;
+    let killTimer: NodeJS.Timeout | undefined;
+    const stop = (why: "timeout" | "aborted") => {
+      if (ending) return;
+      ending = why;
+      child.kill("SIGTERM");
+      // Scripts can ignore SIGTERM (Deno.addSignalListener); SIGKILL cannot be ignored.
+      killTimer = setTimeout(() => child.kill("SIGKILL"), KILL_GRACE_MS);
+    };
+    const timer = o.timeoutSec > 0 ? setTimeout(() => stop("timeout"), o.timeoutSec * 1000) : undefined;
+    const onAbort = () => stop("aborted");
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener("abort", onAbort, { once: true });
+
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      clearTimeout(killTimer);
+      signal?.removeEventListener("abort", onAbort);
+      reject(e);
+    });
+    child.on("close", (exitCode, exitSignal) => {
+      clearTimeout(timer);
+      clearTimeout(killTimer);
+      signal?.removeEventListener("abort", onAbort);
+      if (child.stdin && o.stdin) o.stdin.unpipe(child.stdin);
+      const failed = exitCode !== 0 || exitSignal !== null;
+      const oom = filter.finish(failed && ending === undefined);
+      if (ending === "timeout") {
+        stderr.write(`script timed out after ${o.timeoutSec} s\n`);
+        resolvePromise(EXIT.timeout);
+      } else if (ending === "aborted") {
+        resolvePromise(EXIT.aborted);
+      } else if (oom) {
+        stderr.write(`script exceeded its memory limit (${o.memoryMb} MB)\n`);
+        resolvePromise(EXIT.outOfMemory);
+      } else if (exitSignal) {
+        resolvePromise(128 + (osConstants.signals[exitSignal] ?? 0));
+      } else {
+        resolvePromise(exitCode ?? 1);
+      }
+    });
+  });
+}
+
+/** Runs a short Deno subcommand (info, check) to completion, collecting its output. */
+function captureDeno(
+  deno: string,
+  args: string[],
+  env: Record<string, string>,
+  signal: AbortSignal | undefined,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(deno, args, { env, stdio: ["ignore", "pipe", "pipe"], signal });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (c: Buffer) => out.push(c));
+    child.stderr.on("data", (c: Buffer) => err.push(c));
+    child.on("error", (e) => {
+      if (e.name === "AbortError") return; // "close" still follows and reports the kill.
+      reject(e);
+    });
+    child.on("close", (code) =>
+      resolvePromise({
+        code: code ?? 1,
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+      }),
+    );
+  });
+}
+
+export async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(typeof c === "string" ? Buffer.from(c) : c);
+  return Buffer.concat(chunks).toString();
+}
