@@ -1,0 +1,292 @@
+import type { HostSample, ResourceRecord, SpanRecord, Writer } from "../ingest/writer.js";
+
+/**
+ * A small shop, generated deterministically: the same seed and `nowMs` give the same rows, so docs,
+ * examples and tests can quote numbers. Everything is written through the ingestion Writer, so the
+ * demo exercises exactly the path OTLP data takes.
+ *
+ * Shape of the traffic (per minute, before a gentle daily swing):
+ *   frontend GET /            → inventory GET /stock/:sku
+ *   frontend GET /orders/:id  → orders GET /orders/:id → inventory GET /stock/:sku
+ *   frontend POST /checkout   → auth POST /token, orders POST /orders → inventory, payments POST /charge
+ *   frontend POST /refunds    → payments POST /refund
+ *   legacy-api (batch clients) GET /v1/report, POST /v1/sync, each with a slow database call
+ * payments has a heavy tail (p99 ≈ 0.9 s) and a short incident of gateway errors in the last hour;
+ * legacy-api is slow (p99 > 1.5 s) and fails a few percent of the time.
+ */
+
+interface ServiceSpec {
+  namespace: string;
+  region: string;
+  instances: number;
+  /** Fraction of requests failing with a 5xx on their own (children's failures propagate too). */
+  errorRate: number;
+  /** Baseline CPU % and memory % of its hosts. */
+  cpu: number;
+  memory: number;
+  memoryTotalBytes: number;
+}
+
+const SERVICES: Record<string, ServiceSpec> = {
+  frontend: { namespace: "web", region: "us-east-1", instances: 4, errorRate: 0.001, cpu: 35, memory: 45, memoryTotalBytes: 4 * 2 ** 30 },
+  auth: { namespace: "platform", region: "us-east-1", instances: 2, errorRate: 0.0005, cpu: 20, memory: 30, memoryTotalBytes: 2 * 2 ** 30 },
+  orders: { namespace: "shop", region: "us-east-1", instances: 3, errorRate: 0.002, cpu: 40, memory: 55, memoryTotalBytes: 8 * 2 ** 30 },
+  payments: { namespace: "shop", region: "us-east-1", instances: 3, errorRate: 0.004, cpu: 45, memory: 60, memoryTotalBytes: 8 * 2 ** 30 },
+  inventory: { namespace: "shop", region: "us-west-2", instances: 2, errorRate: 0.001, cpu: 25, memory: 40, memoryTotalBytes: 4 * 2 ** 30 },
+  "legacy-api": { namespace: "legacy", region: "eu-west-1", instances: 2, errorRate: 0.03, cpu: 65, memory: 70, memoryTotalBytes: 16 * 2 ** 30 },
+};
+
+/** A route's own work (excluding downstream calls) is lognormal: `median` ms, and ≈ `p99` ms at the 99th percentile. */
+interface Route {
+  service: string;
+  method: "GET" | "POST";
+  path: string;
+  median: number;
+  p99: number;
+  calls?: Route[];
+  /** An INTERNAL child span doing the route's work (e.g. a database call). */
+  internal?: string;
+}
+
+const stock: Route = { service: "inventory", method: "GET", path: "/stock/:sku", median: 18, p99: 70 };
+const charge: Route = { service: "payments", method: "POST", path: "/charge", median: 120, p99: 880 };
+const refund: Route = { service: "payments", method: "POST", path: "/refund", median: 90, p99: 600 };
+const token: Route = { service: "auth", method: "POST", path: "/token", median: 8, p99: 40 };
+
+/** Trace shapes and how many start per minute on average. */
+const TRAFFIC: { rate: number; root: Route }[] = [
+  { rate: 60, root: { service: "frontend", method: "GET", path: "/", median: 12, p99: 60, calls: [stock] } },
+  {
+    rate: 100,
+    root: {
+      service: "frontend",
+      method: "GET",
+      path: "/orders/:id",
+      median: 10,
+      p99: 50,
+      calls: [{ service: "orders", method: "GET", path: "/orders/:id", median: 35, p99: 220, calls: [stock] }],
+    },
+  },
+  {
+    rate: 12,
+    root: {
+      service: "frontend",
+      method: "POST",
+      path: "/checkout",
+      median: 15,
+      p99: 80,
+      calls: [token, { service: "orders", method: "POST", path: "/orders", median: 40, p99: 180, calls: [stock, charge] }],
+    },
+  },
+  { rate: 2, root: { service: "frontend", method: "POST", path: "/refunds", median: 12, p99: 60, calls: [token, refund] } },
+  { rate: 15, root: { service: "legacy-api", method: "GET", path: "/v1/report", median: 320, p99: 2400, internal: "SELECT report_rows" } },
+  { rate: 10, root: { service: "legacy-api", method: "POST", path: "/v1/sync", median: 250, p99: 1800, internal: "UPDATE sync_state" } },
+];
+
+const MINUTE_MS = 60_000;
+const BATCH_MINUTES = 10;
+const Z99 = 2.3263478740408408;
+
+/** mulberry32: tiny, fast, and good enough for synthetic traffic. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+class Gen {
+  constructor(readonly random: () => number) {}
+
+  normal(): number {
+    const u = 1 - this.random();
+    const v = this.random();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+
+  lognormalMs(median: number, p99: number): number {
+    return median * Math.exp((Math.log(p99 / median) / Z99) * this.normal());
+  }
+
+  hex(chars: number): string {
+    let s = "";
+    while (s.length < chars) s += Math.floor(this.random() * 2 ** 32).toString(16).padStart(8, "0");
+    return s.slice(0, chars);
+  }
+
+  int(n: number): number {
+    return Math.floor(this.random() * n);
+  }
+
+  /** Poisson-ish count with mean `mean` (normal approximation is plenty at these rates). */
+  count(mean: number): number {
+    return Math.max(0, Math.round(mean + Math.sqrt(mean) * this.normal()));
+  }
+}
+
+interface Incident {
+  service: string;
+  fromMs: number;
+  toMs: number;
+  errorRate: number;
+}
+
+class TraceBuilder {
+  readonly spans: SpanRecord[] = [];
+  private readonly traceId: string;
+
+  constructor(
+    private readonly g: Gen,
+    private readonly incidents: Incident[],
+  ) {
+    this.traceId = g.hex(32);
+  }
+
+  /** Emits the SERVER span for `route` (and everything below it); returns its duration and failure. */
+  serve(route: Route, parentSpanId: string | null, startMs: number): { durationMs: number; failed: boolean } {
+    const g = this.g;
+    const spec = SERVICES[route.service]!;
+    const spanId = g.hex(16);
+    const own = g.lognormalMs(route.median, route.p99);
+    let cursor = startMs + own * 0.3;
+    let childFailed = false;
+    for (const call of route.calls ?? []) {
+      const clientId = g.hex(16);
+      const network = 0.3 + g.random() * 1.2;
+      const child = this.serve(call, clientId, cursor + network / 2);
+      const clientMs = child.durationMs + network;
+      this.spans.push(this.span(clientId, spanId, route.service, `${call.method} ${call.path}`, "CLIENT", cursor, clientMs, child.failed, child.failed ? 502 : 200, {
+        "http.method": call.method,
+        "peer.service": call.service,
+      }));
+      childFailed ||= child.failed;
+      cursor += clientMs;
+    }
+    if (route.internal) {
+      const dbMs = own * (0.5 + g.random() * 0.3);
+      this.spans.push(this.span(g.hex(16), spanId, route.service, route.internal, "INTERNAL", cursor, dbMs, false, null, { "db.system": "postgresql" }));
+    }
+    const durationMs = cursor - startMs + own * 0.7;
+    const rate = this.incidents.find((i) => i.service === route.service && startMs >= i.fromMs && startMs < i.toMs)?.errorRate ?? spec.errorRate;
+    const failed = childFailed || g.random() < rate;
+    const status = failed ? (childFailed ? 502 : [500, 503, 504][g.int(3)]!) : route.method === "POST" ? 201 : 200;
+    this.spans.push(this.span(spanId, parentSpanId, route.service, `${route.method} ${route.path}`, "SERVER", startMs, durationMs, failed, status, {
+      "http.method": route.method,
+      "http.route": route.path,
+      "http.status_code": status,
+      "service.instance.id": `${route.service}-${g.int(spec.instances)}`,
+    }));
+    return { durationMs, failed };
+  }
+
+  private span(
+    spanId: string,
+    parentSpanId: string | null,
+    serviceName: string,
+    name: string,
+    kind: SpanRecord["kind"],
+    startMs: number,
+    durationMs: number,
+    failed: boolean,
+    httpStatusCode: number | null,
+    attributes: SpanRecord["attributes"],
+  ): SpanRecord {
+    return {
+      traceId: this.traceId,
+      spanId,
+      parentSpanId,
+      serviceName,
+      name,
+      kind,
+      startTimeMs: startMs,
+      durationNs: Math.round(durationMs * 1e6),
+      statusCode: failed ? "ERROR" : kind === "SERVER" ? "OK" : "UNSET",
+      httpStatusCode,
+      attributes,
+    };
+  }
+}
+
+function hostName(service: string, i: number): string {
+  return `${service}-${i}.${SERVICES[service]!.region}.internal`;
+}
+
+export async function seedDemo(writer: Writer, o: { nowMs: number; hours?: number; seed?: number }): Promise<{ spans: number; services: string[] }> {
+  const hours = o.hours ?? 3;
+  const g = new Gen(prng(o.seed ?? 42));
+  const endMs = o.nowMs;
+  const startMs = endMs - hours * 3_600_000;
+  const services = Object.keys(SERVICES).sort();
+  // A gateway incident 20–28 minutes ago: something for error-rate scripts to find.
+  const incidents: Incident[] = [{ service: "payments", fromMs: endMs - 28 * MINUTE_MS, toMs: endMs - 20 * MINUTE_MS, errorRate: 0.12 }];
+
+  const resources: ResourceRecord[] = [];
+  for (const name of services) {
+    const spec = SERVICES[name]!;
+    for (let i = 0; i < spec.instances; i++) {
+      for (const seenAtMs of [startMs, endMs]) {
+        resources.push({ serviceName: name, namespace: spec.namespace, region: spec.region, instanceId: `${name}-${i}`, seenAtMs });
+      }
+    }
+  }
+  await writer.writeResources(resources);
+
+  let total = 0;
+  const firstMinute = Math.floor(startMs / MINUTE_MS) * MINUTE_MS;
+  for (let batchStart = firstMinute; batchStart < endMs; batchStart += BATCH_MINUTES * MINUTE_MS) {
+    const spans: SpanRecord[] = [];
+    const samples: HostSample[] = [];
+    const batchEnd = Math.min(batchStart + BATCH_MINUTES * MINUTE_MS, endMs);
+    for (let minute = batchStart; minute < batchEnd; minute += MINUTE_MS) {
+      // Traffic swings ±30% over a day, so charts over a few hours are not flat.
+      const load = 1 + 0.3 * Math.sin((2 * Math.PI * (minute % 86_400_000)) / 86_400_000);
+      for (const { rate, root } of TRAFFIC) {
+        const n = g.count(rate * load);
+        for (let k = 0; k < n; k++) {
+          const at = minute + g.random() * MINUTE_MS;
+          if (at < startMs || at >= endMs) continue;
+          const trace = new TraceBuilder(g, incidents);
+          trace.serve(root, null, at);
+          for (const s of trace.spans) spans.push(s);
+        }
+      }
+      const sampleAt = minute + 15_000;
+      if (sampleAt < startMs || sampleAt >= endMs) continue;
+      const hoursIn = (sampleAt - startMs) / 3_600_000;
+      for (const name of services) {
+        const spec = SERVICES[name]!;
+        for (let i = 0; i < spec.instances; i++) {
+          // legacy-api leaks memory until it is restarted every two hours.
+          const leak = name === "legacy-api" ? 20 * ((hoursIn % 2) / 2) : 0;
+          const cpu = clamp(spec.cpu * load + 6 * g.normal(), 1, 100);
+          const memoryPercent = clamp(spec.memory + leak + 2 * g.normal(), 1, 99);
+          samples.push({
+            timestampMs: sampleAt,
+            hostName: hostName(name, i),
+            serviceName: name,
+            cpuPercent: round2(cpu),
+            memoryPercent: round2(memoryPercent),
+            memoryUsedBytes: Math.round((spec.memoryTotalBytes * memoryPercent) / 100),
+            memoryTotalBytes: spec.memoryTotalBytes,
+          });
+        }
+      }
+    }
+    await writer.writeSpans(spans);
+    await writer.writeHostSamples(samples);
+    total += spans.length;
+  }
+  return { spans: total, services };
+}
+
+function clamp(v: number, lo: number, hi: number): number {
+  return Math.min(hi, Math.max(lo, v));
+}
+
+function round2(v: number): number {
+  return Math.round(v * 100) / 100;
+}
