@@ -1,5 +1,5 @@
 import { isFieldSet, type DescMessage, type Message } from "@bufbuild/protobuf";
-import { requestDefaults } from "../../gen/coral/colony/v1/query_coral.js";
+import { requestDefaults } from "../../gen/coral/colony/v1/query_defaults.js";
 
 export type DefaultsTable = Record<string, Record<string, unknown>>;
 

@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const bin = join(root, "bin/coral.mjs");
@@ -59,7 +61,7 @@ const READY = /^colony listening on (\S+) \(db (.+)\)$/m;
  * ready line. Rejects with the colony's stderr if it exits before becoming ready.
  */
 export async function spawnColony(
-  o: { demo?: boolean; token?: string; dbPath?: string; extraArgs?: string[] } = {},
+  o: { demo?: boolean; token?: string; dbPath?: string; extraArgs?: string[]; env?: Record<string, string> } = {},
 ): Promise<SpawnedColony> {
   const ownDir = o.dbPath ? undefined : mkdtempSync(join(tmpdir(), "coral-colony-"));
   const dbPath = o.dbPath ?? join(ownDir!, "coral.duckdb");
@@ -68,7 +70,7 @@ export async function spawnColony(
   if (o.token !== undefined) args.push("--token", o.token);
   args.push(...(o.extraArgs ?? []));
 
-  const proc = spawn(process.execPath, args, { cwd: root, env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, args, { cwd: root, env: cleanEnv(o.env), stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   proc.stdout!.setEncoding("utf8").on("data", (d: string) => (stdout += d));
@@ -108,3 +110,16 @@ export async function spawnColony(
     },
   };
 }
+
+/**
+ * Every kind of client a user might point at a colony, by name: fetch-style HTTP/1.1 ones (what
+ * Deno and browsers speak) and HTTP/2 ones (what gRPC needs).
+ */
+export const transports: Record<string, (baseUrl: string) => Transport> = {
+  "Connect over HTTP/1.1": (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "1.1" }),
+  "Connect over HTTP/2": (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "2" }),
+  "Connect+JSON over HTTP/1.1": (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false }),
+  gRPC: (baseUrl) => createGrpcTransport({ baseUrl }),
+  "gRPC-web over HTTP/1.1": (baseUrl) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }),
+  "gRPC-web over HTTP/2": (baseUrl) => createGrpcWebTransport({ baseUrl, httpVersion: "2" }),
+};

@@ -1,0 +1,202 @@
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { QueryService } from "../../gen/coral/colony/v1/query_pb.js";
+import { spawnColony, transports, type SpawnedColony } from "../../test/helpers/colony.js";
+
+async function failure(p: Promise<unknown>): Promise<{ code: string; message: string }> {
+  try {
+    await p;
+  } catch (err) {
+    const ce = ConnectError.from(err);
+    return { code: Code[ce.code], message: ce.rawMessage };
+  }
+  throw new Error("expected the call to fail");
+}
+
+describe("QueryService over the wire, on demo data", () => {
+  let colony: SpawnedColony;
+  let client: Client<typeof QueryService>;
+  beforeAll(async () => {
+    colony = await spawnColony({ demo: true });
+    client = createClient(QueryService, transports["Connect over HTTP/1.1"]!(colony.baseUrl));
+  });
+  afterAll(async () => {
+    await colony?.stop();
+  });
+
+  const scalar = async (sql: string) => (await client.executeQuery({ sql })).rows[0]!.values[0]!.kind.value;
+
+  describe("answers", () => {
+    it("ListServices filters by namespace", async () => {
+      const all = (await client.listServices({})).services;
+      const ns = all[0]!.namespace;
+      const some = (await client.listServices({ namespace: ns })).services;
+      expect(some.length).toBeGreaterThan(0);
+      expect(some.every((s) => s.namespace === ns)).toBe(true);
+      expect(some.length).toBe(all.filter((s) => s.namespace === ns).length);
+      expect((await client.listServices({ namespace: "no-such-namespace" })).services).toEqual([]);
+    });
+
+    it("GetService describes a service with its counts", async () => {
+      const r = await client.getService({ service: "payments" });
+      expect(r.service?.name).toBe("payments");
+      expect(timestampDate(r.firstSeen!).getTime()).toBeLessThanOrEqual(timestampDate(r.lastSeen!).getTime());
+      expect(r.requestCount).toBeGreaterThan(0n);
+      expect(r.errorCount).toBeLessThanOrEqual(r.requestCount);
+    });
+
+    it("GetPercentile applies the proto defaults (p99 of http.server.duration over 1h) and reports ns", async () => {
+      const bare = await client.getPercentile({ service: "payments" });
+      const explicit = await client.getPercentile({
+        service: "payments",
+        metric: "http.server.duration",
+        percentile: 0.99,
+        timeRangeMs: 3_600_000n,
+      });
+      expect(bare.unit).toBe("nanoseconds");
+      expect(bare.value).toBeGreaterThan(0);
+      expect(bare.sampleCount).toBeGreaterThan(0n);
+      expect(bare.value).toBe(explicit.value);
+      expect(bare.sampleCount).toBe(explicit.sampleCount);
+
+      const p50 = await client.getPercentile({ service: "payments", percentile: 0.5 });
+      expect(p50.value).toBeLessThan(bare.value);
+    });
+
+    it("GetErrorRate is errors over total", async () => {
+      const r = await client.getErrorRate({ service: "payments" });
+      expect(r.totalCount).toBeGreaterThan(0n);
+      expect(r.rate).toBeCloseTo(Number(r.errorCount) / Number(r.totalCount), 12);
+    });
+
+    it("FindSlowTraces applies threshold and limit defaults and returns timestamps", async () => {
+      const r = await client.findSlowTraces({ service: "payments", timeRangeMs: 24n * 3_600_000n });
+      expect(r.traces.length).toBeGreaterThan(0);
+      expect(r.traces.length).toBeLessThanOrEqual(100);
+      expect(r.totalCount).toBeGreaterThanOrEqual(BigInt(r.traces.length));
+      for (const t of r.traces) {
+        expect(t.durationNs).toBeGreaterThanOrEqual(500_000_000n);
+        expect(t.service).toBe("payments");
+        expect(t.traceId).toMatch(/^[0-9a-f]{32}$/);
+        expect(timestampDate(t.timestamp!).getTime()).toBeLessThanOrEqual(Date.now());
+      }
+      const durations = r.traces.map((t) => t.durationNs);
+      expect(durations).toEqual([...durations].sort((a, b) => (a > b ? -1 : a < b ? 1 : 0)));
+
+      const three = await client.findSlowTraces({ service: "payments", timeRangeMs: 24n * 3_600_000n, limit: 3 });
+      expect(three.traces.map((t) => t.traceId)).toEqual(r.traces.slice(0, 3).map((t) => t.traceId));
+    });
+
+    it("FindErrorTraces returns failed traces", async () => {
+      const r = await client.findErrorTraces({ service: "payments", timeRangeMs: 24n * 3_600_000n, limit: 5 });
+      expect(r.traces.length).toBeGreaterThan(0);
+      expect(r.traces.length).toBeLessThanOrEqual(5);
+      expect(r.traces.every((t) => t.error)).toBe(true);
+    });
+
+    it("GetSystemMetrics reports the service's hosts", async () => {
+      const r = await client.getSystemMetrics({ service: "payments" });
+      expect(r.service).toBe("payments");
+      expect(r.hostCount).toBeGreaterThan(0);
+      expect(r.cpuPercent).toBeGreaterThan(0);
+      expect(r.cpuPercent).toBeLessThanOrEqual(100);
+      expect(r.memoryUsedBytes).toBeLessThanOrEqual(r.memoryTotalBytes);
+    });
+  });
+
+  describe("refusals say what is wrong", () => {
+    it("an unknown service is NotFound, with the way to list services", async () => {
+      const expected = { code: "NotFound", message: 'service "paymnts" not found — list services with: coral query services' };
+      expect(await failure(client.getPercentile({ service: "paymnts" }))).toEqual(expected);
+      expect(await failure(client.getService({ service: "paymnts" }))).toEqual(expected);
+      expect(await failure(client.getErrorRate({ service: "paymnts" }))).toEqual(expected);
+      expect(await failure(client.findSlowTraces({ service: "paymnts" }))).toEqual(expected);
+      expect(await failure(client.findErrorTraces({ service: "paymnts" }))).toEqual(expected);
+      expect(await failure(client.getSystemMetrics({ service: "paymnts" }))).toEqual(expected);
+    });
+
+    it("an unknown metric of a known service is NotFound, naming the metric", async () => {
+      const f = await failure(client.getPercentile({ service: "payments", metric: "http.client.nope" }));
+      expect(f.code).toBe("NotFound");
+      expect(f.message).toMatch(/^metric "http\.client\.nope" not found for service "payments"/);
+    });
+
+    it("a percentile outside (0, 1] is InvalidArgument", async () => {
+      expect(await failure(client.getPercentile({ service: "payments", percentile: 1.5 }))).toEqual({
+        code: "InvalidArgument",
+        message: "percentile must be in (0, 1]; got 1.5",
+      });
+      expect(await failure(client.getPercentile({ service: "payments", percentile: -0.5 }))).toEqual({
+        code: "InvalidArgument",
+        message: "percentile must be in (0, 1]; got -0.5",
+      });
+      expect(await client.getPercentile({ service: "payments", percentile: 1 })).toMatchObject({ unit: "nanoseconds" });
+    });
+
+    it("negative windows and limits, and limits above 1000, are InvalidArgument", async () => {
+      const cases: [Promise<unknown>, string][] = [
+        [client.getErrorRate({ service: "payments", timeRangeMs: -1n }), "time_range_ms must not be negative; got -1"],
+        [client.findSlowTraces({ service: "payments", minDurationNs: -5n }), "min_duration_ns must not be negative; got -5"],
+        [client.findSlowTraces({ service: "payments", limit: 1001 }), "limit must be in 1..1000; got 1001"],
+        [client.findErrorTraces({ service: "payments", limit: -1 }), "limit must be in 1..1000; got -1"],
+      ];
+      for (const [call, message] of cases) {
+        expect(await failure(call)).toEqual({ code: "InvalidArgument", message });
+      }
+      const stream = async () => {
+        for await (const _ of client.streamQuery({ sql: "SELECT 1", maxRows: -1n }));
+      };
+      expect(await failure(stream())).toEqual({ code: "InvalidArgument", message: "max_rows must not be negative; got -1" });
+    });
+  });
+
+  describe("SQL guardrails hold over the wire", () => {
+    const refused: [string, RegExp][] = [
+      ["DELETE FROM spans", /only SELECT/],
+      ["DROP TABLE services", /only SELECT/],
+      ["SELECT * FROM read_text('/etc/passwd')", /./],
+      ["SELECT 1; DELETE FROM spans", /exactly one SQL statement/],
+      ["SET enable_external_access = true", /only SELECT/],
+      ["ATTACH '/tmp/evil.duckdb' AS evil", /only SELECT/],
+      ["COPY spans TO '/tmp/spans.csv'", /only SELECT/],
+      ["PRAGMA database_list", /only SELECT/],
+    ];
+
+    it("refuses writes, file access, several statements and settings, leaving the data intact", async () => {
+      const counts = "SELECT (SELECT count(*) FROM spans) || '/' || (SELECT count(*) FROM services) || '/' || (SELECT count(*) FROM trace_summary)";
+      const before = await scalar(counts);
+      expect(before).toMatch(/^[1-9]\d*\/[1-9]\d*\/[1-9]\d*$/);
+      for (const [sql, why] of refused) {
+        const f = await failure(client.executeQuery({ sql }));
+        expect(f.code, sql).toBe("InvalidArgument");
+        expect(f.message, sql).toMatch(why);
+        const s = await failure((async () => {
+          for await (const _ of client.streamQuery({ sql }));
+        })());
+        expect(s.code, `stream: ${sql}`).toBe("InvalidArgument");
+      }
+      expect(await scalar(counts)).toBe(before);
+      expect(await failure(client.executeQuery({ sql: "SELECT * FROM read_text('/etc/passwd')" }))).not.toMatchObject({
+        message: expect.stringContaining("root:"),
+      });
+    });
+
+    it("cuts a 20,000-row result at 10,000 rows and sets truncated", async () => {
+      const r = await client.executeQuery({ sql: "SELECT range AS n FROM range(20000)" });
+      expect(r.rows.length).toBe(10_000);
+      expect(r.truncated).toBe(true);
+      expect(r.columns.map((c) => [c.name, c.type])).toEqual([["n", "BIGINT"]]);
+      const small = await client.executeQuery({ sql: "SELECT range AS n FROM range(3)" });
+      expect(small.rows.length).toBe(3);
+      expect(small.truncated).toBe(false);
+    });
+
+    it("reports a SQL mistake as InvalidArgument with DuckDB's reason", async () => {
+      const f = await failure(client.executeQuery({ sql: "SELECT nope FROM spans" }));
+      expect(f.code).toBe("InvalidArgument");
+      expect(f.message).toMatch(/nope/);
+      expect(await failure(client.executeQuery({ sql: "  " }))).toEqual({ code: "InvalidArgument", message: "sql is required" });
+    });
+  });
+});

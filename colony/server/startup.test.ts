@@ -1,0 +1,90 @@
+import { createHash } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { runCoral, spawnColony } from "../../test/helpers/colony.js";
+
+const sha = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
+
+describe("database problems at start-up: one line, exit 1, file untouched", () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "coral-startup-"));
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const start = (db: string) => runCoral(["colony", "start", "--listen", "127.0.0.1:0", "--db", db]);
+
+  it("a database another colony holds", async () => {
+    const db = join(dir, "coral.duckdb");
+    const holder = await spawnColony({ dbPath: db });
+    try {
+      const r = await start(db);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toMatch(
+        new RegExp(`^coral: database ${escape(db)} is in use by another process \\(PID ${holder.proc.pid}\\) — is another colony running\\?.*\\n$`),
+      );
+    } finally {
+      expect(await holder.stop()).toBe(0);
+    }
+  });
+
+  it("a file that is not a DuckDB database", async () => {
+    const db = join(dir, "notes.duckdb");
+    writeFileSync(db, "these are my notes, not a database\n".repeat(500));
+    const before = sha(db);
+    const r = await start(db);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`coral: ${db} is not a DuckDB database (left untouched) — point --db at another file\n`);
+    expect(sha(db)).toBe(before);
+  });
+
+  it("a directory that does not exist", async () => {
+    const db = join(dir, "missing", "coral.duckdb");
+    const r = await start(db);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`coral: cannot create database ${db}: its directory does not exist\n`);
+  });
+
+  it("a path that is a directory", async () => {
+    const db = join(dir, "adir");
+    mkdirSync(db);
+    const r = await start(db);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(/^coral: cannot open database .*adir/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe("listen address problems at start-up", () => {
+  it("rejects a malformed --listen as a usage error", async () => {
+    for (const listen of ["9090", "localhost", "127.0.0.1:99999", "[::1:9090"]) {
+      const r = await runCoral(["colony", "start", "--listen", listen, "--db", ":memory:"]);
+      expect(r.code, listen).toBe(2);
+      expect(r.stderr, listen).toMatch(/^coral: --listen: invalid listen address .*expected HOST:PORT/);
+      expect(r.stderr.trim().split("\n"), listen).toHaveLength(1);
+    }
+  });
+
+  it("names the port when it is taken", async () => {
+    const colony = await spawnColony();
+    try {
+      const r = await runCoral(["colony", "start", "--listen", colony.addr, "--db", ":memory:"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `coral: cannot listen on ${colony.addr}: the port is already in use (another colony?) — pick another with --listen\n`,
+      );
+    } finally {
+      await colony.stop();
+    }
+  });
+});
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
