@@ -1,0 +1,54 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { UsageError } from "clipanion";
+
+/** A failure whose message is already written for the user: printed as is, no stack. */
+export class CliError extends Error {
+  constructor(message: string, readonly exitCode = 1) {
+    super(message);
+  }
+}
+
+export { UsageError };
+
+/** Network-level causes worth naming, as Node reports them. */
+const socketErrors: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "host not found",
+  ETIMEDOUT: "timed out",
+  EHOSTUNREACH: "host unreachable",
+};
+
+function socketCause(err: unknown): string | undefined {
+  for (let e: any = err, depth = 0; e && depth < 5; e = e.cause, depth++) {
+    if (typeof e.code === "string" && socketErrors[e.code]) return socketErrors[e.code];
+    const m = /\b(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH)\b/.exec(String(e.message ?? ""));
+    if (m) return socketErrors[m[1]];
+  }
+  return undefined;
+}
+
+/**
+ * Turns an RPC failure into one line that says what happened and what to do next.
+ * `colony` is the address the user asked for, so the line can name it.
+ */
+export function describeRpcError(err: unknown, colony: string): CliError {
+  const ce = ConnectError.from(err);
+  const cause = socketCause(err);
+  if (cause || ce.code === Code.Unavailable) {
+    return new CliError(
+      `cannot reach colony at ${colony} (${cause ?? ce.rawMessage}) — start one with: coral colony start`,
+    );
+  }
+  switch (ce.code) {
+    case Code.Unauthenticated:
+      return new CliError(
+        `colony at ${colony} rejected the request: ${ce.rawMessage} — pass --token or set CORAL_TOKEN`,
+      );
+    case Code.DeadlineExceeded:
+      return new CliError(`colony at ${colony} timed out: ${ce.rawMessage}`);
+    default:
+      return new CliError(`${ce.rawMessage} (${Code[ce.code].replace(/[A-Z]/g, (c, i) => (i ? "_" : "") + c.toLowerCase())})`);
+  }
+}

@@ -1,0 +1,213 @@
+// The behaviour behind every generated `coral query …` command. Generated classes
+// (gen/…/query_cli.ts) declare their flags and a table of variants from the proto
+// annotations; this class turns flags into a request, calls the colony and renders.
+import { create, type DescMessage, type DescMethodServerStreaming, type DescMethodUnary } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { Option, UsageError } from "clipanion";
+import { toPlain, type Plain } from "../../sdk/plain.js";
+import {
+  UnitParseError,
+  parseBoolean,
+  parseDurationMs,
+  parseDurationNs,
+  parseNumber,
+  parsePercent,
+} from "../../sdk/units.js";
+import { colonyTransport } from "./client.js";
+import { resolveColony } from "./colony-address.js";
+import { CoralCommand } from "./command.js";
+import { describeRpcError } from "./errors.js";
+import { formatCsv, formatJson, formatTable, outputFormats, type OutputFormat, type UnitName } from "./render.js";
+
+/** How CLI text becomes a request field value. */
+export type ParseRule = "string" | "int" | "int64" | "double" | "bool" | "durationMs" | "durationNs" | "percent";
+
+export interface VariantParam {
+  /** Property of the command class holding the flag's text. */
+  prop: string;
+  /** protobuf-es property of the request message. */
+  field: string;
+  /** The flag as the user writes it ("--window") or the positional's metavar. */
+  flag: string;
+  parse: ParseRule;
+  /** Default, written as on the command line. */
+  default?: string;
+}
+
+export interface Variant {
+  /** Property of the boolean flag selecting this variant; absent for the default. */
+  select?: string;
+  /** The selecting flag as the user writes it ("--error-rate"). */
+  selectFlag?: string;
+  method: DescMethodUnary | DescMethodServerStreaming;
+  params: VariantParam[];
+  /** Response field (proto name) holding the rows; absent: the response is one row. */
+  rows?: string;
+  /** Response field (proto name) naming the columns of ListValue rows. */
+  columns?: string;
+  /** Columns to show, proto names. */
+  show: string[];
+  units: Record<string, UnitName>;
+}
+
+function convert(p: VariantParam, text: string): unknown {
+  switch (p.parse) {
+    case "durationMs":
+      return BigInt(parseDurationMs(text));
+    case "durationNs":
+      return BigInt(parseDurationNs(text));
+    case "percent":
+      return parsePercent(text);
+    case "int":
+      return parseNumber(text, true);
+    case "int64":
+      return BigInt(parseNumber(text, true));
+    case "double":
+      return parseNumber(text);
+    case "bool":
+      return parseBoolean(text);
+    case "string":
+      return text;
+  }
+}
+
+type Row = Record<string, Plain>;
+
+export abstract class QueryCommand extends CoralCommand {
+  output = Option.String("--output,-o", "table", {
+    description: "Output format: table (aligned, human units), json (raw values) or csv",
+  });
+  colony = Option.String("--colony", {
+    description: "Colony address HOST:PORT (default: $CORAL_COLONY_ADDR, then 127.0.0.1:9090)",
+  });
+  token = Option.String("--token", { description: "Bearer token for the colony (default: $CORAL_TOKEN)" });
+
+  protected abstract readonly variants: Variant[];
+
+  private flagText(prop: string): string | undefined {
+    return (this as unknown as Record<string, string | undefined>)[prop];
+  }
+
+  private pickVariant(): Variant {
+    const chosen = this.variants.filter((v) => v.select && (this as unknown as Record<string, boolean>)[v.select]);
+    if (chosen.length > 1) {
+      throw new UsageError(`choose one of ${chosen.map((v) => v.selectFlag).join(", ")}`);
+    }
+    const variant = chosen[0] ?? this.variants.find((v) => !v.select) ?? this.variants.find((v) => v.select === undefined);
+    if (!variant) {
+      throw new UsageError(`choose one of ${this.variants.map((v) => v.selectFlag).join(", ")}`);
+    }
+    // A flag of another variant would be silently ignored: refuse it instead.
+    const own = new Set(variant.params.map((p) => p.prop));
+    for (const other of this.variants) {
+      for (const p of other.params) {
+        if (!own.has(p.prop) && this.flagText(p.prop) !== undefined) {
+          throw new UsageError(`${p.flag} does not apply${variant.selectFlag ? ` with ${variant.selectFlag}` : ""}`);
+        }
+      }
+    }
+    return variant;
+  }
+
+  private request(variant: Variant): Record<string, unknown> {
+    const init: Record<string, unknown> = {};
+    for (const p of variant.params) {
+      const text = this.flagText(p.prop) ?? p.default;
+      if (text === undefined) continue;
+      try {
+        init[p.field] = convert(p, text);
+      } catch (e) {
+        if (e instanceof UnitParseError) throw new UsageError(`${p.flag}: ${e.message}`);
+        throw e;
+      }
+    }
+    return init;
+  }
+
+  async run(): Promise<number> {
+    if (!(outputFormats as readonly string[]).includes(this.output)) {
+      throw new UsageError(`--output: "${this.output}" is not one of ${outputFormats.join(", ")}`);
+    }
+    const format = this.output as OutputFormat;
+    const variant = this.pickVariant();
+    const input = create(variant.method.input, this.request(variant));
+    const colony = resolveColony(this.colony);
+    const client = createClient(variant.method.parent, colonyTransport(colony.baseUrl, this.token ?? process.env.CORAL_TOKEN));
+    const call = (client as unknown as Record<string, (req: unknown) => unknown>)[variant.method.localName];
+    try {
+      if (variant.method.methodKind === "server_streaming") {
+        await this.printStream(variant, format, call(input) as AsyncIterable<unknown>);
+      } else {
+        this.printOne(variant, format, toPlain(variant.method.output, (await call(input)) as never) as Row);
+      }
+    } catch (err) {
+      throw describeRpcError(err, colony.display);
+    }
+    return 0;
+  }
+
+  /** Row objects of a response, and the columns to show. */
+  private rowsOf(variant: Variant, res: Row, columns?: string[]): { rows: Row[]; columns: string[] } {
+    if (!variant.rows) return { rows: [res], columns: variant.show };
+    const items = (res[variant.rows] ?? []) as Plain[];
+    if (variant.columns) {
+      const names = columns ?? ((res[variant.columns] ?? []) as Row[]).map((c) => String(c.name));
+      return {
+        rows: items.map((values) => Object.fromEntries(names.map((n, i) => [n, (values as Plain[])[i]]))),
+        columns: names,
+      };
+    }
+    return { rows: items as Row[], columns: variant.show };
+  }
+
+  private printOne(variant: Variant, format: OutputFormat, res: Row): void {
+    const { rows, columns } = this.rowsOf(variant, res);
+    const out = this.context.stdout;
+    if (format === "json") {
+      // Table-shaped results read best as row objects, like the SDK's db.query().
+      out.write(formatJson(variant.columns ? { ...res, [variant.rows!]: rows } : res));
+    } else if (format === "csv") {
+      out.write(formatCsv(rows, columns));
+    } else {
+      out.write(formatTable(rows, { columns, units: variant.units }).text);
+      this.footer(variant, res, rows.length);
+    }
+  }
+
+  /** Response-level facts (total_count, truncated) that a table has no column for. */
+  private footer(variant: Variant, res: Row, shown: number): void {
+    if (!variant.rows) return;
+    const notes: string[] = [];
+    if (typeof res.total_count === "number" && res.total_count !== shown) notes.push(`${shown} of ${res.total_count} shown`);
+    if (res.truncated === true) notes.push("truncated at the row limit");
+    if (shown === 0) notes.push("no rows");
+    if (notes.length) this.context.stderr.write(`(${notes.join("; ")})\n`);
+  }
+
+  private async printStream(variant: Variant, format: OutputFormat, stream: AsyncIterable<unknown>): Promise<void> {
+    const out = this.context.stdout;
+    let columns: string[] | undefined;
+    let widths: number[] | undefined;
+    let total = 0;
+    let truncated = false;
+    for await (const msg of stream) {
+      const res = toPlain(variant.method.output as DescMessage, msg as never) as Row;
+      const page = this.rowsOf(variant, res, columns);
+      columns ??= page.columns;
+      total += page.rows.length;
+      truncated ||= res.truncated === true;
+      if (format === "json") {
+        // One JSON object per line: a stream can be larger than memory.
+        for (const r of page.rows) out.write(JSON.stringify(r) + "\n");
+      } else if (format === "csv") {
+        out.write(formatCsv(page.rows, columns, widths === undefined));
+        widths = [];
+      } else {
+        const t = formatTable(page.rows, { columns, units: variant.units }, widths);
+        widths = t.widths;
+        out.write(t.text);
+      }
+    }
+    if (format === "table") this.footer(variant, { truncated }, total);
+  }
+}

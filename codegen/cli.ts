@@ -1,0 +1,172 @@
+// Emits one clipanion command per CLI path: its flags, help text and the table of RPC
+// variants that cli/runtime/query-command.ts executes.
+import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
+import type { GeneratedFile, Schema } from "@bufbuild/protoplugin";
+import { Parse, Unit, camel, cliCommands, pascal, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
+
+const runtimePath = "./../cli/runtime/query-command.js";
+
+function parseRule(p: Param): string {
+  switch (p.parse) {
+    case Parse.DURATION_MS:
+      return "durationMs";
+    case Parse.DURATION_NS:
+      return "durationNs";
+    case Parse.PERCENT:
+      return "percent";
+  }
+  if (p.tsType !== "number") return p.tsType === "boolean" ? "bool" : "string";
+  if (p.int64) return "int64";
+  return [ScalarType.DOUBLE, ScalarType.FLOAT].includes(p.field.scalar!) ? "double" : "int";
+}
+
+const unitNames: Partial<Record<Unit, string>> = {
+  [Unit.NANOSECONDS]: "ns",
+  [Unit.RATIO]: "ratio",
+  [Unit.BYTES]: "bytes",
+  [Unit.PERCENT]: "percent",
+};
+
+/** The message whose fields are the table's columns. */
+function rowMessage(rpc: Rpc): DescMessage | undefined {
+  const rows = rpc.cli!.rows;
+  if (!rows) return rpc.method.output;
+  return rows.fieldKind === "list" && rows.listKind === "message" ? rows.message : undefined;
+}
+
+const isCell = (f: DescField) =>
+  f.fieldKind === "scalar" || f.fieldKind === "enum" || (f.fieldKind === "message" && f.message.typeName === "google.protobuf.Timestamp");
+
+/**
+ * Columns of a row message, as dotted paths: a nested message (GetServiceResponse.service)
+ * contributes its own cells ("service.name"), so a table never hides them.
+ */
+function cellPaths(m: DescMessage, prefix = "", depth = 0): { path: string; field: DescField }[] {
+  return m.fields.flatMap((f) => {
+    if (isCell(f)) return [{ path: prefix + f.name, field: f }];
+    if (f.fieldKind === "message" && depth === 0) return cellPaths(f.message, `${prefix}${f.name}.`, depth + 1);
+    return [];
+  });
+}
+
+export function columnsOf(rpc: Rpc): { show: string[]; units: Record<string, string> } {
+  const m = rowMessage(rpc);
+  if (!m) return { show: [], units: {} };
+  const cells = cellPaths(m);
+  const units: Record<string, string> = {};
+  for (const c of cells) {
+    const u = unitNames[unitOf(c.field)];
+    if (u) units[c.path] = u;
+  }
+  return { show: rpc.cli!.show.length ? rpc.cli!.show : cells.map((c) => c.path), units };
+}
+
+/** The property name a flag's value lives in on the command class. */
+export function propOf(p: Param): string {
+  return camel(p.positional ? p.name : p.flag.replace(/^--/, ""));
+}
+
+const parseHint: Partial<Record<Parse, string>> = {
+  [Parse.DURATION_MS]: "Written like 30s, 5m, 1h.",
+  [Parse.DURATION_NS]: "Written like 250us, 500ms, 2s.",
+  [Parse.PERCENT]: "Written like 99 or 99.9.",
+};
+
+function flagHelp(p: Param): string {
+  const parts = [p.doc.replace(/\s+/g, " ").trim(), parseHint[p.parse], p.defaultText !== undefined ? `(default: ${p.defaultText})` : undefined];
+  return parts.filter(Boolean).join(" ");
+}
+
+export function commandClassName(c: CliCommand): string {
+  return `${c.path.map(pascal).join("")}Command`;
+}
+
+function details(c: CliCommand): string {
+  const parts: string[] = [];
+  if (c.rpcs.length === 1) {
+    parts.push(c.rpcs[0].doc);
+  } else {
+    for (const r of c.rpcs) {
+      const how = r.cli!.variant ? `With --${r.cli!.variant}${r.cli!.defaultVariant ? " (the default)" : ""}` : "By default";
+      parts.push(`${how}: ${r.doc}`);
+    }
+  }
+  parts.push(
+    "Output: --output table (aligned, human units), json (raw values, proto field names) or csv. " +
+      "Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
+  );
+  return parts.join("\n\n");
+}
+
+function printCommand(f: GeneratedFile, c: CliCommand): void {
+  const cls = commandClassName(c);
+  f.print(f.jsDoc(`\`coral ${c.path.join(" ")}\`: ${c.rpcs.map((r) => r.method.name).join(", ")}.`));
+  f.print(f.export("class", cls), " extends ", f.import("QueryCommand", runtimePath), " {");
+  f.print("  static override paths = [", f.array(c.path.map((w) => f.string(w))), "];");
+  f.print("  static override usage = ", f.import("Command", "clipanion"), ".Usage({");
+  f.print("    category: ", f.string("Query"), ",");
+  f.print("    description: ", f.string(c.rpcs.length === 1 ? c.rpcs[0].summary : (c.defaultRpc ?? c.rpcs[0]).summary), ",");
+  f.print("    details: ", f.string(details(c)), ",");
+  const examples = c.rpcs.flatMap((r) => r.cli!.examples.map((e) => [r.summary, `coral ${e}`]));
+  f.print("    examples: [");
+  for (const [what, cmd] of examples) f.print("      [", f.string(what), ", ", f.string(cmd), "],");
+  f.print("  ]});");
+  f.print();
+  const option = f.import("Option", "clipanion");
+  for (const p of c.params) {
+    if (p.positional) {
+      f.print("  ", propOf(p), " = ", option, ".String({ name: ", f.string(p.metavar), ", required: true });");
+    } else {
+      f.print("  ", propOf(p), " = ", option, ".String(", f.string(p.flag), ", { arity: 1, description: ", f.string(flagHelp(p)), " });");
+    }
+  }
+  for (const r of c.rpcs) {
+    if (!r.cli!.variant) continue;
+    const help = `${r.summary}${r.cli!.defaultVariant ? " (the default)" : ""}`;
+    f.print("  ", camel(r.cli!.variant), " = ", option, ".Boolean(", f.string(`--${r.cli!.variant}`), ", false, { description: ", f.string(help), " });");
+  }
+  f.print();
+  f.print("  protected readonly variants: ", f.import("Variant", runtimePath, true), "[] = [");
+  // The default variant first: it runs when no selecting flag is given.
+  const ordered = [...c.rpcs].sort((a, b) => Number(b.cli!.defaultVariant) - Number(a.cli!.defaultVariant));
+  for (const r of ordered) {
+    const cols = columnsOf(r);
+    f.print("    {");
+    if (r.cli!.variant && !r.cli!.defaultVariant) {
+      f.print("      select: ", f.string(camel(r.cli!.variant)), ",");
+    }
+    if (r.cli!.variant) f.print("      selectFlag: ", f.string(`--${r.cli!.variant}`), ",");
+    f.print("      method: ", f.importSchema(r.service), ".method.", r.method.localName, ",");
+    f.print("      params: [");
+    for (const p of r.params) {
+      const def = p.defaultText !== undefined ? [", default: ", f.string(p.defaultText)] : [];
+      f.print(
+        "        { prop: ", f.string(propOf(p)), ", field: ", f.string(p.localName), ", flag: ", f.string(p.flag),
+        ", parse: ", f.string(parseRule(p)), ...def, " },",
+      );
+    }
+    f.print("      ],");
+    if (r.cli!.rows) f.print("      rows: ", f.string(r.cli!.rows.name), ",");
+    if (r.cli!.columns) f.print("      columns: ", f.string(r.cli!.columns.name), ",");
+    f.print("      show: ", f.array(cols.show.map((s) => f.string(s))), ",");
+    f.print("      units: { ", Object.entries(cols.units).map(([k, v]) => `${k}: "${v}"`).join(", "), " },");
+    f.print("    },");
+  }
+  f.print("  ];");
+  f.print("}");
+  f.print();
+}
+
+/** Writes `<proto file>_cli.ts` for every file with a service that has CLI annotations. */
+export function emitCli(schema: Schema, rpcsByFile: Map<string, Rpc[]>): void {
+  for (const file of schema.files) {
+    const rpcs = rpcsByFile.get(file.name) ?? [];
+    const commands = cliCommands(rpcs);
+    if (commands.length === 0) continue;
+    const f = schema.generateFile(`${file.name}_cli.ts`);
+    f.preamble(file);
+    for (const c of commands) printCommand(f, c);
+    f.print(f.jsDoc("Every command generated from this file, for registration with the CLI."));
+    f.print(f.export("const", "commands"), " = [", commands.map(commandClassName).join(", "), "];");
+  }
+}

@@ -1,0 +1,165 @@
+// Emits the markdown reference: one page per RPC (API, CLI and SDK side by side) and
+// one page for the whole `coral query` CLI.
+import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
+import type { Schema } from "@bufbuild/protoplugin";
+import { columnsOf, commandClassName } from "./cli.js";
+import { ResultShape, Unit, cliCommands, docComment, sdkParams, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
+
+const cell = (s: string) => s.replace(/\s+/g, " ").replaceAll("|", "\\|").trim();
+
+function protoType(f: DescField): string {
+  const base = (): string => {
+    switch (f.fieldKind) {
+      case "scalar":
+        return ScalarType[f.scalar].toLowerCase();
+      case "enum":
+        return f.enum.name;
+      case "message":
+        return f.message.typeName.startsWith("google.protobuf.") ? f.message.typeName : f.message.name;
+      case "list":
+        return f.listKind === "scalar" ? ScalarType[f.scalar].toLowerCase() : f.listKind === "enum" ? f.enum.name : f.message.name.startsWith("ListValue") ? f.message.typeName : f.message.name;
+      case "map":
+        return `map<${ScalarType[f.mapKey].toLowerCase()}, …>`;
+    }
+  };
+  return f.fieldKind === "list" ? `repeated ${base()}` : base();
+}
+
+const unitText: Partial<Record<Unit, string>> = {
+  [Unit.NANOSECONDS]: "nanoseconds",
+  [Unit.RATIO]: "ratio 0..1",
+  [Unit.BYTES]: "bytes",
+  [Unit.PERCENT]: "percent 0..100",
+};
+
+function sdkSignature(rpc: Rpc, fnName = rpc.sdk!.function, params = sdkParams(rpc)): string {
+  const args = params.map((p) => `${p.name}${p.positional ? "" : "?"}`).join(", ");
+  return `coral.${rpc.sdk!.module}.${fnName}(${args})`;
+}
+
+function cliUsage(c: CliCommand, rpc?: Rpc): string {
+  const params = rpc ? c.params.filter((p) => rpc.params.some((q) => q.flag === p.flag)) : c.params;
+  const parts = [`coral ${c.path.join(" ")}`];
+  if (rpc?.cli?.variant) parts.push(rpc.cli.defaultVariant ? `[--${rpc.cli.variant}]` : `--${rpc.cli.variant}`);
+  for (const p of params) parts.push(p.positional ? `<${p.metavar}>` : `[${p.flag} ${p.metavar}]`);
+  parts.push("[--output table|json|csv] [--colony HOST:PORT] [--token TOKEN]");
+  return parts.join(" ");
+}
+
+function fieldsTable(m: DescMessage, request: Map<string, Param> | undefined): string[] {
+  const lines = request
+    ? ["| Field | Type | CLI | Default | Description |", "|---|---|---|---|---|"]
+    : ["| Field | Type | Unit | Description |", "|---|---|---|---|"];
+  for (const f of m.fields) {
+    const doc = cell(docComment(f) ?? "");
+    if (request) {
+      const p = request.get(f.name)!;
+      lines.push(`| \`${f.name}\` | ${protoType(f)} | ${p.positional ? `\`<${p.metavar}>\`` : `\`${p.flag}\``} | ${p.defaultText !== undefined ? `\`${p.defaultText}\`` : ""} | ${doc} |`);
+    } else {
+      lines.push(`| \`${f.name}\` | ${protoType(f)} | ${unitText[unitOf(f)] ?? ""} | ${doc} |`);
+    }
+  }
+  return lines;
+}
+
+function nestedMessages(m: DescMessage, seen = new Set<DescMessage>()): DescMessage[] {
+  for (const f of m.fields) {
+    const child = f.fieldKind === "message" ? f.message : f.fieldKind === "list" && f.listKind === "message" ? f.message : undefined;
+    if (child && !child.typeName.startsWith("google.protobuf.") && !seen.has(child)) {
+      seen.add(child);
+      nestedMessages(child, seen);
+    }
+  }
+  return [...seen];
+}
+
+function rpcPage(rpc: Rpc, commands: CliCommand[]): string {
+  const out: string[] = [`# ${rpc.method.name}`, "", rpc.doc, ""];
+  out.push(`\`rpc ${rpc.method.name}(${rpc.method.input.name}) returns (${rpc.streaming ? "stream " : ""}${rpc.method.output.name})\` — service \`${rpc.service.typeName}\``, "");
+  const c = commands.find((x) => x.rpcs.includes(rpc));
+  if (c) {
+    out.push("## CLI", "", "```", cliUsage(c, rpc), "```", "");
+    for (const e of rpc.cli!.examples) out.push("```sh", `coral ${e}`, "```", "");
+    const cols = columnsOf(rpc);
+    if (cols.show.length) out.push(`Table columns: ${cols.show.map((s) => `\`${s}\``).join(", ")}.`, "");
+  }
+  if (rpc.sdk) {
+    out.push("## SDK", "", "```ts", `import * as coral from "@coral/sdk";`, "", sdkSignature(rpc));
+    for (const a of rpc.sdk.aliases) out.push(`${sdkSignature(rpc, a.function, sdkParams(rpc, a.fixed))} // ${a.doc}`);
+    out.push("```", "");
+    const s = rpc.sdk;
+    if (s.shape === ResultShape.TABLE) out.push("Returns `{ columns, rows, truncated }` with rows as objects keyed by column name; the result is iterable over its rows.", "");
+    else if (s.shape === ResultShape.TABLE_STREAM) out.push("Returns an async iterator over batches of row objects.", "");
+    else if (s.unwrap) out.push(`Returns the response's \`${s.unwrap.name}\` field.${s.bind ? " Each object also carries the service helpers (`svc.metrics.getP99()` …)." : ""}`, "");
+    else out.push(`Returns the whole \`${rpc.method.output.name}\` as a plain object.`, "");
+    const refs = sdkParams(rpc).filter((p) => p.serviceRef);
+    if (refs.length) out.push(`Also bound on service objects: \`svc.${s.module}.${s.function}(${sdkParams(rpc).filter((p) => !p.serviceRef).map((p) => `${p.name}?`).join(", ")})\`.`, "");
+  }
+  const byName = new Map(rpc.params.map((p) => [p.name, p]));
+  out.push(`## Request: ${rpc.method.input.name}`, "", ...fieldsTable(rpc.method.input, byName), "");
+  out.push(`## Response: ${rpc.method.output.name}`, "", ...fieldsTable(rpc.method.output, undefined), "");
+  for (const m of nestedMessages(rpc.method.output)) {
+    out.push(`### ${m.name}`, "", cell(docComment(m) ?? ""), "", ...fieldsTable(m, undefined), "");
+  }
+  return out.join("\n").replace(/\n{3,}/g, "\n\n").trimEnd() + "\n";
+}
+
+function cliPage(commands: CliCommand[]): string {
+  const out: string[] = [
+    "# `coral query` reference",
+    "",
+    "Generated from `proto/coral/colony/v1/query.proto`. Every command talks to one colony:",
+    "",
+    "| Flag | Meaning |",
+    "|---|---|",
+    "| `--colony HOST:PORT` | Colony address (default: `$CORAL_COLONY_ADDR`, then `127.0.0.1:9090`) |",
+    "| `--token TOKEN` | Bearer token (default: `$CORAL_TOKEN`) |",
+    "| `--output table\\|json\\|csv`, `-o` | `table` (default): aligned, human units such as `892.1ms`; `json`: the response with proto field names and raw values (pipe to `jq`; a streamed query prints one JSON object per line); `csv`: header row, raw values |",
+    "",
+    "Exit codes: `0` success, `1` error (colony unreachable, unknown service, rejected query, wrong token), `2` usage error (unknown flag, malformed value such as `--threshold 5xs`).",
+    "",
+    "Durations are written like `500ms`, `30s`, `5m`, `1h`, `1h30m`; percentiles as percentages (`--percentile 99.9`).",
+    "",
+  ];
+  for (const c of commands) {
+    out.push(`## coral ${c.path.join(" ")}`, "");
+    for (const r of c.rpcs) {
+      const how = c.rpcs.length > 1 ? (r.cli!.variant ? `\`--${r.cli!.variant}\`${r.cli!.defaultVariant ? " (default)" : ""}: ` : "Default: ") : "";
+      out.push(`${how}${r.doc.replace(/\s+/g, " ")} ([${r.method.name}](rpc/${r.method.name}.md))`, "");
+    }
+    out.push("```", ...c.rpcs.map((r) => cliUsage(c, r)), "```", "");
+    out.push("| Argument | Meaning | Default |", "|---|---|---|");
+    for (const p of c.params) out.push(`| \`${p.positional ? `<${p.metavar}>` : `${p.flag} ${p.metavar}`}\` | ${cell(p.doc)} | ${p.defaultText !== undefined ? `\`${p.defaultText}\`` : ""} |`);
+    for (const r of c.rpcs) if (r.cli!.variant) out.push(`| \`--${r.cli!.variant}\` | ${cell(r.summary)} | |`);
+    out.push("", "Examples:", "", "```sh", ...c.rpcs.flatMap((r) => r.cli!.examples.map((e) => `coral ${e}`)), "```", "");
+    out.push(`<!-- clipanion class: ${commandClassName(c)} -->`, "");
+  }
+  return out.join("\n").trimEnd() + "\n";
+}
+
+function indexPage(rpcs: Rpc[]): string {
+  const out = [
+    "# API reference",
+    "",
+    "Generated from the annotated protos by `npm run gen`; do not edit. Each RPC is one page with its CLI command and SDK function.",
+    "",
+    "| RPC | CLI | SDK | Summary |",
+    "|---|---|---|---|",
+  ];
+  for (const r of rpcs) {
+    const cli = r.cli ? `\`coral ${r.cli.path.join(" ")}${r.cli.variant && !r.cli.defaultVariant ? ` --${r.cli.variant}` : ""}\`` : "";
+    const sdk = r.sdk ? `\`coral.${r.sdk.module}.${r.sdk.function}()\`` : "";
+    out.push(`| [${r.method.name}](rpc/${r.method.name}.md) | ${cli} | ${sdk} | ${cell(r.summary)} |`);
+  }
+  out.push("", "The whole CLI on one page: [cli.md](cli.md).", "");
+  return out.join("\n");
+}
+
+export function emitDocs(schema: Schema, rpcsByFile: Map<string, Rpc[]>): void {
+  const rpcs = schema.files.flatMap((f) => rpcsByFile.get(f.name) ?? []);
+  if (rpcs.length === 0) return;
+  const commands = cliCommands(rpcs);
+  for (const r of rpcs) schema.generateFile(`rpc/${r.method.name}.md`).print(rpcPage(r, commands));
+  schema.generateFile("cli.md").print(cliPage(commands));
+  schema.generateFile("README.md").print(indexPage(rpcs));
+}

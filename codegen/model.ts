@@ -1,0 +1,310 @@
+// One model of the Coral annotations, shared by every emitter (CLI, SDK, docs), so the
+// three surfaces can never disagree about a flag name, a default or a unit.
+import {
+  ScalarType,
+  getOption,
+  hasOption,
+  type AnyDesc,
+  type DescField,
+  type DescFile,
+  type DescMethod,
+  type DescService,
+} from "@bufbuild/protobuf";
+import { getComments } from "@bufbuild/protoplugin";
+import {
+  Parse,
+  ResultShape,
+  Unit,
+  field as fieldExt,
+  method as methodExt,
+  type Field as FieldOptions,
+} from "../gen/coral/options/v1/options_pb.js";
+import { parseDurationMs, parseDurationNs, parseNumber, parsePercent, parseBoolean } from "../sdk/units.js";
+
+export { Parse, ResultShape, Unit };
+
+/** A request field as a parameter of the CLI and the SDK. */
+export interface Param {
+  field: DescField;
+  /** Proto name, e.g. "time_range_ms": the SDK parameter name and JSON key. */
+  name: string;
+  /** protobuf-es property name, e.g. "timeRangeMs". */
+  localName: string;
+  doc: string;
+  /** Required everywhere: a positional CLI argument and a leading SDK parameter. */
+  positional: boolean;
+  /** CLI flag with dashes, e.g. "--window"; for positionals the metavar. */
+  flag: string;
+  metavar: string;
+  parse: Parse;
+  /** Default as written in the annotation ("1h"), or undefined. */
+  defaultText?: string;
+  /** The default converted to the field's value (number/string/boolean), or undefined. */
+  defaultValue?: number | string | boolean;
+  serviceRef: boolean;
+  cliOnly: boolean;
+  /** TypeScript type of the SDK parameter. */
+  tsType: "string" | "number" | "boolean";
+  int64: boolean;
+}
+
+export interface Rpc {
+  service: DescService;
+  method: DescMethod;
+  doc: string;
+  /** First sentence of the doc, for one-line listings. */
+  summary: string;
+  streaming: boolean;
+  params: Param[];
+  cli?: {
+    path: string[];
+    variant?: string;
+    defaultVariant: boolean;
+    rows?: DescField;
+    columns?: DescField;
+    show: string[];
+    examples: string[];
+  };
+  sdk?: {
+    module: string;
+    function: string;
+    unwrap?: DescField;
+    aliases: { function: string; fixed: Record<string, string>; doc: string }[];
+    shape: ResultShape;
+    /** Field of each result object that fills service_ref parameters. */
+    bind?: string;
+  };
+}
+
+/** A CLI command: one path, one or more RPC variants. */
+export interface CliCommand {
+  path: string[];
+  rpcs: Rpc[];
+  /** Union of the variants' parameters by flag; one entry per distinct flag. */
+  params: Param[];
+  defaultRpc?: Rpc;
+}
+
+export class ModelError extends Error {}
+
+/** The leading comment of a declaration in the proto source: the documentation. */
+export function docComment(desc: Exclude<AnyDesc, DescFile>): string {
+  return clean(getComments(desc).leading);
+}
+
+export function clean(comment: string | undefined): string {
+  return (comment ?? "")
+    .split("\n")
+    .map((l) => l.replace(/^ /, ""))
+    .join("\n")
+    .trim();
+}
+
+export function firstSentence(text: string): string {
+  const flat = text.replace(/\s+/g, " ").trim();
+  const m = /^(.*?[.!?])(\s|$)/.exec(flat);
+  return m ? m[1] : flat;
+}
+
+const kebab = (s: string) => s.replace(/_/g, "-");
+
+function tsTypeOf(f: DescField): Param["tsType"] {
+  if (f.fieldKind !== "scalar") throw new ModelError(`${f.parent.typeName}.${f.name}: only scalar request fields are supported`);
+  switch (f.scalar) {
+    case ScalarType.STRING:
+      return "string";
+    case ScalarType.BOOL:
+      return "boolean";
+    case ScalarType.BYTES:
+      throw new ModelError(`${f.parent.typeName}.${f.name}: bytes request fields are not supported`);
+    default:
+      return "number";
+  }
+}
+
+export function isInt64(f: DescField): boolean {
+  return (
+    f.fieldKind === "scalar" &&
+    [ScalarType.INT64, ScalarType.UINT64, ScalarType.SINT64, ScalarType.FIXED64, ScalarType.SFIXED64].includes(f.scalar)
+  );
+}
+
+function isInteger(f: DescField): boolean {
+  return (
+    f.fieldKind === "scalar" &&
+    ![ScalarType.DOUBLE, ScalarType.FLOAT, ScalarType.STRING, ScalarType.BOOL, ScalarType.BYTES].includes(f.scalar)
+  );
+}
+
+/** Converts CLI text to the field's value according to its parse rule (throws UnitParseError). */
+export function convertText(p: Pick<Param, "parse" | "tsType">, text: string, integer: boolean): number | string | boolean {
+  switch (p.parse) {
+    case Parse.DURATION_MS:
+      return parseDurationMs(text);
+    case Parse.DURATION_NS:
+      return parseDurationNs(text);
+    case Parse.PERCENT:
+      return parsePercent(text);
+  }
+  if (p.tsType === "number") return parseNumber(text, integer);
+  if (p.tsType === "boolean") return parseBoolean(text);
+  return text;
+}
+
+function paramOf(f: DescField): Param {
+  const o: FieldOptions | undefined = hasOption(f, fieldExt) ? getOption(f, fieldExt) : undefined;
+  const tsType = tsTypeOf(f);
+  const metavar = o?.metavar || f.name.toUpperCase();
+  const p: Param = {
+    field: f,
+    name: f.name,
+    localName: f.localName,
+    doc: clean(docComment(f)),
+    positional: o?.positional ?? false,
+    flag: o?.positional ? metavar : `--${o?.flag || kebab(f.name)}`,
+    metavar,
+    parse: o?.parse ?? Parse.UNSPECIFIED,
+    defaultText: o?.default || undefined,
+    serviceRef: o?.serviceRef ?? false,
+    cliOnly: o?.cliOnly ?? false,
+    tsType,
+    int64: isInt64(f),
+  };
+  if (p.defaultText !== undefined) {
+    try {
+      p.defaultValue = convertText(p, p.defaultText, isInteger(f));
+    } catch (e) {
+      throw new ModelError(`${f.parent.typeName}.${f.name}: bad default "${p.defaultText}": ${(e as Error).message}`);
+    }
+  }
+  if (p.parse !== Parse.UNSPECIFIED && tsType !== "number") {
+    throw new ModelError(`${f.parent.typeName}.${f.name}: parse rules apply to numeric fields only`);
+  }
+  return p;
+}
+
+function responseField(m: DescMethod, name: string, what: string): DescField {
+  const f = m.output.fields.find((x) => x.name === name);
+  if (!f) throw new ModelError(`${m.parent.name}.${m.name}: ${what} "${name}" is not a field of ${m.output.typeName}`);
+  return f;
+}
+
+export function rpcOf(method: DescMethod): Rpc {
+  const o = hasOption(method, methodExt) ? getOption(method, methodExt) : undefined;
+  const doc = clean(docComment(method));
+  const rpc: Rpc = {
+    service: method.parent,
+    method,
+    doc,
+    summary: firstSentence(doc),
+    streaming: method.methodKind === "server_streaming",
+    params: method.input.fields.map(paramOf),
+  };
+  if (method.methodKind !== "unary" && method.methodKind !== "server_streaming") {
+    throw new ModelError(`${method.parent.name}.${method.name}: only unary and server-streaming RPCs are supported`);
+  }
+  if (o?.cli) {
+    const c = o.cli;
+    const path = c.path.trim().split(/\s+/).filter(Boolean);
+    if (path.length === 0) throw new ModelError(`${method.name}: cli.path is empty`);
+    rpc.cli = {
+      path,
+      variant: c.variant || undefined,
+      defaultVariant: c.defaultVariant,
+      rows: c.rows ? responseField(method, c.rows, "cli.rows") : undefined,
+      columns: c.columns ? responseField(method, c.columns, "cli.columns") : undefined,
+      show: c.show,
+      examples: c.examples,
+    };
+    if (!rpc.cli.variant && !rpc.cli.defaultVariant) {
+      // A lone RPC on its path needs neither a variant flag nor the default mark.
+      rpc.cli.defaultVariant = true;
+    }
+  }
+  if (o?.sdk) {
+    const s = o.sdk;
+    if (!s.module || !s.function) throw new ModelError(`${method.name}: sdk.module and sdk.function are required`);
+    rpc.sdk = {
+      module: s.module,
+      function: s.function,
+      unwrap: s.unwrap ? responseField(method, s.unwrap, "sdk.unwrap") : undefined,
+      aliases: s.aliases.map((a) => ({ function: a.function, fixed: { ...a.fixed }, doc: a.doc })),
+      shape: s.shape,
+      bind: s.bind || undefined,
+    };
+    for (const a of rpc.sdk.aliases) {
+      for (const k of Object.keys(a.fixed)) {
+        if (!rpc.params.some((p) => p.name === k)) throw new ModelError(`${method.name}: alias ${a.function} fixes unknown field "${k}"`);
+      }
+    }
+    const params = sdkParams(rpc);
+    const firstOptional = params.findIndex((p) => !p.positional);
+    if (firstOptional >= 0 && params.slice(firstOptional).some((p) => p.positional)) {
+      throw new ModelError(`${method.name}: a positional (required) field follows an optional one in field-number order`);
+    }
+  }
+  return rpc;
+}
+
+/** Parameters of the SDK function, in field-number order. */
+export function sdkParams(rpc: Rpc, fixed: Record<string, string> = {}): Param[] {
+  return rpc.params
+    .filter((p) => !p.cliOnly && !(p.name in fixed))
+    .sort((a, b) => a.field.number - b.field.number);
+}
+
+/** Every annotated RPC of the given services. */
+export function rpcsOf(services: DescService[]): Rpc[] {
+  return services.flatMap((s) => s.methods.map(rpcOf));
+}
+
+/** Groups RPCs by CLI path into commands and checks the variants fit together. */
+export function cliCommands(rpcs: Rpc[]): CliCommand[] {
+  const byPath = new Map<string, Rpc[]>();
+  for (const r of rpcs) {
+    if (!r.cli) continue;
+    const key = r.cli.path.join(" ");
+    byPath.set(key, [...(byPath.get(key) ?? []), r]);
+  }
+  return [...byPath.entries()].map(([key, group]) => {
+    const defaults = group.filter((r) => r.cli!.defaultVariant);
+    if (defaults.length > 1) throw new ModelError(`"${key}": more than one default variant`);
+    if (group.length > 1 && group.some((r) => !r.cli!.variant && !r.cli!.defaultVariant)) {
+      throw new ModelError(`"${key}": every variant needs a variant flag or the default mark`);
+    }
+    const params = new Map<string, Param>();
+    for (const r of group) {
+      for (const p of r.params) {
+        const prev = params.get(p.flag);
+        if (prev && (prev.parse !== p.parse || prev.tsType !== p.tsType || prev.defaultText !== p.defaultText)) {
+          throw new ModelError(`"${key}": ${p.flag} means different things in different variants`);
+        }
+        if (!prev) params.set(p.flag, p);
+      }
+    }
+    const positionals = [...params.values()].filter((p) => p.positional);
+    if (new Set(group.map((r) => r.params.filter((p) => p.positional).map((p) => p.flag).join())).size > 1) {
+      throw new ModelError(`"${key}": variants must take the same positional arguments`);
+    }
+    return { path: group[0].cli!.path, rpcs: group, params: [...positionals, ...[...params.values()].filter((p) => !p.positional)], defaultRpc: defaults[0] };
+  });
+}
+
+/** SDK modules in order of first appearance. */
+export function sdkModules(rpcs: Rpc[]): { module: string; rpcs: Rpc[] }[] {
+  const out: { module: string; rpcs: Rpc[] }[] = [];
+  for (const r of rpcs) {
+    if (!r.sdk) continue;
+    let m = out.find((x) => x.module === r.sdk!.module);
+    if (!m) out.push((m = { module: r.sdk.module, rpcs: [] }));
+    m.rpcs.push(r);
+  }
+  return out;
+}
+
+export function unitOf(f: DescField): Unit {
+  return hasOption(f, fieldExt) ? getOption(f, fieldExt).unit : Unit.UNSPECIFIED;
+}
+
+export const camel = (s: string) => s.replace(/[-_](\w)/g, (_, c: string) => c.toUpperCase());
+export const pascal = (s: string) => camel(s).replace(/^\w/, (c) => c.toUpperCase());

@@ -1,0 +1,237 @@
+// Emits the @coral/sdk functions (`coral.metrics.getPercentile(...)` …) with TSDoc from
+// the proto comments, the plain result interfaces, and the bound helpers on services.
+import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
+import type { GeneratedFile, Printable, Schema } from "@bufbuild/protoplugin";
+import { ResultShape, clean, docComment, sdkModules, sdkParams, type Param, type Rpc } from "./model.js";
+
+const runtimePath = "./../sdk/runtime.js";
+const tablePath = "./../sdk/table.js";
+
+/** TypeScript type of a response field in its plain form (see sdk/plain.ts). */
+function plainType(f: DescField, named: Set<DescMessage>): string {
+  const base = (kind: "scalar" | "enum" | "message", d: DescField): string => {
+    if (kind === "message") {
+      const m = (d as DescField & { message: DescMessage }).message;
+      switch (m.typeName) {
+        case "google.protobuf.Timestamp":
+          return "Date";
+        case "google.protobuf.Value":
+          return "unknown";
+        case "google.protobuf.ListValue":
+          return "unknown[]";
+        case "google.protobuf.Struct":
+          return "Record<string, unknown>";
+      }
+      named.add(m);
+      return m.name;
+    }
+    if (kind === "enum") return "string";
+    switch (d.scalar) {
+      case ScalarType.STRING:
+        return "string";
+      case ScalarType.BOOL:
+        return "boolean";
+      case ScalarType.BYTES:
+        return "number[]";
+      default:
+        return "number";
+    }
+  };
+  switch (f.fieldKind) {
+    case "scalar":
+    case "enum":
+      return base(f.fieldKind, f);
+    case "message":
+      return `${base("message", f)} | null`;
+    case "list":
+      return `${base(f.listKind, f)}[]`;
+    case "map":
+      return `Record<string, ${base(f.mapKind, f)}>`;
+  }
+}
+
+function tsdocLines(text: string): string[] {
+  return clean(text).split("\n");
+}
+
+/** Plain interfaces for every message reachable from the SDK's results. */
+function printInterfaces(f: GeneratedFile, roots: DescMessage[]): void {
+  const done = new Set<DescMessage>();
+  const queue = [...roots];
+  while (queue.length) {
+    const m = queue.shift()!;
+    if (done.has(m)) continue;
+    done.add(m);
+    const named = new Set<DescMessage>();
+    const fields = m.fields.map((fd) => ({ fd, type: plainType(fd, named) }));
+    f.print(f.jsDoc(docComment(m) || `The response of ${m.name.replace(/Response$/, "")}.`));
+    f.print(f.export("interface", m.name), " {");
+    for (const { fd, type } of fields) {
+      const doc = clean(docComment(fd));
+      if (doc) f.print(f.jsDoc(doc, "  "));
+      f.print("  ", fd.name, ": ", type, ";");
+    }
+    f.print("}");
+    f.print();
+    queue.push(...named);
+  }
+}
+
+function paramList(params: Param[]): string {
+  return params.map((p) => `${p.name}${p.positional ? "" : "?"}: ${p.tsType}`).join(", ");
+}
+
+/** The request init object: defaults from the annotations, int64 through int64(). */
+function requestInit(f: GeneratedFile, params: Param[]): Printable[] {
+  const int64 = f.import("int64", runtimePath);
+  const out: Printable[] = ["{ "];
+  for (const p of [...params].sort((a, b) => a.field.number - b.field.number)) {
+    const value = p.defaultValue !== undefined ? `${p.name} ?? ${JSON.stringify(p.defaultValue)}` : p.name;
+    out.push(`${p.localName}: `);
+    if (p.int64) {
+      if (p.defaultValue === undefined) out.push(`${p.name} === undefined ? undefined : `);
+      out.push(int64, `(${JSON.stringify(p.name)}, ${value})`);
+    } else {
+      out.push(value);
+    }
+    out.push(", ");
+  }
+  out.push("}");
+  return out;
+}
+
+function resultType(rpc: Rpc, named: Set<DescMessage>): string {
+  const s = rpc.sdk!;
+  if (s.shape === ResultShape.TABLE) return "QueryResult<Row>";
+  if (s.shape === ResultShape.TABLE_STREAM) return "AsyncGenerator<Row[]>";
+  if (s.unwrap) {
+    const t = plainType(s.unwrap, named);
+    return s.bind ? t.replace(/^(\w+)(\[\])?$/, "Bound<$1>$2") : t;
+  }
+  named.add(rpc.method.output);
+  return rpc.method.output.name;
+}
+
+function docFor(rpc: Rpc, params: Param[], extra?: string): string {
+  const lines = [...(extra ? [extra, ""] : []), ...tsdocLines(rpc.doc), ""];
+  for (const p of params) {
+    const def = p.defaultValue !== undefined ? ` Default: ${JSON.stringify(p.defaultValue)}.` : "";
+    lines.push(`@param ${p.name} ${p.doc.replace(/\s+/g, " ")}${def}`);
+  }
+  const u = rpc.sdk!.unwrap;
+  if (u) lines.push(`@returns ${clean(docComment(u)).replace(/\s+/g, " ")}`);
+  lines.push(`@throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".`);
+  lines.push("", `RPC: ${rpc.service.typeName}.${rpc.method.name}`);
+  return lines.join("\n");
+}
+
+function printFunction(f: GeneratedFile, rpc: Rpc, named: Set<DescMessage>): void {
+  const s = rpc.sdk!;
+  const params = sdkParams(rpc);
+  const generic = s.shape === ResultShape.UNSPECIFIED ? "" : "<Row = Record<string, unknown>>";
+  const ret = resultType(rpc, named);
+  f.print(f.jsDoc(docFor(rpc, params), "  "));
+  const init = requestInit(f, rpc.params);
+  const method = [f.importSchema(rpc.service), ".method.", rpc.method.localName];
+  if (s.shape === ResultShape.TABLE_STREAM) {
+    f.print("  ", s.function, generic, "(", paramList(params), "): ", ret, " {");
+    f.print("    return ", f.import("asTableStream", tablePath), "<Row>(", f.import("callStream", runtimePath), "(", ...method, ", ", ...init, "));");
+    f.print("  },");
+    return;
+  }
+  f.print("  async ", s.function, generic, "(", paramList(params), "): Promise<", ret, "> {");
+  f.print("    const res = await ", f.import("call", runtimePath), "(", ...method, ", ", ...init, ");");
+  if (s.shape === ResultShape.TABLE) {
+    f.print("    return ", f.import("asTable", tablePath), "<Row>(res);");
+  } else if (s.unwrap && s.bind) {
+    f.print("    return (res.", s.unwrap.name, " as unknown as ", plainType(s.unwrap, named), ").map((x) => bind(x, x.", s.bind, "));");
+  } else if (s.unwrap) {
+    f.print("    return res.", s.unwrap.name, " as unknown as ", ret, ";");
+  } else {
+    f.print("    return res as unknown as ", ret, ";");
+  }
+  f.print("  },");
+  for (const a of s.aliases) {
+    const aparams = sdkParams(rpc, a.fixed);
+    const args = sdkParams(rpc).map((p) => (p.name in a.fixed ? a.fixed[p.name] : p.name));
+    f.print(f.jsDoc(docFor(rpc, aparams, a.doc), "  "));
+    f.print("  ", a.function, "(", paramList(aparams), "): Promise<", ret, "> {");
+    f.print("    return ", s.module, ".", s.function, "(", args.join(", "), ");");
+    f.print("  },");
+  }
+}
+
+/** Functions that take a service_ref, as `svc.<module>.<fn>(...rest)`. */
+function boundFunctions(rpcs: Rpc[]): { module: string; fn: string; params: Param[]; ret: string; ref: Param; all: Param[] }[] {
+  const out: { module: string; fn: string; params: Param[]; ret: string; ref: Param; all: Param[] }[] = [];
+  const named = new Set<DescMessage>();
+  for (const r of rpcs) {
+    if (!r.sdk) continue;
+    const all = sdkParams(r);
+    const ref = all.find((p) => p.serviceRef);
+    if (!ref) continue;
+    const ret = resultType(r, named);
+    out.push({ module: r.sdk.module, fn: r.sdk.function, params: all.filter((p) => p !== ref), ret, ref, all });
+    for (const a of r.sdk.aliases) {
+      out.push({ module: r.sdk.module, fn: a.function, params: sdkParams(r, a.fixed).filter((p) => p !== ref), ret, ref, all: sdkParams(r, a.fixed) });
+    }
+  }
+  return out;
+}
+
+function printBinding(f: GeneratedFile, rpcs: Rpc[]): void {
+  const fns = boundFunctions(rpcs);
+  const modules = [...new Set(fns.map((b) => b.module))];
+  f.print(f.jsDoc("The SDK functions that take a service, bound to one service (`svc.metrics.getP99()`)."));
+  f.print(f.export("interface", "ServiceHelpers"), " {");
+  for (const m of modules) {
+    f.print("  ", m, ": {");
+    for (const b of fns.filter((x) => x.module === m)) {
+      f.print(`    /** Like \`${m}.${b.fn}\`, for this service. */`);
+      f.print("    ", b.fn, "(", paramList(b.params), "): Promise<", b.ret, ">;");
+    }
+    f.print("  };");
+  }
+  f.print("}");
+  f.print();
+  f.print(f.jsDoc("A result object that is a service, with its helpers attached."));
+  f.print(f.export("type", "Bound"), "<T> = T & ServiceHelpers;");
+  f.print();
+  // Non-enumerable, so JSON.stringify(svc) and console.log(svc) show only the data.
+  f.print("function bind<T extends object>(obj: T, name: string): Bound<T> {");
+  f.print("  return Object.defineProperties(obj, {");
+  for (const m of modules) {
+    f.print("    ", m, ": { enumerable: false, value: {");
+    for (const b of fns.filter((x) => x.module === m)) {
+      const args = b.all.map((p) => (p === b.ref ? "name" : p.name));
+      f.print("      ", b.fn, ": (", paramList(b.params), ") => ", m, ".", b.fn, "(", args.join(", "), "),");
+    }
+    f.print("    } },");
+  }
+  f.print("  }) as Bound<T>;");
+  f.print("}");
+  f.print();
+}
+
+export function emitSdk(schema: Schema, rpcsByFile: Map<string, Rpc[]>): void {
+  for (const file of schema.files) {
+    const rpcs = (rpcsByFile.get(file.name) ?? []).filter((r) => r.sdk);
+    if (rpcs.length === 0) continue;
+    const f = schema.generateFile(`${file.name}_sdk.ts`);
+    f.preamble(file);
+    const named = new Set<DescMessage>();
+    for (const { module, rpcs: mods } of sdkModules(rpcs)) {
+      f.print(f.jsDoc(`\`coral.${module}\`: ${mods.map((r) => r.method.name).join(", ")}.`));
+      f.print(f.export("const", module), " = {");
+      for (const r of mods) printFunction(f, r, named);
+      f.print("};");
+      f.print();
+    }
+    if (rpcs.some((r) => r.sdk!.bind)) printBinding(f, rpcs);
+    if (rpcs.some((r) => r.sdk!.shape !== ResultShape.UNSPECIFIED)) {
+      f.print("export type { ", f.import("QueryResult", tablePath, true), ", ", f.import("Column", tablePath, true), " };");
+      f.print();
+    }
+    printInterfaces(f, [...named].sort((a, b) => a.name.localeCompare(b.name)));
+  }
+}

@@ -1,0 +1,123 @@
+// What the generated SDK functions (gen/…/query_sdk.ts) stand on: the connection to the
+// colony, errors, and the result shapes. Portable across Deno (scripts) and Node (tests).
+import type { DescMessage, DescMethodServerStreaming, DescMethodUnary, MessageInitShape } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { CoralError, type CoralErrorCode } from "./errors.js";
+import { toPlain, type Plain } from "./plain.js";
+
+const snake = (s: string) => s.replace(/[A-Z]/g, (c, i) => (i ? "_" : "") + c.toLowerCase());
+
+interface Env {
+  get(name: string): string | undefined;
+}
+
+function env(): Env {
+  const g = globalThis as { Deno?: { env: Env }; process?: { env: Record<string, string | undefined> } };
+  if (g.Deno) {
+    return {
+      get: (name) => {
+        try {
+          return g.Deno!.env.get(name);
+        } catch {
+          return undefined; // no permission: same as unset
+        }
+      },
+    };
+  }
+  return { get: (name) => g.process?.env[name] };
+}
+
+interface Connection {
+  address: string;
+  transport: Transport;
+}
+
+let connection: Connection | undefined;
+
+/** Sets the colony the SDK talks to; see configure.ts for the public entry. */
+export function connect(o: { colony?: string; token?: string } = {}): void {
+  const address = o.colony ?? env().get("CORAL_COLONY_ADDR") ?? "127.0.0.1:9090";
+  const token = o.token ?? env().get("CORAL_TOKEN");
+  const baseUrl = /^https?:\/\//.test(address) ? address : `http://${address}`;
+  connection = {
+    address,
+    transport: createConnectTransport({
+      baseUrl,
+      useBinaryFormat: true,
+      interceptors: token
+        ? [
+            (next) => (req) => {
+              req.header.set("authorization", `Bearer ${token}`);
+              return next(req);
+            },
+          ]
+        : [],
+    }),
+  };
+}
+
+function current(): Connection {
+  if (!connection) connect();
+  return connection!;
+}
+
+const clients = new WeakMap<Transport, Map<string, Client<never>>>();
+
+function clientFor(method: DescMethodUnary | DescMethodServerStreaming): Record<string, (req: unknown) => unknown> {
+  const { transport } = current();
+  let byService = clients.get(transport);
+  if (!byService) clients.set(transport, (byService = new Map()));
+  let client = byService.get(method.parent.typeName);
+  if (!client) byService.set(method.parent.typeName, (client = createClient(method.parent, transport) as Client<never>));
+  return client as unknown as Record<string, (req: unknown) => unknown>;
+}
+
+function coralError(err: unknown, address: string): CoralError {
+  if (err instanceof CoralError) return err;
+  const ce = ConnectError.from(err);
+  const code = snake(Code[ce.code]) as CoralErrorCode;
+  if (ce.code === Code.Unavailable || /fetch failed|connection refused|error sending request/i.test(ce.rawMessage)) {
+    return new CoralError("unavailable", `cannot reach colony at ${address} (${ce.rawMessage})`);
+  }
+  return new CoralError(code, `${ce.rawMessage} (colony ${address})`);
+}
+
+/** Calls a unary RPC; resolves to the plain response. */
+export async function call<I extends DescMessage, O extends DescMessage>(
+  method: DescMethodUnary<I, O>,
+  init: MessageInitShape<I>,
+): Promise<Record<string, Plain>> {
+  const { address } = current();
+  try {
+    const res = await clientFor(method)[method.localName](create(method.input, init));
+    return toPlain(method.output, res as never) as Record<string, Plain>;
+  } catch (err) {
+    throw coralError(err, address);
+  }
+}
+
+/** Calls a server-streaming RPC; yields plain responses. */
+export async function* callStream<I extends DescMessage, O extends DescMessage>(
+  method: DescMethodServerStreaming<I, O>,
+  init: MessageInitShape<I>,
+): AsyncGenerator<Record<string, Plain>> {
+  const { address } = current();
+  try {
+    for await (const res of clientFor(method)[method.localName](create(method.input, init)) as AsyncIterable<unknown>) {
+      yield toPlain(method.output, res as never) as Record<string, Plain>;
+    }
+  } catch (err) {
+    throw coralError(err, address);
+  }
+}
+
+/** An int64 request value from a script's number, refusing what would be silently wrong. */
+export function int64(name: string, v: number): bigint {
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    throw new CoralError("invalid_argument", `${name} must be a finite number; got ${String(v)}`);
+  }
+  return BigInt(Math.trunc(v));
+}
+
