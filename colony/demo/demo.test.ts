@@ -1,0 +1,135 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Writer } from "../ingest/writer.js";
+import { Queries } from "../store/queries.js";
+import { HTTP_SERVER_DURATION } from "../store/schema.js";
+import { Store } from "../store/store.js";
+import { seedDemo } from "./demo.js";
+
+const NOW = Date.UTC(2026, 5, 1, 12, 0, 0);
+const HOUR = 3_600_000;
+let dir: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "coral-demo-"));
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function seeded(name: string, o: { nowMs: number; hours?: number; seed?: number }) {
+  const store = await Store.open(join(dir, `${name}.duckdb`));
+  const writer = new Writer(store);
+  const result = await seedDemo(writer, o);
+  await writer.close();
+  return { store, result };
+}
+
+/** A digest of every table, so "same data" means same rows, not just same counts. */
+async function fingerprint(store: Store): Promise<string[]> {
+  const conn = await store.connect();
+  try {
+    const out: string[] = [];
+    for (const table of ["spans", "trace_summary", "service_summary", "service_latency_buckets", "system_metrics_rollup", "services"]) {
+      const r = await conn.runAndReadAll(`SELECT count(*) || ':' || coalesce(md5(string_agg(t::VARCHAR, '|' ORDER BY t::VARCHAR)), '') FROM ${table} t`);
+      out.push(`${table}=${r.getRowsJS()[0]![0]}`);
+    }
+    return out;
+  } finally {
+    conn.closeSync();
+  }
+}
+
+describe("seedDemo", () => {
+  it("is deterministic for the same seed and now, and differs for another seed", async () => {
+    const a = await seeded("a", { nowMs: NOW, hours: 0.5, seed: 11 });
+    const b = await seeded("b", { nowMs: NOW, hours: 0.5, seed: 11 });
+    const c = await seeded("c", { nowMs: NOW, hours: 0.5, seed: 12 });
+    try {
+      expect(a.result).toEqual(b.result);
+      expect(await fingerprint(a.store)).toEqual(await fingerprint(b.store));
+      expect(await fingerprint(c.store)).not.toEqual(await fingerprint(a.store));
+    } finally {
+      await Promise.all([a.store.close(), b.store.close(), c.store.close()]);
+    }
+  });
+
+  describe("with the defaults (3 hours)", () => {
+    let store: Store;
+    let queries: Queries;
+    let result: { spans: number; services: string[] };
+
+    beforeAll(async () => {
+      ({ store, result } = await seeded("full", { nowMs: NOW }));
+      queries = new Queries(store);
+    });
+    afterAll(() => store.close());
+
+    const window = { sinceMs: NOW - 3 * HOUR, untilMs: NOW };
+    const p = (service: string, q: number) => queries.percentile({ service, metric: HTTP_SERVER_DURATION, q, ...window }).then((r) => r.value);
+
+    it("writes 100k–300k spans for the expected services", () => {
+      expect(result.spans).toBeGreaterThanOrEqual(100_000);
+      expect(result.spans).toBeLessThanOrEqual(300_000);
+      expect(result.services).toEqual(expect.arrayContaining(["payments", "orders", "inventory", "legacy-api", "frontend", "auth"]));
+    });
+
+    it("keeps every span inside the requested window", async () => {
+      const conn = await store.connect();
+      const [lo, hi] = (await conn.runAndReadAll("SELECT epoch_ms(min(start_time)), epoch_ms(max(start_time)) FROM spans")).getRowsJS()[0]!.map(Number);
+      conn.closeSync();
+      expect(lo).toBeGreaterThanOrEqual(NOW - 3 * HOUR);
+      expect(hi).toBeLessThan(NOW);
+    });
+
+    it("gives each service its latency character", async () => {
+      expect(await p("legacy-api", 0.99)).toBeGreaterThan(1_500e6);
+      expect(await p("payments", 0.99)).toBeGreaterThan(700e6);
+      expect(await p("payments", 0.99)).toBeLessThan(1_000e6);
+      expect(await p("orders", 0.99)).toBeGreaterThan(350e6);
+      expect(await p("orders", 0.99)).toBeLessThan(550e6);
+      expect(await p("inventory", 0.5)).toBeGreaterThan(10e6);
+      expect(await p("inventory", 0.5)).toBeLessThan(30e6);
+    });
+
+    it("makes legacy-api fail a few percent of requests", async () => {
+      const { total, errors } = await queries.counts({ service: "legacy-api", ...window });
+      expect(errors / total).toBeGreaterThan(0.01);
+      expect(errors / total).toBeLessThan(0.08);
+    });
+
+    it("has slow payments traces (> 500 ms) in the last hour", async () => {
+      const slow = await queries.slowTraces({ service: "payments", minDurationNs: 500e6, sinceMs: NOW - HOUR, untilMs: NOW, limit: 3 });
+      expect(slow.total).toBeGreaterThan(0);
+    });
+
+    it("fans traces out from frontend through orders to payments and inventory", async () => {
+      const conn = await store.connect();
+      const r = await conn.runAndReadAll(`
+        SELECT DISTINCT p.service_name || ' -> ' || c.service_name AS edge
+        FROM spans c JOIN spans p ON c.trace_id = p.trace_id AND c.parent_span_id = p.span_id
+        WHERE c.kind = 'SERVER' AND p.kind = 'CLIENT' ORDER BY edge`);
+      conn.closeSync();
+      expect(r.getRowsJS().map((row) => row[0])).toEqual(
+        expect.arrayContaining(["frontend -> orders", "orders -> payments", "orders -> inventory", "frontend -> auth"]),
+      );
+    });
+
+    it("reports system metrics for every service", async () => {
+      for (const service of result.services) {
+        const m = await queries.systemMetrics({ service, sinceMs: NOW - HOUR, untilMs: NOW });
+        expect(m.sampleCount, service).toBeGreaterThan(0);
+        expect(m.cpuPercent, service).toBeGreaterThan(0);
+        expect(m.memoryPercent, service).toBeGreaterThan(0);
+      }
+    });
+
+    it("registers services with namespaces, regions and several instances", async () => {
+      const services = await queries.listServices({});
+      expect(services.map((s) => s.name)).toEqual([...result.services].sort());
+      expect(services.find((s) => s.name === "payments")).toMatchObject({ namespace: "shop", instanceCount: 3 });
+      expect(services.every((s) => s.instanceCount >= 2 && s.region.length > 0)).toBe(true);
+    });
+  });
+});

@@ -1,0 +1,141 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sql } from "kysely";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Store } from "../store/store.js";
+import { bucketIndex } from "../store/sketch.js";
+import { Writer, type SpanRecord } from "./writer.js";
+
+const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
+let dir: string;
+let store: Store;
+let writer: Writer;
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), "coral-writer-"));
+  store = await Store.open(join(dir, "coral.duckdb"));
+  writer = new Writer(store);
+});
+
+afterEach(async () => {
+  await writer.close();
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function span(p: Partial<SpanRecord> & Pick<SpanRecord, "traceId" | "spanId" | "serviceName">): SpanRecord {
+  return {
+    parentSpanId: null,
+    name: "GET /",
+    kind: "SERVER",
+    startTimeMs: T0,
+    durationNs: 1_000_000,
+    statusCode: "OK",
+    httpStatusCode: 200,
+    attributes: {},
+    ...p,
+  };
+}
+
+describe("Writer", () => {
+  it("stores raw spans with exact times, durations and JSON attributes", async () => {
+    await writer.writeSpans([span({ traceId: "t", spanId: "a", serviceName: "svc", startTimeMs: T0 + 0.25, durationNs: 2 ** 40, attributes: { k: "v", n: 1, b: true } })]);
+    const row = await store.db.selectFrom("spans").selectAll().executeTakeFirstOrThrow();
+    expect(row.start_time).toEqual(new Date(T0));
+    expect(row.duration_ns).toBe(2 ** 40);
+    expect(typeof row.duration_ns).toBe("number");
+    expect(JSON.parse(row.attributes)).toEqual({ k: "v", n: 1, b: true });
+    const micros = await sql<{ us: number }>`SELECT epoch_us(start_time) AS us FROM spans`.execute(store.db);
+    expect(micros.rows[0]!.us).toBe(T0 * 1000 + 250);
+  });
+
+  it("recomputes rollups per (service, minute) without double counting across batches", async () => {
+    const minute = (i: number, ms: number, durationNs: number, extra: Partial<SpanRecord> = {}) =>
+      span({ traceId: `t${i}`, spanId: `s${i}`, serviceName: "svc", startTimeMs: ms, durationNs, ...extra });
+    await writer.writeSpans([minute(1, T0 + 1_000, 10e6), minute(2, T0 + 2_000, 20e6, { httpStatusCode: 503 })]);
+    // A second batch landing in the same minute, plus the next minute and a non-SERVER span.
+    await writer.writeSpans([
+      minute(3, T0 + 59_000, 30e6, { statusCode: "ERROR", httpStatusCode: null }),
+      minute(4, T0 + 61_000, 40e6),
+      minute(5, T0 + 3_000, 999e6, { kind: "CLIENT" }),
+    ]);
+    const summary = await store.db.selectFrom("service_summary").selectAll().orderBy("timestamp").execute();
+    expect(summary.map((r) => [r.timestamp.getTime(), r.metric, r.request_count, r.error_count, r.min_duration_ns, r.max_duration_ns, r.sum_duration_ns])).toEqual([
+      [T0, "http.server.duration", 3, 2, 10e6, 30e6, 60e6],
+      [T0 + 60_000, "http.server.duration", 1, 0, 40e6, 40e6, 40e6],
+    ]);
+    expect(summary[0]!.p50_duration_ns).toBe(20e6);
+
+    const buckets = await store.db.selectFrom("service_latency_buckets").selectAll().orderBy("timestamp").orderBy("bucket").execute();
+    expect(buckets.map((b) => [b.timestamp.getTime(), b.bucket, b.count])).toEqual([
+      [T0, bucketIndex(10e6), 1],
+      [T0, bucketIndex(20e6), 1],
+      [T0, bucketIndex(30e6), 1],
+      [T0 + 60_000, bucketIndex(40e6), 1],
+    ]);
+  });
+
+  it("builds one trace_summary row per service from its local root, even when the parent arrives later", async () => {
+    // The child service's spans arrive first; its parent (another service) arrives in a later batch.
+    await writer.writeSpans([
+      span({ traceId: "t", spanId: "pay", parentSpanId: "call", serviceName: "payments", name: "POST /charge", startTimeMs: T0 + 5, durationNs: 600e6 }),
+      span({ traceId: "t", spanId: "db", parentSpanId: "pay", serviceName: "payments", name: "INSERT", kind: "INTERNAL", startTimeMs: T0 + 6, durationNs: 100e6, statusCode: "ERROR", httpStatusCode: null }),
+    ]);
+    await writer.writeSpans([
+      span({ traceId: "t", spanId: "root", serviceName: "orders", name: "POST /orders", startTimeMs: T0, durationNs: 700e6 }),
+      span({ traceId: "t", spanId: "call", parentSpanId: "root", serviceName: "orders", name: "POST /charge", kind: "CLIENT", startTimeMs: T0 + 4, durationNs: 610e6 }),
+    ]);
+    const rows = await store.db.selectFrom("trace_summary").selectAll().orderBy("service_name").execute();
+    expect(rows.map((r) => [r.service_name, r.root_name, r.timestamp.getTime(), r.duration_ns, r.span_count, r.error])).toEqual([
+      ["orders", "POST /orders", T0, 700e6, 2, false],
+      ["payments", "POST /charge", T0 + 5, 600e6, 2, true],
+    ]);
+  });
+
+  it("rolls host samples up per host and minute, recomputing when more samples arrive", async () => {
+    const sample = (ms: number, cpu: number) => ({
+      timestampMs: ms,
+      hostName: "h1",
+      serviceName: "svc",
+      cpuPercent: cpu,
+      memoryPercent: 50,
+      memoryUsedBytes: 1_000,
+      memoryTotalBytes: 2_000,
+    });
+    await writer.writeHostSamples([sample(T0 + 1_000, 10)]);
+    await writer.writeHostSamples([sample(T0 + 31_000, 30), sample(T0 + 61_000, 50)]);
+    const rows = await store.db.selectFrom("system_metrics_rollup").selectAll().orderBy("timestamp").execute();
+    expect(rows.map((r) => [r.timestamp.getTime(), r.cpu_percent, r.sample_count, r.memory_used_bytes])).toEqual([
+      [T0, 20, 2, 1_000],
+      [T0 + 60_000, 50, 1, 1_000],
+    ]);
+  });
+
+  it("upserts services and counts distinct instances", async () => {
+    await writer.writeResources([
+      { serviceName: "svc", namespace: "ns", region: "eu", instanceId: "a", seenAtMs: T0 },
+      { serviceName: "svc", namespace: "ns", region: "eu", instanceId: "a", seenAtMs: T0 + 5 },
+    ]);
+    await writer.writeResources([
+      { serviceName: "svc", namespace: "ns", region: "us", instanceId: "b", seenAtMs: T0 + 10 },
+      // An older report must not move the service back to its old region.
+      { serviceName: "svc", namespace: "old", region: "old", instanceId: "c", seenAtMs: T0 - 10 },
+    ]);
+    const row = await store.db.selectFrom("services").selectAll().executeTakeFirstOrThrow();
+    expect(row).toEqual({ name: "svc", namespace: "ns", region: "us", instance_count: 3, first_seen: new Date(T0 - 10), last_seen: new Date(T0 + 10) });
+  });
+
+  it("binds Date parameters as instants and returns BIGINT/HUGEINT as numbers", async () => {
+    const r = await sql<{ t: Date; big: number; huge: number; dec: number }>`
+      SELECT ${new Date(T0)} AS t, 123::BIGINT AS big, sum(2::BIGINT) AS huge, 1.5::DECIMAL(4,2) AS dec`.execute(store.db);
+    expect(r.rows[0]).toEqual({ t: new Date(T0), big: 123, huge: 2, dec: 1.5 });
+  });
+
+  it("leaves nothing behind when a batch fails", async () => {
+    await expect(writer.writeSpans([span({ traceId: "t", spanId: "a", serviceName: "svc", durationNs: Number.NaN })])).rejects.toThrow();
+    expect(await store.db.selectFrom("spans").select((e) => e.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).toEqual({ n: 0 });
+    await writer.writeSpans([span({ traceId: "t", spanId: "a", serviceName: "svc" })]);
+    expect(await store.db.selectFrom("spans").select((e) => e.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).toEqual({ n: 1 });
+  });
+});
