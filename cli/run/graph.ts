@@ -25,8 +25,11 @@ interface DenoInfoModule {
 export interface GraphPolicy {
   /** Realpath of the directory local modules must stay inside. */
   scriptDir: string;
-  /** Realpaths that are allowed although they are outside scriptDir: the SDK bundle and its .d.ts. */
-  allowedFiles: ReadonlySet<string>;
+  /**
+   * Realpath of the SDK bundle's directory. Everything in it may load: the bundle itself and the
+   * declaration files its types reference, which a type check reads.
+   */
+  sdkDir: string;
 }
 
 export type GraphVerdict =
@@ -87,7 +90,7 @@ function ruleFor(specifier: string, policy: GraphPolicy, localFiles: Set<string>
       const lexical = fileURLToPath(url);
       // A missing file cannot leak anything; Deno reports it when it runs. Judge its lexical path.
       const real = realpathOrUndefined(lexical) ?? lexical;
-      if (policy.allowedFiles.has(real)) return undefined;
+      if (isInside(real, policy.sdkDir)) return undefined;
       // Only the realpath counts: it is what Deno will read, whatever the path says.
       if (!isInside(real, policy.scriptDir)) {
         return real === lexical
@@ -134,9 +137,8 @@ function displayName(specifier: string, scriptDir: string): string {
   return isInside(real, scriptDir) ? relative(scriptDir, real) || basename(real) : path;
 }
 
-/** The realpaths of the SDK bundle and of its declaration file, which sits beside it. */
-export function sdkFiles(sdkModule: string): Set<string> {
-  const real = realpathOrUndefined(sdkModule) ?? resolve(sdkModule);
-  const dts = real.replace(/\.m?js$/, ".d.ts");
-  return new Set([real, realpathOrUndefined(dts) ?? dts, resolve(dirname(real), basename(dts))]);
+/** The directory judged as the SDK's: that of the bundle, symlinks resolved. */
+export function sdkDirOf(sdkModule: string): string {
+  const p = resolve(sdkModule);
+  return dirname(realpathOrUndefined(p) ?? p);
 }

@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { constants as osConstants, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { judgeGraph, sdkFiles, type DenoInfo } from "./graph.js";
+import { judgeGraph, sdkDirOf, type DenoInfo } from "./graph.js";
 import { defaultSdkModule, denoPath } from "./paths.js";
 import {
   childEnv,
@@ -132,7 +132,7 @@ async function runIn(
     stderr.write(info.stderr);
     return { code: EXIT.refused, localFiles: [script] };
   }
-  const verdict = judgeGraph(JSON.parse(info.stdout) as DenoInfo, { scriptDir, allowedFiles: sdkFiles(sdkModule) });
+  const verdict = judgeGraph(JSON.parse(info.stdout) as DenoInfo, { scriptDir, sdkDir: sdkDirOf(sdkModule) });
   const localFiles = verdict.localFiles.length > 0 ? verdict.localFiles : [script];
   if (!verdict.ok) {
     stderr.write(`${verdict.message}\n`);
