@@ -54,14 +54,14 @@ export class ColonyStartCommand extends CoralCommand {
     const { stdout, stderr } = this.context;
 
     // Listen for signals before starting: a Ctrl-C during a long demo seed must still end cleanly.
-    let onSignal: (() => void) | undefined;
+    let onSignal: ((signal: NodeJS.Signals) => void) | undefined;
     let stopRequested = false;
     const stopped = new Promise<void>((resolve) => {
-      onSignal = () => {
+      onSignal = (signal) => {
         if (stopRequested) {
           // A second Ctrl-C means "now": the user has stopped waiting for a clean shutdown.
           stderr.write("coral: stopping without a clean shutdown\n");
-          process.exit(130);
+          process.exit(signal === "SIGINT" ? 130 : 143);
         }
         stopRequested = true;
         resolve();

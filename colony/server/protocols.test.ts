@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -58,6 +59,21 @@ describe("one colony port, every protocol", () => {
     });
   }
 
+  it("a client that cancels a stream midway leaves the colony serving", async () => {
+    const client = createClient(QueryService, transports.gRPC!(colony.baseUrl));
+    const ac = new AbortController();
+    let batches = 0;
+    const cancelled = (async () => {
+      for await (const _ of client.streamQuery({ sql: "SELECT * FROM range(100000000)" }, { signal: ac.signal })) {
+        if (++batches === 2) ac.abort();
+      }
+    })();
+    await expect(cancelled).rejects.toThrow(/aborted|canceled/i);
+    expect(batches).toBe(2);
+    const after = await client.executeQuery({ sql: "SELECT 42" });
+    expect(after.rows[0]!.values[0]!.kind.value).toBe(42);
+  });
+
   it("streams typed values: numbers, strings, booleans, nulls, timestamps", async () => {
     const client: Client<typeof QueryService> = createClient(QueryService, transports.gRPC!(colony.baseUrl));
     const res = await client.executeQuery({
@@ -99,6 +115,14 @@ describe("colony shutdown", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("exits 0 on SIGINT (Ctrl-C) too", async () => {
+    const colony = await spawnColony();
+    const exited = once(colony.proc, "exit");
+    colony.proc.kill("SIGINT");
+    expect((await exited)[0]).toBe(0);
+    await colony.stop();
   });
 
   it("keeps an existing database's data when started with --demo again", async () => {
