@@ -110,12 +110,15 @@ function printCommand(f: GeneratedFile, c: CliCommand): void {
   const examples = c.rpcs.flatMap((r) => r.cli!.examples.map((e) => [r.summary, `coral ${e}`]));
   f.print("    examples: [");
   for (const [what, cmd] of examples) f.print("      [", f.string(what), ", ", f.string(cmd), "],");
-  f.print("  ]});");
+  f.print("    ],");
+  f.print("  });");
   f.print();
   const option = f.import("Option", "clipanion");
   for (const p of c.params) {
     if (p.positional) {
       f.print("  ", propOf(p), " = ", option, ".String({ name: ", f.string(p.metavar), ", required: true });");
+    } else if (p.tsType === "boolean") {
+      f.print("  ", propOf(p), " = ", option, ".Boolean(", f.string(p.flag), ", { description: ", f.string(flagHelp(p)), " });");
     } else {
       f.print("  ", propOf(p), " = ", option, ".String(", f.string(p.flag), ", { arity: 1, description: ", f.string(flagHelp(p)), " });");
     }

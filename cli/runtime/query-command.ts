@@ -84,8 +84,9 @@ export abstract class QueryCommand extends CoralCommand {
 
   protected abstract readonly variants: Variant[];
 
-  private flagText(prop: string): string | undefined {
-    return (this as unknown as Record<string, string | undefined>)[prop];
+  /** A flag's value: its text, or true/false for a boolean field's switch. */
+  private flagText(prop: string): string | boolean | undefined {
+    return (this as unknown as Record<string, string | boolean | undefined>)[prop];
   }
 
   private pickVariant(): Variant {
@@ -114,6 +115,10 @@ export abstract class QueryCommand extends CoralCommand {
     for (const p of variant.params) {
       const text = this.flagText(p.prop) ?? p.default;
       if (text === undefined) continue;
+      if (typeof text === "boolean") {
+        init[p.field] = text;
+        continue;
+      }
       try {
         init[p.field] = convert(p, text);
       } catch (e) {

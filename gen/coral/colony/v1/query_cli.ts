@@ -20,12 +20,13 @@ export class QueryServicesCommand extends QueryCommand {
   static override paths = [["query", "services"]];
   static override usage = Command.Usage({
     category: "Query",
-    description: "Lists the services the colony has seen, with their namespace, region and the number of instances reporting.",
-    details: "Lists the services the colony has seen, with their namespace, region and the number\nof instances reporting.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
+    description: "Lists the services the colony has seen.",
+    details: "Lists the services the colony has seen. Each comes with its namespace, region and\nthe number of instances reporting.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
     examples: [
-      ["Lists the services the colony has seen, with their namespace, region and the number of instances reporting.", "coral query services"],
-      ["Lists the services the colony has seen, with their namespace, region and the number of instances reporting.", "coral query services --namespace shop --output json"],
-  ]});
+      ["Lists the services the colony has seen.", "coral query services"],
+      ["Lists the services the colony has seen.", "coral query services --namespace shop --output json"],
+    ],
+  });
 
   namespace = Option.String("--namespace", { arity: 1, description: "Only services in this namespace." });
   region = Option.String("--region", { arity: 1, description: "Only services in this region." });
@@ -51,11 +52,12 @@ export class QueryServiceCommand extends QueryCommand {
   static override paths = [["query", "service"]];
   static override usage = Command.Usage({
     category: "Query",
-    description: "Describes one service: identity, when it was first and last seen, and its request and error counts over the window.",
-    details: "Describes one service: identity, when it was first and last seen, and its request\nand error counts over the window.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
+    description: "Describes one service.",
+    details: "Describes one service. Its identity, when it was first and last seen, and its\nrequest and error counts over the window.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
     examples: [
-      ["Describes one service: identity, when it was first and last seen, and its request and error counts over the window.", "coral query service payments"],
-  ]});
+      ["Describes one service.", "coral query service payments"],
+    ],
+  });
 
   service = Option.String({ name: "SERVICE", required: true });
   window = Option.String("--window", { arity: 1, description: "Look-back window in milliseconds for the counts. Written like 30s, 5m, 1h. (default: 1h)" });
@@ -80,18 +82,19 @@ export class QueryMetricsCommand extends QueryCommand {
   static override paths = [["query", "metrics"]];
   static override usage = Command.Usage({
     category: "Query",
-    description: "Returns a latency percentile of a service's metric over a window, merged from the per-minute log-bucket summaries (at most 1% relative error at every percentile; the cost does not grow with the number of spans).",
-    details: "By default: Returns a latency percentile of a service's metric over a window, merged from the\nper-minute log-bucket summaries (at most 1% relative error at every percentile; the\ncost does not grow with the number of spans).\n\nWith --error-rate: Returns the fraction of a service's requests that failed over a window (status ERROR\nor HTTP status >= 500), with the counts it was computed from.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
+    description: "Returns a latency percentile of a service's metric over a window.",
+    details: "By default: Returns a latency percentile of a service's metric over a window. It is merged from\nthe per-minute log-bucket summaries: at most 1% relative error at every percentile,\nand a cost that does not grow with the number of spans.\n\nWith --error-rate: Returns the fraction of a service's requests that failed over a window. A request\nfailed when its span status is ERROR or its HTTP status is 500 or more; the counts\ncome with the rate.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
     examples: [
-      ["Returns a latency percentile of a service's metric over a window, merged from the per-minute log-bucket summaries (at most 1% relative error at every percentile; the cost does not grow with the number of spans).", "coral query metrics payments --metric http.server.duration --percentile 99"],
-      ["Returns the fraction of a service's requests that failed over a window (status ERROR or HTTP status >= 500), with the counts it was computed from.", "coral query metrics payments --error-rate --window 5m"],
-  ]});
+      ["Returns a latency percentile of a service's metric over a window.", "coral query metrics payments --metric http.server.duration --percentile 99"],
+      ["Returns the fraction of a service's requests that failed over a window.", "coral query metrics payments --error-rate --window 5m"],
+    ],
+  });
 
   service = Option.String({ name: "SERVICE", required: true });
   metric = Option.String("--metric", { arity: 1, description: "Metric name; latency of served requests is `http.server.duration`. (default: http.server.duration)" });
   percentile = Option.String("--percentile", { arity: 1, description: "Percentile as a fraction in (0, 1]; on the CLI a percentage in (0, 100]. Written like 99 or 99.9. (default: 99)" });
   window = Option.String("--window", { arity: 1, description: "Look-back window in milliseconds. Written like 30s, 5m, 1h. (default: 1h)" });
-  errorRate = Option.Boolean("--error-rate", false, { description: "Returns the fraction of a service's requests that failed over a window (status ERROR or HTTP status >= 500), with the counts it was computed from." });
+  errorRate = Option.Boolean("--error-rate", false, { description: "Returns the fraction of a service's requests that failed over a window." });
 
   protected readonly variants: Variant[] = [
     {
@@ -131,7 +134,8 @@ export class QueryTracesCommand extends QueryCommand {
     examples: [
       ["Finds a service's slowest traces above a duration threshold, slowest first.", "coral query traces payments --slow --threshold 500ms --limit 10"],
       ["Finds a service's failed traces, most recent first.", "coral query traces payments --errors --window 1h"],
-  ]});
+    ],
+  });
 
   service = Option.String({ name: "SERVICE", required: true });
   threshold = Option.String("--threshold", { arity: 1, description: "Only traces at least this long, in nanoseconds. Written like 250us, 500ms, 2s. (default: 500ms)" });
@@ -177,11 +181,12 @@ export class QuerySystemCommand extends QueryCommand {
   static override paths = [["query", "system"]];
   static override usage = Command.Usage({
     category: "Query",
-    description: "Returns host metrics (CPU, memory) of the hosts running a service, averaged over the window, with the latest sample's memory in use.",
-    details: "Returns host metrics (CPU, memory) of the hosts running a service, averaged over the\nwindow, with the latest sample's memory in use.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
+    description: "Returns CPU and memory of the hosts running a service.",
+    details: "Returns CPU and memory of the hosts running a service. Utilisation is averaged over\nthe window; memory bytes are those of the latest sample.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
     examples: [
-      ["Returns host metrics (CPU, memory) of the hosts running a service, averaged over the window, with the latest sample's memory in use.", "coral query system payments --window 15m"],
-  ]});
+      ["Returns CPU and memory of the hosts running a service.", "coral query system payments --window 15m"],
+    ],
+  });
 
   service = Option.String({ name: "SERVICE", required: true });
   window = Option.String("--window", { arity: 1, description: "Look-back window in milliseconds. Written like 30s, 5m, 1h. (default: 1h)" });
@@ -211,7 +216,8 @@ export class QuerySqlCommand extends QueryCommand {
     examples: [
       ["Runs one read-only SQL SELECT against the colony's tables.", "coral query sql \"SELECT service_name, AVG(p99_duration_ns) FROM service_summary GROUP BY service_name\""],
       ["Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches, for results too large for one response.", "coral query sql --stream \"SELECT * FROM spans\" --output csv"],
-  ]});
+    ],
+  });
 
   sql = Option.String({ name: "SQL", required: true });
   maxRows = Option.String("--max-rows", { arity: 1, description: "At most this many rows in all (0 = 1,000,000). (default: 1000000)" });

@@ -736,8 +736,8 @@ export const StreamQueryResponseSchema: GenMessage<StreamQueryResponse> = /*@__P
  */
 export const QueryService: GenService<{
   /**
-   * Lists the services the colony has seen, with their namespace, region and the number
-   * of instances reporting.
+   * Lists the services the colony has seen. Each comes with its namespace, region and
+   * the number of instances reporting.
    *
    * @generated from rpc coral.colony.v1.QueryService.ListServices
    */
@@ -747,8 +747,8 @@ export const QueryService: GenService<{
     output: typeof ListServicesResponseSchema;
   },
   /**
-   * Describes one service: identity, when it was first and last seen, and its request
-   * and error counts over the window.
+   * Describes one service. Its identity, when it was first and last seen, and its
+   * request and error counts over the window.
    *
    * @generated from rpc coral.colony.v1.QueryService.GetService
    */
@@ -758,9 +758,9 @@ export const QueryService: GenService<{
     output: typeof GetServiceResponseSchema;
   },
   /**
-   * Returns a latency percentile of a service's metric over a window, merged from the
-   * per-minute log-bucket summaries (at most 1% relative error at every percentile; the
-   * cost does not grow with the number of spans).
+   * Returns a latency percentile of a service's metric over a window. It is merged from
+   * the per-minute log-bucket summaries: at most 1% relative error at every percentile,
+   * and a cost that does not grow with the number of spans.
    *
    * @generated from rpc coral.colony.v1.QueryService.GetPercentile
    */
@@ -770,8 +770,9 @@ export const QueryService: GenService<{
     output: typeof GetPercentileResponseSchema;
   },
   /**
-   * Returns the fraction of a service's requests that failed over a window (status ERROR
-   * or HTTP status >= 500), with the counts it was computed from.
+   * Returns the fraction of a service's requests that failed over a window. A request
+   * failed when its span status is ERROR or its HTTP status is 500 or more; the counts
+   * come with the rate.
    *
    * @generated from rpc coral.colony.v1.QueryService.GetErrorRate
    */
@@ -801,8 +802,8 @@ export const QueryService: GenService<{
     output: typeof FindErrorTracesResponseSchema;
   },
   /**
-   * Returns host metrics (CPU, memory) of the hosts running a service, averaged over the
-   * window, with the latest sample's memory in use.
+   * Returns CPU and memory of the hosts running a service. Utilisation is averaged over
+   * the window; memory bytes are those of the latest sample.
    *
    * @generated from rpc coral.colony.v1.QueryService.GetSystemMetrics
    */

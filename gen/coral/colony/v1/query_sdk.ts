@@ -18,8 +18,8 @@ import { asTable, asTableStream } from "../../../../sdk/table.js";
  */
 export const services = {
   /**
-   * Lists the services the colony has seen, with their namespace, region and the number
-   * of instances reporting.
+   * Lists the services the colony has seen. Each comes with its namespace, region and
+   * the number of instances reporting.
    *
    * @param namespace Only services in this namespace.
    * @param region Only services in this region.
@@ -33,8 +33,8 @@ export const services = {
     return (res.services as unknown as Service[]).map((x) => bind(x, x.name));
   },
   /**
-   * Describes one service: identity, when it was first and last seen, and its request
-   * and error counts over the window.
+   * Describes one service. Its identity, when it was first and last seen, and its
+   * request and error counts over the window.
    *
    * @param service Service name.
    * @param time_range_ms Look-back window in milliseconds for the counts. Default: 3600000.
@@ -53,9 +53,9 @@ export const services = {
  */
 export const metrics = {
   /**
-   * Returns a latency percentile of a service's metric over a window, merged from the
-   * per-minute log-bucket summaries (at most 1% relative error at every percentile; the
-   * cost does not grow with the number of spans).
+   * Returns a latency percentile of a service's metric over a window. It is merged from
+   * the per-minute log-bucket summaries: at most 1% relative error at every percentile,
+   * and a cost that does not grow with the number of spans.
    *
    * @param service Service name.
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
@@ -73,9 +73,9 @@ export const metrics = {
   /**
    * The median (p50) of a service's metric, in nanoseconds.
    *
-   * Returns a latency percentile of a service's metric over a window, merged from the
-   * per-minute log-bucket summaries (at most 1% relative error at every percentile; the
-   * cost does not grow with the number of spans).
+   * Returns a latency percentile of a service's metric over a window. It is merged from
+   * the per-minute log-bucket summaries: at most 1% relative error at every percentile,
+   * and a cost that does not grow with the number of spans.
    *
    * @param service Service name.
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
@@ -91,9 +91,9 @@ export const metrics = {
   /**
    * The 95th percentile of a service's metric, in nanoseconds.
    *
-   * Returns a latency percentile of a service's metric over a window, merged from the
-   * per-minute log-bucket summaries (at most 1% relative error at every percentile; the
-   * cost does not grow with the number of spans).
+   * Returns a latency percentile of a service's metric over a window. It is merged from
+   * the per-minute log-bucket summaries: at most 1% relative error at every percentile,
+   * and a cost that does not grow with the number of spans.
    *
    * @param service Service name.
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
@@ -109,9 +109,9 @@ export const metrics = {
   /**
    * The 99th percentile of a service's metric, in nanoseconds.
    *
-   * Returns a latency percentile of a service's metric over a window, merged from the
-   * per-minute log-bucket summaries (at most 1% relative error at every percentile; the
-   * cost does not grow with the number of spans).
+   * Returns a latency percentile of a service's metric over a window. It is merged from
+   * the per-minute log-bucket summaries: at most 1% relative error at every percentile,
+   * and a cost that does not grow with the number of spans.
    *
    * @param service Service name.
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
@@ -125,8 +125,9 @@ export const metrics = {
     return metrics.getPercentile(service, metric, 0.99, time_range_ms);
   },
   /**
-   * Returns the fraction of a service's requests that failed over a window (status ERROR
-   * or HTTP status >= 500), with the counts it was computed from.
+   * Returns the fraction of a service's requests that failed over a window. A request
+   * failed when its span status is ERROR or its HTTP status is 500 or more; the counts
+   * come with the rate.
    *
    * @param service Service name.
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
@@ -183,8 +184,8 @@ export const traces = {
  */
 export const system = {
   /**
-   * Returns host metrics (CPU, memory) of the hosts running a service, averaged over the
-   * window, with the latest sample's memory in use.
+   * Returns CPU and memory of the hosts running a service. Utilisation is averaged over
+   * the window; memory bytes are those of the latest sample.
    *
    * @param service Service name.
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
