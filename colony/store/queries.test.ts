@@ -54,7 +54,7 @@ describe("Queries on demo data", () => {
   });
 
   it.each(["payments", "orders", "inventory", "legacy-api", "frontend"])(
-    "percentile for %s is within 1%% of quantile_cont over the same SERVER spans",
+    "percentile for %s is within 1 percent of quantile_cont over the same SERVER spans",
     async (service) => {
       for (const q of [0.5, 0.9, 0.99, 0.999]) {
         const truth = await exact(service, q, NOW - 3 * HOUR, NOW);

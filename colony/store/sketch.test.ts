@@ -51,7 +51,7 @@ describe("log-bucket sketch", () => {
     ["fast service", 20e6, 0.6, 1],
     ["heavy tail", 150e6, 0.9, 2],
     ["very wide", 5e6, 1.8, 3],
-  ])("stays within 1%% of exact quantiles on lognormal samples (%s)", (_name, median, sigma, seed) => {
+  ])("stays within 1 percent of exact quantiles on lognormal samples: %s", (_name, median, sigma, seed) => {
     const values = lognormal(200_000, median, sigma, seed);
     const sorted = [...values].sort((a, b) => a - b);
     const buckets = toBuckets(values);
