@@ -87,9 +87,10 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
 
     async getPercentile(raw) {
       const req = applyDefaults(GetPercentileRequestSchema, raw);
-      if (!(req.percentile > 0 && req.percentile <= 1)) {
-        throw invalid(`percentile must be in (0, 1]; got ${req.percentile}`);
-      }
+      // Number() keeps this check valid should the field gain explicit presence (`optional`), the
+      // only way an explicit 0 could reach us instead of being replaced by the default.
+      const q = Number(req.percentile);
+      if (!(q > 0 && q <= 1)) throw invalid(`percentile must be in (0, 1]; got ${req.percentile}`);
       const w = window(req.timeRangeMs);
       const row = await knownService(req.service);
       if (!(await queries.metricExists(row.name, req.metric))) {
@@ -98,7 +99,7 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
           Code.NotFound,
         );
       }
-      const r = await queries.percentile({ service: row.name, metric: req.metric, q: req.percentile, ...w });
+      const r = await queries.percentile({ service: row.name, metric: req.metric, q, ...w });
       return create(GetPercentileResponseSchema, { value: r.value, unit: "nanoseconds", sampleCount: BigInt(r.count) });
     },
 

@@ -62,6 +62,9 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
     front.listen({ host: opts.host, port: opts.port }, () => resolve());
   });
   const bound = front.address() as net.AddressInfo;
+  // After start-up the only server errors are failed accepts (EMFILE, ECONNABORTED): transient and
+  // per connection. Without a listener they would crash the colony and drop every other client.
+  front.on("error", () => {});
 
   let closing: Promise<void> | undefined;
   return {
