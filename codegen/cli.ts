@@ -130,15 +130,14 @@ function printCommand(f: GeneratedFile, c: CliCommand): void {
   }
   f.print();
   f.print("  protected readonly variants: ", f.import("Variant", runtimePath, true), "[] = [");
-  // The default variant first: it runs when no selecting flag is given.
-  const ordered = [...c.rpcs].sort((a, b) => Number(b.cli!.defaultVariant) - Number(a.cli!.defaultVariant));
-  for (const r of ordered) {
+  for (const r of c.rpcs) {
     const cols = columnsOf(r);
     f.print("    {");
-    if (r.cli!.variant && !r.cli!.defaultVariant) {
+    if (r.cli!.defaultVariant) f.print("      isDefault: true,");
+    if (r.cli!.variant) {
       f.print("      select: ", f.string(camel(r.cli!.variant)), ",");
+      f.print("      selectFlag: ", f.string(`--${r.cli!.variant}`), ",");
     }
-    if (r.cli!.variant) f.print("      selectFlag: ", f.string(`--${r.cli!.variant}`), ",");
     f.print("      method: ", f.importSchema(r.service), ".method.", r.method.localName, ",");
     f.print("      params: [");
     for (const p of r.params) {

@@ -35,7 +35,9 @@ export interface VariantParam {
 }
 
 export interface Variant {
-  /** Property of the boolean flag selecting this variant; absent for the default. */
+  /** Runs when no selecting flag is given. */
+  isDefault?: boolean;
+  /** Property of the boolean flag selecting this variant. */
   select?: string;
   /** The selecting flag as the user writes it ("--error-rate"). */
   selectFlag?: string;
@@ -94,7 +96,7 @@ export abstract class QueryCommand extends CoralCommand {
     if (chosen.length > 1) {
       throw new UsageError(`choose one of ${chosen.map((v) => v.selectFlag).join(", ")}`);
     }
-    const variant = chosen[0] ?? this.variants.find((v) => !v.select) ?? this.variants.find((v) => v.select === undefined);
+    const variant = chosen[0] ?? this.variants.find((v) => v.isDefault);
     if (!variant) {
       throw new UsageError(`choose one of ${this.variants.map((v) => v.selectFlag).join(", ")}`);
     }

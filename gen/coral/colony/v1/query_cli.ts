@@ -33,6 +33,7 @@ export class QueryServicesCommand extends QueryCommand {
 
   protected readonly variants: Variant[] = [
     {
+      isDefault: true,
       method: QueryService.method.listServices,
       params: [
         { prop: "namespace", field: "namespace", flag: "--namespace", parse: "string" },
@@ -64,6 +65,7 @@ export class QueryServiceCommand extends QueryCommand {
 
   protected readonly variants: Variant[] = [
     {
+      isDefault: true,
       method: QueryService.method.getService,
       params: [
         { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
@@ -98,6 +100,7 @@ export class QueryMetricsCommand extends QueryCommand {
 
   protected readonly variants: Variant[] = [
     {
+      isDefault: true,
       method: QueryService.method.getPercentile,
       params: [
         { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
@@ -146,6 +149,8 @@ export class QueryTracesCommand extends QueryCommand {
 
   protected readonly variants: Variant[] = [
     {
+      isDefault: true,
+      select: "slow",
       selectFlag: "--slow",
       method: QueryService.method.findSlowTraces,
       params: [
@@ -193,6 +198,7 @@ export class QuerySystemCommand extends QueryCommand {
 
   protected readonly variants: Variant[] = [
     {
+      isDefault: true,
       method: QueryService.method.getSystemMetrics,
       params: [
         { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
@@ -225,6 +231,7 @@ export class QuerySqlCommand extends QueryCommand {
 
   protected readonly variants: Variant[] = [
     {
+      isDefault: true,
       method: QueryService.method.executeQuery,
       params: [
         { prop: "sql", field: "sql", flag: "SQL", parse: "string" },

@@ -1,0 +1,232 @@
+// `coral query …` exactly as the RFD writes it, against a real demo colony process, in
+// every output format; plus the failures a user runs into.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCoral, spawnColony, type SpawnedColony } from "../helpers/colony.js";
+
+let colony: SpawnedColony;
+beforeAll(async () => {
+  colony = await spawnColony({ demo: true });
+});
+afterAll(async () => {
+  await colony?.stop();
+});
+
+const env = () => ({ CORAL_COLONY_ADDR: colony.addr });
+
+/** The RFD's commands, verbatim (without the leading `coral`). */
+const rfdCommands: Record<string, string[]> = {
+  services: ["query", "services"],
+  percentile: ["query", "metrics", "payments", "--metric", "http.server.duration", "--percentile", "99"],
+  errorRate: ["query", "metrics", "payments", "--error-rate", "--window", "5m"],
+  slow: ["query", "traces", "payments", "--slow", "--threshold", "500ms", "--limit", "10"],
+  errors: ["query", "traces", "payments", "--errors", "--window", "1h"],
+  sql: ["query", "sql", "SELECT service_name, AVG(p99_duration_ns) FROM service_summary GROUP BY service_name"],
+};
+
+function parseCsv(text: string): string[][] {
+  return text
+    .trimEnd()
+    .split("\r\n")
+    .map((line) => line.split(","));
+}
+
+describe("coral query, as the RFD writes it", () => {
+  for (const [name, args] of Object.entries(rfdCommands)) {
+    for (const output of ["table", "json", "csv"]) {
+      it(`${name} --output ${output}`, async () => {
+        const r = await runCoral([...args, "--output", output], { env: env() });
+        expect(r.stderr.replace(/^\(.*\)\n$/, "")).toBe("");
+        expect(r.code).toBe(0);
+        expect(r.stdout.length).toBeGreaterThan(0);
+        if (output === "json") expect(() => JSON.parse(r.stdout)).not.toThrow();
+        if (output === "csv") {
+          const rows = parseCsv(r.stdout);
+          expect(rows.length).toBeGreaterThan(0);
+          expect(new Set(rows.map((row) => row.length)).size).toBe(1);
+        }
+        if (output === "table") expect(r.stdout).not.toMatch(/\x1b\[/);
+      });
+    }
+  }
+
+  it("lists the demo services in an aligned table", async () => {
+    const r = await runCoral(rfdCommands.services, { env: env() });
+    const lines = r.stdout.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^NAME\s+NAMESPACE\s+REGION\s+INSTANCE_COUNT$/);
+    const names = lines.slice(1).map((l) => l.split(/\s+/)[0]);
+    expect(names).toEqual(expect.arrayContaining(["payments", "orders", "inventory", "legacy-api"]));
+    // Aligned: every row is as wide as the header once trailing spaces are trimmed off the
+    // right-aligned last column.
+    expect(new Set(lines.map((l) => l.length)).size).toBe(1);
+  });
+
+  it("prints the percentile in human units, and raw nanoseconds in json", async () => {
+    const table = await runCoral(rfdCommands.percentile, { env: env() });
+    expect(table.stdout).toMatch(/^\s*VALUE\s+UNIT\s+SAMPLE_COUNT\n\s*\d+(\.\d)?(ms|s)\s+nanoseconds\s+\d+\n$/);
+    const json = JSON.parse((await runCoral([...rfdCommands.percentile, "-o", "json"], { env: env() })).stdout);
+    expect(json.unit).toBe("nanoseconds");
+    expect(typeof json.value).toBe("number");
+    expect(json.value).toBeGreaterThan(100_000_000); // payments' p99 is hundreds of ms
+    expect(json.sample_count).toBeGreaterThan(0);
+  });
+
+  it("the percentile on the CLI is the percentile over the same window in SQL", async () => {
+    const cli = JSON.parse((await runCoral([...rfdCommands.percentile, "-o", "json"], { env: env() })).stdout);
+    const exact = JSON.parse(
+      (
+        await runCoral(
+          [
+            "query",
+            "sql",
+            "SELECT quantile_cont(duration_ns, 0.99) AS p99 FROM spans WHERE service_name = 'payments' AND kind = 'SERVER' AND start_time > now() - INTERVAL 1 HOUR",
+            "-o",
+            "json",
+          ],
+          { env: env() },
+        )
+      ).stdout,
+    );
+    const p99 = Number(exact.rows[0].p99);
+    expect(Math.abs(cli.value - p99) / p99).toBeLessThan(0.01);
+  });
+
+  it("error rate: rate with the counts it came from", async () => {
+    const json = JSON.parse((await runCoral([...rfdCommands.errorRate, "-o", "json"], { env: env() })).stdout);
+    expect(json.rate).toBeGreaterThanOrEqual(0);
+    expect(json.rate).toBeLessThanOrEqual(1);
+    expect(json.rate).toBeCloseTo(json.total_count ? json.error_count / json.total_count : 0, 10);
+    const table = await runCoral(rfdCommands.errorRate, { env: env() });
+    expect(table.stdout).toMatch(/\d+\.\d\d%/);
+  });
+
+  it("slow traces: at most 10, all at least 500ms, slowest first", async () => {
+    const json = JSON.parse((await runCoral([...rfdCommands.slow, "-o", "json"], { env: env() })).stdout);
+    const traces = json.traces as { duration_ns: number; trace_id: string; service: string }[];
+    expect(traces.length).toBeGreaterThan(0);
+    expect(traces.length).toBeLessThanOrEqual(10);
+    expect(json.total_count).toBeGreaterThanOrEqual(traces.length);
+    for (const t of traces) {
+      expect(t.duration_ns).toBeGreaterThanOrEqual(500_000_000);
+      expect(t.trace_id).toMatch(/^[0-9a-f]{32}$/);
+      expect(t.service).toBe("payments");
+    }
+    const durations = traces.map((t) => t.duration_ns);
+    expect(durations).toEqual([...durations].sort((a, b) => b - a));
+  });
+
+  it("error traces are failed traces", async () => {
+    const json = JSON.parse((await runCoral([...rfdCommands.errors, "-o", "json"], { env: env() })).stdout);
+    expect(json.traces.length).toBeGreaterThan(0);
+    for (const t of json.traces) expect(t.error).toBe(true);
+  });
+
+  it("sql: json rows are objects keyed by column name; csv has a header", async () => {
+    const json = JSON.parse((await runCoral([...rfdCommands.sql, "-o", "json"], { env: env() })).stdout);
+    expect(json.columns.map((c: { name: string }) => c.name)).toEqual(["service_name", "avg(p99_duration_ns)"]);
+    expect(json.rows.length).toBeGreaterThanOrEqual(4);
+    expect(json.truncated).toBe(false);
+    const csv = parseCsv((await runCoral([...rfdCommands.sql, "-o", "csv"], { env: env() })).stdout);
+    expect(csv[0]).toEqual(["service_name", "avg(p99_duration_ns)"]);
+  });
+
+  it("sql --stream prints one JSON object per line", async () => {
+    const r = await runCoral(["query", "sql", "--stream", "SELECT range AS n FROM range(2500)", "-o", "json"], { env: env() });
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split("\n");
+    expect(lines).toHaveLength(2500);
+    expect(JSON.parse(lines[2499])).toEqual({ n: 2499 });
+  });
+
+  it("--colony and --token flags work without the environment", async () => {
+    const r = await runCoral(["query", "services", "--colony", colony.addr, "-o", "json"]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).services.length).toBeGreaterThanOrEqual(4);
+  });
+});
+
+describe("coral query, when things go wrong", () => {
+  it("unknown service: NotFound naming it and how to list services, exit 1", async () => {
+    const r = await runCoral(["query", "metrics", "paymnts"], { env: env() });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('service "paymnts" not found');
+    expect(r.stderr).toContain("coral query services");
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it("percentile outside (0, 100] is a usage error, exit 2", async () => {
+    for (const p of ["0", "101", "-5", "abc"]) {
+      const r = await runCoral(["query", "metrics", "payments", "--percentile", p], { env: env() });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain("--percentile");
+    }
+  });
+
+  it("malformed duration names the flag, exit 2", async () => {
+    const r = await runCoral(["query", "traces", "payments", "--threshold", "5xs"], { env: env() });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--threshold");
+    expect(r.stderr).toContain('"5xs" is not a duration');
+    expect(r.stdout).toBe("");
+  });
+
+  it("unknown flag and wrong output format are usage errors", async () => {
+    expect((await runCoral(["query", "services", "--bogus"], { env: env() })).code).toBe(2);
+    const r = await runCoral(["query", "services", "--output", "yaml"], { env: env() });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--output");
+  });
+
+  it("flags of another variant are refused, not ignored", async () => {
+    const r = await runCoral(["query", "metrics", "payments", "--error-rate", "--percentile", "99"], { env: env() });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--percentile does not apply with --error-rate");
+    const both = await runCoral(["query", "traces", "payments", "--slow", "--errors"], { env: env() });
+    expect(both.code).toBe(2);
+  });
+
+  it("colony unreachable: one line naming the address and how to start one", async () => {
+    const r = await runCoral(["query", "services", "--colony", "127.0.0.1:9"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      "coral: cannot reach colony at 127.0.0.1:9 (connection refused) — start one with: coral colony start\n",
+    );
+  });
+
+  it("the default address is 127.0.0.1:9090", async () => {
+    const r = await runCoral(["query", "services"]);
+    // Either a colony happens to run there or the message names the default address.
+    if (r.code !== 0) expect(r.stderr).toContain("127.0.0.1:9090");
+  });
+
+  it("rejected SQL is an error, not a crash", async () => {
+    const r = await runCoral(["query", "sql", "DROP TABLE spans"], { env: env() });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("only SELECT");
+    const still = await runCoral(["query", "sql", "SELECT count(*) AS n FROM spans", "-o", "json"], { env: env() });
+    expect(JSON.parse(still.stdout).rows[0].n).toBeGreaterThan(0);
+  });
+});
+
+describe("coral query against a colony with a token", () => {
+  let secured: SpawnedColony;
+  beforeAll(async () => {
+    secured = await spawnColony({ token: "s3cret" });
+  });
+  afterAll(async () => {
+    await secured?.stop();
+  });
+
+  it("wrong or missing token: Unauthenticated, exit 1, says how to pass one", async () => {
+    for (const extra of [[], ["--token", "nope"]]) {
+      const r = await runCoral(["query", "services", "--colony", secured.addr, ...extra]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("--token");
+      expect(r.stderr).toContain("CORAL_TOKEN");
+    }
+  });
+
+  it("right token from the flag or $CORAL_TOKEN", async () => {
+    expect((await runCoral(["query", "services", "--colony", secured.addr, "--token", "s3cret"])).code).toBe(0);
+    expect((await runCoral(["query", "services", "--colony", secured.addr], { env: { CORAL_TOKEN: "s3cret" } })).code).toBe(0);
+  });
+});
