@@ -131,7 +131,7 @@ function printFunction(f: GeneratedFile, rpc: Rpc, named: Set<DescMessage>): voi
   const generic = s.shape === ResultShape.UNSPECIFIED ? "" : "<Row = Record<string, unknown>>";
   const ret = resultType(rpc, named);
   f.print(f.jsDoc(docFor(rpc, params), "  "));
-  const init = requestInit(f, rpc.params);
+  const init = requestInit(f, sdkParams(rpc));
   const method = [f.importSchema(rpc.service), ".method.", rpc.method.localName];
   if (s.shape === ResultShape.TABLE_STREAM) {
     f.print("  ", s.function, generic, "(", paramList(params), "): ", ret, " {");

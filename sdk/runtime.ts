@@ -74,14 +74,42 @@ function clientFor(method: DescMethodUnary | DescMethodServerStreaming): Record<
   return client as unknown as Record<string, (req: unknown) => unknown>;
 }
 
+/** The innermost causes' messages, where fetch implementations put "Connection refused". */
+function causeText(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err, depth = 0; e && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
+    parts.push(String((e as Error).message ?? e));
+  }
+  return parts.join(" / ");
+}
+
 function coralError(err: unknown, address: string): CoralError {
   if (err instanceof CoralError) return err;
   const ce = ConnectError.from(err);
-  const code = snake(Code[ce.code]) as CoralErrorCode;
-  if (ce.code === Code.Unavailable || /fetch failed|connection refused|error sending request/i.test(ce.rawMessage)) {
+  const causes = causeText(err);
+  if (/refused/i.test(causes)) {
+    return new CoralError("unavailable", `cannot reach colony at ${address} (connection refused) — start one with: coral colony start`);
+  }
+  if (ce.code === Code.Unavailable || /fetch failed|error sending request/i.test(causes)) {
     return new CoralError("unavailable", `cannot reach colony at ${address} (${ce.rawMessage})`);
   }
-  return new CoralError(code, `${ce.rawMessage} (colony ${address})`);
+  if (ce.code === Code.Unauthenticated) {
+    return new CoralError("unauthenticated", `colony at ${address} rejected the request: ${ce.rawMessage} — pass --token to coral run or set CORAL_TOKEN`);
+  }
+  return new CoralError(snake(Code[ce.code]) as CoralErrorCode, `${ce.rawMessage} (colony ${address})`);
+}
+
+// In a script, an SDK failure nobody caught ends the run with its one-line message and
+// exit code 1, instead of a stack trace through the minified bundle.
+const scope = globalThis as { Deno?: { exit(code: number): never }; addEventListener?: (t: string, h: (e: Event & { reason?: unknown }) => void) => void };
+if (scope.Deno && scope.addEventListener) {
+  scope.addEventListener("unhandledrejection", (e) => {
+    if (e.reason instanceof CoralError) {
+      e.preventDefault();
+      console.error(`error: ${e.reason.message} [${e.reason.code}]`);
+      scope.Deno!.exit(1);
+    }
+  });
 }
 
 /** Calls a unary RPC; resolves to the plain response. */

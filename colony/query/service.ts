@@ -87,8 +87,7 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
 
     async getPercentile(raw) {
       const req = applyDefaults(GetPercentileRequestSchema, raw);
-      // Number() keeps this check valid should the field gain explicit presence (`optional`), the
-      // only way an explicit 0 could reach us instead of being replaced by the default.
+      // `optional` in the proto: an explicit 0 arrives as 0 and is refused; only absence defaults.
       const q = Number(req.percentile);
       if (!(q > 0 && q <= 1)) throw invalid(`percentile must be in (0, 1]; got ${req.percentile}`);
       const w = window(req.timeRangeMs);
@@ -117,11 +116,12 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
 
     async findSlowTraces(raw) {
       const req = applyDefaults(FindSlowTracesRequestSchema, raw);
-      nonNegative("min_duration_ns", req.minDurationNs);
+      const minDurationNs = req.minDurationNs!; // applyDefaults fills an absent threshold
+      nonNegative("min_duration_ns", minDurationNs);
       const limit = traceLimit(req.limit);
       const w = window(req.timeRangeMs);
       const row = await knownService(req.service);
-      const r = await queries.slowTraces({ service: row.name, minDurationNs: toNumber(req.minDurationNs), limit, ...w });
+      const r = await queries.slowTraces({ service: row.name, minDurationNs: toNumber(minDurationNs), limit, ...w });
       return create(FindSlowTracesResponseSchema, { traces: r.traces.map(toTrace), totalCount: BigInt(r.total) });
     },
 

@@ -70,15 +70,17 @@ describe("coral query, as the RFD writes it", () => {
     expect(json.sample_count).toBeGreaterThan(0);
   });
 
-  it("the percentile on the CLI is the percentile over the same window in SQL", async () => {
-    const cli = JSON.parse((await runCoral([...rfdCommands.percentile, "-o", "json"], { env: env() })).stdout);
+  it("the percentile on the CLI is within 1% of the exact percentile of the same spans", async () => {
+    // A window longer than the demo's history, so both sides see every span: the summaries
+    // count whole minutes, an SQL time filter would cut the first one.
+    const cli = JSON.parse((await runCoral([...rfdCommands.percentile, "--window", "24h", "-o", "json"], { env: env() })).stdout);
     const exact = JSON.parse(
       (
         await runCoral(
           [
             "query",
             "sql",
-            "SELECT quantile_cont(duration_ns, 0.99) AS p99 FROM spans WHERE service_name = 'payments' AND kind = 'SERVER' AND start_time > now() - INTERVAL 1 HOUR",
+            "SELECT quantile_cont(duration_ns, 0.99) AS p99 FROM spans WHERE service_name = 'payments' AND kind = 'SERVER'",
             "-o",
             "json",
           ],

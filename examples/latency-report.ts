@@ -1,0 +1,28 @@
+// Service latency report: P50, P99 and error rate of every service over the last hour.
+//
+//   coral run examples/latency-report.ts
+//   coral run examples/latency-report.ts --param window=15m --param threshold=500ms
+import * as coral from "@coral/sdk";
+
+const windowMs = coral.params.durationMs("window", "1h");
+const thresholdNs = coral.params.durationNs("threshold", "500ms");
+const ms = (ns: number) => `${(ns / 1_000_000).toFixed(1)}ms`;
+
+const services = await coral.services.list();
+
+console.log("Service Latency Report\n");
+
+for (const svc of services) {
+  const p50 = await svc.metrics.getP50("http.server.duration", windowMs);
+  const p99 = await svc.metrics.getP99("http.server.duration", windowMs);
+  const errorRate = await svc.metrics.getErrorRate(windowMs);
+
+  console.log(`${svc.name}:`);
+  console.log(`  P50: ${ms(p50)}`);
+  console.log(`  P99: ${ms(p99)}`);
+  console.log(`  Errors: ${(errorRate * 100).toFixed(2)}%`);
+  if (p99 > thresholdNs) {
+    console.log(`  ⚠️  High latency detected!`);
+  }
+  console.log();
+}
