@@ -156,7 +156,8 @@ function indexPage(rpcs: Rpc[]): string {
 }
 
 export function emitDocs(schema: Schema, rpcsByFile: Map<string, Rpc[]>): void {
-  const rpcs = schema.files.flatMap((f) => rpcsByFile.get(f.name) ?? []);
+  // Only annotated RPCs are Coral's API; other services (e.g. OTLP's) are documented elsewhere.
+  const rpcs = schema.files.flatMap((f) => rpcsByFile.get(f.name) ?? []).filter((r) => r.cli || r.sdk);
   if (rpcs.length === 0) return;
   const commands = cliCommands(rpcs);
   for (const r of rpcs) schema.generateFile(`rpc/${r.method.name}.md`).print(rpcPage(r, commands));
