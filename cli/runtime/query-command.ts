@@ -194,12 +194,15 @@ export abstract class QueryCommand extends CoralCommand {
   private async printStream(variant: Variant, format: OutputFormat, stream: AsyncIterable<unknown>): Promise<void> {
     const out = this.context.stdout;
     let columns: string[] | undefined;
+    // Table columns take their widths from the first batch: later rows cannot re-align
+    // what is already printed.
     let widths: number[] | undefined;
     let total = 0;
     let truncated = false;
     for await (const msg of stream) {
       const res = toPlain(variant.method.output as DescMessage, msg as never) as Row;
       const page = this.rowsOf(variant, res, columns);
+      const first = columns === undefined;
       columns ??= page.columns;
       total += page.rows.length;
       truncated ||= res.truncated === true;
@@ -207,8 +210,7 @@ export abstract class QueryCommand extends CoralCommand {
         // One JSON object per line: a stream can be larger than memory.
         for (const r of page.rows) out.write(JSON.stringify(r) + "\n");
       } else if (format === "csv") {
-        out.write(formatCsv(page.rows, columns, widths === undefined));
-        widths = [];
+        out.write(formatCsv(page.rows, columns, first));
       } else {
         const t = formatTable(page.rows, { columns, units: variant.units }, widths);
         widths = t.widths;
