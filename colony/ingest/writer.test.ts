@@ -65,7 +65,8 @@ describe("Writer", () => {
       [T0, "http.server.duration", 3, 2, 10e6, 30e6, 60e6],
       [T0 + 60_000, "http.server.duration", 1, 0, 40e6, 40e6, 40e6],
     ]);
-    expect(summary[0]!.p50_duration_ns).toBe(20e6);
+    // Percentile columns come from the minute's merged sketch: within 1% of the exact quantile.
+    expect(Math.abs(summary[0]!.p50_duration_ns / 20e6 - 1)).toBeLessThan(0.01);
 
     const buckets = await store.db.selectFrom("service_latency_buckets").selectAll().orderBy("timestamp").orderBy("bucket").execute();
     expect(buckets.map((b) => [b.timestamp.getTime(), b.bucket, b.count])).toEqual([

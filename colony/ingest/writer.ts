@@ -1,5 +1,6 @@
 import {
   BIGINT,
+  BOOLEAN,
   DOUBLE,
   DuckDBDataChunk,
   DuckDBTimestampTZValue,
@@ -13,8 +14,10 @@ import {
 import { Kysely, sql, type Transaction } from "kysely";
 import { DuckDBDialect } from "../store/dialect.js";
 import { HTTP_SERVER_DURATION, type Database } from "../store/schema.js";
-import { bucketIndexSql } from "../store/sketch.js";
+import { bucketIndex, bucketIndexSql, quantileFromBuckets } from "../store/sketch.js";
 import type { Store } from "../store/store.js";
+
+export type AttributeValue = string | number | boolean | null | AttributeValue[] | { [key: string]: AttributeValue };
 
 export interface SpanRecord {
   traceId: string;
@@ -27,7 +30,8 @@ export interface SpanRecord {
   durationNs: number;
   statusCode: "UNSET" | "OK" | "ERROR";
   httpStatusCode: number | null;
-  attributes: Record<string, string | number | boolean>;
+  /** The span's attributes, or their JSON text when the caller already has it (the OTLP decoder does). */
+  attributes: Record<string, AttributeValue> | string;
 }
 
 export interface ResourceRecord {
@@ -38,19 +42,37 @@ export interface ResourceRecord {
   seenAtMs: number;
 }
 
+/** One host's reading at one instant; a metric the source did not report is null, never 0. */
 export interface HostSample {
   timestampMs: number;
   hostName: string;
   serviceName: string;
-  cpuPercent: number;
-  memoryPercent: number;
-  memoryUsedBytes: number;
-  memoryTotalBytes: number;
+  cpuPercent: number | null;
+  memoryPercent: number | null;
+  memoryUsedBytes: number | null;
+  memoryTotalBytes: number | null;
+}
+
+/**
+ * Latency observations that arrive already aggregated (OTLP histogram metrics): a count per log
+ * bucket of the colony's sketch, for one service, metric and minute.
+ */
+export interface LatencyRecord {
+  serviceName: string;
+  metric: string;
+  timestampMs: number;
+  /** Sketch bucket index → number of observations. */
+  buckets: Map<number, number>;
+  errorCount: number;
+  sumNs: number;
+  minNs: number;
+  maxNs: number;
 }
 
 /**
  * Spans of one trace are assumed to start within this distance of each other. It bounds the scan of
- * `spans` when a batch touches a trace, so the cost of a batch does not grow with retention.
+ * `trace_summary` (and, on recompute, of `spans`) when a batch touches a trace, so the cost of a
+ * batch does not grow with retention.
  */
 const TRACE_HORIZON_MS = 3_600_000;
 const MINUTE_MS = 60_000;
@@ -58,6 +80,10 @@ const CHUNK_ROWS = 2048;
 
 const SPAN_TYPES = [VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, TIMESTAMPTZ, BIGINT, VARCHAR, INTEGER, VARCHAR];
 const HOST_TYPES = [TIMESTAMPTZ, VARCHAR, VARCHAR, DOUBLE, DOUBLE, BIGINT, BIGINT];
+const SUMMARY_DELTA_TYPES = [TIMESTAMPTZ, VARCHAR, VARCHAR, BIGINT, BIGINT, DOUBLE, BIGINT, BIGINT];
+const BUCKET_TYPES = [TIMESTAMPTZ, VARCHAR, VARCHAR, INTEGER, BIGINT];
+const PCT_TYPES = [TIMESTAMPTZ, VARCHAR, VARCHAR, DOUBLE, DOUBLE, DOUBLE];
+const TRACE_TYPES = [VARCHAR, VARCHAR, VARCHAR, TIMESTAMPTZ, BIGINT, INTEGER, BOOLEAN];
 
 const IS_ERROR = sql`(status_code = 'ERROR' OR coalesce(http_status_code, 0) >= 500)`;
 
@@ -69,13 +95,45 @@ function floorMinute(ms: number): Date {
   return new Date(Math.floor(ms / MINUTE_MS) * MINUTE_MS);
 }
 
+function isErrorSpan(s: SpanRecord): boolean {
+  return s.statusCode === "ERROR" || (s.httpStatusCode ?? 0) >= 500;
+}
+
+/** A (service, metric, minute) rollup contribution, before it is merged with what is stored. */
+interface SummaryDelta {
+  minuteMs: number;
+  serviceName: string;
+  metric: string;
+  count: number;
+  errors: number;
+  sum: number;
+  min: number;
+  max: number;
+  buckets: Map<number, number>;
+}
+
+/** One service's part of one trace as seen in a batch; merged with the stored row by `mergeTraces`. */
+interface TraceDelta {
+  traceId: string;
+  serviceName: string;
+  rootName: string;
+  /** Earliest local-root start, rounded to the microsecond the table stores. */
+  rootStartUs: number;
+  rootEndNs: number;
+  spanCount: number;
+  error: boolean;
+}
+
 /**
  * The one write path into the store, shared by OTLP ingestion and the demo generator.
  *
- * Raw rows go through the DuckDB appender into a connection-local staging table; one transaction then
- * moves them into the raw table and recomputes exactly the rollup rows the batch touched from raw data.
- * Recomputing instead of incrementing keeps rollups correct when batches overlap, arrive late or are
- * replayed. Calls on one Writer are serialised because they share a connection.
+ * A batch is one transaction: raw rows go through the DuckDB appender straight into their tables,
+ * and the batch's own contribution to every rollup (computed here, in one pass over the batch) is
+ * merged with the stored rollup rows it touches. Nothing in a batch's cost depends on how much raw
+ * data is stored, which is what lets ingestion keep up with 100k spans/s; and because the raw rows
+ * and their rollup contributions commit together, the rollups always equal what `recompute` derives
+ * from the raw spans — which it can do at any time, for any window, without double counting.
+ * Calls on one Writer are serialised because they share a connection.
  */
 export class Writer {
   private ready: Promise<{ conn: DuckDBConnection; db: Kysely<Database> }> | undefined;
@@ -83,17 +141,77 @@ export class Writer {
 
   constructor(private readonly store: Store) {}
 
-  writeSpans(spans: SpanRecord[]): Promise<void> {
+  writeSpans(spans: readonly SpanRecord[]): Promise<void> {
     if (spans.length === 0) return Promise.resolve();
-    return this.serialise(async ({ conn, db }) => {
-      let lo = Infinity;
-      let hi = -Infinity;
-      for (const s of spans) {
-        if (s.startTimeMs < lo) lo = s.startTimeMs;
-        if (s.startTimeMs > hi) hi = s.startTimeMs;
+    try {
+      return this.writeSpansNow(spans);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private writeSpansNow(spans: readonly SpanRecord[]): Promise<void> {
+    // Everything that can throw on bad input (NaN, out-of-range values) throws here, before the transaction.
+    const summaries = new Map<string, SummaryDelta>();
+    const traces = new Map<string, TraceDelta>();
+    const members = new Map<string, Set<string>>();
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const s of spans) {
+      if (!Number.isFinite(s.startTimeMs) || !Number.isFinite(s.durationNs)) {
+        throw new RangeError(`span ${s.spanId}: start time and duration must be finite numbers`);
       }
+      if (s.startTimeMs < lo) lo = s.startTimeMs;
+      if (s.startTimeMs > hi) hi = s.startTimeMs;
+      const tkey = `${s.traceId}\u0000${s.serviceName}`;
+      let set = members.get(tkey);
+      if (!set) members.set(tkey, (set = new Set()));
+      set.add(s.spanId);
+      if (s.kind === "SERVER") {
+        const minuteMs = Math.floor(s.startTimeMs / MINUTE_MS) * MINUTE_MS;
+        const key = `${s.serviceName}\u0000${minuteMs}`;
+        let d = summaries.get(key);
+        if (!d) {
+          d = { minuteMs, serviceName: s.serviceName, metric: HTTP_SERVER_DURATION, count: 0, errors: 0, sum: 0, min: Infinity, max: -Infinity, buckets: new Map() };
+          summaries.set(key, d);
+        }
+        const v = Math.round(s.durationNs);
+        d.count++;
+        if (isErrorSpan(s)) d.errors++;
+        d.sum += v;
+        if (v < d.min) d.min = v;
+        if (v > d.max) d.max = v;
+        const b = bucketIndex(v);
+        d.buckets.set(b, (d.buckets.get(b) ?? 0) + 1);
+      }
+    }
+    // A service's local roots in this batch: spans whose parent is not one of the service's own spans
+    // of the same trace here. A root that arrives in a later batch than its children still wins the
+    // merge, because it starts no later and ends no earlier than they do.
+    for (const s of spans) {
+      const tkey = `${s.traceId}\u0000${s.serviceName}`;
+      const isRoot = s.parentSpanId === null || !members.get(tkey)!.has(s.parentSpanId);
+      const startUs = Math.round(s.startTimeMs * 1000);
+      const endNs = startUs * 1000 + Math.round(s.durationNs);
+      let t = traces.get(tkey);
+      if (!t) {
+        t = { traceId: s.traceId, serviceName: s.serviceName, rootName: "", rootStartUs: Infinity, rootEndNs: -Infinity, spanCount: 0, error: false };
+        traces.set(tkey, t);
+      }
+      t.spanCount++;
+      if (isErrorSpan(s)) t.error = true;
+      if (isRoot) {
+        const better = startUs < t.rootStartUs || (startUs === t.rootStartUs && endNs - startUs * 1000 > t.rootEndNs - t.rootStartUs * 1000);
+        if (better) {
+          t.rootName = s.name;
+          t.rootStartUs = startUs;
+        }
+        if (endNs > t.rootEndNs) t.rootEndNs = endNs;
+      }
+    }
+    return this.serialise(async ({ conn, db }) => {
       await db.transaction().execute(async (trx) => {
-        await appendChunks(conn, "spans_batch", SPAN_TYPES, spans, (part) => [
+        await appendChunks(conn, "spans", "main", SPAN_TYPES, spans, (part) => [
           part.map((s) => s.traceId),
           part.map((s) => s.spanId),
           part.map((s) => s.parentSpanId),
@@ -104,28 +222,54 @@ export class Writer {
           part.map((s) => BigInt(Math.round(s.durationNs))),
           part.map((s) => s.statusCode),
           part.map((s) => s.httpStatusCode),
-          part.map((s) => JSON.stringify(s.attributes)),
+          part.map((s) => (typeof s.attributes === "string" ? s.attributes : JSON.stringify(s.attributes))),
         ]);
-        await sql`INSERT INTO spans SELECT * FROM temp.spans_batch`.execute(trx);
-        await rollupServices(trx, floorMinute(lo), new Date(floorMinute(hi).getTime() + MINUTE_MS));
-        await rollupTraces(trx, new Date(lo - TRACE_HORIZON_MS), new Date(hi + TRACE_HORIZON_MS));
-        await sql`DELETE FROM temp.spans_batch`.execute(trx);
+        await mergeSummaries(conn, trx, [...summaries.values()]);
+        await mergeTraces(conn, trx, [...traces.values()], new Date(lo - TRACE_HORIZON_MS), new Date(hi + TRACE_HORIZON_MS));
       });
     });
   }
 
-  writeHostSamples(samples: HostSample[]): Promise<void> {
+  /** Merges pre-aggregated latency observations (OTLP histograms) into the latency rollups. */
+  writeLatency(records: readonly LatencyRecord[]): Promise<void> {
+    const summaries = new Map<string, SummaryDelta>();
+    for (const r of records) {
+      let count = 0;
+      for (const n of r.buckets.values()) count += n;
+      if (count === 0) continue;
+      const minuteMs = Math.floor(r.timestampMs / MINUTE_MS) * MINUTE_MS;
+      const key = `${r.serviceName}\u0000${r.metric}\u0000${minuteMs}`;
+      let d = summaries.get(key);
+      if (!d) {
+        d = { minuteMs, serviceName: r.serviceName, metric: r.metric, count: 0, errors: 0, sum: 0, min: Infinity, max: -Infinity, buckets: new Map() };
+        summaries.set(key, d);
+      }
+      d.count += count;
+      d.errors += r.errorCount;
+      d.sum += r.sumNs;
+      d.min = Math.min(d.min, r.minNs);
+      d.max = Math.max(d.max, r.maxNs);
+      for (const [b, n] of r.buckets) d.buckets.set(b, (d.buckets.get(b) ?? 0) + n);
+    }
+    if (summaries.size === 0) return Promise.resolve();
+    return this.serialise(async ({ conn, db }) => {
+      await db.transaction().execute((trx) => mergeSummaries(conn, trx, [...summaries.values()]));
+    });
+  }
+
+  writeHostSamples(samples: readonly HostSample[]): Promise<void> {
     if (samples.length === 0) return Promise.resolve();
+    const big = (v: number | null) => (v === null ? null : BigInt(Math.round(v)));
     return this.serialise(async ({ conn, db }) => {
       await db.transaction().execute(async (trx) => {
-        await appendChunks(conn, "host_batch", HOST_TYPES, samples, (part) => [
+        await appendChunks(conn, "host_batch", "temp", HOST_TYPES, samples, (part) => [
           part.map((s) => tstz(s.timestampMs)),
           part.map((s) => s.hostName),
           part.map((s) => s.serviceName),
           part.map((s) => s.cpuPercent),
           part.map((s) => s.memoryPercent),
-          part.map((s) => BigInt(Math.round(s.memoryUsedBytes))),
-          part.map((s) => BigInt(Math.round(s.memoryTotalBytes))),
+          part.map((s) => big(s.memoryUsedBytes)),
+          part.map((s) => big(s.memoryTotalBytes)),
         ]);
         await sql`INSERT INTO host_samples SELECT * FROM temp.host_batch`.execute(trx);
         await sql`
@@ -134,6 +278,7 @@ export class Writer {
         await sql`
           DELETE FROM system_metrics_rollup r USING temp.host_keys k
           WHERE r.host_name = k.host_name AND r.service_name = k.service_name AND r.timestamp = k.minute`.execute(trx);
+        // avg() skips NULLs, so a metric a host did not report does not drag its minute towards 0.
         await sql`
           INSERT INTO system_metrics_rollup
           SELECT k.minute, k.host_name, k.service_name, avg(h.cpu_percent), avg(h.memory_percent),
@@ -144,6 +289,30 @@ export class Writer {
           GROUP BY ALL`.execute(trx);
         await sql`DELETE FROM temp.host_batch`.execute(trx);
       });
+    });
+  }
+
+  /**
+   * Rebuilds the span-derived rollups (service_summary / service_latency_buckets for
+   * `http.server.duration`, and trace_summary) of every minute in [fromMs, toMs) from raw spans.
+   * Idempotent: running it any number of times, or after incremental writes, gives the same rows.
+   */
+  recompute(fromMs: number, toMs: number): Promise<void> {
+    return this.serialise(async ({ db }) => {
+      await db.transaction().execute(async (trx) => {
+        const from = floorMinute(fromMs);
+        const to = new Date(Math.ceil(toMs / MINUTE_MS) * MINUTE_MS);
+        await rollupServices(trx, from, to);
+        await rollupTraces(trx, from, to, new Date(from.getTime() - TRACE_HORIZON_MS), new Date(to.getTime() + TRACE_HORIZON_MS));
+      });
+    });
+  }
+
+  /** Retention: drops raw spans that started before `cutoffMs`. Rollups are kept (they are small). */
+  deleteSpansBefore(cutoffMs: number): Promise<number> {
+    return this.serialise(async ({ db }) => {
+      const r = await db.deleteFrom("spans").where("start_time", "<", new Date(cutoffMs)).executeTakeFirst();
+      return Number(r.numDeletedRows);
     });
   }
 
@@ -219,8 +388,16 @@ export class Writer {
       const conn = await this.store.connect();
       const db = new Kysely<Database>({ dialect: new DuckDBDialect(conn) });
       // Staging tables are per connection (TEMP), so concurrent writers never see each other's batches.
-      await sql`CREATE TEMP TABLE IF NOT EXISTS spans_batch AS SELECT * FROM spans LIMIT 0`.execute(db);
       await sql`CREATE TEMP TABLE IF NOT EXISTS host_batch AS SELECT * FROM host_samples LIMIT 0`.execute(db);
+      await sql`
+        CREATE TEMP TABLE IF NOT EXISTS summary_delta AS
+        SELECT timestamp, service_name, metric, request_count, error_count, sum_duration_ns, min_duration_ns, max_duration_ns
+        FROM service_summary LIMIT 0`.execute(db);
+      await sql`CREATE TEMP TABLE IF NOT EXISTS bucket_delta AS SELECT * FROM service_latency_buckets LIMIT 0`.execute(db);
+      await sql`
+        CREATE TEMP TABLE IF NOT EXISTS summary_pct AS
+        SELECT timestamp, service_name, metric, p50_duration_ns, p95_duration_ns, p99_duration_ns FROM service_summary LIMIT 0`.execute(db);
+      await sql`CREATE TEMP TABLE IF NOT EXISTS trace_delta AS SELECT * FROM trace_summary LIMIT 0`.execute(db);
       return { conn, db };
     })();
     return this.ready;
@@ -239,11 +416,13 @@ export class Writer {
 async function appendChunks<T>(
   conn: DuckDBConnection,
   table: string,
+  schema: "main" | "temp",
   types: DuckDBType[],
   rows: readonly T[],
   columns: (part: readonly T[]) => DuckDBValue[][],
 ): Promise<void> {
-  const appender = await conn.createAppender(table, "main", "temp");
+  if (rows.length === 0) return;
+  const appender = await conn.createAppender(table, schema === "temp" ? "main" : null, schema === "temp" ? "temp" : null);
   try {
     for (let off = 0; off < rows.length; off += CHUNK_ROWS) {
       const part = rows.slice(off, off + CHUNK_ROWS);
@@ -257,12 +436,134 @@ async function appendChunks<T>(
   }
 }
 
-/** Recomputes service_summary and service_latency_buckets for the (service, minute) keys in the batch. */
+/**
+ * Adds the batch's per-(service, metric, minute) contributions to service_summary and
+ * service_latency_buckets. Counts, sums and bucket counts add; min and max combine; the percentile
+ * columns are re-read from the merged sketch of the minute (within 1% of the exact quantile).
+ */
+async function mergeSummaries(conn: DuckDBConnection, trx: Transaction<Database>, deltas: SummaryDelta[]): Promise<void> {
+  if (deltas.length === 0) return;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const d of deltas) {
+    lo = Math.min(lo, d.minuteMs);
+    hi = Math.max(hi, d.minuteMs);
+  }
+  const from = new Date(lo);
+  const to = new Date(hi + 1);
+  await appendChunks(conn, "summary_delta", "temp", SUMMARY_DELTA_TYPES, deltas, (part) => [
+    part.map((d) => tstz(d.minuteMs)),
+    part.map((d) => d.serviceName),
+    part.map((d) => d.metric),
+    part.map((d) => BigInt(d.count)),
+    part.map((d) => BigInt(d.errors)),
+    part.map((d) => d.sum),
+    part.map((d) => BigInt(Math.round(d.min))),
+    part.map((d) => BigInt(Math.round(d.max))),
+  ]);
+  const bucketRows = deltas.flatMap((d) => [...d.buckets].map(([bucket, count]) => ({ d, bucket, count })));
+  await appendChunks(conn, "bucket_delta", "temp", BUCKET_TYPES, bucketRows, (part) => [
+    part.map((r) => tstz(r.d.minuteMs)),
+    part.map((r) => r.d.serviceName),
+    part.map((r) => r.d.metric),
+    part.map((r) => r.bucket),
+    part.map((r) => BigInt(r.count)),
+  ]);
+  const touched = (table: string) => sql`
+    SELECT t.* FROM ${sql.table(table)} t
+    SEMI JOIN temp.summary_delta k ON t.timestamp = k.timestamp AND t.service_name = k.service_name AND t.metric = k.metric
+    WHERE t.timestamp >= ${from} AND t.timestamp < ${to}`;
+  await sql`
+    CREATE OR REPLACE TEMP TABLE bucket_merged AS
+    SELECT timestamp, service_name, metric, bucket, CAST(sum(count) AS BIGINT) AS count
+    FROM (SELECT timestamp, service_name, metric, bucket, count FROM (${touched("service_latency_buckets")})
+          UNION ALL SELECT timestamp, service_name, metric, bucket, count FROM temp.bucket_delta)
+    GROUP BY ALL`.execute(trx);
+  await sql`
+    CREATE OR REPLACE TEMP TABLE summary_merged AS
+    SELECT timestamp, service_name, metric, CAST(sum(request_count) AS BIGINT) AS request_count,
+           CAST(sum(error_count) AS BIGINT) AS error_count, sum(sum_duration_ns) AS sum_duration_ns,
+           min(min_duration_ns) AS min_duration_ns, max(max_duration_ns) AS max_duration_ns
+    FROM (SELECT timestamp, service_name, metric, request_count, error_count, sum_duration_ns, min_duration_ns, max_duration_ns
+          FROM (${touched("service_summary")})
+          UNION ALL SELECT * FROM temp.summary_delta)
+    GROUP BY ALL`.execute(trx);
+
+  // The merged sketch of each touched minute is a few hundred rows at most: percentiles in JS.
+  const merged = await conn.runAndReadAll("SELECT epoch_ms(timestamp), service_name, metric, bucket, count FROM temp.bucket_merged");
+  const sketches = new Map<string, { minuteMs: number; serviceName: string; metric: string; buckets: { bucket: number; count: number }[] }>();
+  for (const [ms, service, metric, bucket, count] of merged.getRowsJS() as [bigint, string, string, number, bigint][]) {
+    const key = `${service}\u0000${metric}\u0000${ms}`;
+    let s = sketches.get(key);
+    if (!s) sketches.set(key, (s = { minuteMs: Number(ms), serviceName: service, metric, buckets: [] }));
+    s.buckets.push({ bucket, count: Number(count) });
+  }
+  const pct = [...sketches.values()];
+  await appendChunks(conn, "summary_pct", "temp", PCT_TYPES, pct, (part) => [
+    part.map((s) => tstz(s.minuteMs)),
+    part.map((s) => s.serviceName),
+    part.map((s) => s.metric),
+    part.map((s) => quantileFromBuckets(s.buckets, 0.5)),
+    part.map((s) => quantileFromBuckets(s.buckets, 0.95)),
+    part.map((s) => quantileFromBuckets(s.buckets, 0.99)),
+  ]);
+
+  for (const table of ["service_summary", "service_latency_buckets"] as const) {
+    await sql`
+      DELETE FROM ${sql.table(table)} t USING temp.summary_delta k
+      WHERE t.timestamp = k.timestamp AND t.service_name = k.service_name AND t.metric = k.metric
+        AND t.timestamp >= ${from} AND t.timestamp < ${to}`.execute(trx);
+  }
+  await sql`INSERT INTO service_latency_buckets SELECT * FROM temp.bucket_merged`.execute(trx);
+  await sql`
+    INSERT INTO service_summary
+    SELECT m.timestamp, m.service_name, m.metric, m.request_count, m.error_count, m.sum_duration_ns, m.min_duration_ns,
+           m.max_duration_ns, p.p50_duration_ns, p.p95_duration_ns, p.p99_duration_ns
+    FROM temp.summary_merged m JOIN temp.summary_pct p USING (timestamp, service_name, metric)`.execute(trx);
+  for (const t of ["summary_delta", "bucket_delta", "summary_pct"]) await sql`DELETE FROM ${sql.table(`temp.${t}`)}`.execute(trx);
+}
+
+/**
+ * Merges the batch's per-(trace, service) parts into trace_summary: span counts add, errors OR, and
+ * the local root is the earliest root candidate (the longest on a tie), ending at the latest end.
+ */
+async function mergeTraces(conn: DuckDBConnection, trx: Transaction<Database>, deltas: TraceDelta[], from: Date, to: Date): Promise<void> {
+  if (deltas.length === 0) return;
+  await appendChunks(conn, "trace_delta", "temp", TRACE_TYPES, deltas, (part) => [
+    part.map((t) => t.traceId),
+    part.map((t) => t.serviceName),
+    part.map((t) => t.rootName),
+    part.map((t) => new DuckDBTimestampTZValue(BigInt(t.rootStartUs))),
+    part.map((t) => BigInt(t.rootEndNs - t.rootStartUs * 1000)),
+    part.map((t) => t.spanCount),
+    part.map((t) => t.error),
+  ]);
+  await sql`
+    CREATE OR REPLACE TEMP TABLE trace_merged AS
+    SELECT trace_id, service_name,
+           arg_min(root_name, struct_pack(t := timestamp, d := -duration_ns)) AS root_name,
+           min(timestamp) AS timestamp,
+           CAST(max(epoch_us(timestamp) * 1000 + duration_ns) - epoch_us(min(timestamp)) * 1000 AS BIGINT) AS duration_ns,
+           CAST(sum(span_count) AS INTEGER) AS span_count,
+           bool_or(error) AS error
+    FROM (SELECT t.* FROM trace_summary t
+          SEMI JOIN temp.trace_delta d ON t.trace_id = d.trace_id AND t.service_name = d.service_name
+          WHERE t.timestamp >= ${from} AND t.timestamp < ${to}
+          UNION ALL SELECT * FROM temp.trace_delta)
+    GROUP BY trace_id, service_name`.execute(trx);
+  await sql`
+    DELETE FROM trace_summary t USING temp.trace_delta d
+    WHERE t.trace_id = d.trace_id AND t.service_name = d.service_name AND t.timestamp >= ${from} AND t.timestamp < ${to}`.execute(trx);
+  await sql`INSERT INTO trace_summary SELECT * FROM temp.trace_merged`.execute(trx);
+  await sql`DELETE FROM temp.trace_delta`.execute(trx);
+}
+
+/** Recomputes service_summary and service_latency_buckets from raw spans for every (service, minute) in [from, to). */
 async function rollupServices(trx: Transaction<Database>, from: Date, to: Date): Promise<void> {
   await sql`
     CREATE OR REPLACE TEMP TABLE service_keys AS
     SELECT DISTINCT service_name, date_trunc('minute', start_time) AS minute
-    FROM temp.spans_batch WHERE kind = 'SERVER'`.execute(trx);
+    FROM spans WHERE kind = 'SERVER' AND start_time >= ${from} AND start_time < ${to}`.execute(trx);
   // Constant bounds let DuckDB skip row groups by zone map; the key join then picks exact minutes.
   const affected = sql`
     SELECT s.service_name, date_trunc('minute', s.start_time) AS minute, s.duration_ns, s.status_code, s.http_status_code
@@ -287,12 +588,15 @@ async function rollupServices(trx: Transaction<Database>, from: Date, to: Date):
 }
 
 /**
- * Recomputes trace_summary for every trace in the batch. A service's local root is a span whose parent
+ * Recomputes trace_summary from raw spans for every trace with a span starting in [keysFrom, keysTo),
+ * reading that trace's spans in [from, to). A service's local root is a span whose parent
  * is missing or belongs to another service; its row spans from the first local root's start to the
  * last local root's end, so a service entered twice in one trace still gets one honest row.
  */
-async function rollupTraces(trx: Transaction<Database>, from: Date, to: Date): Promise<void> {
-  await sql`CREATE OR REPLACE TEMP TABLE trace_keys AS SELECT DISTINCT trace_id FROM temp.spans_batch`.execute(trx);
+async function rollupTraces(trx: Transaction<Database>, keysFrom: Date, keysTo: Date, from: Date, to: Date): Promise<void> {
+  await sql`
+    CREATE OR REPLACE TEMP TABLE trace_keys AS
+    SELECT DISTINCT trace_id FROM spans WHERE start_time >= ${keysFrom} AND start_time < ${keysTo}`.execute(trx);
   await sql`DELETE FROM trace_summary WHERE trace_id IN (SELECT trace_id FROM temp.trace_keys)`.execute(trx);
   await sql`
     INSERT INTO trace_summary

@@ -152,7 +152,8 @@ export class Queries {
   async systemMetrics(a: { service: string; sinceMs: number; untilMs: number }): Promise<SystemMetrics> {
     const [since, until] = minuteWindow(a.sinceMs, a.untilMs);
     const weighted = (column: "cpu_percent" | "memory_percent" | "memory_used_bytes" | "memory_total_bytes") =>
-      sql<number>`coalesce(sum(${sql.ref(column)} * sample_count) / nullif(sum(sample_count), 0), 0)`;
+      // Weighted over the minutes that reported the metric: a host sending only CPU does not dilute memory.
+      sql<number>`coalesce(sum(${sql.ref(column)} * sample_count) / nullif(sum(sample_count) FILTER (WHERE ${sql.ref(column)} IS NOT NULL), 0), 0)`;
     const row = await this.db
       .selectFrom("system_metrics_rollup")
       .select((eb) => [

@@ -60,20 +60,21 @@ export interface HostSamplesTable {
   timestamp: Date;
   host_name: string;
   service_name: string;
-  cpu_percent: number;
-  memory_percent: number;
-  memory_used_bytes: number;
-  memory_total_bytes: number;
+  /** NULL when the source did not report it (an OTLP host sends CPU and memory as separate metrics). */
+  cpu_percent: number | null;
+  memory_percent: number | null;
+  memory_used_bytes: number | null;
+  memory_total_bytes: number | null;
 }
 
 export interface SystemMetricsRollupTable {
   timestamp: Date;
   host_name: string;
   service_name: string;
-  cpu_percent: number;
-  memory_percent: number;
-  memory_used_bytes: number;
-  memory_total_bytes: number;
+  cpu_percent: number | null;
+  memory_percent: number | null;
+  memory_used_bytes: number | null;
+  memory_total_bytes: number | null;
   sample_count: number;
 }
 
@@ -167,10 +168,10 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addColumn("timestamp", tstz, (c) => c.notNull())
     .addColumn("host_name", "varchar", (c) => c.notNull())
     .addColumn("service_name", "varchar", (c) => c.notNull())
-    .addColumn("cpu_percent", "double precision", (c) => c.notNull())
-    .addColumn("memory_percent", "double precision", (c) => c.notNull())
-    .addColumn("memory_used_bytes", "bigint", (c) => c.notNull())
-    .addColumn("memory_total_bytes", "bigint", (c) => c.notNull())
+    .addColumn("cpu_percent", "double precision")
+    .addColumn("memory_percent", "double precision")
+    .addColumn("memory_used_bytes", "bigint")
+    .addColumn("memory_total_bytes", "bigint")
     .execute();
 
   await db.schema
@@ -179,10 +180,10 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addColumn("timestamp", tstz, (c) => c.notNull())
     .addColumn("host_name", "varchar", (c) => c.notNull())
     .addColumn("service_name", "varchar", (c) => c.notNull())
-    .addColumn("cpu_percent", "double precision", (c) => c.notNull())
-    .addColumn("memory_percent", "double precision", (c) => c.notNull())
-    .addColumn("memory_used_bytes", "bigint", (c) => c.notNull())
-    .addColumn("memory_total_bytes", "bigint", (c) => c.notNull())
+    .addColumn("cpu_percent", "double precision")
+    .addColumn("memory_percent", "double precision")
+    .addColumn("memory_used_bytes", "bigint")
+    .addColumn("memory_total_bytes", "bigint")
     .addColumn("sample_count", "integer", (c) => c.notNull())
     .execute();
 
@@ -205,4 +206,12 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addColumn("last_seen", tstz, (c) => c.notNull())
     .addPrimaryKeyConstraint("service_instances_pk", ["service_name", "instance_id"])
     .execute();
+
+  // Host metrics became optional per sample (OTLP reports CPU and memory as separate metrics).
+  // Files created before that have NOT NULL here; dropping it is idempotent and keeps their data.
+  for (const table of ["host_samples", "system_metrics_rollup"]) {
+    for (const column of ["cpu_percent", "memory_percent", "memory_used_bytes", "memory_total_bytes"]) {
+      await sql`ALTER TABLE ${sql.table(table)} ALTER COLUMN ${sql.ref(column)} DROP NOT NULL`.execute(db);
+    }
+  }
 }
