@@ -1,7 +1,16 @@
-// Service latency report: P50, P99 and error rate of every service over the last hour.
+// Service latency report: P50, P99 and error rate of every service over the last hour,
+// flagging services whose P99 is above a threshold.
 //
+//   coral colony start --demo                      # in another terminal
 //   coral run examples/latency-report.ts
-//   coral run examples/latency-report.ts --param window=15m --param threshold=500ms
+//   coral run --param window=15m --param threshold=300ms examples/latency-report.ts
+//
+// Parameters (all optional):
+//   window     look-back window (default 1h)
+//   threshold  flag services whose P99 is above this (default 500ms)
+//
+// coral run's flags (--param, --colony, …) go before the script path; anything after the
+// script path is passed to the script itself (Deno.args).
 import * as coral from "@coral/sdk";
 
 const windowMs = coral.params.durationMs("window", "1h");
