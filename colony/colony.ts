@@ -1,6 +1,8 @@
 import { isIP } from "node:net";
 import { QueryService } from "../gen/coral/colony/v1/query_pb.js";
 import { seedDemo } from "./demo/demo.js";
+import { IngestPipeline } from "./ingest/otlp/pipeline.js";
+import { listenOtlp, type OtlpReceiver } from "./ingest/otlp/receiver.js";
 import { Writer } from "./ingest/writer.js";
 import { queryServiceImpl } from "./query/service.js";
 import { assertExposureAllowed, formatAddress } from "./server/auth.js";
@@ -20,13 +22,26 @@ export interface ColonyOptions {
   token?: string;
   /** Seed realistic demo telemetry into an empty database. */
   demo?: boolean;
+  /** `host:port` for the OTLP/HTTP receiver, or "off". Default off here (the CLI turns it on). */
+  otlp?: string;
+  /** Largest OTLP request body, after decompression. */
+  otlpMaxBodyBytes?: number;
+  /** OTLP items (spans, points) accepted but not yet committed before requests get 429. */
+  otlpMaxQueued?: number;
+  /** Raw spans older than this are deleted (rollups are kept). Default 24h; 0 keeps them forever. */
+  retentionMs?: number;
   /** Progress for humans (seeding, keeping data); the caller decides where it goes. */
   log?: (line: string) => void;
 }
 
+export const DEFAULT_OTLP_MAX_BODY_BYTES = 16 * 2 ** 20;
+export const DEFAULT_RETENTION_MS = 24 * 3_600_000;
+
 export interface Colony {
   /** `host:port` actually listened on. */
   address: string;
+  /** `host:port` of the OTLP/HTTP receiver, when it is on. */
+  otlpAddress?: string;
   close(): Promise<void>;
 }
 
@@ -34,19 +49,49 @@ export interface Colony {
 export async function startColony(o: ColonyOptions): Promise<Colony> {
   const log = o.log ?? (() => {});
   const { host, port } = parseListen(o.listen);
+  const otlp = o.otlp && o.otlp !== "off" ? parseListen(o.otlp) : undefined;
   // Before opening (and perhaps seeding) the database, so a refused start costs nothing.
   assertExposureAllowed(host, port, o.token);
+  if (otlp) assertExposureAllowed(otlp.host, otlp.port, o.token);
   const store = await openStore(o.db);
+  const writer = new Writer(store);
+  const cleanups: (() => Promise<void>)[] = [];
   try {
     const queries = new Queries(store);
     if (o.demo) {
       const existing = await queries.listServices({});
       if (existing.length === 0) {
-        const seeded = await seedDemo(new Writer(store), { nowMs: Date.now() });
+        const seeded = await seedDemo(writer, { nowMs: Date.now() });
         log(`seeded demo data: ${seeded.spans} spans from ${seeded.services.length} services (${seeded.services.join(", ")})`);
       } else {
         log(`${o.db} already holds ${existing.length} services; keeping its data instead of seeding demo data`);
       }
+    }
+    const retentionMs = o.retentionMs ?? DEFAULT_RETENTION_MS;
+    let retention: NodeJS.Timeout | undefined;
+    if (retentionMs > 0) {
+      const sweep = () => {
+        writer.deleteSpansBefore(Date.now() - retentionMs).catch((err: Error) => log(`retention sweep failed: ${err.message.split("\n")[0]}`));
+      };
+      sweep();
+      retention = setInterval(sweep, Math.min(60_000, retentionMs)).unref();
+    }
+    let receiver: OtlpReceiver | undefined;
+    let pipeline: IngestPipeline | undefined;
+    if (otlp) {
+      pipeline = new IngestPipeline(writer, { maxQueued: o.otlpMaxQueued });
+      try {
+        receiver = await listenOtlp({
+          host: otlp.host,
+          port: otlp.port,
+          token: o.token || undefined,
+          pipeline,
+          maxBodyBytes: o.otlpMaxBodyBytes ?? DEFAULT_OTLP_MAX_BODY_BYTES,
+        });
+      } catch (err) {
+        throw listenError(err as NodeJS.ErrnoException, otlp.host, otlp.port, "--otlp");
+      }
+      cleanups.push(() => receiver!.close());
     }
     const sql = new SqlRunner(store);
     const server = await listen({
@@ -58,8 +103,14 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
     let closing: Promise<void> | undefined;
     return {
       address: formatAddress(server.address.host, server.address.port),
+      otlpAddress: receiver && formatAddress(receiver.address.host, receiver.address.port),
       close() {
         closing ??= (async () => {
+          if (retention) clearInterval(retention);
+          // Stop taking data, commit what was accepted, then stop serving queries.
+          await receiver?.close();
+          await pipeline?.close();
+          await writer.close();
           await server.close();
           await checkpointAndClose(store);
         })();
@@ -67,8 +118,24 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
       },
     };
   } catch (err) {
+    for (const c of cleanups) await c().catch(() => {});
+    await writer.close().catch(() => {});
     await store.close().catch(() => {});
     throw err;
+  }
+}
+
+function listenError(err: NodeJS.ErrnoException, host: string, port: number, flag: string): Error {
+  const where = formatAddress(host, port);
+  switch (err.code) {
+    case "EADDRINUSE":
+      return new ColonyStartError(`cannot listen on ${where}: the port is already in use (another colony?) — pick another with ${flag} or turn it off with ${flag} off`);
+    case "EADDRNOTAVAIL":
+      return new ColonyStartError(`cannot listen on ${where}: this machine has no such address`);
+    case "EACCES":
+      return new ColonyStartError(`cannot listen on ${where}: permission denied (ports below 1024 need privileges)`);
+    default:
+      return new ColonyStartError(`cannot listen on ${where}: ${err.message}`);
   }
 }
 

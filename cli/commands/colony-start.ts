@@ -1,5 +1,6 @@
 import { Command, Option } from "clipanion";
-import { ColonyStartError, parseListen, startColony } from "../../colony/colony.js";
+import { ColonyStartError, DEFAULT_OTLP_MAX_BODY_BYTES, parseListen, startColony } from "../../colony/colony.js";
+import { parseDurationMs, parseNumber } from "../../sdk/units.js";
 import { CoralCommand } from "../runtime/command.js";
 import { CliError, UsageError } from "../runtime/errors.js";
 import { ExitCode } from "../runtime/exit.js";
@@ -14,8 +15,13 @@ export class ColonyStartCommand extends CoralCommand {
       Opens (or creates) the DuckDB database file and serves QueryService on one port, speaking
       Connect, gRPC and gRPC-web over HTTP/1.1 and HTTP/2 alike.
 
-      When ready it prints one line to stdout, \`colony listening on HOST:PORT (db FILE)\`; everything
-      else goes to stderr. Ctrl-C (SIGINT) or SIGTERM stops it cleanly and checkpoints the database.
+      It also receives telemetry over OTLP/HTTP (protobuf or JSON, optionally gzip) on its own port,
+      \`--otlp\` (default 127.0.0.1:4318, the OpenTelemetry default; \`--otlp off\` disables it):
+      point an OpenTelemetry SDK or Collector at \`http://HOST:PORT\` (see docs/ingestion.md). Raw spans
+      older than \`--retention\` are deleted; rollups are kept.
+
+      When ready it prints \`otlp listening on HOST:PORT\` (if on), then \`colony listening on HOST:PORT
+      (db FILE)\` to stdout; everything else goes to stderr. Ctrl-C (SIGINT) or SIGTERM stops it cleanly and checkpoints the database.
 
       \`--demo\` fills an empty database with realistic, deterministic telemetry (payments, orders,
       inventory, ...) so every \`coral query\` command has something to show. A database that already
@@ -26,6 +32,7 @@ export class ColonyStartCommand extends CoralCommand {
     `,
     examples: [
       ["Try Coral on demo data", "$0 colony start --demo"],
+      ["Receive OTLP on another port and keep raw spans for 3 days", "$0 colony start --otlp 127.0.0.1:14318 --retention 3d"],
       ["Keep the data somewhere specific, on another port", "$0 colony start --db /var/lib/coral/coral.duckdb --listen 127.0.0.1:9191"],
       ["Serve the network, with a token", "CORAL_TOKEN=$(openssl rand -hex 16) $0 colony start --listen 0.0.0.0:9090"],
     ],
@@ -40,6 +47,15 @@ export class ColonyStartCommand extends CoralCommand {
   token = Option.String("--token", {
     description: "bearer token clients must send (default: $CORAL_TOKEN; required beyond loopback)",
   });
+  otlp = Option.String("--otlp", "127.0.0.1:4318", {
+    description: "HOST:PORT for the OTLP/HTTP receiver (port 0 picks a free port), or off",
+  });
+  otlpMaxBody = Option.String("--otlp-max-body", String(DEFAULT_OTLP_MAX_BODY_BYTES), {
+    description: "largest OTLP request body in bytes, after decompression (413 beyond)",
+  });
+  retention = Option.String("--retention", "24h", {
+    description: "how long raw spans are kept, e.g. 24h or 7d (0 keeps them forever; rollups are always kept)",
+  });
   demo = Option.Boolean("--demo", false, {
     description: "seed realistic demo telemetry into an empty database",
   });
@@ -50,6 +66,26 @@ export class ColonyStartCommand extends CoralCommand {
     } catch (err) {
       throw new UsageError(`--listen: ${(err as Error).message}`);
     }
+    if (this.otlp !== "off") {
+      try {
+        parseListen(this.otlp);
+      } catch (err) {
+        throw new UsageError(`--otlp: ${(err as Error).message} (or off)`);
+      }
+    }
+    let retentionMs: number;
+    try {
+      retentionMs = this.retention.trim() === "0" ? 0 : parseDurationMs(this.retention);
+    } catch (err) {
+      throw new UsageError(`--retention: ${(err as Error).message}`);
+    }
+    let maxBody: number;
+    try {
+      maxBody = parseNumber(this.otlpMaxBody, true);
+    } catch (err) {
+      throw new UsageError(`--otlp-max-body: ${(err as Error).message}`);
+    }
+    if (maxBody <= 0) throw new UsageError(`--otlp-max-body: must be a positive number of bytes`);
     const token = this.token ?? process.env.CORAL_TOKEN;
     const { stdout, stderr } = this.context;
 
@@ -78,12 +114,16 @@ export class ColonyStartCommand extends CoralCommand {
           listen: this.listen,
           token,
           demo: this.demo,
+          otlp: this.otlp,
+          otlpMaxBodyBytes: maxBody,
+          retentionMs,
           log: (line) => stderr.write(`${line}\n`),
         });
       } catch (err) {
         if (err instanceof ColonyStartError) throw new CliError(err.message);
         throw err;
       }
+      if (colony.otlpAddress) stdout.write(`otlp listening on ${colony.otlpAddress}\n`);
       stdout.write(`colony listening on ${colony.address} (db ${this.db})\n`);
       await stopped;
       stderr.write("stopping colony\n");

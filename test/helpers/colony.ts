@@ -48,6 +48,10 @@ export interface SpawnedColony {
   addr: string;
   /** `http://host:port`, ready for a Connect/gRPC transport. */
   baseUrl: string;
+  /** `host:port` of the OTLP/HTTP receiver (undefined when started with `--otlp off`). */
+  otlpAddr?: string;
+  /** `http://host:port` of the OTLP/HTTP receiver: POST to `${otlpUrl}/v1/traces`. */
+  otlpUrl?: string;
   dbPath: string;
   proc: ChildProcess;
   /** SIGTERM, then wait for exit; resolves with the exit code. Removes the temp dir it created. */
@@ -55,17 +59,19 @@ export interface SpawnedColony {
 }
 
 const READY = /^colony listening on (\S+) \(db (.+)\)$/m;
+const OTLP_READY = /^otlp listening on (\S+)$/m;
 
 /**
  * Starts `coral colony start` on a free port with its own temporary database and waits for the
- * ready line. Rejects with the colony's stderr if it exits before becoming ready.
+ * ready line. Rejects with the colony's stderr if it exits before becoming ready. The OTLP receiver
+ * listens on a free port too (`otlp: "off"` turns it off), so colonies can run side by side.
  */
 export async function spawnColony(
-  o: { demo?: boolean; token?: string; dbPath?: string; extraArgs?: string[]; env?: Record<string, string> } = {},
+  o: { demo?: boolean; token?: string; dbPath?: string; otlp?: string; extraArgs?: string[]; env?: Record<string, string> } = {},
 ): Promise<SpawnedColony> {
   const ownDir = o.dbPath ? undefined : mkdtempSync(join(tmpdir(), "coral-colony-"));
   const dbPath = o.dbPath ?? join(ownDir!, "coral.duckdb");
-  const args = [bin, "colony", "start", "--listen", "127.0.0.1:0", "--db", dbPath];
+  const args = [bin, "colony", "start", "--listen", "127.0.0.1:0", "--otlp", o.otlp ?? "127.0.0.1:0", "--db", dbPath];
   if (o.demo) args.push("--demo");
   if (o.token !== undefined) args.push("--token", o.token);
   args.push(...(o.extraArgs ?? []));
@@ -93,10 +99,13 @@ export async function spawnColony(
     throw err;
   });
 
+  const otlpAddr = OTLP_READY.exec(stdout)?.[1];
   let stopping: Promise<number | null> | undefined;
   return {
     addr,
     baseUrl: `http://${addr}`,
+    otlpAddr,
+    otlpUrl: otlpAddr && `http://${otlpAddr}`,
     dbPath,
     proc,
     stop() {
