@@ -33,7 +33,7 @@ async function cli(args: string[]): Promise<any> {
   return JSON.parse(r.stdout);
 }
 
-describe("examples/latency-report.ts", () => {
+describe.concurrent("examples/latency-report.ts", () => {
   it("reports P50, P99 and errors for every service, flagging those above the threshold", async () => {
     const r = await example("latency-report.ts", { window: "24h", threshold: "300ms" }, { check: true });
     expect(r.stderr).toBe("");
@@ -52,17 +52,17 @@ describe("examples/latency-report.ts", () => {
   });
 });
 
-describe("examples/correlation-analysis.ts", () => {
+describe.concurrent("examples/correlation-analysis.ts", () => {
   it("tabulates every service with its error rate (as `coral query` has it), CPU, memory and correlation", async () => {
     const r = await example("correlation-analysis.ts", { window: "24h", "max-error-rate": "100%" }, { check: true });
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const rows = r.stdout.split("\n").filter((l) => /^[\w-]+ +\d+\.\d\d% /.test(l));
     expect(rows.map((l) => l.split(/\s+/)[0])).toEqual(DEMO_SERVICES);
-    for (const row of rows) {
+    const rates = await Promise.all(DEMO_SERVICES.map(async (s) => (await cli(["metrics", s, "--error-rate", "--window", "24h"])).rate));
+    for (const [i, row] of rows.entries()) {
       const [name, errors, cpu, mem, corr] = row.trim().split(/\s+/);
-      const rate = (await cli(["metrics", name, "--error-rate", "--window", "24h"])).rate;
-      expect(errors, name).toBe(`${(rate * 100).toFixed(2)}%`);
+      expect(errors, name).toBe(`${(rates[i] * 100).toFixed(2)}%`);
       expect(cpu).toMatch(/^\d+\.\d%$/);
       expect(mem).toMatch(/^\d+\.\d%$/);
       expect(corr).toMatch(/^(-?[01]\.\d\d|n\/a)$/);
@@ -84,7 +84,7 @@ describe("examples/correlation-analysis.ts", () => {
   });
 });
 
-describe("examples/high-latency-alert.ts", () => {
+describe.concurrent("examples/high-latency-alert.ts", () => {
   it("runs `iterations` checks, alerts on the slow services with trace evidence, exit 3", async () => {
     const r = await example("high-latency-alert.ts", { window: "24h", iterations: "2", interval: "0s" }, { check: true });
     expect(r.stderr).toBe("");
@@ -111,7 +111,7 @@ describe("examples/high-latency-alert.ts", () => {
   });
 });
 
-describe("examples/service-activity.ts", () => {
+describe.concurrent("examples/service-activity.ts", () => {
   it("shows a service's requests (as `coral query service` counts them), sparkline and busiest endpoints", async () => {
     const r = await example("service-activity.ts", { window: "24h", service: "payments", top: "2" }, { check: true });
     expect(r.stderr).toBe("");
@@ -138,7 +138,7 @@ describe("examples/service-activity.ts", () => {
   });
 });
 
-describe("examples/sdk-demo-monitor.ts", () => {
+describe.concurrent("examples/sdk-demo-monitor.ts", () => {
   it("refreshes `iterations` times, touching every SDK module, then ends", async () => {
     const r = await example("sdk-demo-monitor.ts", { window: "24h", iterations: "2", interval: "0s" }, { check: true });
     expect(r.stderr).toBe("");
