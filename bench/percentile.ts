@@ -23,8 +23,8 @@ const SERVICE = "checkout";
 const QUANTILES = [0.5, 0.9, 0.99, 0.999] as const;
 const MINUTE_MS = 60_000;
 /** Spans sit 10..50 minutes before load time, so a 1 h window taken minutes later still holds all of them. */
-const SPREAD_MS = 40 * MINUTE_MS;
-const OFFSET_MS = 10 * MINUTE_MS;
+export const SPREAD_MS = 40 * MINUTE_MS;
+export const OFFSET_MS = 10 * MINUTE_MS;
 
 const IS_ERROR = "(status_code = 'ERROR' OR coalesce(http_status_code, 0) >= 500)";
 
@@ -64,7 +64,7 @@ const ROLLUP_SQL = [
    FROM spans WHERE kind = 'SERVER' GROUP BY minute, service_name, bucket`,
 ];
 
-async function bulkLoad(path: string, n: number, startMs: number): Promise<void> {
+export async function bulkLoad(path: string, n: number, startMs: number): Promise<void> {
   const store = await Store.open(path);
   try {
     const conn = await store.connect();

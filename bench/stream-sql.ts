@@ -20,7 +20,7 @@ export const streamSql: Benchmark = {
   name: "stream_sql",
   async run(ctx: BenchContext): Promise<BenchResult> {
     const rows = ctx.quick ? 50_000 : 1_000_000;
-    const runs = ctx.quick ? 1 : 5;
+    const runs = ctx.quick ? 1 : 3;
     const colony = await benchColony(ctx, rows, "stream-sql");
     try {
       const outs: StreamOutput[] = [];
@@ -30,7 +30,8 @@ export const streamSql: Benchmark = {
           await runProcess(process.execPath, [coralBin, "run", "--timeout", "600", "--colony", colony.addr, "--param", `sql=${SQL}`, "--param", `rows=${rows}`, script]),
         );
         const out = lastJson<StreamOutput>(r.stdout);
-        if (out.rows !== rows) throw new Error(`streamed ${out.rows} rows, expected ${rows}`);
+        // A short stream that still exits 0 is a finding, not a crash: record it and keep measuring.
+        if (out.rows !== rows) ctx.log(`  stream_sql: run ${i + 1} got ${out.rows} of ${rows} rows without an error (${(out.ms / 1000).toFixed(1)} s)`);
         outs.push(out);
         ctx.log(`  stream_sql: run ${i + 1}: ${Math.round(rows / (out.ms / 1000)).toLocaleString("en-US")} rows/s, peak RSS ${Math.round(out.peak_rss_mb)} MB`);
       }
@@ -39,6 +40,7 @@ export const streamSql: Benchmark = {
       // Growth after the first tenth: the last sample over the first, median over runs.
       const growth = round(median(outs.map((o) => o.samples[o.samples.length - 1]![1] / o.samples[0]![1])), 2);
       const flat = growth <= 1.25;
+      const short = outs.filter((o) => o.rows !== rows).map((o) => o.rows);
       return {
         fields: {
           rows,
@@ -49,10 +51,12 @@ export const streamSql: Benchmark = {
           rss_growth_after_first_tenth: growth,
           memory_flat: flat,
           rss_samples: outs[Math.floor(outs.length / 2)]!.samples,
+          incomplete_runs: short,
           runs,
         },
         goals: [
           { field: "stream_sql.rows_per_s", value: rate, goal: "≥ 500,000 rows/s", met: rate >= 500_000 },
+          { field: "stream_sql.complete", value: short.length === 0, goal: `every run gets all ${rows.toLocaleString("en-US")} rows${short.length ? ` (short: ${short.join(", ")})` : ""}`, met: short.length === 0 },
           { field: "stream_sql.peak_rss_mb", value: peak, goal: `memory flat (RSS end/after 10% ≤ 1.25; got ${growth})`, met: flat },
         ],
         notes: [`${rows.toLocaleString("en-US")} rows of \`${SQL}\`, median of ${runs} runs: ${rate.toLocaleString("en-US")} rows/s, peak RSS ${peak} MB`],
