@@ -5,7 +5,7 @@
 //
 //   coral colony start --demo                      # in another terminal
 //   coral run examples/high-latency-alert.ts       # one check
-//   coral run --param interval=30s --param iterations=10 --param p99=500ms \
+//   coral run --timeout 600 --param interval=30s --param iterations=10 --param p99=300ms \
 //     examples/high-latency-alert.ts
 //
 // Parameters (all optional):

@@ -203,6 +203,16 @@ try {
     expect((await run(whoami, { token: null, env: { CORAL_TOKEN: TOKEN } })).stdout).toBe("ok 0\n");
   });
 
+  it("configure() sets the token (and address) from inside the script", async () => {
+    const file = script(`${SDK}
+coral.configure({ colony: ${JSON.stringify(colony.addr)}, token: ${JSON.stringify(TOKEN)} });
+console.log("ok", (await coral.services.list()).length);
+`);
+    const r = await run(file, { token: null });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("ok 0\n");
+  });
+
   it("an uncaught unauthenticated error is one line, exit 1", async () => {
     const r = await run(script(`${SDK}await coral.services.list();\n`), { token: null });
     expect(r.code).toBe(1);
