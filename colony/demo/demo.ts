@@ -290,3 +290,37 @@ function clamp(v: number, lo: number, hi: number): number {
 function round2(v: number): number {
   return Math.round(v * 100) / 100;
 }
+
+/** A service of the demo shop as an OTLP resource would describe it. */
+export interface DemoService {
+  name: string;
+  namespace: string;
+  region: string;
+  instances: number;
+}
+
+export function demoServices(): DemoService[] {
+  return Object.entries(SERVICES).map(([name, s]) => ({ name, namespace: s.namespace, region: s.region, instances: s.instances }));
+}
+
+/**
+ * The same shop as live traffic, one trace at a time: trace shapes are drawn in proportion to their
+ * demo rates, with the same latency and error model. Deterministic for a given seed.
+ */
+export class DemoTraffic {
+  private readonly g: Gen;
+  private readonly total = TRAFFIC.reduce((n, t) => n + t.rate, 0);
+
+  constructor(seed = 42) {
+    this.g = new Gen(prng(seed));
+  }
+
+  /** The spans of one trace whose root starts at `startMs`. */
+  trace(startMs: number): SpanRecord[] {
+    let pick = this.g.random() * this.total;
+    const shape = TRAFFIC.find((t) => (pick -= t.rate) < 0) ?? TRAFFIC[0]!;
+    const b = new TraceBuilder(this.g, []);
+    b.serve(shape.root, null, startMs);
+    return b.spans;
+  }
+}

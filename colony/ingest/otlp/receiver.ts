@@ -3,7 +3,7 @@ import * as http from "node:http";
 import type * as net from "node:net";
 import { promisify } from "node:util";
 import * as zlib from "node:zlib";
-import { fromBinary, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
 import {
   ExportMetricsServiceRequestSchema,
   ExportMetricsServiceResponseSchema,
@@ -135,13 +135,11 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
     const partial = rejected > 0 ? { partialSuccess: signal === "traces" ? { rejectedSpans: BigInt(rejected), errorMessage: rejectReason ?? "" } : { rejectedDataPoints: BigInt(rejected), errorMessage: rejectReason ?? "" } } : {};
     let out: Buffer;
     if (signal === "traces") {
-      const schema = ExportTraceServiceResponseSchema;
-      const msg = { $typeName: schema.typeName, ...partial } as never;
-      out = format === "json" ? Buffer.from(JSON.stringify(toJson(schema, msg))) : Buffer.from(toBinary(schema, msg));
+      const msg = create(ExportTraceServiceResponseSchema, partial);
+      out = format === "json" ? Buffer.from(JSON.stringify(toJson(ExportTraceServiceResponseSchema, msg))) : Buffer.from(toBinary(ExportTraceServiceResponseSchema, msg));
     } else {
-      const schema = ExportMetricsServiceResponseSchema;
-      const msg = { $typeName: schema.typeName, ...partial } as never;
-      out = format === "json" ? Buffer.from(JSON.stringify(toJson(schema, msg))) : Buffer.from(toBinary(schema, msg));
+      const msg = create(ExportMetricsServiceResponseSchema, partial);
+      out = format === "json" ? Buffer.from(JSON.stringify(toJson(ExportMetricsServiceResponseSchema, msg))) : Buffer.from(toBinary(ExportMetricsServiceResponseSchema, msg));
     }
     reply(req, res, 200, format, out);
   }
