@@ -120,7 +120,8 @@ function docFor(rpc: Rpc, params: Param[], extra?: string): string {
   }
   const u = rpc.sdk!.unwrap;
   if (u) lines.push(`@returns ${clean(docComment(u)).replace(/\s+/g, " ")}`);
-  lines.push(`@throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".`);
+  const codes = [...(rpc.params.some((p) => p.serviceRef) ? ['"not_found"'] : []), '"invalid_argument"', '"unavailable"'];
+  lines.push(`@throws CoralError with a code such as ${codes.slice(0, -1).join(", ")} or ${codes.at(-1)}.`);
   lines.push("", `RPC: ${rpc.service.typeName}.${rpc.method.name}`);
   return lines.join("\n");
 }

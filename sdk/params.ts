@@ -31,19 +31,10 @@ function env(name: string): string | undefined {
   }
 }
 
-/** Whether the script's own arguments hold a `--param`: coral run's flags written after the script. */
-function paramAmongArgs(): boolean {
-  const args = (globalThis as { Deno?: { args?: string[] } }).Deno?.args ?? [];
-  return args.some((a) => a === "--param" || a.startsWith("--param="));
-}
-
 function read(values: Record<string, string>, name: string, hasFallback: boolean): string | undefined {
   if (Object.hasOwn(values, name)) return values[name];
   if (!hasFallback) {
-    const hint = paramAmongArgs()
-      ? " (--param after the script path is passed to the script as an argument; put coral run's flags before the script)"
-      : "";
-    throw new CoralError("invalid_argument", `missing required parameter "${name}" — pass it with: coral run --param ${name}=VALUE <script>${hint}`);
+    throw new CoralError("invalid_argument", `missing required parameter "${name}" — pass it with: coral run <script> --param ${name}=VALUE`);
   }
   return undefined;
 }

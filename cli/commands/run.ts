@@ -13,7 +13,7 @@ export class RunCommand extends CoralCommand {
     category: "Scripting",
     description: "run a TypeScript analysis script in a sandboxed Deno",
     details: `
-      Runs SCRIPT (or, with \`-\`, the source read from stdin) in Deno with \`@coral/sdk\` available as an import. Arguments after the script are passed to it as \`Deno.args\`.
+      Runs SCRIPT (or, with \`-\`, the source read from stdin) in Deno with \`@coral/sdk\` available as an import. coral's flags may come before or after the script; arguments after \`--\` are passed to the script as \`Deno.args\`.
 
       The script may connect to the colony's address and nothing else. It cannot write files, start processes, load native code, read system information, or read environment variables other than CORAL_COLONY_ADDR, CORAL_TOKEN and CORAL_PARAMS. It reads no files unless \`--allow-read DIR\` grants one directory (by its real path; symlinks inside it that lead elsewhere stay closed). Before it runs, every module it imports is checked: only \`@coral/sdk\`, \`node:\` built-ins and local files inside the script's own directory are allowed — no http(s):, jsr: or npm: imports.
 
@@ -43,8 +43,9 @@ export class RunCommand extends CoralCommand {
   colony = Option.String("--colony", { description: "Colony address HOST:PORT (default $CORAL_COLONY_ADDR, else 127.0.0.1:9090)" });
   token = Option.String("--token", { description: "Bearer token, passed as CORAL_TOKEN (default $CORAL_TOKEN)" });
   script = Option.String({ name: "script|-" });
-  // Everything after the script belongs to it, as with `deno run`: `coral run a.ts --x` passes --x.
-  rest = Option.Proxy({ name: "args" });
+  // coral's own flags may come before or after the script (the RFD writes
+  // `coral run latency-check.ts --param threshold=500`); the script's arguments follow `--`.
+  rest = Option.Rest({ name: "args" });
 
   async run(): Promise<number> {
     const options = this.options();
@@ -72,7 +73,7 @@ export class RunCommand extends CoralCommand {
     }
     return {
       script: this.script,
-      args: this.rest[0] === "--" ? this.rest.slice(1) : this.rest,
+      args: this.rest,
       colony: colonyHostPort(this.colony),
       token: this.token ?? envOrUndefined("CORAL_TOKEN"),
       params,

@@ -177,7 +177,7 @@ describe("RunCommand", () => {
         args: ["run", "--timeout", "2.5", "--param", "a=b=c", "--param", "k=", "--colony", "[::1]:9999", "s.ts", "--", "--x", "y"],
         options: true,
       },
-      { args: ["run", "s.ts", "--x"], env: { CORAL_SCRIPT_MEMORY: "128", CORAL_COLONY_ADDR: "10.0.0.1:7000" }, options: true },
+      { args: ["run", "s.ts", "--param", "late=1", "--", "--x"], env: { CORAL_SCRIPT_MEMORY: "128", CORAL_COLONY_ADDR: "10.0.0.1:7000" }, options: true },
     ]);
     bad.forEach(([, message], i) => {
       expect(results[i].stderr).toMatch(message);
@@ -197,6 +197,7 @@ describe("RunCommand", () => {
     expect(results[bad.length + 2].options).toMatchObject({
       script: "s.ts",
       args: ["--x"],
+      params: { late: "1" },
       timeoutSec: 60,
       memoryMb: 128,
       colony: "10.0.0.1:7000",

@@ -34,7 +34,8 @@ function script(source: string, where = dir): string {
 /** `coral run --colony <colony> --token <token> FLAGS… SCRIPT ARGS…` */
 function run(file: string, o: { flags?: string[]; args?: string[]; token?: string | null; colony?: string; env?: Record<string, string> } = {}): Promise<RunResult> {
   const auth = o.token === null ? [] : ["--token", o.token ?? TOKEN];
-  return runCoral(["run", "--colony", o.colony ?? colony.addr, ...auth, ...(o.flags ?? []), file, ...(o.args ?? [])], { env: o.env });
+  const args = o.args ? ["--", ...o.args] : [];
+  return runCoral(["run", "--colony", o.colony ?? colony.addr, ...auth, ...(o.flags ?? []), file, ...args], { env: o.env });
 }
 
 const SDK = 'import * as coral from "@coral/sdk";\n';
@@ -96,15 +97,25 @@ console.log(JSON.stringify({
     expect(r.code).toBe(1);
     expect(r.stdout).toBe("");
     expect(r.stderr).toBe(
-      'error: missing required parameter "threshold" — pass it with: coral run --param threshold=VALUE <script> [invalid_argument]\n',
+      'error: missing required parameter "threshold" — pass it with: coral run <script> --param threshold=VALUE [invalid_argument]\n',
     );
   });
 
-  it("--param written after the script is the script's argument, and the error says so", async () => {
-    const r = await run(script(`${SDK}coral.params.number("limit");\n`), { args: ["--param", "limit=5"] });
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/missing required parameter "limit"/);
-    expect(r.stderr).toMatch(/put coral run's flags before the script/);
+  it("--param may follow the script, as the RFD writes it; a missing one says how to pass it", async () => {
+    const file = script(`${SDK}console.log(coral.params.number("limit") * 2);\n`);
+    const given = await runCoral(["run", "--colony", colony.addr, "--token", TOKEN, file, "--param", "limit=5"]);
+    expect(given.stdout).toBe("10\n");
+    const missing = await run(file);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/missing required parameter "limit" — pass it with: coral run <script> --param limit=VALUE/);
+  });
+
+  it("arguments for the script go after --; an unknown flag before it is a usage error", async () => {
+    const file = script("console.log(JSON.stringify(Deno.args));\n");
+    expect((await run(file, { args: ["--verbose", "x"] })).stdout).toBe('["--verbose","x"]\n');
+    const r = await runCoral(["run", "--colony", colony.addr, file, "--verbose"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--verbose");
   });
 
   it("a malformed value names the parameter and the expected form", async () => {

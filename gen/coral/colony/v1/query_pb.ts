@@ -226,7 +226,7 @@ export const GetPercentileRequestSchema: GenMessage<GetPercentileRequest> = /*@_
  */
 export type GetPercentileResponse = Message<"coral.colony.v1.GetPercentileResponse"> & {
   /**
-   * The percentile value, in `unit`.
+   * The percentile value: nanoseconds for latency metrics (`unit` says which).
    *
    * @generated from field: double value = 1;
    */

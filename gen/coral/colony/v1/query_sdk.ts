@@ -24,7 +24,7 @@ export const services = {
    * @param namespace Only services in this namespace.
    * @param region Only services in this region.
    * @returns The services, by name.
-   * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
+   * @throws CoralError with a code such as "invalid_argument" or "unavailable".
    *
    * RPC: coral.colony.v1.QueryService.ListServices
    */
@@ -61,7 +61,7 @@ export const metrics = {
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
    * @param percentile Percentile as a fraction in (0, 1]; on the CLI a percentage in (0, 100]. Default: 0.99.
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @returns The percentile value, in `unit`.
+   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which).
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
    *
    * RPC: coral.colony.v1.QueryService.GetPercentile
@@ -80,7 +80,7 @@ export const metrics = {
    * @param service Service name.
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @returns The percentile value, in `unit`.
+   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which).
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
    *
    * RPC: coral.colony.v1.QueryService.GetPercentile
@@ -98,7 +98,7 @@ export const metrics = {
    * @param service Service name.
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @returns The percentile value, in `unit`.
+   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which).
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
    *
    * RPC: coral.colony.v1.QueryService.GetPercentile
@@ -116,7 +116,7 @@ export const metrics = {
    * @param service Service name.
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @returns The percentile value, in `unit`.
+   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which).
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
    *
    * RPC: coral.colony.v1.QueryService.GetPercentile
@@ -209,7 +209,7 @@ export const db = {
    * tells when more existed), a statement timeout and a response size cap.
    *
    * @param sql One SQL SELECT statement (DuckDB dialect).
-   * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
+   * @throws CoralError with a code such as "invalid_argument" or "unavailable".
    *
    * RPC: coral.colony.v1.QueryService.ExecuteQuery
    */
@@ -224,7 +224,7 @@ export const db = {
    *
    * @param sql One SQL SELECT statement (DuckDB dialect).
    * @param max_rows At most this many rows in all (0 = 1,000,000). Default: 1000000.
-   * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
+   * @throws CoralError with a code such as "invalid_argument" or "unavailable".
    *
    * RPC: coral.colony.v1.QueryService.StreamQuery
    */
