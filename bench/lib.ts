@@ -129,7 +129,7 @@ export function machine(): Record<string, unknown> {
 }
 
 export function assertBuilt(): void {
-  for (const f of [join(root, "dist/coral.mjs"), sdkBundle]) {
+  for (const f of [join(root, "dist/cli/coral.mjs"), sdkBundle]) {
     if (!existsSync(f)) throw new Error(`${f} is missing — run \`npm run build\` first`);
   }
 }

@@ -1,15 +1,21 @@
-// Builds what users run: the CLI bundle (dist/coral.mjs) and the SDK bundle that
+// Builds what users run: the CLI bundle (dist/cli/coral.mjs) and the SDK bundle that
 // `coral run` maps to `@coral/sdk` (dist/sdk/). Run by `npm ci` (prepare), `npm run build`
 // and the test suite's global setup.
 import { build } from "esbuild";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 
 const root = new URL("..", import.meta.url).pathname;
 
+rmSync(`${root}/dist/cli`, { recursive: true, force: true });
 await build({
   absWorkingDir: root,
-  entryPoints: ["cli/main.ts"],
-  outfile: "dist/coral.mjs",
+  entryPoints: { coral: "cli/main.ts" },
+  outdir: "dist/cli",
+  outExtension: { ".js": ".mjs" },
+  // Commands import their heavy parts (DuckDB, the server) lazily; splitting keeps those in
+  // chunks that only `coral colony start` and friends load, so `coral query` starts fast.
+  splitting: true,
+  chunkNames: "chunks/[name]-[hash]",
   bundle: true,
   platform: "node",
   target: "node20",

@@ -1,5 +1,4 @@
 import { Command, Option } from "clipanion";
-import { ColonyStartError, DEFAULT_OTLP_MAX_BODY_BYTES, parseListen, startColony } from "../../colony/colony.js";
 import { parseDurationMs, parseNumber } from "../../sdk/units.js";
 import { CoralCommand } from "../runtime/command.js";
 import { CliError, UsageError } from "../runtime/errors.js";
@@ -50,8 +49,8 @@ export class ColonyStartCommand extends CoralCommand {
   otlp = Option.String("--otlp", "127.0.0.1:4318", {
     description: "HOST:PORT for the OTLP/HTTP receiver (port 0 picks a free port), or off",
   });
-  otlpMaxBody = Option.String("--otlp-max-body", String(DEFAULT_OTLP_MAX_BODY_BYTES), {
-    description: "largest OTLP request body in bytes, after decompression (413 beyond)",
+  otlpMaxBody = Option.String("--otlp-max-body", {
+    description: "largest OTLP request body in bytes, after decompression (413 beyond; default 16 MiB)",
   });
   retention = Option.String("--retention", "24h", {
     description: "how long raw spans are kept, e.g. 24h or 7d (0 keeps them forever; rollups are always kept)",
@@ -61,6 +60,8 @@ export class ColonyStartCommand extends CoralCommand {
   });
 
   async run(): Promise<number> {
+    // DuckDB and the server load only here: every other command starts without them.
+    const { ColonyStartError, DEFAULT_OTLP_MAX_BODY_BYTES, parseListen, startColony } = await import("../../colony/colony.js");
     try {
       parseListen(this.listen);
     } catch (err) {
@@ -81,7 +82,7 @@ export class ColonyStartCommand extends CoralCommand {
     }
     let maxBody: number;
     try {
-      maxBody = parseNumber(this.otlpMaxBody, true);
+      maxBody = this.otlpMaxBody === undefined ? DEFAULT_OTLP_MAX_BODY_BYTES : parseNumber(this.otlpMaxBody, true);
     } catch (err) {
       throw new UsageError(`--otlp-max-body: ${(err as Error).message}`);
     }

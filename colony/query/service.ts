@@ -91,14 +91,19 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       const q = Number(req.percentile);
       if (!(q > 0 && q <= 1)) throw invalid(`percentile must be in (0, 1]; got ${req.percentile}`);
       const w = window(req.timeRangeMs);
-      const row = await knownService(req.service);
-      if (!(await queries.metricExists(row.name, req.metric))) {
-        throw new ConnectError(
-          `metric "${req.metric}" not found for service "${row.name}" — latency of served requests is "http.server.duration"`,
-          Code.NotFound,
-        );
+      if (!req.service) throw invalid("service is required");
+      // The hot path is one query: samples prove the service and metric exist. Only an empty
+      // answer pays for telling "unknown service/metric" from "no traffic in the window".
+      const r = await queries.percentile({ service: req.service, metric: req.metric, q, ...w });
+      if (r.count === 0) {
+        const row = await knownService(req.service);
+        if (!(await queries.metricExists(row.name, req.metric))) {
+          throw new ConnectError(
+            `metric "${req.metric}" not found for service "${row.name}" — latency of served requests is "http.server.duration"`,
+            Code.NotFound,
+          );
+        }
       }
-      const r = await queries.percentile({ service: row.name, metric: req.metric, q, ...w });
       return create(GetPercentileResponseSchema, { value: r.value, unit: "nanoseconds", sampleCount: BigInt(r.count) });
     },
 

@@ -153,6 +153,22 @@ describe("SqlRunner", () => {
     expect(quick.rows).toEqual([[3]]);
   });
 
+  it("a stream cut by the deadline fails instead of ending as if complete", async () => {
+    const runner = new SqlRunner(store, { timeoutMs: 300 });
+    let rows = 0;
+    const e = await rejection(
+      (async () => {
+        for await (const b of runner.stream("SELECT range AS i FROM range(200000)", { maxRows: 200_000 })) {
+          rows += b.rows.length;
+          // A slow reader: the deadline covers the whole stream, reading included.
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      })(),
+    );
+    expect(e.code).toBe("deadline_exceeded");
+    expect(rows).toBeLessThan(200_000);
+  });
+
   it("caps the bytes of a response", async () => {
     const runner = new SqlRunner(store, { maxBytes: 10_000 });
     const e = await rejection(runner.run("SELECT repeat('x', 1000) FROM range(100)"));

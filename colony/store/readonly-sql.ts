@@ -146,14 +146,15 @@ export class SqlRunner {
           }
         }
       }
+      // An interrupted DuckDB result ends like a complete one (an empty chunk): without this
+      // check a stream cut by the deadline would pass for the whole result.
+      if (timedOut) throw deadlineExceeded(this.limits.timeoutMs);
       const last = take(pending);
       last.truncated = truncated;
       yield last;
     } catch (err) {
       if (err instanceof SqlRejected) throw err;
-      if (timedOut) {
-        throw new SqlRejected("deadline_exceeded", `the query ran longer than the ${this.limits.timeoutMs} ms statement timeout and was cancelled`);
-      }
+      if (timedOut) throw deadlineExceeded(this.limits.timeoutMs);
       throw new SqlRejected("invalid_argument", messageOf(err));
     } finally {
       clearTimeout(timer);
@@ -192,6 +193,10 @@ export class SqlRunner {
     await conn.run("BEGIN TRANSACTION READ ONLY");
     return prepared.stream();
   }
+}
+
+function deadlineExceeded(timeoutMs: number): SqlRejected {
+  return new SqlRejected("deadline_exceeded", `the query ran longer than the ${timeoutMs} ms statement timeout and was cancelled`);
 }
 
 function messageOf(err: unknown): string {
