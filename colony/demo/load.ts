@@ -140,6 +140,7 @@ export function encodeTraces(groups: { resource: LoadResource; spans: SpanRecord
             w.fixed64(8, Number(endNs & 0xffffffffn), Number(endNs >> 32n));
             const attrs = typeof s.attributes === "string" ? (JSON.parse(s.attributes) as Record<string, unknown>) : s.attributes;
             for (const k in attrs) if (k !== "service.instance.id") w.attribute(9, k, attrs[k]);
+            if (s.httpStatusCode !== null && !("http.status_code" in attrs)) w.attribute(9, "http.status_code", s.httpStatusCode);
             if (s.statusCode !== "UNSET") w.message(15, () => {
               w.tag(3, 0);
               w.varint(STATUS[s.statusCode]);

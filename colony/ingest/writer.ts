@@ -119,6 +119,7 @@ interface TraceDelta {
   rootName: string;
   /** Earliest local-root start, rounded to the microsecond the table stores. */
   rootStartUs: number;
+  /** Latest local-root end, in ns after the batch's base microsecond (absolute ns exceed 2^53). */
   rootEndNs: number;
   spanCount: number;
   error: boolean;
@@ -188,11 +189,12 @@ export class Writer {
     // A service's local roots in this batch: spans whose parent is not one of the service's own spans
     // of the same trace here. A root that arrives in a later batch than its children still wins the
     // merge, because it starts no later and ends no earlier than they do.
+    const baseUs = Math.round(lo * 1000);
     for (const s of spans) {
       const tkey = `${s.traceId}\u0000${s.serviceName}`;
       const isRoot = s.parentSpanId === null || !members.get(tkey)!.has(s.parentSpanId);
       const startUs = Math.round(s.startTimeMs * 1000);
-      const endNs = startUs * 1000 + Math.round(s.durationNs);
+      const endNs = (startUs - baseUs) * 1000 + Math.round(s.durationNs);
       let t = traces.get(tkey);
       if (!t) {
         t = { traceId: s.traceId, serviceName: s.serviceName, rootName: "", rootStartUs: Infinity, rootEndNs: -Infinity, spanCount: 0, error: false };
@@ -201,7 +203,7 @@ export class Writer {
       t.spanCount++;
       if (isErrorSpan(s)) t.error = true;
       if (isRoot) {
-        const better = startUs < t.rootStartUs || (startUs === t.rootStartUs && endNs - startUs * 1000 > t.rootEndNs - t.rootStartUs * 1000);
+        const better = startUs < t.rootStartUs || (startUs === t.rootStartUs && endNs > t.rootEndNs);
         if (better) {
           t.rootName = s.name;
           t.rootStartUs = startUs;
@@ -225,7 +227,7 @@ export class Writer {
           part.map((s) => (typeof s.attributes === "string" ? s.attributes : JSON.stringify(s.attributes))),
         ]);
         await mergeSummaries(conn, trx, [...summaries.values()]);
-        await mergeTraces(conn, trx, [...traces.values()], new Date(lo - TRACE_HORIZON_MS), new Date(hi + TRACE_HORIZON_MS));
+        await mergeTraces(conn, trx, [...traces.values()], baseUs, new Date(lo - TRACE_HORIZON_MS), new Date(hi + TRACE_HORIZON_MS));
       });
     });
   }
@@ -527,14 +529,14 @@ async function mergeSummaries(conn: DuckDBConnection, trx: Transaction<Database>
  * Merges the batch's per-(trace, service) parts into trace_summary: span counts add, errors OR, and
  * the local root is the earliest root candidate (the longest on a tie), ending at the latest end.
  */
-async function mergeTraces(conn: DuckDBConnection, trx: Transaction<Database>, deltas: TraceDelta[], from: Date, to: Date): Promise<void> {
+async function mergeTraces(conn: DuckDBConnection, trx: Transaction<Database>, deltas: TraceDelta[], baseUs: number, from: Date, to: Date): Promise<void> {
   if (deltas.length === 0) return;
   await appendChunks(conn, "trace_delta", "temp", TRACE_TYPES, deltas, (part) => [
     part.map((t) => t.traceId),
     part.map((t) => t.serviceName),
     part.map((t) => t.rootName),
     part.map((t) => new DuckDBTimestampTZValue(BigInt(t.rootStartUs))),
-    part.map((t) => BigInt(t.rootEndNs - t.rootStartUs * 1000)),
+    part.map((t) => BigInt(t.rootEndNs - (t.rootStartUs - baseUs) * 1000)),
     part.map((t) => t.spanCount),
     part.map((t) => t.error),
   ]);
