@@ -211,8 +211,8 @@ export class Writer {
         if (endNs > t.rootEndNs) t.rootEndNs = endNs;
       }
     }
-    return this.serialise(async ({ conn, db }) => {
-      await db.transaction().execute(async (trx) => {
+    return this.serialise(async ({ conn }) =>
+      inTransaction(conn, async () => {
         await appendChunks(conn, "spans", "main", SPAN_TYPES, spans, (part) => [
           part.map((s) => s.traceId),
           part.map((s) => s.spanId),
@@ -226,10 +226,11 @@ export class Writer {
           part.map((s) => s.httpStatusCode),
           part.map((s) => (typeof s.attributes === "string" ? s.attributes : JSON.stringify(s.attributes))),
         ]);
-        await mergeSummaries(conn, trx, [...summaries.values()]);
-        await mergeTraces(conn, trx, [...traces.values()], baseUs, new Date(lo - TRACE_HORIZON_MS), new Date(hi + TRACE_HORIZON_MS));
-      });
-    });
+        const summaryTail = await mergeSummaries(conn, [...summaries.values()]);
+        const traceScript = await mergeTraces(conn, [...traces.values()], baseUs, new Date(lo - TRACE_HORIZON_MS), new Date(hi + TRACE_HORIZON_MS));
+        return summaryTail + traceScript;
+      }),
+    );
   }
 
   /** Merges pre-aggregated latency observations (OTLP histograms) into the latency rollups. */
@@ -254,9 +255,7 @@ export class Writer {
       for (const [b, n] of r.buckets) d.buckets.set(b, (d.buckets.get(b) ?? 0) + n);
     }
     if (summaries.size === 0) return Promise.resolve();
-    return this.serialise(async ({ conn, db }) => {
-      await db.transaction().execute((trx) => mergeSummaries(conn, trx, [...summaries.values()]));
-    });
+    return this.serialise(async ({ conn }) => inTransaction(conn, () => mergeSummaries(conn, [...summaries.values()])));
   }
 
   writeHostSamples(samples: readonly HostSample[]): Promise<void> {
@@ -443,8 +442,8 @@ async function appendChunks<T>(
  * service_latency_buckets. Counts, sums and bucket counts add; min and max combine; the percentile
  * columns are re-read from the merged sketch of the minute (within 1% of the exact quantile).
  */
-async function mergeSummaries(conn: DuckDBConnection, trx: Transaction<Database>, deltas: SummaryDelta[]): Promise<void> {
-  if (deltas.length === 0) return;
+async function mergeSummaries(conn: DuckDBConnection, deltas: SummaryDelta[]): Promise<string> {
+  if (deltas.length === 0) return "";
   let lo = Infinity;
   let hi = -Infinity;
   for (const d of deltas) {
@@ -471,17 +470,20 @@ async function mergeSummaries(conn: DuckDBConnection, trx: Transaction<Database>
     part.map((r) => r.bucket),
     part.map((r) => BigInt(r.count)),
   ]);
-  const touched = (table: string) => sql`
-    SELECT t.* FROM ${sql.table(table)} t
+  // Several statements per round trip: at thousands of spans per commit, the fixed cost of each
+  // call (scheduling, event-loop turns) is what limits throughput. Values inlined here are numbers
+  // and constants, never text from a request.
+  const window = `t.timestamp >= ${tsLiteral(from.getTime())} AND t.timestamp < ${tsLiteral(to.getTime())}`;
+  const touched = (table: string) => `
+    SELECT t.* FROM ${table} t
     SEMI JOIN temp.summary_delta k ON t.timestamp = k.timestamp AND t.service_name = k.service_name AND t.metric = k.metric
-    WHERE t.timestamp >= ${from} AND t.timestamp < ${to}`;
-  await sql`
+    WHERE ${window}`;
+  await conn.run(`
     CREATE OR REPLACE TEMP TABLE bucket_merged AS
     SELECT timestamp, service_name, metric, bucket, CAST(sum(count) AS BIGINT) AS count
     FROM (SELECT timestamp, service_name, metric, bucket, count FROM (${touched("service_latency_buckets")})
           UNION ALL SELECT timestamp, service_name, metric, bucket, count FROM temp.bucket_delta)
-    GROUP BY ALL`.execute(trx);
-  await sql`
+    GROUP BY ALL;
     CREATE OR REPLACE TEMP TABLE summary_merged AS
     SELECT timestamp, service_name, metric, CAST(sum(request_count) AS BIGINT) AS request_count,
            CAST(sum(error_count) AS BIGINT) AS error_count, sum(sum_duration_ns) AS sum_duration_ns,
@@ -489,7 +491,7 @@ async function mergeSummaries(conn: DuckDBConnection, trx: Transaction<Database>
     FROM (SELECT timestamp, service_name, metric, request_count, error_count, sum_duration_ns, min_duration_ns, max_duration_ns
           FROM (${touched("service_summary")})
           UNION ALL SELECT * FROM temp.summary_delta)
-    GROUP BY ALL`.execute(trx);
+    GROUP BY ALL;`);
 
   // The merged sketch of each touched minute is a few hundred rows at most: percentiles in JS.
   const merged = await conn.runAndReadAll("SELECT epoch_ms(timestamp), service_name, metric, bucket, count FROM temp.bucket_merged");
@@ -510,27 +512,48 @@ async function mergeSummaries(conn: DuckDBConnection, trx: Transaction<Database>
     part.map((s) => quantileFromBuckets(s.buckets, 0.99)),
   ]);
 
-  for (const table of ["service_summary", "service_latency_buckets"] as const) {
-    await sql`
-      DELETE FROM ${sql.table(table)} t USING temp.summary_delta k
-      WHERE t.timestamp = k.timestamp AND t.service_name = k.service_name AND t.metric = k.metric
-        AND t.timestamp >= ${from} AND t.timestamp < ${to}`.execute(trx);
-  }
-  await sql`INSERT INTO service_latency_buckets SELECT * FROM temp.bucket_merged`.execute(trx);
-  await sql`
+  const replace = (table: string) => `
+    DELETE FROM ${table} t USING temp.summary_delta k
+    WHERE t.timestamp = k.timestamp AND t.service_name = k.service_name AND t.metric = k.metric AND ${window};`;
+  // The last step goes out with the commit, in the caller's final round trip.
+  return `
+    ${replace("service_summary")}
+    ${replace("service_latency_buckets")}
+    INSERT INTO service_latency_buckets SELECT * FROM temp.bucket_merged;
     INSERT INTO service_summary
     SELECT m.timestamp, m.service_name, m.metric, m.request_count, m.error_count, m.sum_duration_ns, m.min_duration_ns,
            m.max_duration_ns, p.p50_duration_ns, p.p95_duration_ns, p.p99_duration_ns
-    FROM temp.summary_merged m JOIN temp.summary_pct p USING (timestamp, service_name, metric)`.execute(trx);
-  for (const t of ["summary_delta", "bucket_delta", "summary_pct"]) await sql`DELETE FROM ${sql.table(`temp.${t}`)}`.execute(trx);
+    FROM temp.summary_merged m JOIN temp.summary_pct p USING (timestamp, service_name, metric);
+    DELETE FROM temp.summary_delta;
+    DELETE FROM temp.bucket_delta;
+    DELETE FROM temp.summary_pct;`;
+}
+
+/**
+ * Runs `body` (appenders and statements on `conn`) in one transaction; the SQL it returns runs
+ * together with the COMMIT. Any failure rolls everything back.
+ */
+async function inTransaction(conn: DuckDBConnection, body: () => Promise<string>): Promise<void> {
+  await conn.run("BEGIN TRANSACTION");
+  try {
+    const tail = await body();
+    await conn.run(`${tail}\nCOMMIT;`);
+  } catch (err) {
+    await conn.run("ROLLBACK").catch(() => {});
+    throw err;
+  }
+}
+
+function tsLiteral(ms: number): string {
+  return `make_timestamptz(${Math.round(ms * 1000)})`;
 }
 
 /**
  * Merges the batch's per-(trace, service) parts into trace_summary: span counts add, errors OR, and
  * the local root is the earliest root candidate (the longest on a tie), ending at the latest end.
  */
-async function mergeTraces(conn: DuckDBConnection, trx: Transaction<Database>, deltas: TraceDelta[], baseUs: number, from: Date, to: Date): Promise<void> {
-  if (deltas.length === 0) return;
+async function mergeTraces(conn: DuckDBConnection, deltas: TraceDelta[], baseUs: number, from: Date, to: Date): Promise<string> {
+  if (deltas.length === 0) return "";
   await appendChunks(conn, "trace_delta", "temp", TRACE_TYPES, deltas, (part) => [
     part.map((t) => t.traceId),
     part.map((t) => t.serviceName),
@@ -540,7 +563,8 @@ async function mergeTraces(conn: DuckDBConnection, trx: Transaction<Database>, d
     part.map((t) => t.spanCount),
     part.map((t) => t.error),
   ]);
-  await sql`
+  const window = `t.timestamp >= ${tsLiteral(from.getTime())} AND t.timestamp < ${tsLiteral(to.getTime())}`;
+  return `
     CREATE OR REPLACE TEMP TABLE trace_merged AS
     SELECT trace_id, service_name,
            arg_min(root_name, struct_pack(t := timestamp, d := -duration_ns)) AS root_name,
@@ -550,14 +574,13 @@ async function mergeTraces(conn: DuckDBConnection, trx: Transaction<Database>, d
            bool_or(error) AS error
     FROM (SELECT t.* FROM trace_summary t
           SEMI JOIN temp.trace_delta d ON t.trace_id = d.trace_id AND t.service_name = d.service_name
-          WHERE t.timestamp >= ${from} AND t.timestamp < ${to}
+          WHERE ${window}
           UNION ALL SELECT * FROM temp.trace_delta)
-    GROUP BY trace_id, service_name`.execute(trx);
-  await sql`
+    GROUP BY trace_id, service_name;
     DELETE FROM trace_summary t USING temp.trace_delta d
-    WHERE t.trace_id = d.trace_id AND t.service_name = d.service_name AND t.timestamp >= ${from} AND t.timestamp < ${to}`.execute(trx);
-  await sql`INSERT INTO trace_summary SELECT * FROM temp.trace_merged`.execute(trx);
-  await sql`DELETE FROM temp.trace_delta`.execute(trx);
+    WHERE t.trace_id = d.trace_id AND t.service_name = d.service_name AND ${window};
+    INSERT INTO trace_summary SELECT * FROM temp.trace_merged;
+    DELETE FROM temp.trace_delta;`;
 }
 
 /** Recomputes service_summary and service_latency_buckets from raw spans for every (service, minute) in [from, to). */
