@@ -2,7 +2,7 @@
 // variants that cli/runtime/query-command.ts executes.
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import type { GeneratedFile, Schema } from "@bufbuild/protoplugin";
-import { Parse, Unit, camel, cliCommands, pascal, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
+import { Parse, Unit, camel, cellEncodingName, cliCommands, pascal, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
 
 const runtimePath = "./../cli/runtime/query-command.js";
 
@@ -149,7 +149,10 @@ function printCommand(f: GeneratedFile, c: CliCommand): void {
     }
     f.print("      ],");
     if (r.cli!.rows) f.print("      rows: ", f.string(r.cli!.rows.name), ",");
-    if (r.cli!.columns) f.print("      columns: ", f.string(r.cli!.columns.name), ",");
+    if (r.cli!.columns) {
+      f.print("      columns: ", f.string(r.cli!.columns.name), ",");
+      f.print("      encoding: ", f.string(cellEncodingName(r.cli!.rowsEncoding)), ",");
+    }
     f.print("      show: ", f.array(cols.show.map((s) => f.string(s))), ",");
     f.print("      units: { ", Object.entries(cols.units).map(([k, v]) => `${k}: "${v}"`).join(", "), " },");
     f.print("    },");

@@ -3,7 +3,7 @@
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import type { Schema } from "@bufbuild/protoplugin";
 import { columnsOf, commandClassName } from "./cli.js";
-import { ResultShape, Unit, cliCommands, docComment, sdkParams, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
+import { Encoding, ResultShape, Unit, cellEncodingName, cliCommands, docComment, encodingOf, sdkParams, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
 
 const cell = (s: string) => s.replace(/\s+/g, " ").replaceAll("|", "\\|").trim();
 
@@ -22,6 +22,8 @@ function protoType(f: DescField): string {
         return `map<${ScalarType[f.mapKey].toLowerCase()}, …>`;
     }
   };
+  const encoding = encodingOf(f);
+  if (encoding !== Encoding.UNSPECIFIED) return `${base()} (${cellEncodingName(encoding)})`;
   return f.fieldKind === "list" ? `repeated ${base()}` : base();
 }
 

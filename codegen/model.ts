@@ -12,6 +12,7 @@ import {
 } from "@bufbuild/protobuf";
 import { getComments } from "@bufbuild/protoplugin";
 import {
+  Encoding,
   Parse,
   ResultShape,
   Unit,
@@ -21,7 +22,7 @@ import {
 } from "../gen/coral/options/v1/options_pb.js";
 import { parseDurationMs, parseDurationNs, parseNumber, parsePercent, parseBoolean } from "../sdk/units.js";
 
-export { Parse, ResultShape, Unit };
+export { Encoding, Parse, ResultShape, Unit };
 
 /** A request field as a parameter of the CLI and the SDK. */
 export interface Param {
@@ -61,6 +62,8 @@ export interface Rpc {
     variant?: string;
     defaultVariant: boolean;
     rows?: DescField;
+    /** How the `rows` field carries its cells (UNSPECIFIED: messages or ListValues). */
+    rowsEncoding: Encoding;
     columns?: DescField;
     show: string[];
     examples: string[];
@@ -73,6 +76,8 @@ export interface Rpc {
     shape: ResultShape;
     /** Field of each result object that fills service_ref parameters. */
     bind?: string;
+    /** Table shapes only: the fields holding the cells and the columns, and the cells' encoding. */
+    table?: { rows: DescField; columns: DescField; encoding: Encoding };
   };
 }
 
@@ -189,6 +194,32 @@ function responseField(m: DescMethod, name: string, what: string): DescField {
   return f;
 }
 
+export function encodingOf(f: DescField): Encoding {
+  return hasOption(f, fieldExt) ? getOption(f, fieldExt).encoding : Encoding.UNSPECIFIED;
+}
+
+const isListValues = (f: DescField) => f.fieldKind === "list" && f.listKind === "message" && f.message.typeName === "google.protobuf.ListValue";
+
+/** Checks that a field named as holding table cells can: ListValues, or an encoded string. */
+function cellsField(m: DescMethod, f: DescField, what: string): Encoding {
+  const encoding = encodingOf(f);
+  if (encoding !== Encoding.UNSPECIFIED) {
+    if (f.fieldKind !== "scalar" || f.scalar !== ScalarType.STRING) {
+      throw new ModelError(`${m.parent.name}.${m.name}: ${what} "${f.name}" has an encoding but is not a string field`);
+    }
+    return encoding;
+  }
+  if (!isListValues(f)) {
+    throw new ModelError(`${m.parent.name}.${m.name}: ${what} "${f.name}" must be a repeated google.protobuf.ListValue or an encoded string`);
+  }
+  return encoding;
+}
+
+/** The runtime's name of a cell encoding (sdk/table.ts CellEncoding): "list_values", "json_columns". */
+export function cellEncodingName(e: Encoding): string {
+  return e === Encoding.UNSPECIFIED ? "list_values" : Encoding[e].toLowerCase();
+}
+
 export function rpcOf(method: DescMethod): Rpc {
   const o = hasOption(method, methodExt) ? getOption(method, methodExt) : undefined;
   const doc = clean(docComment(method));
@@ -207,12 +238,20 @@ export function rpcOf(method: DescMethod): Rpc {
     const c = o.cli;
     const path = c.path.trim().split(/\s+/).filter(Boolean);
     if (path.length === 0) throw new ModelError(`${method.name}: cli.path is empty`);
+    const rows = c.rows ? responseField(method, c.rows, "cli.rows") : undefined;
+    const columns = c.columns ? responseField(method, c.columns, "cli.columns") : undefined;
+    let rowsEncoding = Encoding.UNSPECIFIED;
+    if (rows && columns) rowsEncoding = cellsField(method, rows, "cli.rows");
+    else if (rows && encodingOf(rows) !== Encoding.UNSPECIFIED) {
+      throw new ModelError(`${method.name}: cli.rows "${rows.name}" is encoded cells; name the column list with cli.columns`);
+    }
     rpc.cli = {
       path,
       variant: c.variant || undefined,
       defaultVariant: c.defaultVariant,
-      rows: c.rows ? responseField(method, c.rows, "cli.rows") : undefined,
-      columns: c.columns ? responseField(method, c.columns, "cli.columns") : undefined,
+      rows,
+      rowsEncoding,
+      columns,
       show: c.show,
       examples: c.examples,
     };
@@ -232,6 +271,13 @@ export function rpcOf(method: DescMethod): Rpc {
       shape: s.shape,
       bind: s.bind || undefined,
     };
+    if (s.shape !== ResultShape.UNSPECIFIED) {
+      const rows = responseField(method, s.rows || "rows", "sdk.rows");
+      const columns = responseField(method, s.columns || "columns", "sdk.columns");
+      rpc.sdk.table = { rows, columns, encoding: cellsField(method, rows, "sdk.rows") };
+    } else if (s.rows || s.columns) {
+      throw new ModelError(`${method.name}: sdk.rows and sdk.columns apply to the table shapes only`);
+    }
     for (const a of rpc.sdk.aliases) {
       for (const k of Object.keys(a.fixed)) {
         if (!rpc.params.some((p) => p.name === k)) throw new ModelError(`${method.name}: alias ${a.function} fixes unknown field "${k}"`);

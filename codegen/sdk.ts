@@ -2,7 +2,7 @@
 // the proto comments, the plain result interfaces, and the bound helpers on services.
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import type { GeneratedFile, Printable, Schema } from "@bufbuild/protoplugin";
-import { ResultShape, clean, docComment, sdkModules, sdkParams, type Param, type Rpc } from "./model.js";
+import { ResultShape, cellEncodingName, clean, docComment, sdkModules, sdkParams, type Param, type Rpc } from "./model.js";
 
 const runtimePath = "./../sdk/runtime.js";
 const tablePath = "./../sdk/table.js";
@@ -126,6 +126,12 @@ function docFor(rpc: Rpc, params: Param[], extra?: string): string {
   return lines.join("\n");
 }
 
+/** The TableFields literal telling sdk/table.ts where a table response keeps its cells. */
+function tableFields(rpc: Rpc): string {
+  const t = rpc.sdk!.table!;
+  return `{ rows: ${JSON.stringify(t.rows.name)}, columns: ${JSON.stringify(t.columns.name)}, encoding: ${JSON.stringify(cellEncodingName(t.encoding))} }`;
+}
+
 function printFunction(f: GeneratedFile, rpc: Rpc, named: Set<DescMessage>): void {
   const s = rpc.sdk!;
   const params = sdkParams(rpc);
@@ -136,14 +142,14 @@ function printFunction(f: GeneratedFile, rpc: Rpc, named: Set<DescMessage>): voi
   const method = [f.importSchema(rpc.service), ".method.", rpc.method.localName];
   if (s.shape === ResultShape.TABLE_STREAM) {
     f.print("  ", s.function, generic, "(", paramList(params), "): ", ret, " {");
-    f.print("    return ", f.import("asTableStream", tablePath), "<Row>(", f.import("callStream", runtimePath), "(", ...method, ", ", ...init, "));");
+    f.print("    return ", f.import("asTableStream", tablePath), "<Row>(", f.import("callStream", runtimePath), "(", ...method, ", ", ...init, "), ", tableFields(rpc), ");");
     f.print("  },");
     return;
   }
   f.print("  async ", s.function, generic, "(", paramList(params), "): Promise<", ret, "> {");
   f.print("    const res = await ", f.import("call", runtimePath), "(", ...method, ", ", ...init, ");");
   if (s.shape === ResultShape.TABLE) {
-    f.print("    return ", f.import("asTable", tablePath), "<Row>(res);");
+    f.print("    return ", f.import("asTable", tablePath), "<Row>(res, ", tableFields(rpc), ");");
   } else if (s.unwrap && s.bind) {
     f.print("    return (res.", s.unwrap.name, " as unknown as ", plainType(s.unwrap, named), ").map((x) => bind(x, x.", s.bind, "));");
   } else if (s.unwrap) {

@@ -1,5 +1,6 @@
 // Result shapes of the raw-SQL functions. Kept free of imports: the SDK's type
-// declarations must load in Deno without npm.
+// declarations must load in Deno without npm. The CLI renders table results with the
+// same decoding (tableRows).
 
 /** A result column of db.query / db.stream. */
 export interface Column {
@@ -15,19 +16,62 @@ export interface QueryResult<Row = Record<string, unknown>> extends Iterable<Row
   truncated: boolean;
 }
 
-function rowObjects(names: string[], rows: unknown[]): Record<string, unknown>[] {
-  return rows.map((values) => {
-    const o: Record<string, unknown> = {};
-    names.forEach((n, i) => (o[n] = (values as unknown[])[i]));
-    return o;
-  });
+/**
+ * How a table response carries its cells (the `encoding` annotation of its rows field):
+ * "list_values" — a list of rows, each the array of its cells (google.protobuf.ListValue);
+ * "json_columns" — one JSON text, an array with one array of cells per column.
+ */
+export type CellEncoding = "list_values" | "json_columns";
+
+/** Where a table-shaped response keeps its parts; generated from the proto annotations. */
+export interface TableFields {
+  /** Response field (proto name) holding the cells. */
+  rows: string;
+  /** Response field (proto name) listing the columns, each with a `name`. */
+  columns: string;
+  encoding: CellEncoding;
 }
 
-export function asTable<Row>(res: Record<string, unknown>): QueryResult<Row> {
-  const columns = (res.columns ?? []) as unknown as Column[];
-  const rows = rowObjects(
+/** Row objects keyed by column name from a response's cells, decoded per their encoding. */
+export function tableRows(names: string[], cells: unknown, encoding: CellEncoding): Record<string, unknown>[] {
+  if (encoding === "json_columns") {
+    const text = typeof cells === "string" ? cells : "";
+    return fromColumns(names, text ? (JSON.parse(text) as unknown[][]) : []);
+  }
+  const rows = (cells ?? []) as unknown[][];
+  const out = new Array<Record<string, unknown>>(rows.length);
+  const width = names.length;
+  for (let r = 0; r < rows.length; r++) {
+    const values = rows[r]!;
+    const o: Record<string, unknown> = {};
+    for (let c = 0; c < width; c++) o[names[c]!] = values[c];
+    out[r] = o;
+  }
+  return out;
+}
+
+function fromColumns(names: string[], columns: unknown[][]): Record<string, unknown>[] {
+  const count = columns[0]?.length ?? 0;
+  const width = Math.min(names.length, columns.length);
+  const out = new Array<Record<string, unknown>>(count);
+  for (let r = 0; r < count; r++) {
+    const o: Record<string, unknown> = {};
+    for (let c = 0; c < width; c++) o[names[c]!] = columns[c]![r];
+    out[r] = o;
+  }
+  return out;
+}
+
+function columnsOf(res: Record<string, unknown>, fields: TableFields): Column[] {
+  return (res[fields.columns] ?? []) as unknown as Column[];
+}
+
+export function asTable<Row>(res: Record<string, unknown>, fields: TableFields): QueryResult<Row> {
+  const columns = columnsOf(res, fields);
+  const rows = tableRows(
     columns.map((c) => c.name),
-    (res.rows ?? []) as unknown[],
+    res[fields.rows],
+    fields.encoding,
   ) as Row[];
   return {
     columns,
@@ -37,12 +81,12 @@ export function asTable<Row>(res: Record<string, unknown>): QueryResult<Row> {
   };
 }
 
-/** Batches of row objects from a streamed query. */
-export async function* asTableStream<Row>(responses: AsyncIterable<Record<string, unknown>>): AsyncGenerator<Row[]> {
+/** Batches of row objects from a streamed query; the columns come with the first response. */
+export async function* asTableStream<Row>(responses: AsyncIterable<Record<string, unknown>>, fields: TableFields): AsyncGenerator<Row[]> {
   let names: string[] | undefined;
   for await (const res of responses) {
-    const cols = (res.columns ?? []) as unknown as Column[];
+    const cols = columnsOf(res, fields);
     if (!names || (cols.length && names.length === 0)) names = cols.map((c) => c.name);
-    yield rowObjects(names, (res.rows ?? []) as unknown[]) as Row[];
+    yield tableRows(names, res[fields.rows], fields.encoding) as Row[];
   }
 }

@@ -1,6 +1,6 @@
 // Prototype: where stream_sql's time goes. The same query over `rows` bulk-loaded spans, read
 //   1. by DuckDB alone, in process (fetchChunk + getColumns: the floor),
-//   2. by the colony's SqlRunner.stream in process (conversion into row arrays, no network),
+//   2. by the colony's SqlRunner.stream in process (converted column-major batches, no network),
 //   3. over StreamQuery by a Node Connect client (server + protobuf + HTTP, no SDK row objects).
 // The Deno SDK's number is stream_sql itself. npx tsx bench/prototypes/stream-breakdown.ts [rows]
 import { mkdtempSync, rmSync } from "node:fs";
@@ -42,8 +42,8 @@ try {
     for (let i = 0; i < 2; i++) {
       const t0 = performance.now();
       let n = 0;
-      for await (const b of runner.stream(SQL, { maxRows: rows })) n += b.rows.length;
-      console.log(`2. SqlRunner.stream (row arrays of converted values), in process: ${rate(n, performance.now() - t0)}`);
+      for await (const b of runner.stream(SQL, { maxRows: rows })) n += b.rowCount;
+      console.log(`2. SqlRunner.stream (converted column-major batches), in process: ${rate(n, performance.now() - t0)}`);
     }
   } finally {
     await store.close();
@@ -56,10 +56,10 @@ try {
       let n = 0;
       let messages = 0;
       for await (const res of client.streamQuery({ sql: SQL, maxRows: BigInt(rows) })) {
-        n += res.rows.length;
+        n += res.rowCount;
         messages++;
       }
-      console.log(`3. StreamQuery → Node Connect client (decoded messages): ${rate(n, performance.now() - t0)} in ${messages} messages`);
+      console.log(`3. StreamQuery → Node Connect client (decoded messages, JSON not parsed): ${rate(n, performance.now() - t0)} in ${messages} messages`);
     }
   } finally {
     await colony.stop();

@@ -5,6 +5,7 @@ import { create, type DescMessage, type DescMethodServerStreaming, type DescMeth
 import { createClient } from "@connectrpc/connect";
 import { Option, UsageError } from "clipanion";
 import { toPlain, type Plain } from "../../sdk/plain.js";
+import { tableRows, type CellEncoding } from "../../sdk/table.js";
 import {
   UnitParseError,
   parseBoolean,
@@ -45,8 +46,10 @@ export interface Variant {
   params: VariantParam[];
   /** Response field (proto name) holding the rows; absent: the response is one row. */
   rows?: string;
-  /** Response field (proto name) naming the columns of ListValue rows. */
+  /** Response field (proto name) naming the columns when `rows` holds cells. */
   columns?: string;
+  /** How `rows` carries the cells (with `columns`). */
+  encoding?: CellEncoding;
   /** Columns to show, proto names. */
   show: string[];
   units: Record<string, UnitName>;
@@ -156,15 +159,11 @@ export abstract class QueryCommand extends CoralCommand {
   /** Row objects of a response, and the columns to show. */
   private rowsOf(variant: Variant, res: Row, columns?: string[]): { rows: Row[]; columns: string[] } {
     if (!variant.rows) return { rows: [res], columns: variant.show };
-    const items = (res[variant.rows] ?? []) as Plain[];
     if (variant.columns) {
       const names = columns ?? ((res[variant.columns] ?? []) as Row[]).map((c) => String(c.name));
-      return {
-        rows: items.map((values) => Object.fromEntries(names.map((n, i) => [n, (values as Plain[])[i]]))),
-        columns: names,
-      };
+      return { rows: tableRows(names, res[variant.rows], variant.encoding ?? "list_values") as Row[], columns: names };
     }
-    return { rows: items as Row[], columns: variant.show };
+    return { rows: (res[variant.rows] ?? []) as Row[], columns: variant.show };
   }
 
   private printOne(variant: Variant, format: OutputFormat, res: Row): void {

@@ -176,9 +176,12 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
           const next = await sqlErrors(() => batches.next());
           if (next.done) break;
           const b = next.value;
+          // One JSON text per batch (ENCODING_JSON_COLUMNS): the column arrays SqlRunner already
+          // holds, serialised natively, instead of a google.protobuf.Value message per cell.
           yield create(StreamQueryResponseSchema, {
             columns: first ? b.columns.map((c) => create(ColumnSchema, c)) : [],
-            rows: b.rows.map(toListValue),
+            rowCount: b.rowCount,
+            valuesJson: JSON.stringify(b.values),
             truncated: b.truncated,
           });
           first = false;

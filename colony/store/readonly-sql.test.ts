@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Writer } from "../ingest/writer.js";
-import { SqlRejected, SqlRunner, type SqlResult } from "./readonly-sql.js";
+import { SqlRejected, SqlRunner, type SqlBatch } from "./readonly-sql.js";
 import { Store } from "./store.js";
 
 let dir: string;
@@ -158,8 +158,8 @@ describe("SqlRunner", () => {
     let rows = 0;
     const e = await rejection(
       (async () => {
-        for await (const b of runner.stream("SELECT range AS i FROM range(200000)", { maxRows: 200_000 })) {
-          rows += b.rows.length;
+        for await (const b of runner.stream("SELECT range AS i FROM range(200000)", { maxRows: 200_000, batchRows: 1000 })) {
+          rows += b.rowCount;
           // A slow reader: the deadline covers the whole stream, reading included.
           await new Promise((r) => setTimeout(r, 5));
         }
@@ -178,18 +178,44 @@ describe("SqlRunner", () => {
   });
 
   it("streams in batches with columns first and truncation last", async () => {
-    const batches: SqlResult[] = [];
+    const batches: SqlBatch[] = [];
     for await (const b of new SqlRunner(store).stream("SELECT range AS i FROM range(10)", { maxRows: 8, batchRows: 3 })) batches.push(b);
-    expect(batches.map((b) => b.rows.length)).toEqual([3, 3, 2]);
+    expect(batches.map((b) => b.rowCount)).toEqual([3, 3, 2]);
     expect(batches.map((b) => b.columns.length)).toEqual([1, 0, 0]);
     expect(batches.map((b) => b.truncated)).toEqual([false, false, true]);
-    expect(batches.flatMap((b) => b.rows.map((r) => r[0]))).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(batches.flatMap((b) => b.values[0])).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it("streams column-major batches across DuckDB's chunks, converted per column", async () => {
+    const batches: SqlBatch[] = [];
+    const sql = "SELECT range AS i, range::DOUBLE / 2 AS half, 'r' || range AS s, range % 3 = 0 AS b, CASE WHEN range % 5 = 0 THEN NULL ELSE range END AS n FROM range(5000)";
+    for await (const b of new SqlRunner(store).stream(sql, { maxRows: 5000, batchRows: 3000 })) batches.push(b);
+    expect(batches.map((b) => b.rowCount)).toEqual([3000, 2000]);
+    expect(batches.every((b) => b.values.length === 5 && b.values.every((col) => col.length === b.rowCount))).toBe(true);
+    const col = (c: number) => batches.flatMap((b) => b.values[c]!);
+    expect(col(0)).toEqual(Array.from({ length: 5000 }, (_, i) => i));
+    expect(col(1)[4999]).toBe(2499.5);
+    expect(col(2)[2048]).toBe("r2048");
+    expect(col(3).slice(0, 4)).toEqual([true, false, false, true]);
+    expect(col(4).slice(0, 6)).toEqual([null, 1, 2, 3, 4, null]);
+  });
+
+  it("cuts batches at the byte budget too", async () => {
+    const batches: SqlBatch[] = [];
+    for await (const b of new SqlRunner(store).stream("SELECT repeat('x', 100) AS s FROM range(50)", { batchBytes: 1000 })) batches.push(b);
+    // Each row is about 105 bytes: nine fit in 1,000.
+    expect(batches.map((b) => b.rowCount)).toEqual([9, 9, 9, 9, 9, 5]);
+  });
+
+  it("sends NaN and infinities as the strings DuckDB prints", async () => {
+    const r = await new SqlRunner(store).run("SELECT 'nan'::DOUBLE AS a, 'inf'::DOUBLE AS b, '-inf'::FLOAT AS c, 1.5::DOUBLE AS d");
+    expect(r.rows).toEqual([["nan", "inf", "-inf", 1.5]]);
   });
 
   it("streams an empty result as one batch carrying the columns", async () => {
-    const batches: SqlResult[] = [];
+    const batches: SqlBatch[] = [];
     for await (const b of new SqlRunner(store).stream("SELECT span_id FROM spans WHERE false")) batches.push(b);
-    expect(batches).toEqual([{ columns: [{ name: "span_id", type: "VARCHAR" }], rows: [], truncated: false }]);
+    expect(batches).toEqual([{ columns: [{ name: "span_id", type: "VARCHAR" }], values: [[]], rowCount: 0, truncated: false }]);
   });
 
   it("refuses statements with parameters", async () => {

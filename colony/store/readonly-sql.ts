@@ -28,6 +28,16 @@ export interface SqlResult {
   truncated: boolean;
 }
 
+/** One batch of a streamed result, column-major: `values[c][r]` is column c of row r. */
+export interface SqlBatch {
+  /** The result's columns on the first batch; empty on the others. */
+  columns: SqlColumn[];
+  values: SqlValue[][];
+  rowCount: number;
+  /** Set on the last batch when the result was cut at the row limit. */
+  truncated: boolean;
+}
+
 export type SqlRejectionCode = "invalid_argument" | "deadline_exceeded" | "resource_exhausted";
 
 /** A refusal or failure the caller can act on. Carries no stack: the message is the whole story. */
@@ -72,23 +82,39 @@ export class SqlRunner {
 
   async run(sql: string): Promise<SqlResult> {
     const out: SqlResult = { columns: [], rows: [], truncated: false };
-    for await (const batch of this.execute(sql, this.limits.maxRows, Infinity, "total")) {
+    for await (const batch of this.execute(sql, this.limits.maxRows, Infinity, Infinity, "total")) {
       if (batch.columns.length > 0) out.columns = batch.columns;
-      for (const row of batch.rows) out.rows.push(row);
+      const width = batch.values.length;
+      for (let r = 0; r < batch.rowCount; r++) {
+        const row = new Array<SqlValue>(width);
+        for (let c = 0; c < width; c++) row[c] = batch.values[c]![r]!;
+        out.rows.push(row);
+      }
       out.truncated ||= batch.truncated;
     }
     return out;
   }
 
   /**
-   * Yields the result in batches of `batchRows`; columns come with the first batch only, `truncated`
-   * with the last. The byte cap bounds each batch, the deadline the whole stream.
+   * Yields the result in column-major batches of at most `batchRows` rows and, past the first
+   * row, about `batchBytes` of cells; columns come with the first batch only, `truncated` with
+   * the last. The byte cap bounds each batch, the deadline the whole stream.
    */
-  stream(sql: string, o: { maxRows?: number; batchRows?: number } = {}): AsyncGenerator<SqlResult> {
-    return this.execute(sql, o.maxRows ?? this.limits.maxRows, Math.max(1, o.batchRows ?? 1000), "batch");
+  stream(sql: string, o: { maxRows?: number; batchRows?: number; batchBytes?: number } = {}): AsyncGenerator<SqlBatch> {
+    return this.execute(sql, o.maxRows ?? this.limits.maxRows, Math.max(1, o.batchRows ?? 8192), Math.max(1, o.batchBytes ?? 1 << 20), "batch");
   }
 
-  private async *execute(sql: string, maxRows: number, batchRows: number, byteScope: "total" | "batch"): AsyncGenerator<SqlResult> {
+  /**
+   * Reads DuckDB's chunks column by column: one converter per column (none for values that are
+   * already what the wire carries), no per-cell objects, and batches cut from the chunks' arrays.
+   */
+  private async *execute(
+    sql: string,
+    maxRows: number,
+    batchRows: number,
+    batchBytes: number,
+    byteScope: "total" | "batch",
+  ): AsyncGenerator<SqlBatch> {
     const conn = await this.store.connect();
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -99,57 +125,73 @@ export class SqlRunner {
       const result = await this.start(conn, sql);
       const types = result.columnTypes();
       const columns = result.columnNames().map((name, i) => ({ name, type: types[i]!.toString() }));
+      const converters = types.map(converterFor);
+      const width = columns.length;
       let sentColumns = false;
-      let pending: SqlValue[][] = [];
+      // Pieces of the batch being filled: column arrays of whole chunks or of slices of them.
+      let pending: SqlValue[][][] = [];
+      let pendingRows = 0;
       let pendingBytes = 0;
       let totalBytes = 0;
       let rowCount = 0;
       let truncated = false;
-      const take = (rows: SqlValue[][]): SqlResult => {
-        const batch = { columns: sentColumns ? [] : columns, rows, truncated: false };
+      const take = (): SqlBatch => {
+        const values = pending.length === 1 ? pending[0]! : concatColumns(pending, width);
+        const batch = { columns: sentColumns ? [] : columns, values, rowCount: pendingRows, truncated: false };
         sentColumns = true;
+        pending = [];
+        pendingRows = 0;
+        pendingBytes = 0;
         return batch;
       };
 
-      reading: for (;;) {
+      for (;;) {
         const chunk = await result.fetchChunk();
         if (!chunk || chunk.rowCount === 0) break;
-        const cells = chunk.getColumns();
-        for (let r = 0; r < chunk.rowCount; r++) {
-          if (rowCount === maxRows) {
-            truncated = true;
-            break reading;
-          }
-          const row = new Array<SqlValue>(cells.length);
-          let bytes = 2;
-          for (let c = 0; c < cells.length; c++) {
-            const v = toSqlValue(cells[c]![r]!, types[c]!);
-            row[c] = v;
-            bytes += estimateBytes(v);
-          }
-          pendingBytes += bytes;
-          totalBytes += bytes;
-          if ((byteScope === "total" ? totalBytes : pendingBytes) > this.limits.maxBytes) {
-            throw new SqlRejected(
-              "resource_exhausted",
-              `the result exceeds the ${this.limits.maxBytes}-byte response limit after ${rowCount} rows; select fewer columns or add a LIMIT`,
-            );
-          }
-          pending.push(row);
-          rowCount++;
-          // Hold a full batch back until another row exists, so the last batch can carry `truncated`.
-          if (pending.length > batchRows) {
-            const rest = pending.splice(batchRows);
-            yield take(pending);
-            pending = rest;
-            pendingBytes = bytes * rest.length;
-          }
+        if (rowCount === maxRows) {
+          truncated = true;
+          break;
         }
+        const n = Math.min(chunk.rowCount, maxRows - rowCount);
+        if (n < chunk.rowCount) truncated = true;
+        const cells = chunk.getColumns() as SqlValue[][];
+        const rowBytes = new Float64Array(n).fill(2);
+        for (let c = 0; c < width; c++) {
+          const col = cells[c]!;
+          if (col.length > n) col.length = n;
+          const convert = converters[c];
+          if (convert) for (let r = 0; r < n; r++) col[r] = convert(col[r] as DuckDBValue);
+          addBytes(col, rowBytes);
+        }
+        // Cut the chunk into the batch being filled. A full batch is sent only once another row
+        // exists, so the last batch is always the one that can carry `truncated`.
+        let from = 0;
+        while (from < n) {
+          if (pendingRows === batchRows || (pendingRows > 0 && pendingBytes + rowBytes[from]! > batchBytes)) yield take();
+          let to = from;
+          while (to < n && pendingRows < batchRows && (pendingRows === 0 || pendingBytes + rowBytes[to]! <= batchBytes)) {
+            const b = rowBytes[to]!;
+            pendingBytes += b;
+            totalBytes += b;
+            if ((byteScope === "total" ? totalBytes : pendingBytes) > this.limits.maxBytes) {
+              throw new SqlRejected(
+                "resource_exhausted",
+                `the result exceeds the ${this.limits.maxBytes}-byte response limit after ${rowCount} rows; select fewer columns or add a LIMIT`,
+              );
+            }
+            pendingRows++;
+            rowCount++;
+            to++;
+          }
+          pending.push(from === 0 && to === n ? cells : cells.map((col) => col.slice(from, to)));
+          from = to;
+        }
+        if (truncated) break;
       }
       // An interrupted DuckDB result ends like a complete one (an empty chunk): without this
       // check a stream cut by the deadline would pass for the whole result.
       if (timedOut) throw deadlineExceeded(this.limits.timeoutMs);
-      const last = take(pending);
+      const last = take();
       last.truncated = truncated;
       yield last;
     } catch (err) {
@@ -203,11 +245,18 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function estimateBytes(v: SqlValue): number {
-  if (v === null) return 5;
-  if (typeof v === "string") return v.length + 3;
-  if (typeof v === "boolean") return 6;
-  return 25;
+/** Adds each cell's estimated wire size to its row's total. */
+function addBytes(col: SqlValue[], rowBytes: Float64Array): void {
+  for (let r = 0; r < rowBytes.length; r++) {
+    const v = col[r];
+    rowBytes[r] += typeof v === "string" ? v.length + 3 : v === null ? 5 : typeof v === "boolean" ? 6 : 25;
+  }
+}
+
+function concatColumns(pieces: SqlValue[][][], width: number): SqlValue[][] {
+  const out = new Array<SqlValue[]>(width);
+  for (let c = 0; c < width; c++) out[c] = ([] as SqlValue[]).concat(...pieces.map((p) => p[c]!));
+  return out;
 }
 
 function integerValue(v: bigint): SqlValue {
@@ -229,52 +278,60 @@ function isoFromUnits(units: bigint, unitsPerMs: bigint, fracDigits: number): st
   return rem === 0n ? iso : `${iso.slice(0, -1)}${rem.toString().padStart(fracDigits, "0")}Z`;
 }
 
-function toSqlValue(value: DuckDBValue, type: DuckDBType): SqlValue {
-  if (value === null) return null;
+type Converter = (value: DuckDBValue) => SqlValue;
+
+/**
+ * How a column's DuckDB values become SqlValues, chosen once per column; undefined when they
+ * already are (booleans, strings, numbers that fit a double), so those columns cost nothing.
+ */
+function converterFor(type: DuckDBType): Converter | undefined {
   switch (type.typeId) {
     case DuckDBTypeId.BOOLEAN:
-      return value as boolean;
     case DuckDBTypeId.TINYINT:
     case DuckDBTypeId.SMALLINT:
     case DuckDBTypeId.INTEGER:
     case DuckDBTypeId.UTINYINT:
     case DuckDBTypeId.USMALLINT:
     case DuckDBTypeId.UINTEGER:
+    case DuckDBTypeId.VARCHAR:
+      return undefined;
     case DuckDBTypeId.FLOAT:
     case DuckDBTypeId.DOUBLE:
-      return value as number;
+      // JSON (and google.protobuf.Value's JSON form) has no NaN or Infinity: they travel as the
+      // strings DuckDB itself prints.
+      return (v) => (v === null || Number.isFinite(v) ? (v as number | null) : Number.isNaN(v) ? "nan" : (v as number) > 0 ? "inf" : "-inf");
     case DuckDBTypeId.BIGINT:
     case DuckDBTypeId.UBIGINT:
     case DuckDBTypeId.HUGEINT:
     case DuckDBTypeId.UHUGEINT:
     case DuckDBTypeId.BIGNUM:
-      return integerValue(value as bigint);
-    case DuckDBTypeId.DECIMAL: {
+      return (v) => (v === null ? null : integerValue(v as bigint));
+    case DuckDBTypeId.DECIMAL:
       // Up to 15 significant digits a double holds the decimal exactly as written; beyond, keep the text.
-      const d = value as DuckDBDecimalValue;
-      return d.width <= 15 ? Number(d.toString()) : d.toString();
-    }
+      return (v) => {
+        if (v === null) return null;
+        const d = v as DuckDBDecimalValue;
+        return d.width <= 15 ? Number(d.toString()) : d.toString();
+      };
     case DuckDBTypeId.TIMESTAMP:
     case DuckDBTypeId.TIMESTAMP_TZ:
-      return isFiniteTs(value) ? isoFromUnits((value as unknown as { micros: bigint }).micros, 1000n, 3) : String(value);
+      return (v) => (v === null ? null : isFiniteTs(v) ? isoFromUnits((v as unknown as { micros: bigint }).micros, 1000n, 3) : String(v));
     case DuckDBTypeId.TIMESTAMP_MS:
-      return isFiniteTs(value) ? isoFromUnits((value as unknown as { millis: bigint }).millis, 1n, 0) : String(value);
+      return (v) => (v === null ? null : isFiniteTs(v) ? isoFromUnits((v as unknown as { millis: bigint }).millis, 1n, 0) : String(v));
     case DuckDBTypeId.TIMESTAMP_S:
-      return isFiniteTs(value) ? isoFromUnits((value as unknown as { seconds: bigint }).seconds * 1000n, 1n, 0) : String(value);
+      return (v) => (v === null ? null : isFiniteTs(v) ? isoFromUnits((v as unknown as { seconds: bigint }).seconds * 1000n, 1n, 0) : String(v));
     case DuckDBTypeId.TIMESTAMP_NS:
-      return isFiniteTs(value) ? isoFromUnits((value as unknown as { nanos: bigint }).nanos, 1_000_000n, 6) : String(value);
-    case DuckDBTypeId.VARCHAR:
-      return value as string;
+      return (v) => (v === null ? null : isFiniteTs(v) ? isoFromUnits((v as unknown as { nanos: bigint }).nanos, 1_000_000n, 6) : String(v));
     case DuckDBTypeId.LIST:
     case DuckDBTypeId.ARRAY:
     case DuckDBTypeId.STRUCT:
     case DuckDBTypeId.MAP:
     case DuckDBTypeId.UNION:
     case DuckDBTypeId.VARIANT:
-      return JSON.stringify(JsonDuckDBValueConverter(value, type, JsonDuckDBValueConverter));
+      return (v) => (v === null ? null : JSON.stringify(JsonDuckDBValueConverter(v, type, JsonDuckDBValueConverter)));
     default:
       // DATE, TIME, INTERVAL, UUID, ENUM, BLOB, …: DuckDB's own text form is what users expect to see.
-      return String(value);
+      return (v) => (v === null ? null : String(v));
   }
 }
 

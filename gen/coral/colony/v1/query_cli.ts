@@ -218,7 +218,7 @@ export class QuerySqlCommand extends QueryCommand {
   static override usage = Command.Usage({
     category: "Query",
     description: "Runs one read-only SQL SELECT against the colony's tables.",
-    details: "By default: Runs one read-only SQL SELECT against the colony's tables. Guardrails: a single\nstatement, SELECT only, no file or network access, at most 10,000 rows (`truncated`\ntells when more existed), a statement timeout and a response size cap.\n\nWith --stream: Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches,\nfor results too large for one response. The same guardrails apply, except that the\nrow limit is `max_rows`.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
+    details: "By default: Runs one read-only SQL SELECT against the colony's tables. Guardrails: a single\nstatement, SELECT only, no file or network access, at most 10,000 rows (`truncated`\ntells when more existed), a statement timeout and a response size cap.\n\nWith --stream: Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches,\nfor results too large for one response. The same guardrails apply, except that the\nrow limit is `max_rows` and the size cap holds per batch. Batches hold up to 8,192\nrows or about 1 MiB of cells, whichever comes first; their cells travel as one\ncolumn-major JSON text each, not as a message per value.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
     examples: [
       ["Runs one read-only SQL SELECT against the colony's tables.", "coral query sql \"SELECT service_name, AVG(p99_duration_ns) FROM service_summary GROUP BY service_name\""],
       ["Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches, for results too large for one response.", "coral query sql --stream \"SELECT * FROM spans\" --output csv"],
@@ -238,6 +238,7 @@ export class QuerySqlCommand extends QueryCommand {
       ],
       rows: "rows",
       columns: "columns",
+      encoding: "list_values",
       show: [],
       units: {  },
     },
@@ -249,8 +250,9 @@ export class QuerySqlCommand extends QueryCommand {
         { prop: "sql", field: "sql", flag: "SQL", parse: "string" },
         { prop: "maxRows", field: "maxRows", flag: "--max-rows", parse: "int64", default: "1000000" },
       ],
-      rows: "rows",
+      rows: "values_json",
       columns: "columns",
+      encoding: "json_columns",
       show: [],
       units: {  },
     },

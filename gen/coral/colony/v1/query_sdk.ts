@@ -215,12 +215,14 @@ export const db = {
    */
   async query<Row = Record<string, unknown>>(sql: string): Promise<QueryResult<Row>> {
     const res = await call(QueryService.method.executeQuery, { sql: sql, });
-    return asTable<Row>(res);
+    return asTable<Row>(res, { rows: "rows", columns: "columns", encoding: "list_values" });
   },
   /**
    * Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches,
    * for results too large for one response. The same guardrails apply, except that the
-   * row limit is `max_rows`.
+   * row limit is `max_rows` and the size cap holds per batch. Batches hold up to 8,192
+   * rows or about 1 MiB of cells, whichever comes first; their cells travel as one
+   * column-major JSON text each, not as a message per value.
    *
    * @param sql One SQL SELECT statement (DuckDB dialect).
    * @param max_rows At most this many rows in all (0 = 1,000,000). Default: 1000000.
@@ -229,7 +231,7 @@ export const db = {
    * RPC: coral.colony.v1.QueryService.StreamQuery
    */
   stream<Row = Record<string, unknown>>(sql: string, max_rows?: number): AsyncGenerator<Row[]> {
-    return asTableStream<Row>(callStream(QueryService.method.streamQuery, { sql: sql, maxRows: int64("max_rows", max_rows ?? 1000000), }));
+    return asTableStream<Row>(callStream(QueryService.method.streamQuery, { sql: sql, maxRows: int64("max_rows", max_rows ?? 1000000), }), { rows: "values_json", columns: "columns", encoding: "json_columns" });
   },
 };
 

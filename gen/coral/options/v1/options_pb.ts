@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file coral/options/v1/options.proto.
  */
 export const file_coral_options_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("Ch5jb3JhbC9vcHRpb25zL3YxL29wdGlvbnMucHJvdG8SEGNvcmFsLm9wdGlvbnMudjEiUAoGTWV0aG9kEiIKA2NsaRgBIAEoCzIVLmNvcmFsLm9wdGlvbnMudjEuQ2xpEiIKA3NkaxgCIAEoCzIVLmNvcmFsLm9wdGlvbnMudjEuU2RrInwKA0NsaRIMCgRwYXRoGAEgASgJEg8KB3ZhcmlhbnQYAiABKAkSFwoPZGVmYXVsdF92YXJpYW50GAMgASgIEgwKBHJvd3MYBCABKAkSDwoHY29sdW1ucxgFIAEoCRIMCgRzaG93GAYgAygJEhAKCGV4YW1wbGVzGAcgAygJIp0BCgNTZGsSDgoGbW9kdWxlGAEgASgJEhAKCGZ1bmN0aW9uGAIgASgJEg4KBnVud3JhcBgDIAEoCRIoCgdhbGlhc2VzGAQgAygLMhcuY29yYWwub3B0aW9ucy52MS5BbGlhcxIsCgVzaGFwZRgFIAEoDjIdLmNvcmFsLm9wdGlvbnMudjEuUmVzdWx0U2hhcGUSDAoEYmluZBgGIAEoCSKHAQoFQWxpYXMSEAoIZnVuY3Rpb24YASABKAkSMQoFZml4ZWQYAiADKAsyIi5jb3JhbC5vcHRpb25zLnYxLkFsaWFzLkZpeGVkRW50cnkSCwoDZG9jGAMgASgJGiwKCkZpeGVkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLAAQoFRmllbGQSEgoKcG9zaXRpb25hbBgBIAEoCBIMCgRmbGFnGAIgASgJEiYKBXBhcnNlGAMgASgOMhcuY29yYWwub3B0aW9ucy52MS5QYXJzZRIPCgdkZWZhdWx0GAQgASgJEhMKC3NlcnZpY2VfcmVmGAUgASgIEiQKBHVuaXQYBiABKA4yFi5jb3JhbC5vcHRpb25zLnYxLlVuaXQSEAoIY2xpX29ubHkYByABKAgSDwoHbWV0YXZhchgIIAEoCSpiCgtSZXN1bHRTaGFwZRIcChhSRVNVTFRfU0hBUEVfVU5TUEVDSUZJRUQQABIWChJSRVNVTFRfU0hBUEVfVEFCTEUQARIdChlSRVNVTFRfU0hBUEVfVEFCTEVfU1RSRUFNEAIqXwoFUGFyc2USFQoRUEFSU0VfVU5TUEVDSUZJRUQQABIVChFQQVJTRV9EVVJBVElPTl9NUxABEhUKEVBBUlNFX0RVUkFUSU9OX05TEAISEQoNUEFSU0VfUEVSQ0VOVBADKmQKBFVuaXQSFAoQVU5JVF9VTlNQRUNJRklFRBAAEhQKEFVOSVRfTkFOT1NFQ09ORFMQARIOCgpVTklUX1JBVElPEAISDgoKVU5JVF9CWVRFUxADEhAKDFVOSVRfUEVSQ0VOVBAEOlIKBm1ldGhvZBIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGNGGAyABKAsyGC5jb3JhbC5vcHRpb25zLnYxLk1ldGhvZFIGbWV0aG9kOk4KBWZpZWxkEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxjRhgMgASgLMhcuY29yYWwub3B0aW9ucy52MS5GaWVsZFIFZmllbGRiBnByb3RvMw", [file_google_protobuf_descriptor]);
+  fileDesc("Ch5jb3JhbC9vcHRpb25zL3YxL29wdGlvbnMucHJvdG8SEGNvcmFsLm9wdGlvbnMudjEiUAoGTWV0aG9kEiIKA2NsaRgBIAEoCzIVLmNvcmFsLm9wdGlvbnMudjEuQ2xpEiIKA3NkaxgCIAEoCzIVLmNvcmFsLm9wdGlvbnMudjEuU2RrInwKA0NsaRIMCgRwYXRoGAEgASgJEg8KB3ZhcmlhbnQYAiABKAkSFwoPZGVmYXVsdF92YXJpYW50GAMgASgIEgwKBHJvd3MYBCABKAkSDwoHY29sdW1ucxgFIAEoCRIMCgRzaG93GAYgAygJEhAKCGV4YW1wbGVzGAcgAygJIrwBCgNTZGsSDgoGbW9kdWxlGAEgASgJEhAKCGZ1bmN0aW9uGAIgASgJEg4KBnVud3JhcBgDIAEoCRIoCgdhbGlhc2VzGAQgAygLMhcuY29yYWwub3B0aW9ucy52MS5BbGlhcxIsCgVzaGFwZRgFIAEoDjIdLmNvcmFsLm9wdGlvbnMudjEuUmVzdWx0U2hhcGUSDAoEYmluZBgGIAEoCRIMCgRyb3dzGAcgASgJEg8KB2NvbHVtbnMYCCABKAkihwEKBUFsaWFzEhAKCGZ1bmN0aW9uGAEgASgJEjEKBWZpeGVkGAIgAygLMiIuY29yYWwub3B0aW9ucy52MS5BbGlhcy5GaXhlZEVudHJ5EgsKA2RvYxgDIAEoCRosCgpGaXhlZEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi7gEKBUZpZWxkEhIKCnBvc2l0aW9uYWwYASABKAgSDAoEZmxhZxgCIAEoCRImCgVwYXJzZRgDIAEoDjIXLmNvcmFsLm9wdGlvbnMudjEuUGFyc2USDwoHZGVmYXVsdBgEIAEoCRITCgtzZXJ2aWNlX3JlZhgFIAEoCBIkCgR1bml0GAYgASgOMhYuY29yYWwub3B0aW9ucy52MS5Vbml0EhAKCGNsaV9vbmx5GAcgASgIEg8KB21ldGF2YXIYCCABKAkSLAoIZW5jb2RpbmcYCSABKA4yGi5jb3JhbC5vcHRpb25zLnYxLkVuY29kaW5nKmIKC1Jlc3VsdFNoYXBlEhwKGFJFU1VMVF9TSEFQRV9VTlNQRUNJRklFRBAAEhYKElJFU1VMVF9TSEFQRV9UQUJMRRABEh0KGVJFU1VMVF9TSEFQRV9UQUJMRV9TVFJFQU0QAio/CghFbmNvZGluZxIYChRFTkNPRElOR19VTlNQRUNJRklFRBAAEhkKFUVOQ09ESU5HX0pTT05fQ09MVU1OUxABKl8KBVBhcnNlEhUKEVBBUlNFX1VOU1BFQ0lGSUVEEAASFQoRUEFSU0VfRFVSQVRJT05fTVMQARIVChFQQVJTRV9EVVJBVElPTl9OUxACEhEKDVBBUlNFX1BFUkNFTlQQAypkCgRVbml0EhQKEFVOSVRfVU5TUEVDSUZJRUQQABIUChBVTklUX05BTk9TRUNPTkRTEAESDgoKVU5JVF9SQVRJTxACEg4KClVOSVRfQllURVMQAxIQCgxVTklUX1BFUkNFTlQQBDpSCgZtZXRob2QSHi5nb29nbGUucHJvdG9idWYuTWV0aG9kT3B0aW9ucxjRhgMgASgLMhguY29yYWwub3B0aW9ucy52MS5NZXRob2RSBm1ldGhvZDpOCgVmaWVsZBIdLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE9wdGlvbnMY0YYDIAEoCzIXLmNvcmFsLm9wdGlvbnMudjEuRmllbGRSBWZpZWxkYgZwcm90bzM", [file_google_protobuf_descriptor]);
 
 /**
  * Per-RPC surface description.
@@ -79,16 +79,17 @@ export type Cli = Message<"coral.options.v1.Cli"> & {
   defaultVariant: boolean;
 
   /**
-   * Response field (repeated message or repeated google.protobuf.ListValue) whose
-   * elements are the rows to render. Empty: the response itself is one row.
+   * Response field holding the rows to render: a repeated message (one row each), a
+   * repeated google.protobuf.ListValue (cells in column order) or a string field with an
+   * `encoding` (see Encoding). Empty: the response itself is one row.
    *
    * @generated from field: string rows = 4;
    */
   rows: string;
 
   /**
-   * With `rows` holding google.protobuf.ListValue: the response field listing the column
-   * names (a repeated message with a `name` field).
+   * With `rows` holding cells rather than messages (ListValue or an encoded string): the
+   * response field listing the column names (a repeated message with a `name` field).
    *
    * @generated from field: string columns = 5;
    */
@@ -167,6 +168,23 @@ export type Sdk = Message<"coral.options.v1.Sdk"> & {
    * @generated from field: string bind = 6;
    */
   bind: string;
+
+  /**
+   * With a table `shape`: the response field holding the cells, as for `Cli.rows`
+   * (a repeated google.protobuf.ListValue or a string field with an `encoding`).
+   * Default "rows".
+   *
+   * @generated from field: string rows = 7;
+   */
+  rows: string;
+
+  /**
+   * With a table `shape`: the response field listing the columns (a repeated message
+   * with a `name` field). Default "columns".
+   *
+   * @generated from field: string columns = 8;
+   */
+  columns: string;
 };
 
 /**
@@ -272,6 +290,14 @@ export type Field = Message<"coral.options.v1.Field"> & {
    * @generated from field: string metavar = 8;
    */
   metavar: string;
+
+  /**
+   * Response: the field is a string carrying data in this encoding, which clients (CLI,
+   * SDK) decode; see Encoding. Used for bulk data where per-value messages cost too much.
+   *
+   * @generated from field: coral.options.v1.Encoding encoding = 9;
+   */
+  encoding: Encoding;
 };
 
 /**
@@ -293,15 +319,16 @@ export enum ResultShape {
   UNSPECIFIED = 0,
 
   /**
-   * Columns plus rows of google.protobuf.ListValue become `{ columns, rows: object[],
-   * truncated }`, iterable over the row objects.
+   * Columns plus cells (the `rows` field) become `{ columns, rows: object[], truncated }`,
+   * iterable over the row objects.
    *
    * @generated from enum value: RESULT_SHAPE_TABLE = 1;
    */
   TABLE = 1,
 
   /**
-   * A server stream of table batches becomes an async iterator of row-object batches.
+   * A server stream of table batches (columns on the first, cells in the `rows` field of
+   * each) becomes an async iterator of row-object batches.
    *
    * @generated from enum value: RESULT_SHAPE_TABLE_STREAM = 2;
    */
@@ -313,6 +340,34 @@ export enum ResultShape {
  */
 export const ResultShapeSchema: GenEnum<ResultShape> = /*@__PURE__*/
   enumDesc(file_coral_options_v1_options, 0);
+
+/**
+ * Encodings of a response string field that carries bulk data.
+ *
+ * @generated from enum coral.options.v1.Encoding
+ */
+export enum Encoding {
+  /**
+   * @generated from enum value: ENCODING_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A table's cells as one JSON text, column by column: an array with one array per
+   * column (in the order of the `columns` field), each holding that column's value for
+   * every row. Values are JSON numbers, strings, booleans and nulls. Decoded with one
+   * JSON.parse, so a batch costs no per-cell protobuf messages on either side.
+   *
+   * @generated from enum value: ENCODING_JSON_COLUMNS = 1;
+   */
+  JSON_COLUMNS = 1,
+}
+
+/**
+ * Describes the enum coral.options.v1.Encoding.
+ */
+export const EncodingSchema: GenEnum<Encoding> = /*@__PURE__*/
+  enumDesc(file_coral_options_v1_options, 1);
 
 /**
  * Parsing of CLI text into a request field.
@@ -351,7 +406,7 @@ export enum Parse {
  * Describes the enum coral.options.v1.Parse.
  */
 export const ParseSchema: GenEnum<Parse> = /*@__PURE__*/
-  enumDesc(file_coral_options_v1_options, 1);
+  enumDesc(file_coral_options_v1_options, 2);
 
 /**
  * Units for human-readable output.
@@ -397,7 +452,7 @@ export enum Unit {
  * Describes the enum coral.options.v1.Unit.
  */
 export const UnitSchema: GenEnum<Unit> = /*@__PURE__*/
-  enumDesc(file_coral_options_v1_options, 2);
+  enumDesc(file_coral_options_v1_options, 3);
 
 /**
  * @generated from extension: coral.options.v1.Method method = 50001;
