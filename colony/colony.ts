@@ -75,7 +75,16 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
       };
       sweep();
       retention = setInterval(sweep, Math.min(60_000, retentionMs)).unref();
+      cleanups.push(async () => clearInterval(retention));
     }
+    const sql = new SqlRunner(store);
+    const server = await listen({
+      host,
+      port,
+      token: o.token || undefined,
+      routes: (router) => router.service(QueryService, queryServiceImpl({ queries, sql })),
+    });
+    cleanups.push(() => server.close());
     let receiver: OtlpReceiver | undefined;
     let pipeline: IngestPipeline | undefined;
     if (otlp) {
@@ -93,13 +102,6 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
       }
       cleanups.push(() => receiver!.close());
     }
-    const sql = new SqlRunner(store);
-    const server = await listen({
-      host,
-      port,
-      token: o.token || undefined,
-      routes: (router) => router.service(QueryService, queryServiceImpl({ queries, sql })),
-    });
     let closing: Promise<void> | undefined;
     return {
       address: formatAddress(server.address.host, server.address.port),
