@@ -158,8 +158,7 @@ function indexPage(rpcs: Rpc[]): string {
 }
 
 export function emitDocs(schema: Schema, rpcsByFile: Map<string, Rpc[]>): void {
-  // Only annotated RPCs are Coral's API; other services (e.g. OTLP's) are documented elsewhere.
-  const rpcs = schema.files.flatMap((f) => rpcsByFile.get(f.name) ?? []).filter((r) => r.cli || r.sdk);
+  const rpcs = schema.files.flatMap((f) => rpcsByFile.get(f.name) ?? []);
   if (rpcs.length === 0) return;
   const commands = cliCommands(rpcs);
   for (const r of rpcs) schema.generateFile(`rpc/${r.method.name}.md`).print(rpcPage(r, commands));

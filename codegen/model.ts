@@ -299,9 +299,9 @@ export function sdkParams(rpc: Rpc, fixed: Record<string, string> = {}): Param[]
     .sort((a, b) => a.field.number - b.field.number);
 }
 
-/** Every annotated RPC of the given services. */
+/** Every annotated RPC of the given services; RPCs without Coral annotations are not ours to surface. */
 export function rpcsOf(services: DescService[]): Rpc[] {
-  return services.flatMap((s) => s.methods.map(rpcOf));
+  return services.flatMap((s) => s.methods.filter((m) => hasOption(m, methodExt)).map(rpcOf));
 }
 
 /** Groups RPCs by CLI path into commands and checks the variants fit together. */
