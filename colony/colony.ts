@@ -1,6 +1,6 @@
 import { isIP } from "node:net";
 import { QueryService } from "../gen/coral/colony/v1/query_pb.js";
-import { seedDemo } from "./demo/demo.js";
+import { LiveDemo, seedDemo } from "./demo/demo.js";
 import { IngestPipeline } from "./ingest/otlp/pipeline.js";
 import { listenOtlp, type OtlpReceiver } from "./ingest/otlp/receiver.js";
 import { Writer } from "./ingest/writer.js";
@@ -34,6 +34,9 @@ export interface ColonyOptions {
   log?: (line: string) => void;
 }
 
+/** How often `--demo` writes the traffic of the seconds since the previous tick. */
+const LIVE_DEMO_TICK_MS = 5_000;
+
 export const DEFAULT_OTLP_MAX_BODY_BYTES = 16 * 2 ** 20;
 export const DEFAULT_RETENTION_MS = 24 * 3_600_000;
 
@@ -58,11 +61,18 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
   const cleanups: (() => Promise<void>)[] = [];
   try {
     const queries = new Queries(store);
+    let live: LiveDemo | undefined;
     if (o.demo) {
       const existing = await queries.listServices({});
       if (existing.length === 0) {
-        const seeded = await seedDemo(writer, { nowMs: Date.now() });
-        log(`seeded demo data: ${seeded.spans} spans from ${seeded.services.length} services (${seeded.services.join(", ")})`);
+        const nowMs = Date.now();
+        const seeded = await seedDemo(writer, { nowMs });
+        log(`seeded demo data: ${seeded.spans} spans from ${seeded.services.length} services (${seeded.services.join(", ")}); live demo traffic continues while the colony runs`);
+        // Only a database seeded now gets live traffic: --demo must never add made-up spans to
+        // data that was already there.
+        live = new LiveDemo(writer, nowMs);
+        live.start(LIVE_DEMO_TICK_MS, (err) => log(`live demo traffic failed: ${err.message.split("\n")[0]}`));
+        cleanups.push(() => live!.stop());
       } else {
         log(`${o.db} already holds ${existing.length} services; keeping its data instead of seeding demo data`);
       }
@@ -109,6 +119,7 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
       close() {
         closing ??= (async () => {
           if (retention) clearInterval(retention);
+          await live?.stop();
           // Stop taking data, commit what was accepted, then stop serving queries.
           await receiver?.close();
           await pipeline?.close();

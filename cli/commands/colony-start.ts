@@ -22,9 +22,10 @@ export class ColonyStartCommand extends CoralCommand {
       When ready it prints \`otlp listening on HOST:PORT\` (if on), then \`colony listening on HOST:PORT
       (db FILE)\` to stdout; everything else goes to stderr. Ctrl-C (SIGINT) or SIGTERM stops it cleanly and checkpoints the database.
 
-      \`--demo\` fills an empty database with realistic, deterministic telemetry (payments, orders,
-      inventory, ...) so every \`coral query\` command has something to show. A database that already
-      holds data is kept as it is.
+      \`--demo\` fills an empty database with three hours of realistic, deterministic telemetry
+      (payments, orders, inventory, ...) and keeps the demo traffic flowing while the colony runs,
+      so every \`coral query\` command has something to show, for recent windows too. A database that
+      already holds data is kept as it is and gets no demo traffic.
 
       Listening beyond loopback (e.g. \`0.0.0.0\`) requires \`--token\`: clients must then send
       \`authorization: Bearer TOKEN\`, on every protocol. \`CORAL_TOKEN\` supplies the default.
@@ -56,7 +57,7 @@ export class ColonyStartCommand extends CoralCommand {
     description: "how long raw spans are kept, e.g. 24h or 7d (0 keeps them forever; rollups are always kept)",
   });
   demo = Option.Boolean("--demo", false, {
-    description: "seed realistic demo telemetry into an empty database",
+    description: "seed realistic demo telemetry into an empty database and keep it flowing",
   });
 
   async run(): Promise<number> {

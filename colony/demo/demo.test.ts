@@ -6,7 +6,7 @@ import { Writer } from "../ingest/writer.js";
 import { Queries } from "../store/queries.js";
 import { HTTP_SERVER_DURATION } from "../store/schema.js";
 import { Store } from "../store/store.js";
-import { seedDemo } from "./demo.js";
+import { LiveDemo, seedDemo } from "./demo.js";
 
 const NOW = Date.UTC(2026, 5, 1, 12, 0, 0);
 const HOUR = 3_600_000;
@@ -131,5 +131,29 @@ describe("seedDemo", () => {
       expect(services.find((s) => s.name === "payments")).toMatchObject({ namespace: "shop", instanceCount: 3 });
       expect(services.every((s) => s.instanceCount >= 2 && s.region.length > 0)).toBe(true);
     });
+  });
+});
+
+describe("live demo traffic", () => {
+  it("keeps recent windows filled after the seed, at the demo's rate", async () => {
+    const { store } = await seeded("live", { nowMs: NOW, hours: 1 });
+    const writer = new Writer(store);
+    const live = new LiveDemo(writer, NOW);
+    // Ten minutes of ticks, five seconds apart, as `coral colony start --demo` does while it runs.
+    let spans = 0;
+    for (let t = NOW + 5_000; t <= NOW + 10 * 60_000; t += 5_000) spans += await live.tick(t);
+    await writer.close();
+    const q = new Queries(store);
+    const recent = await q.counts({ service: "payments", sinceMs: NOW + 5 * 60_000, untilMs: NOW + 10 * 60_000 });
+    const seededHour = await q.counts({ service: "payments", sinceMs: NOW - HOUR, untilMs: NOW });
+    expect(spans).toBeGreaterThan(0);
+    expect(recent.total).toBeGreaterThan(0);
+    // Five minutes of live traffic is roughly a twelfth of the seeded hour (±50% for the swing).
+    expect(recent.total).toBeGreaterThan(seededHour.total / 24);
+    expect(recent.total).toBeLessThan(seededHour.total / 6);
+    const sys = await q.systemMetrics({ service: "payments", sinceMs: NOW + 5 * 60_000, untilMs: NOW + 10 * 60_000 });
+    expect(sys.sampleCount).toBeGreaterThan(0);
+    expect((await q.getService("payments"))!.lastSeen.getTime()).toBe(NOW + 10 * 60_000);
+    await store.close();
   });
 });

@@ -223,18 +223,73 @@ export async function seedDemo(writer: Writer, o: { nowMs: number; hours?: numbe
   const services = Object.keys(SERVICES).sort();
   // A gateway incident 20–28 minutes ago: something for error-rate scripts to find.
   const incidents: Incident[] = [{ service: "payments", fromMs: endMs - 28 * MINUTE_MS, toMs: endMs - 20 * MINUTE_MS, errorRate: 0.12 }];
+  await writer.writeResources(resourcesSeenAt(services, [startMs, endMs]));
+  const spans = await writeTraffic(writer, g, { startMs, endMs, seriesStartMs: startMs, incidents });
+  return { spans, services };
+}
 
+/**
+ * The demo shop keeps serving after the seed: `coral colony start --demo` calls `tick()` every few
+ * seconds, so "the last 5 minutes" still has traffic an hour later.
+ */
+export class LiveDemo {
+  private readonly g: Gen;
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly writer: Writer,
+    private lastMs: number,
+    seed = 43,
+  ) {
+    this.g = new Gen(prng(seed));
+  }
+
+  /** Ticks every `intervalMs`, one tick at a time; a failed tick is reported and the next one catches up. */
+  start(intervalMs: number, onError: (err: Error) => void): void {
+    this.timer = setInterval(() => {
+      this.inFlight = this.inFlight.then(() => this.tick(Date.now())).catch(onError);
+    }, intervalMs).unref();
+  }
+
+  /** Stops ticking and waits for a tick in progress, so the writer can be closed after it. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.inFlight;
+  }
+
+  /** Writes the traffic and host samples of the time since the previous tick; returns the span count. */
+  async tick(nowMs: number): Promise<number> {
+    if (nowMs <= this.lastMs) return 0;
+    const services = Object.keys(SERVICES).sort();
+    await this.writer.writeResources(resourcesSeenAt(services, [nowMs]));
+    const n = await writeTraffic(this.writer, this.g, { startMs: this.lastMs, endMs: nowMs, seriesStartMs: this.lastMs, incidents: [] });
+    this.lastMs = nowMs;
+    return n;
+  }
+}
+
+function resourcesSeenAt(services: string[], times: number[]): ResourceRecord[] {
   const resources: ResourceRecord[] = [];
   for (const name of services) {
     const spec = SERVICES[name]!;
     for (let i = 0; i < spec.instances; i++) {
-      for (const seenAtMs of [startMs, endMs]) {
+      for (const seenAtMs of times) {
         resources.push({ serviceName: name, namespace: spec.namespace, region: spec.region, instanceId: `${name}-${i}`, seenAtMs });
       }
     }
   }
-  await writer.writeResources(resources);
+  return resources;
+}
 
+/** Traffic and host samples in [startMs, endMs), written in batches of BATCH_MINUTES. */
+async function writeTraffic(
+  writer: Writer,
+  g: Gen,
+  r: { startMs: number; endMs: number; seriesStartMs: number; incidents: Incident[] },
+): Promise<number> {
+  const { startMs, endMs, incidents } = r;
+  const services = Object.keys(SERVICES).sort();
   let total = 0;
   const firstMinute = Math.floor(startMs / MINUTE_MS) * MINUTE_MS;
   for (let batchStart = firstMinute; batchStart < endMs; batchStart += BATCH_MINUTES * MINUTE_MS) {
@@ -245,6 +300,8 @@ export async function seedDemo(writer: Writer, o: { nowMs: number; hours?: numbe
       // Traffic swings ±30% over a day, so charts over a few hours are not flat.
       const load = 1 + 0.3 * Math.sin((2 * Math.PI * (minute % 86_400_000)) / 86_400_000);
       for (const { rate, root } of TRAFFIC) {
+        // A minute's worth is drawn and only what falls in the range kept, so ranges shorter than
+        // a minute (live ticks) still add up to the minute's rate.
         const n = g.count(rate * load);
         for (let k = 0; k < n; k++) {
           const at = minute + g.random() * MINUTE_MS;
@@ -256,7 +313,7 @@ export async function seedDemo(writer: Writer, o: { nowMs: number; hours?: numbe
       }
       const sampleAt = minute + 15_000;
       if (sampleAt < startMs || sampleAt >= endMs) continue;
-      const hoursIn = (sampleAt - startMs) / 3_600_000;
+      const hoursIn = (sampleAt - r.seriesStartMs) / 3_600_000;
       for (const name of services) {
         const spec = SERVICES[name]!;
         for (let i = 0; i < spec.instances; i++) {
@@ -276,11 +333,11 @@ export async function seedDemo(writer: Writer, o: { nowMs: number; hours?: numbe
         }
       }
     }
-    await writer.writeSpans(spans);
-    await writer.writeHostSamples(samples);
+    if (spans.length) await writer.writeSpans(spans);
+    if (samples.length) await writer.writeHostSamples(samples);
     total += spans.length;
   }
-  return { spans: total, services };
+  return total;
 }
 
 function clamp(v: number, lo: number, hi: number): number {
