@@ -3,6 +3,7 @@ import {
   JsonDuckDBValueConverter,
   StatementType,
   type DuckDBConnection,
+  type DuckDBDataChunk,
   type DuckDBPreparedStatement,
   type DuckDBResult,
   type DuckDBType,
@@ -116,6 +117,9 @@ export class SqlRunner {
     byteScope: "total" | "batch",
   ): AsyncGenerator<SqlBatch> {
     const conn = await this.store.connect();
+    // The next chunk, asked for before the current one is converted: DuckDB computes it on its
+    // own thread meanwhile. Never left behind unawaited (see finally).
+    let prefetch: Promise<DuckDBDataChunk | null> | undefined;
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -145,8 +149,17 @@ export class SqlRunner {
         return batch;
       };
 
+      const fetchNext = () => {
+        const p = result.fetchChunk();
+        // Handled here so a failure while the consumer holds a batch is not an unhandled
+        // rejection; the loop (or finally) still awaits p and sees the error.
+        p.catch(() => undefined);
+        return p;
+      };
+      prefetch = fetchNext();
       for (;;) {
-        const chunk = await result.fetchChunk();
+        const chunk = await prefetch;
+        prefetch = undefined;
         if (!chunk || chunk.rowCount === 0) break;
         if (rowCount === maxRows) {
           truncated = true;
@@ -154,6 +167,7 @@ export class SqlRunner {
         }
         const n = Math.min(chunk.rowCount, maxRows - rowCount);
         if (n < chunk.rowCount) truncated = true;
+        else prefetch = fetchNext();
         const cells = chunk.getColumns() as SqlValue[][];
         const rowBytes = new Float64Array(n).fill(2);
         for (let c = 0; c < width; c++) {
@@ -200,6 +214,9 @@ export class SqlRunner {
       throw new SqlRejected("invalid_argument", messageOf(err));
     } finally {
       clearTimeout(timer);
+      // A fetch still running (the consumer stopped early, or an error) must end before its
+      // connection closes.
+      if (prefetch) await prefetch.catch(() => undefined);
       conn.closeSync();
     }
   }

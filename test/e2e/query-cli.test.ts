@@ -139,6 +139,22 @@ describe("coral query, as the RFD writes it", () => {
     expect(JSON.parse(lines[2499])).toEqual({ n: 2499 });
   });
 
+  it("sql --stream renders csv and table across batches, typed cells included", async () => {
+    const sql = "SELECT range AS n, 'r' || range AS s, range % 2 = 0 AS even, CASE WHEN range = 1 THEN NULL ELSE range / 2 END AS half FROM range(20000)";
+    const csv = await runCoral(["query", "sql", "--stream", sql, "-o", "csv"], { env: env() });
+    expect(csv.code).toBe(0);
+    const rows = parseCsv(csv.stdout);
+    expect(rows[0]).toEqual(["n", "s", "even", "half"]);
+    expect(rows).toHaveLength(20001);
+    expect(rows[2]).toEqual(["1", "r1", "false", ""]);
+    expect(rows[20000]).toEqual(["19999", "r19999", "false", "9999.5"]);
+    const table = await runCoral(["query", "sql", "--stream", sql, "--max-rows", "3"], { env: env() });
+    expect(table.code).toBe(0);
+    expect(table.stdout.trimEnd().split("\n")).toHaveLength(4);
+    expect(table.stdout).toContain("r2");
+    expect(table.stderr).toContain("truncated");
+  });
+
   it("--colony and --token flags work without the environment", async () => {
     const r = await runCoral(["query", "services", "--colony", colony.addr, "-o", "json"]);
     expect(r.code).toBe(0);
