@@ -20,8 +20,8 @@ export interface ColonyOptions {
   /** `host:port` for the query API; port 0 picks a free one. */
   listen: string;
   token?: string;
-  /** Seed realistic demo telemetry into an empty database. */
-  demo?: boolean;
+  /** Seed realistic demo telemetry into an empty database; "live" keeps it flowing afterwards. */
+  demo?: "live" | "static";
   /** `host:port` for the OTLP/HTTP receiver, or "off". Default off here (the CLI turns it on). */
   otlp?: string;
   /** Largest OTLP request body, after decompression. */
@@ -67,12 +67,15 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
       if (existing.length === 0) {
         const nowMs = Date.now();
         const seeded = await seedDemo(writer, { nowMs });
-        log(`seeded demo data: ${seeded.spans} spans from ${seeded.services.length} services (${seeded.services.join(", ")}); live demo traffic continues while the colony runs`);
+        log(`seeded demo data: ${seeded.spans} spans from ${seeded.services.length} services (${seeded.services.join(", ")})`);
         // Only a database seeded now gets live traffic: --demo must never add made-up spans to
         // data that was already there.
-        live = new LiveDemo(writer, nowMs);
-        live.start(LIVE_DEMO_TICK_MS, (err) => log(`live demo traffic failed: ${err.message.split("\n")[0]}`));
-        cleanups.push(() => live!.stop());
+        if (o.demo === "live") {
+          live = new LiveDemo(writer, nowMs);
+          live.start(LIVE_DEMO_TICK_MS, (err) => log(`live demo traffic failed: ${err.message.split("\n")[0]}`));
+          cleanups.push(() => live!.stop());
+          log("live demo traffic continues while the colony runs");
+        }
       } else {
         log(`${o.db} already holds ${existing.length} services; keeping its data instead of seeding demo data`);
       }

@@ -25,7 +25,8 @@ export class ColonyStartCommand extends CoralCommand {
       \`--demo\` fills an empty database with three hours of realistic, deterministic telemetry
       (payments, orders, inventory, ...) and keeps the demo traffic flowing while the colony runs,
       so every \`coral query\` command has something to show, for recent windows too. A database that
-      already holds data is kept as it is and gets no demo traffic.
+      already holds data is kept as it is and gets no demo traffic. \`--demo-static\` seeds without the
+      live traffic, for numbers that do not move.
 
       Listening beyond loopback (e.g. \`0.0.0.0\`) requires \`--token\`: clients must then send
       \`authorization: Bearer TOKEN\`, on every protocol. \`CORAL_TOKEN\` supplies the default.
@@ -58,6 +59,9 @@ export class ColonyStartCommand extends CoralCommand {
   });
   demo = Option.Boolean("--demo", false, {
     description: "seed realistic demo telemetry into an empty database and keep it flowing",
+  });
+  demoStatic = Option.Boolean("--demo-static", false, {
+    description: "with --demo: seed only, no live traffic afterwards (numbers that do not move, e.g. for tests)",
   });
 
   async run(): Promise<number> {
@@ -115,7 +119,7 @@ export class ColonyStartCommand extends CoralCommand {
           db: this.db,
           listen: this.listen,
           token,
-          demo: this.demo,
+          demo: this.demo ? (this.demoStatic ? "static" : "live") : undefined,
           otlp: this.otlp,
           otlpMaxBodyBytes: maxBody,
           retentionMs,

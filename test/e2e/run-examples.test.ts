@@ -4,10 +4,9 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCoral, spawnColony, type RunResult, type SpawnedColony } from "../helpers/colony.js";
+import { DEMO_SERVICES, runCoral, spawnColony, type RunResult, type SpawnedColony } from "../helpers/colony.js";
 
 const examples = fileURLToPath(new URL("../../examples/", import.meta.url));
-const DEMO_SERVICES = ["auth", "frontend", "inventory", "legacy-api", "orders", "payments"];
 
 let colony: SpawnedColony;
 beforeAll(async () => {

@@ -4,12 +4,11 @@
 // data needed here).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { denoPath } from "../../cli/run/paths.js";
-import { runCoral, spawnColony, type RunResult, type SpawnedColony } from "../helpers/colony.js";
+import { closedPort, runCoral, spawnColony, type RunResult, type SpawnedColony } from "../helpers/colony.js";
 
 const TOKEN = "run-test-token";
 
@@ -303,15 +302,3 @@ console.log(svcs.length, rows.rows[0].n, err, limit);
     }
   });
 });
-
-/** host:port of a loopback port nothing listens on (bound, then released). */
-function closedPort(): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(`127.0.0.1:${port}`));
-    });
-  });
-}

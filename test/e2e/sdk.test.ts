@@ -3,13 +3,11 @@
 // the CLI offers the same question. Windows of 24 h cover all of the demo's history, so the
 // numbers do not move while the tests run.
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCoral, spawnColony, type RunResult, type SpawnedColony } from "../helpers/colony.js";
+import { closedPort, DEMO_SERVICES, runCoral, spawnColony, type RunResult, type SpawnedColony } from "../helpers/colony.js";
 
-const DEMO_SERVICES = ["auth", "frontend", "inventory", "legacy-api", "orders", "payments"];
 const DAY_MS = 86_400_000;
 
 let colony: SpawnedColony;
@@ -346,15 +344,3 @@ describe("raw SQL is analysis, never administration", () => {
     expect(Object.values(out)).toEqual(["invalid_argument", "invalid_argument"]);
   });
 });
-
-/** host:port of a loopback port nothing listens on (bound, then released). */
-function closedPort(): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(`127.0.0.1:${port}`));
-    });
-  });
-}

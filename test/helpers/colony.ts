@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -67,12 +68,13 @@ const OTLP_READY = /^otlp listening on (\S+)$/m;
  * listens on a free port too (`otlp: "off"` turns it off), so colonies can run side by side.
  */
 export async function spawnColony(
-  o: { demo?: boolean; token?: string; dbPath?: string; otlp?: string; extraArgs?: string[]; env?: Record<string, string> } = {},
+  o: { demo?: boolean; liveDemo?: boolean; token?: string; dbPath?: string; otlp?: string; extraArgs?: string[]; env?: Record<string, string> } = {},
 ): Promise<SpawnedColony> {
   const ownDir = o.dbPath ? undefined : mkdtempSync(join(tmpdir(), "coral-colony-"));
   const dbPath = o.dbPath ?? join(ownDir!, "coral.duckdb");
   const args = [bin, "colony", "start", "--listen", "127.0.0.1:0", "--otlp", o.otlp ?? "127.0.0.1:0", "--db", dbPath];
-  if (o.demo) args.push("--demo");
+  // Tests compare numbers across calls: demo data that keeps flowing would move them.
+  if (o.demo) args.push("--demo", ...(o.liveDemo ? [] : ["--demo-static"]));
   if (o.token !== undefined) args.push("--token", o.token);
   args.push(...(o.extraArgs ?? []));
 
@@ -132,3 +134,18 @@ export const transports: Record<string, (baseUrl: string) => Transport> = {
   "gRPC-web over HTTP/1.1": (baseUrl) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }),
   "gRPC-web over HTTP/2": (baseUrl) => createGrpcWebTransport({ baseUrl, httpVersion: "2" }),
 };
+
+/** The services `coral colony start --demo` seeds. */
+export const DEMO_SERVICES = ["auth", "frontend", "inventory", "legacy-api", "orders", "payments"];
+
+/** host:port of a loopback port nothing listens on (bound, then released). */
+export function closedPort(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(`127.0.0.1:${port}`));
+    });
+  });
+}
