@@ -1,5 +1,5 @@
 import { Builtins, Cli } from "clipanion";
-import { commands } from "./commands/index.js";
+import { commandsFor } from "./commands/index.js";
 import { reportError } from "./runtime/command.js";
 import { ExitCode } from "./runtime/exit.js";
 import { colorsEnabled } from "./runtime/tty.js";
@@ -10,11 +10,12 @@ const cli = new Cli({
   binaryVersion: "0.1.0",
   enableColors: colorsEnabled(process.stdout),
 });
-for (const command of commands) cli.register(command);
-cli.register(Builtins.HelpCommand);
-cli.register(Builtins.VersionCommand);
 
 async function main(argv: string[]): Promise<number> {
+  // Only the commands this command line can mean are loaded (see commandsFor).
+  for (const command of await commandsFor(argv)) cli.register(command);
+  cli.register(Builtins.HelpCommand);
+  cli.register(Builtins.VersionCommand);
   let command;
   try {
     command = cli.process(argv);

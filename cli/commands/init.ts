@@ -1,7 +1,7 @@
 import { Command, Option } from "clipanion";
 import { resolve } from "node:path";
 import { initScriptsDir, InitRefused } from "../run/init-dir.js";
-import { CliError } from "../runtime/errors.js";
+import { CliError } from "../runtime/cli-error.js";
 import { CoralCommand } from "../runtime/command.js";
 
 export class InitCommand extends CoralCommand {

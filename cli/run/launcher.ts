@@ -5,6 +5,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { constants as osConstants, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { cacheTemplateDir, seedDenoDir } from "./deno-cache.js";
 import { judgeGraph, sdkDirOf, type DenoInfo } from "./graph.js";
 import { defaultSdkModule, denoPath } from "./paths.js";
 import {
@@ -118,14 +119,19 @@ async function runIn(
   script = realpathSync(script);
   const scriptDir = dirname(script);
 
+  // The run's own DENO_DIR, seeded with the SDK's compilation caches (deno-cache.ts).
   const denoDir = join(work, "deno_dir");
-  await mkdir(denoDir);
   const env = childEnv({ denoDir, colony: o.colony, token: o.token, params: o.params });
-
   const sdkUrl = pathToFileURL(realpathSync(sdkModule)).href;
   const importMap = join(work, "import_map.json");
-  await writeFile(importMap, JSON.stringify({ imports: { "@coral/sdk": sdkUrl } }));
+  await Promise.all([
+    seedDenoDir(denoDir, cacheTemplateDir(sdkModule)),
+    writeFile(importMap, JSON.stringify({ imports: { "@coral/sdk": sdkUrl } })),
+  ]);
 
+  // The --allow-read directory is vetted while Deno resolves the graph; both must pass.
+  const vetting = o.allowRead ? vetReadDir(o.allowRead) : undefined;
+  vetting?.catch(() => {}); // Awaited below, after the graph verdict, so that its error comes second.
   const info = await captureDeno(deno, ["info", "--json", ...resolutionFlags(importMap), script], env, signal);
   if (signal?.aborted) return { code: EXIT.aborted, localFiles: [] };
   if (info.code !== 0) {
@@ -139,7 +145,7 @@ async function runIn(
     return { code: EXIT.refused, localFiles };
   }
 
-  const read = o.allowRead ? await vetReadDir(o.allowRead) : undefined;
+  const read = await vetting;
 
   if (o.check) {
     const code = await checkTypes(deno, work, sdkModule, script, env, o, signal);

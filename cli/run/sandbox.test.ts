@@ -1,10 +1,12 @@
 // Every test here is an escape attempt run in a real Deno; each asserts that it was stopped.
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildCacheTemplate, CACHE_FILES } from "./deno-cache.js";
 import { RUNTIME_BASE_MIB } from "./sandbox.js";
 import { httpServer, makeSandbox, run, runSource, type Sandbox } from "./testing.js";
 
@@ -238,6 +240,26 @@ describe("state between runs", () => {
     const second = await runSource(sb, source, {}, "storage.ts");
     expect(first.stdout.trim()).toBe("n=1");
     expect(second.stdout.trim()).toBe("n=1");
+  });
+
+  it("the SDK's warm Deno cache carries nothing from one run to the next", async () => {
+    const template = await buildCacheTemplate(sb.sdk);
+    const snapshot = async () =>
+      Object.fromEntries(
+        await Promise.all(
+          (await readdir(template)).sort().map(async (f) => [f, createHash("sha256").update(await readFile(join(template, f))).digest("hex")]),
+        ),
+      );
+    const before = await snapshot();
+    expect(Object.keys(before).sort()).toEqual([...CACHE_FILES].sort());
+    const source =
+      'import { ping } from "@coral/sdk";\nconst n = Number(localStorage.getItem("n") ?? "0") + 1;\nlocalStorage.setItem("n", String(n));\nconsole.log(ping() + " n=" + n);\n';
+    const first = await runSource(sb, source, {}, "storage-warm.ts");
+    const second = await runSource(sb, source, {}, "storage-warm.ts");
+    expect(first.stdout.trim()).toBe("pong n=1");
+    expect(second.stdout.trim()).toBe("pong n=1");
+    // The runs wrote their caches into copies: the template holds the same files, byte for byte.
+    expect(await snapshot()).toEqual(before);
   });
 });
 

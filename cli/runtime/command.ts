@@ -1,5 +1,5 @@
-import { Command } from "clipanion";
-import { CliError, UsageError } from "./errors.js";
+import { Command, UsageError } from "clipanion";
+import { CliError } from "./cli-error.js";
 import { ExitCode } from "./exit.js";
 
 /**

@@ -1,12 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { UsageError } from "clipanion";
+import { CliError } from "./cli-error.js";
 
-/** A failure whose message is already written for the user: printed as is, no stack. */
-export class CliError extends Error {
-  constructor(message: string, readonly exitCode = 1) {
-    super(message);
-  }
-}
+export { CliError };
 
 export { UsageError };
 
