@@ -1,7 +1,8 @@
 // run_overhead: wall time of `coral run` on a script making one SDK call, against the Deno binary running
 // the same request with plain fetch. Rounds interleave the variants; medians; the ratio is the goal.
 //
-// Breakdown variants explain where the difference goes: the CLI's own start-up (`coral --version`),
+// Breakdown variants explain where the difference goes: the CLI's own start-up (`coral --version` loads
+// every command; `coral run --help` only what `coral run` loads),
 // the module-graph check (`deno info --json`, which coral run does before every run), and the SDK script
 // run by Deno directly with the import map coral run would generate (the SDK bundle's cost).
 import { writeFileSync } from "node:fs";
@@ -43,6 +44,8 @@ export const runOverhead: Benchmark = {
         deno_info: async () =>
           mustSucceed("deno info", await runProcess(denoBin, ["info", "--json", "--no-config", "--no-lock", `--import-map=${importMap}`, sdkScript], { env: denoEnv })).ms,
         coral_cli_startup: async () => mustSucceed("coral --version", await runProcess(process.execPath, [coralBin, "--version"])).ms,
+        // What `coral run` itself loads (commands are loaded per group; --version loads them all).
+        coral_run_startup: async () => mustSucceed("coral run --help", await runProcess(process.execPath, [coralBin, "run", "--help"])).ms,
         node_startup: async () => mustSucceed("node -e 0", await runProcess(process.execPath, ["-e", "0"])).ms,
       };
       // The scripts must agree before their times mean anything.
@@ -74,6 +77,7 @@ export const runOverhead: Benchmark = {
           breakdown_ms: {
             node_startup: med.node_startup,
             coral_cli_startup: med.coral_cli_startup,
+            coral_run_startup: med.coral_run_startup,
             deno_info: med.deno_info,
             deno_sdk_script: med.deno_sdk_script,
           },
@@ -81,7 +85,7 @@ export const runOverhead: Benchmark = {
         goals: [{ field: "run_overhead.ratio", value: ratio, goal: "≤ 1.3 (coral run / bare deno)", met: ratio <= 1.3 }],
         notes: [
           `coral run ${med.coral_run} ms vs deno + fetch ${med.bare_deno} ms (median of ${rounds})`,
-          `breakdown: node start-up ${med.node_startup} ms · coral CLI start-up (--version) ${med.coral_cli_startup} ms · deno info (graph check) ${med.deno_info} ms · deno running the SDK script directly ${med.deno_sdk_script} ms`,
+          `breakdown: node start-up ${med.node_startup} ms · coral CLI start-up (--version, every command) ${med.coral_cli_startup} ms · \`coral run --help\` (what coral run loads) ${med.coral_run_startup} ms · deno info (graph check) ${med.deno_info} ms · deno running the SDK script directly ${med.deno_sdk_script} ms`,
         ],
       };
     } finally {

@@ -1,9 +1,8 @@
 import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import { existsSync, realpathSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { constants as osConstants, tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { cacheTemplateDir, seedDenoDir } from "./deno-cache.js";
 import { judgeGraph, sdkDirOf, type DenoInfo } from "./graph.js";
@@ -159,7 +158,9 @@ async function runIn(
       ...runFlags({
         importMap,
         colony: o.colony,
-        location: `http://run-${randomUUID()}.coral.invalid/`,
+        // Unique per run like the temp dir it is named after (mkdtemp's random suffix); loading
+        // node:crypto for a UUID would cost ~3 ms of start-up. Storage is per run anyway (DENO_DIR).
+        location: `http://${basename(work).toLowerCase()}.coral.invalid/`,
         memoryMb: o.memoryMb,
         allowRead: read?.root,
         denyRead: read?.denyRead ?? [],

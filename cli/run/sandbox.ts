@@ -49,9 +49,10 @@ export function runFlags(i: RunFlagsInput): string[] {
  * (cloud credentials, SSH agent, tokens) is even present in the process.
  *
  * - DENO_DIR: a directory of this run only. Deno keeps origin storage (localStorage) under
- *   DENO_DIR/location_data, so a shared DENO_DIR would let one run leave data for the next; a
- *   fresh one costs ~10 ms here because nothing is downloaded (no remote imports) and the SDK
- *   bundle needs no transpiling. With DENO_DIR set, Deno needs no HOME, so HOME is not passed.
+ *   DENO_DIR/location_data, so a shared DENO_DIR would let one run leave data for the next. A
+ *   fresh one starts with cold compile caches (~40 ms of `deno info` + `deno run` here), so the
+ *   launcher seeds it with copies of a build-time template holding only those caches
+ *   (deno-cache.ts). With DENO_DIR set, Deno needs no HOME, so HOME is not passed.
  * - DENO_NO_UPDATE_CHECK: the update check would otherwise contact dl.deno.land from our process.
  * - NO_COLOR, TZ, LANG, LC_ALL: presentation only, copied when the user has them; the script
  *   cannot read them (only the CORAL_* names are granted) and they change no permission.
