@@ -1,5 +1,5 @@
 // ingest: OTLP/HTTP protobuf spans per second, end to end — a separate sender process
-// (`coral demo load --otlp URL --rate max --duration S --batch 512`) into `coral colony start --otlp`,
+// (`coral demo load --otlp URL --rate max --duration S --batch 512 --concurrency 16`) into `coral colony start --otlp`,
 // timed from the sender's start until every span it sent is queryable (count(*) over the query API).
 // `lost` = spans sent − spans stored. Baseline, same run: the Writer in process on 512-span batches
 // (the storage path without HTTP, protobuf or a second process), so the ratio shows what OTLP costs.
@@ -17,6 +17,8 @@ import { spawnColony } from "../test/helpers/colony.js";
 import { cleanEnv, coralBin, median, root, round, runProcess, type BenchContext, type BenchResult, type Benchmark } from "./lib.js";
 
 const BATCH = 512;
+/** Requests the sender keeps in flight: enough that the colony's group commit has several to gather. */
+const CONCURRENCY = 16;
 
 /** Whether this checkout's colony has an OTLP receiver yet. */
 async function otlpAvailable(): Promise<boolean> {
@@ -85,7 +87,7 @@ async function otlpRun(ctx: BenchContext, rate: number | "max", durationS: numbe
     const t0 = performance.now();
     const sender = spawn(
       process.execPath,
-      [coralBin, "demo", "load", "--otlp", otlpUrl, "--rate", String(rate), "--duration", String(durationS), "--batch", String(BATCH)],
+      [coralBin, "demo", "load", "--otlp", otlpUrl, "--rate", String(rate), "--duration", String(durationS), "--batch", String(BATCH), "--concurrency", String(CONCURRENCY)],
       { cwd: root, env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] },
     );
     let out = "";
@@ -163,6 +165,7 @@ export const ingest: Benchmark = {
         offered_rate: rate,
         duration_s: duration,
         batch: BATCH,
+        concurrency: CONCURRENCY,
         runs,
         writer_spans_per_s: writerRate,
         writer_spans_per_s_by_batch: byBatch,
@@ -173,7 +176,7 @@ export const ingest: Benchmark = {
         { field: "ingest.lost", value: lost, goal: "0", met: lost === 0 },
       ],
       notes: [
-        `OTLP/HTTP protobuf, ${BATCH}-span batches offered at ${rate === "max" ? "max" : rate.toLocaleString("en-US") + "/s"} for ${duration} s: ${spansPerS.toLocaleString("en-US")} spans/s until queryable, ${lost} lost (median of ${runs.length})`,
+        `OTLP/HTTP protobuf, ${BATCH}-span batches, ${CONCURRENCY} in flight, offered at ${rate === "max" ? "max" : rate.toLocaleString("en-US") + "/s"} for ${duration} s: ${spansPerS.toLocaleString("en-US")} spans/s until queryable, ${lost} lost (median of ${runs.length})`,
         `Writer in process (baseline): ${writerRate.toLocaleString("en-US")} spans/s → OTLP end to end is ${round(spansPerS / writerRate, 2)}× of it`,
         batchNote,
       ],

@@ -71,8 +71,7 @@ export interface LatencyRecord {
 
 /**
  * Spans of one trace are assumed to start within this distance of each other. It bounds the scan of
- * `trace_summary` (and, on recompute, of `spans`) when a batch touches a trace, so the cost of a
- * batch does not grow with retention.
+ * `spans` when `recompute` rebuilds a trace (incremental merges find a trace's row by its key).
  */
 const TRACE_HORIZON_MS = 3_600_000;
 const MINUTE_MS = 60_000;
@@ -157,13 +156,11 @@ export class Writer {
     const traces = new Map<string, TraceDelta>();
     const members = new Map<string, Set<string>>();
     let lo = Infinity;
-    let hi = -Infinity;
     for (const s of spans) {
       if (!Number.isFinite(s.startTimeMs) || !Number.isFinite(s.durationNs)) {
         throw new RangeError(`span ${s.spanId}: start time and duration must be finite numbers`);
       }
       if (s.startTimeMs < lo) lo = s.startTimeMs;
-      if (s.startTimeMs > hi) hi = s.startTimeMs;
       const tkey = `${s.traceId}\u0000${s.serviceName}`;
       let set = members.get(tkey);
       if (!set) members.set(tkey, (set = new Set()));
@@ -227,7 +224,7 @@ export class Writer {
           part.map((s) => (typeof s.attributes === "string" ? s.attributes : JSON.stringify(s.attributes))),
         ]);
         const summaryTail = await mergeSummaries(conn, [...summaries.values()]);
-        const traceScript = await mergeTraces(conn, [...traces.values()], baseUs, new Date(lo - TRACE_HORIZON_MS), new Date(hi + TRACE_HORIZON_MS));
+        const traceScript = await mergeTraces(conn, [...traces.values()], baseUs);
         return summaryTail + traceScript;
       }),
     );
@@ -470,31 +467,18 @@ async function mergeSummaries(conn: DuckDBConnection, deltas: SummaryDelta[]): P
     part.map((r) => r.bucket),
     part.map((r) => BigInt(r.count)),
   ]);
-  // Several statements per round trip: at thousands of spans per commit, the fixed cost of each
-  // call (scheduling, event-loop turns) is what limits throughput. Values inlined here are numbers
-  // and constants, never text from a request.
-  const window = `t.timestamp >= ${tsLiteral(from.getTime())} AND t.timestamp < ${tsLiteral(to.getTime())}`;
-  const touched = (table: string) => `
-    SELECT t.* FROM ${table} t
-    SEMI JOIN temp.summary_delta k ON t.timestamp = k.timestamp AND t.service_name = k.service_name AND t.metric = k.metric
-    WHERE ${window}`;
-  await conn.run(`
-    CREATE OR REPLACE TEMP TABLE bucket_merged AS
-    SELECT timestamp, service_name, metric, bucket, CAST(sum(count) AS BIGINT) AS count
-    FROM (SELECT timestamp, service_name, metric, bucket, count FROM (${touched("service_latency_buckets")})
-          UNION ALL SELECT timestamp, service_name, metric, bucket, count FROM temp.bucket_delta)
-    GROUP BY ALL;
-    CREATE OR REPLACE TEMP TABLE summary_merged AS
-    SELECT timestamp, service_name, metric, CAST(sum(request_count) AS BIGINT) AS request_count,
-           CAST(sum(error_count) AS BIGINT) AS error_count, sum(sum_duration_ns) AS sum_duration_ns,
-           min(min_duration_ns) AS min_duration_ns, max(max_duration_ns) AS max_duration_ns
-    FROM (SELECT timestamp, service_name, metric, request_count, error_count, sum_duration_ns, min_duration_ns, max_duration_ns
-          FROM (${touched("service_summary")})
-          UNION ALL SELECT * FROM temp.summary_delta)
-    GROUP BY ALL;`);
+  // Bucket counts add up exactly, so one upsert merges them (the unique index finds the stored row of
+  // each key); the same round trip reads back the merged sketch of every touched minute. Values
+  // inlined here are numbers and constants, never text from a request.
+  const window = `b.timestamp >= ${tsLiteral(from.getTime())} AND b.timestamp < ${tsLiteral(to.getTime())}`;
+  const merged = await conn.runAndReadAll(`
+    INSERT INTO service_latency_buckets SELECT * FROM temp.bucket_delta
+    ON CONFLICT (timestamp, service_name, metric, bucket) DO UPDATE SET count = count + excluded.count;
+    SELECT epoch_ms(b.timestamp), b.service_name, b.metric, b.bucket, b.count FROM service_latency_buckets b
+    SEMI JOIN temp.summary_delta k ON b.timestamp = k.timestamp AND b.service_name = k.service_name AND b.metric = k.metric
+    WHERE ${window};`);
 
   // The merged sketch of each touched minute is a few hundred rows at most: percentiles in JS.
-  const merged = await conn.runAndReadAll("SELECT epoch_ms(timestamp), service_name, metric, bucket, count FROM temp.bucket_merged");
   const sketches = new Map<string, { minuteMs: number; serviceName: string; metric: string; buckets: { bucket: number; count: number }[] }>();
   for (const [ms, service, metric, bucket, count] of merged.getRowsJS() as [bigint, string, string, number, bigint][]) {
     const key = `${service}\u0000${metric}\u0000${ms}`;
@@ -512,18 +496,21 @@ async function mergeSummaries(conn: DuckDBConnection, deltas: SummaryDelta[]): P
     part.map((s) => quantileFromBuckets(s.buckets, 0.99)),
   ]);
 
-  const replace = (table: string) => `
-    DELETE FROM ${table} t USING temp.summary_delta k
-    WHERE t.timestamp = k.timestamp AND t.service_name = k.service_name AND t.metric = k.metric AND ${window};`;
   // The last step goes out with the commit, in the caller's final round trip.
   return `
-    ${replace("service_summary")}
-    ${replace("service_latency_buckets")}
-    INSERT INTO service_latency_buckets SELECT * FROM temp.bucket_merged;
     INSERT INTO service_summary
-    SELECT m.timestamp, m.service_name, m.metric, m.request_count, m.error_count, m.sum_duration_ns, m.min_duration_ns,
-           m.max_duration_ns, p.p50_duration_ns, p.p95_duration_ns, p.p99_duration_ns
-    FROM temp.summary_merged m JOIN temp.summary_pct p USING (timestamp, service_name, metric);
+    SELECT d.timestamp, d.service_name, d.metric, d.request_count, d.error_count, d.sum_duration_ns, d.min_duration_ns,
+           d.max_duration_ns, p.p50_duration_ns, p.p95_duration_ns, p.p99_duration_ns
+    FROM temp.summary_delta d JOIN temp.summary_pct p USING (timestamp, service_name, metric)
+    ON CONFLICT (timestamp, service_name, metric) DO UPDATE SET
+      request_count = request_count + excluded.request_count,
+      error_count = error_count + excluded.error_count,
+      sum_duration_ns = sum_duration_ns + excluded.sum_duration_ns,
+      min_duration_ns = least(min_duration_ns, excluded.min_duration_ns),
+      max_duration_ns = greatest(max_duration_ns, excluded.max_duration_ns),
+      p50_duration_ns = excluded.p50_duration_ns,
+      p95_duration_ns = excluded.p95_duration_ns,
+      p99_duration_ns = excluded.p99_duration_ns;
     DELETE FROM temp.summary_delta;
     DELETE FROM temp.bucket_delta;
     DELETE FROM temp.summary_pct;`;
@@ -552,7 +539,7 @@ function tsLiteral(ms: number): string {
  * Merges the batch's per-(trace, service) parts into trace_summary: span counts add, errors OR, and
  * the local root is the earliest root candidate (the longest on a tie), ending at the latest end.
  */
-async function mergeTraces(conn: DuckDBConnection, deltas: TraceDelta[], baseUs: number, from: Date, to: Date): Promise<string> {
+async function mergeTraces(conn: DuckDBConnection, deltas: TraceDelta[], baseUs: number): Promise<string> {
   if (deltas.length === 0) return "";
   await appendChunks(conn, "trace_delta", "temp", TRACE_TYPES, deltas, (part) => [
     part.map((t) => t.traceId),
@@ -563,23 +550,19 @@ async function mergeTraces(conn: DuckDBConnection, deltas: TraceDelta[], baseUs:
     part.map((t) => t.spanCount),
     part.map((t) => t.error),
   ]);
-  const window = `t.timestamp >= ${tsLiteral(from.getTime())} AND t.timestamp < ${tsLiteral(to.getTime())}`;
+  // One upsert: the unique index on (trace_id, service_name) finds the stored row of each trace, so
+  // the cost follows the batch, not the size of the table. SET expressions read the stored row
+  // (unqualified) and the batch's part (excluded.*).
   return `
-    CREATE OR REPLACE TEMP TABLE trace_merged AS
-    SELECT trace_id, service_name,
-           arg_min(root_name, struct_pack(t := timestamp, d := -duration_ns)) AS root_name,
-           min(timestamp) AS timestamp,
-           CAST(max(epoch_us(timestamp) * 1000 + duration_ns) - epoch_us(min(timestamp)) * 1000 AS BIGINT) AS duration_ns,
-           CAST(sum(span_count) AS INTEGER) AS span_count,
-           bool_or(error) AS error
-    FROM (SELECT t.* FROM trace_summary t
-          SEMI JOIN temp.trace_delta d ON t.trace_id = d.trace_id AND t.service_name = d.service_name
-          WHERE ${window}
-          UNION ALL SELECT * FROM temp.trace_delta)
-    GROUP BY trace_id, service_name;
-    DELETE FROM trace_summary t USING temp.trace_delta d
-    WHERE t.trace_id = d.trace_id AND t.service_name = d.service_name AND ${window};
-    INSERT INTO trace_summary SELECT * FROM temp.trace_merged;
+    INSERT INTO trace_summary SELECT * FROM temp.trace_delta
+    ON CONFLICT (trace_id, service_name) DO UPDATE SET
+      root_name = CASE WHEN excluded.timestamp < timestamp OR (excluded.timestamp = timestamp AND excluded.duration_ns > duration_ns)
+                       THEN excluded.root_name ELSE root_name END,
+      timestamp = least(timestamp, excluded.timestamp),
+      duration_ns = CAST(greatest(epoch_us(timestamp) * 1000 + duration_ns, epoch_us(excluded.timestamp) * 1000 + excluded.duration_ns)
+                         - epoch_us(least(timestamp, excluded.timestamp)) * 1000 AS BIGINT),
+      span_count = span_count + excluded.span_count,
+      error = error OR excluded.error;
     DELETE FROM temp.trace_delta;`;
 }
 

@@ -106,6 +106,32 @@ export interface Database {
 
 const tstz = sql`timestamptz`;
 
+/** The key of each rollup table the Writer upserts into, and how duplicate rows of a key combine. */
+const ROLLUP_KEYS = [
+  {
+    table: "trace_summary",
+    index: "trace_summary_key",
+    columns: ["trace_id", "service_name"],
+    merge: `arg_min(root_name, struct_pack(t := timestamp, d := -duration_ns)) AS root_name, min(timestamp) AS timestamp,
+            CAST(max(epoch_us(timestamp) * 1000 + duration_ns) - epoch_us(min(timestamp)) * 1000 AS BIGINT) AS duration_ns,
+            CAST(sum(span_count) AS INTEGER) AS span_count, bool_or(error) AS error`,
+  },
+  {
+    table: "service_summary",
+    index: "service_summary_key",
+    columns: ["timestamp", "service_name", "metric"],
+    merge: `CAST(sum(request_count) AS BIGINT) AS request_count, CAST(sum(error_count) AS BIGINT) AS error_count,
+            sum(sum_duration_ns) AS sum_duration_ns, min(min_duration_ns) AS min_duration_ns, max(max_duration_ns) AS max_duration_ns,
+            max(p50_duration_ns) AS p50_duration_ns, max(p95_duration_ns) AS p95_duration_ns, max(p99_duration_ns) AS p99_duration_ns`,
+  },
+  {
+    table: "service_latency_buckets",
+    index: "service_latency_buckets_key",
+    columns: ["timestamp", "service_name", "metric", "bucket"],
+    merge: `CAST(sum(count) AS BIGINT) AS count`,
+  },
+] as const;
+
 /** Creates every table that does not exist yet; safe to run on every start. */
 export async function migrate(db: Kysely<Database>): Promise<void> {
   await db.schema
@@ -206,6 +232,24 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addColumn("last_seen", tstz, (c) => c.notNull())
     .addPrimaryKeyConstraint("service_instances_pk", ["service_name", "instance_id"])
     .execute();
+
+  // One row per key in the rollups the Writer merges into: a unique index lets each batch merge with
+  // one upsert that looks keys up in the index, instead of scanning the last hour of the table.
+  // Files written before the index existed already hold one row per key (every write path replaced
+  // rows by key); should one hold duplicates anyway, they are merged first so the index can be built.
+  for (const k of ROLLUP_KEYS) {
+    const has = await sql<{ n: number }>`SELECT count(*) AS n FROM duckdb_indexes() WHERE index_name = ${k.index}`.execute(db);
+    if (Number(has.rows[0]!.n) > 0) continue;
+    const cols = sql.join(k.columns.map((c) => sql.ref(c)));
+    const dups = await sql<{ n: number }>`SELECT count(*) AS n FROM (SELECT 1 FROM ${sql.table(k.table)} GROUP BY ${cols} HAVING count(*) > 1)`.execute(db);
+    if (Number(dups.rows[0]!.n) > 0) {
+      await sql`CREATE OR REPLACE TEMP TABLE rollup_dedupe AS SELECT ${cols}, ${sql.raw(k.merge)} FROM ${sql.table(k.table)} GROUP BY ${cols}`.execute(db);
+      await sql`DELETE FROM ${sql.table(k.table)}`.execute(db);
+      await sql`INSERT INTO ${sql.table(k.table)} BY NAME SELECT * FROM temp.rollup_dedupe`.execute(db);
+      await sql`DROP TABLE temp.rollup_dedupe`.execute(db);
+    }
+    await sql`CREATE UNIQUE INDEX IF NOT EXISTS ${sql.ref(k.index)} ON ${sql.table(k.table)} (${cols})`.execute(db);
+  }
 
   // Host metrics became optional per sample (OTLP reports CPU and memory as separate metrics).
   // Files created before that have NOT NULL here; dropping it is idempotent and keeps their data.

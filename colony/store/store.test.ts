@@ -43,6 +43,39 @@ describe("Store", () => {
     }
   });
 
+  it("opens a file from before the rollup key indexes, merging any duplicate keys into one row", async () => {
+    const path = join(dir, "pre-index.duckdb");
+    const first = await Store.open(path);
+    // The older layout: no unique indexes, and (hypothetically) a key stored twice. Merged, the trace
+    // starts at the earlier row and ends at the later one's end (5 ms + 1 ms).
+    for (const index of ["trace_summary_key", "service_summary_key", "service_latency_buckets_key"]) {
+      await sql`DROP INDEX ${sql.ref(index)}`.execute(first.db);
+    }
+    const t = new Date(Date.UTC(2026, 0, 1, 12));
+    const later = new Date(t.getTime() + 5);
+    await first.db
+      .insertInto("trace_summary")
+      .values([
+        { trace_id: "t1", service_name: "svc", root_name: "child", timestamp: later, duration_ns: 1_000_000, span_count: 1, error: false },
+        { trace_id: "t1", service_name: "svc", root_name: "root", timestamp: t, duration_ns: 2_000_000, span_count: 2, error: true },
+      ])
+      .execute();
+    const bucket = { timestamp: t, service_name: "svc", metric: "m", bucket: 7 };
+    await first.db.insertInto("service_latency_buckets").values([{ ...bucket, count: 2 }, { ...bucket, count: 3 }]).execute();
+    await first.close();
+
+    const second = await Store.open(path);
+    try {
+      const indexes = await sql<{ name: string }>`SELECT index_name AS name FROM duckdb_indexes() ORDER BY 1`.execute(second.db);
+      expect(indexes.rows.map((r) => r.name)).toEqual(["service_latency_buckets_key", "service_summary_key", "trace_summary_key"]);
+      const traces = await second.db.selectFrom("trace_summary").selectAll().execute();
+      expect(traces.map((r) => [r.root_name, r.timestamp.getTime(), r.duration_ns, r.span_count, r.error])).toEqual([["root", t.getTime(), 6_000_000, 3, true]]);
+      expect(await second.db.selectFrom("service_latency_buckets").select("count").execute()).toEqual([{ count: 5 }]);
+    } finally {
+      await second.close();
+    }
+  });
+
   it("locks the instance: no file access, no settings changes, on any connection", async () => {
     const store = await Store.open(join(dir, "locked.duckdb"));
     const conn = await store.connect();

@@ -18,7 +18,11 @@ export class Store {
    * user SQL — can touch files or the network, attach databases, load extensions or change settings.
    */
   static async open(path: string): Promise<Store> {
-    const instance = await DuckDBInstance.create(path);
+    // DuckDB checkpoints (compresses the WAL into the database file) at the commit that takes the WAL
+    // past this size. Appending 1M demo spans in 8k-span commits, final checkpoint included, cost
+    // 9.3 µs of CPU per span at the default 16 MB and 5.7 µs at 64 MB (fewer, larger checkpoints).
+    // The price is a longer WAL replay after a crash; durability is unchanged (commits are in the WAL).
+    const instance = await DuckDBInstance.create(path, { checkpoint_threshold: "64MB" });
     const db = new Kysely<Database>({ dialect: new DuckDBDialect(await instance.connect()) });
     try {
       await migrate(db);
