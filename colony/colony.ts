@@ -84,7 +84,7 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
     let retention: NodeJS.Timeout | undefined;
     if (retentionMs > 0) {
       const sweep = () => {
-        writer.deleteSpansBefore(Date.now() - retentionMs).catch((err: Error) => log(`retention sweep failed: ${err.message.split("\n")[0]}`));
+        writer.deleteTracesBefore(Date.now() - retentionMs).catch((err: Error) => log(`retention sweep failed: ${err.message.split("\n")[0]}`));
       };
       sweep();
       retention = setInterval(sweep, Math.min(60_000, retentionMs)).unref();

@@ -17,7 +17,7 @@ export class ColonyStartCommand extends CoralCommand {
       It also receives telemetry over OTLP/HTTP (protobuf or JSON, optionally gzip) on its own port,
       \`--otlp\` (default 127.0.0.1:4318, the OpenTelemetry default; \`--otlp off\` disables it):
       point an OpenTelemetry SDK or Collector at \`http://HOST:PORT\` (see docs/ingestion.md). Raw spans
-      older than \`--retention\` are deleted; rollups are kept.
+      and trace summaries older than \`--retention\` are deleted; per-minute rollups are kept.
 
       When ready it prints \`otlp listening on HOST:PORT\` (if on), then \`colony listening on HOST:PORT
       (db FILE)\` to stdout; everything else goes to stderr. Ctrl-C (SIGINT) or SIGTERM stops it cleanly and checkpoints the database.

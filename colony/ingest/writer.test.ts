@@ -133,6 +133,20 @@ describe("Writer", () => {
     expect(r.rows[0]).toEqual({ t: new Date(T0), big: 123, huge: 2, dec: 1.5 });
   });
 
+  it("retention deletes old spans and trace summaries but keeps the per-minute rollups", async () => {
+    await writer.writeSpans([
+      span({ traceId: "old", spanId: "a", serviceName: "svc", startTimeMs: T0 }),
+      span({ traceId: "new", spanId: "b", serviceName: "svc", startTimeMs: T0 + 3_600_000 }),
+    ]);
+    expect(await writer.deleteTracesBefore(T0 + 60_000)).toBe(1);
+    const spans = await store.db.selectFrom("spans").select("trace_id").execute();
+    const traces = await store.db.selectFrom("trace_summary").select("trace_id").execute();
+    expect(spans.map((r) => r.trace_id)).toEqual(["new"]);
+    expect(traces.map((r) => r.trace_id)).toEqual(["new"]);
+    const minutes = await store.db.selectFrom("service_summary").select("request_count").execute();
+    expect(minutes.map((r) => r.request_count)).toEqual([1, 1]);
+  });
+
   it("leaves nothing behind when a batch fails", async () => {
     await expect(writer.writeSpans([span({ traceId: "t", spanId: "a", serviceName: "svc", durationNs: Number.NaN })])).rejects.toThrow();
     expect(await store.db.selectFrom("spans").select((e) => e.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).toEqual({ n: 0 });

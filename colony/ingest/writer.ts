@@ -307,11 +307,20 @@ export class Writer {
   }
 
   /** Retention: drops raw spans that started before `cutoffMs`. Rollups are kept (they are small). */
-  deleteSpansBefore(cutoffMs: number): Promise<number> {
-    return this.serialise(async ({ db }) => {
-      const r = await db.deleteFrom("spans").where("start_time", "<", new Date(cutoffMs)).executeTakeFirst();
-      return Number(r.numDeletedRows);
-    });
+  /**
+   * Deletes raw spans and trace summaries that started before `cutoffMs`. Per-minute rollups stay:
+   * they are small and what long windows are answered from. Trace summaries go with their spans —
+   * the traces they point at are gone — which also bounds the index that merges them.
+   */
+  deleteTracesBefore(cutoffMs: number): Promise<number> {
+    return this.serialise(async ({ db }) =>
+      db.transaction().execute(async (tx) => {
+        const cutoff = new Date(cutoffMs);
+        const r = await tx.deleteFrom("spans").where("start_time", "<", cutoff).executeTakeFirst();
+        await tx.deleteFrom("trace_summary").where("timestamp", "<", cutoff).execute();
+        return Number(r.numDeletedRows);
+      }),
+    );
   }
 
   writeResources(resources: ResourceRecord[]): Promise<void> {
