@@ -1,108 +1,34 @@
+import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import * as http from "node:http";
 import type { SpanRecord } from "../ingest/writer.js";
 import { DemoTraffic, demoServices } from "./demo.js";
 
 // `coral demo load`: the demo shop as live OTLP/HTTP protobuf traffic, so people can watch a colony
-// fill up and benchmarks can drive the receiver. Spans are encoded by hand (field numbers from
-// opentelemetry/proto/{collector/trace,trace,resource,common}/v1 in proto/): the generated encoder is
-// slower than the receiver it is meant to load. A test decodes this output with the generated schema.
+// fill up and benchmarks can drive the receiver. Spans are encoded with @bufbuild/protobuf/wire's
+// BinaryWriter (field numbers from opentelemetry/proto/{collector/trace,trace,resource,common}/v1 in
+// proto/), not the generated encoder, which is slower than the receiver it is meant to load. A test
+// decodes this output with the generated schema.
+//
+// Cost, measured against the former hand-written ProtoWriter (byte-identical output, 512-span
+// requests, in process): 87–95k spans/s vs 370–410k — BinaryWriter pushes bytes into a number[] and
+// copies every fork()ed nested message. End to end (`bench --only ingest`, 16 in flight) it made no
+// measurable difference: 50.3k vs 52.0k/51.3k spans/s. If the colony approaches ~90k spans/s the
+// sender becomes the limit; bring back a hand-written writer then.
 
 const KIND: Record<SpanRecord["kind"], number> = { INTERNAL: 1, SERVER: 2, CLIENT: 3, PRODUCER: 4, CONSUMER: 5 };
 const STATUS: Record<SpanRecord["statusCode"], number> = { UNSET: 0, OK: 1, ERROR: 2 };
 
-/** A growable protobuf writer; nested messages are written into a scratch writer and copied with their length. */
-class ProtoWriter {
-  buf = Buffer.allocUnsafe(1 << 16);
-  pos = 0;
-
-  private ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
-    this.buf.copy(next, 0, 0, this.pos);
-    this.buf = next;
-  }
-
-  varint(v: number): void {
-    this.ensure(10);
-    while (v > 0x7f) {
-      this.buf[this.pos++] = (v % 128) | 0x80;
-      v = Math.floor(v / 128);
-    }
-    this.buf[this.pos++] = v;
-  }
-
-  tag(field: number, wire: number): void {
-    this.varint(field * 8 + wire);
-  }
-
-  string(field: number, s: string): void {
-    const len = Buffer.byteLength(s);
-    this.tag(field, 2);
-    this.varint(len);
-    this.ensure(len);
-    this.pos += this.buf.write(s, this.pos, "utf8");
-  }
-
-  hex(field: number, hex: string): void {
-    this.tag(field, 2);
-    this.varint(hex.length / 2);
-    this.ensure(hex.length / 2);
-    this.pos += this.buf.write(hex, this.pos, "hex");
-  }
-
-  fixed64(field: number, lo: number, hi: number): void {
-    this.tag(field, 1);
-    this.ensure(8);
-    this.buf.writeUInt32LE(lo >>> 0, this.pos);
-    this.buf.writeUInt32LE(hi >>> 0, this.pos + 4);
-    this.pos += 8;
-  }
-
-  /** Writes a length-delimited sub-message built by `body`. Its length is not known up front, so reserve 3 bytes and shift if needed. */
-  message(field: number, body: () => void): void {
-    this.tag(field, 2);
-    this.ensure(5);
-    const lenAt = this.pos;
-    this.pos += 3;
-    body();
-    const len = this.pos - lenAt - 3;
-    const lenBytes = len < 0x80 ? 1 : len < 0x4000 ? 2 : len < 0x200000 ? 3 : len < 0x10000000 ? 4 : 5;
-    if (lenBytes !== 3) {
-      this.ensure(lenBytes - 3);
-      this.buf.copy(this.buf, lenAt + lenBytes, lenAt + 3, this.pos);
-      this.pos += lenBytes - 3;
-    }
-    let v = len;
-    for (let i = 0; i < lenBytes; i++) {
-      this.buf[lenAt + i] = (v & 0x7f) | (i < lenBytes - 1 ? 0x80 : 0);
-      v >>>= 7;
-    }
-  }
-
-  attribute(field: number, key: string, value: unknown): void {
-    this.message(field, () => {
-      this.string(1, key);
-      this.message(2, () => {
-        if (typeof value === "string") this.string(1, value);
-        else if (typeof value === "boolean") {
-          this.tag(2, 0);
-          this.varint(value ? 1 : 0);
-        } else if (typeof value === "number" && Number.isInteger(value) && value >= 0) {
-          this.tag(3, 0);
-          this.varint(value);
-        } else if (typeof value === "number") {
-          this.tag(4, 1);
-          this.ensure(8);
-          this.buf.writeDoubleLE(value, this.pos);
-          this.pos += 8;
-        } else this.string(1, JSON.stringify(value));
-      });
-    });
-  }
-
-  bytes(): Buffer {
-    return this.buf.subarray(0, this.pos);
-  }
+/** An attribute (KeyValue{key, value: AnyValue}) as field `field` of the enclosing message. */
+function attribute(w: BinaryWriter, field: number, key: string, value: unknown): void {
+  w.tag(field, WireType.LengthDelimited).fork();
+  w.tag(1, WireType.LengthDelimited).string(key);
+  w.tag(2, WireType.LengthDelimited).fork();
+  if (typeof value === "string") w.tag(1, WireType.LengthDelimited).string(value);
+  else if (typeof value === "boolean") w.tag(2, WireType.Varint).bool(value);
+  else if (typeof value === "number" && Number.isSafeInteger(value) && value >= 0) w.tag(3, WireType.Varint).int64(value);
+  else if (typeof value === "number") w.tag(4, WireType.Bit64).double(value);
+  else w.tag(1, WireType.LengthDelimited).string(JSON.stringify(value));
+  w.join().join();
 }
 
 export interface LoadResource {
@@ -114,43 +40,38 @@ export interface LoadResource {
 
 /** ExportTraceServiceRequest bytes for spans grouped by resource. */
 export function encodeTraces(groups: { resource: LoadResource; spans: SpanRecord[] }[]): Buffer {
-  const w = new ProtoWriter();
+  const w = new BinaryWriter();
   for (const { resource, spans } of groups) {
-    w.message(1, () => {
-      w.message(1, () => {
-        w.attribute(1, "service.name", resource.serviceName);
-        w.attribute(1, "service.namespace", resource.namespace);
-        w.attribute(1, "cloud.region", resource.region);
-        w.attribute(1, "service.instance.id", resource.instanceId);
-      });
-      w.message(2, () => {
-        w.message(1, () => w.string(1, "coral-demo-load"));
-        for (const s of spans) {
-          w.message(2, () => {
-            w.hex(1, s.traceId);
-            w.hex(2, s.spanId);
-            if (s.parentSpanId) w.hex(4, s.parentSpanId);
-            w.string(5, s.name);
-            w.tag(6, 0);
-            w.varint(KIND[s.kind]);
-            // ms → ns in two 32-bit words without losing precision to doubles above 2^53.
-            const startNs = BigInt(Math.round(s.startTimeMs * 1e3)) * 1000n;
-            const endNs = startNs + BigInt(Math.round(s.durationNs));
-            w.fixed64(7, Number(startNs & 0xffffffffn), Number(startNs >> 32n));
-            w.fixed64(8, Number(endNs & 0xffffffffn), Number(endNs >> 32n));
-            const attrs = typeof s.attributes === "string" ? (JSON.parse(s.attributes) as Record<string, unknown>) : s.attributes;
-            for (const k in attrs) if (k !== "service.instance.id") w.attribute(9, k, attrs[k]);
-            if (s.httpStatusCode !== null && !("http.status_code" in attrs)) w.attribute(9, "http.status_code", s.httpStatusCode);
-            if (s.statusCode !== "UNSET") w.message(15, () => {
-              w.tag(3, 0);
-              w.varint(STATUS[s.statusCode]);
-            });
-          });
-        }
-      });
-    });
+    w.tag(1, WireType.LengthDelimited).fork(); // ResourceSpans
+    w.tag(1, WireType.LengthDelimited).fork(); // Resource
+    attribute(w, 1, "service.name", resource.serviceName);
+    attribute(w, 1, "service.namespace", resource.namespace);
+    attribute(w, 1, "cloud.region", resource.region);
+    attribute(w, 1, "service.instance.id", resource.instanceId);
+    w.join();
+    w.tag(2, WireType.LengthDelimited).fork(); // ScopeSpans
+    w.tag(1, WireType.LengthDelimited).fork().tag(1, WireType.LengthDelimited).string("coral-demo-load").join();
+    for (const s of spans) {
+      w.tag(2, WireType.LengthDelimited).fork(); // Span
+      w.tag(1, WireType.LengthDelimited).bytes(Buffer.from(s.traceId, "hex"));
+      w.tag(2, WireType.LengthDelimited).bytes(Buffer.from(s.spanId, "hex"));
+      if (s.parentSpanId) w.tag(4, WireType.LengthDelimited).bytes(Buffer.from(s.parentSpanId, "hex"));
+      w.tag(5, WireType.LengthDelimited).string(s.name);
+      w.tag(6, WireType.Varint).uint32(KIND[s.kind]);
+      // ms → ns without losing precision to doubles above 2^53.
+      const startNs = BigInt(Math.round(s.startTimeMs * 1e3)) * 1000n;
+      w.tag(7, WireType.Bit64).fixed64(startNs);
+      w.tag(8, WireType.Bit64).fixed64(startNs + BigInt(Math.round(s.durationNs)));
+      const attrs = typeof s.attributes === "string" ? (JSON.parse(s.attributes) as Record<string, unknown>) : s.attributes;
+      for (const k in attrs) if (k !== "service.instance.id") attribute(w, 9, k, attrs[k]);
+      if (s.httpStatusCode !== null && !("http.status_code" in attrs)) attribute(w, 9, "http.status_code", s.httpStatusCode);
+      if (s.statusCode !== "UNSET") w.tag(15, WireType.LengthDelimited).fork().tag(3, WireType.Varint).uint32(STATUS[s.statusCode]).join();
+      w.join();
+    }
+    w.join().join();
   }
-  return Buffer.from(w.bytes());
+  const out = w.finish();
+  return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
 }
 
 export interface LoadOptions {
@@ -307,25 +228,25 @@ export async function runLoad(o: LoadOptions): Promise<LoadStats> {
   return stats;
 }
 
-/** ExportTraceServiceResponse.partial_success.rejected_spans (fields 1 → 1), 0 if absent. */
+/** ExportTraceServiceResponse.partial_success.rejected_spans (fields 1 → 1), 0 if absent or unreadable. */
 function rejectedSpans(body: Buffer): number {
-  // Tiny by construction; a full decoder is not worth it here.
-  if (body[0] !== 0x0a) return 0;
-  let i = 2;
-  while (i < body.length) {
-    const tag = body[i++]!;
-    if (tag === 0x08) {
-      let v = 0;
-      let mul = 1;
-      for (;;) {
-        const b = body[i++]!;
-        v += (b & 0x7f) * mul;
-        mul *= 128;
-        if (!(b & 0x80)) return v;
+  try {
+    const r = new BinaryReader(body);
+    while (r.pos < r.len) {
+      const [field, wireType] = r.tag();
+      if (field !== 1 || wireType !== WireType.LengthDelimited) {
+        r.skip(wireType, field);
+        continue;
+      }
+      const p = new BinaryReader(r.bytes());
+      while (p.pos < p.len) {
+        const [f, wt] = p.tag();
+        if (f === 1 && wt === WireType.Varint) return Number(p.int64());
+        p.skip(wt, f);
       }
     }
-    if ((tag & 7) === 2) i += body[i]! + 1;
-    else return 0;
+  } catch {
+    // A garbled response body says nothing about rejected spans; the 200 stands.
   }
   return 0;
 }

@@ -61,7 +61,7 @@ function request() {
   });
 }
 
-describe("decodeTraces (the hand-written wire decoder)", () => {
+describe("decodeTraces (the wire decoder)", () => {
   it("reads what the generated encoder writes", () => {
     const bytes = Buffer.from(toBinary(ExportTraceServiceRequestSchema, request()));
     const out = decodeTraces(bytes, 1000);
@@ -103,6 +103,28 @@ describe("decodeTraces (the hand-written wire decoder)", () => {
     }
     // A cut can land exactly between two top-level messages; everything else must be refused.
     expect(refused).toBeGreaterThan(bytes.length - 3);
+  });
+
+  it("refuses malformed wire data with an OtlpDecodeError that says what is wrong", () => {
+    const cases: [string, number[], RegExp][] = [
+      ["wire type 7", [0x0f], /illegal tag|wire type/],
+      ["field number 0", [0x02, 0x00], /illegal tag/],
+      ["a varint longer than 10 bytes", [0x10, ...new Array(11).fill(0xff)], /varint|premature EOF/],
+      ["a length past the end", [0x0a, 0x05, 0x00], /length exceeds message/],
+      // ResourceSpans of 3 bytes holding ScopeSpans of 2 that start at its 3rd byte: they cross its end.
+      ["a field crossing its message's end", [0x0a, 0x03, 0x12, 0x02, 0x08, 0x01], /crosses the end/],
+      ["resource_spans as a varint", [0x08, 0x01], /field 1 has wire type 0, expected 2/],
+    ];
+    for (const [what, bytes, message] of cases) {
+      let err: unknown;
+      try {
+        decodeTraces(Buffer.from(bytes), 0);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, what).toBeInstanceOf(OtlpDecodeError);
+      expect((err as Error).message, what).toMatch(message);
+    }
   });
 
   it("reads OTLP JSON (hex ids, lowerCamelCase, int64 as strings) to the same spans", () => {
