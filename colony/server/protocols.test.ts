@@ -71,7 +71,10 @@ describe("one colony port, every protocol", () => {
       }
     })();
     await expect(cancelled).rejects.toThrow(/aborted|canceled/i);
-    expect(batches).toBe(2);
+    // A batch already on its way may still arrive after the abort; the stream must stop long
+    // before its ~12,000 batches.
+    expect(batches).toBeGreaterThanOrEqual(2);
+    expect(batches).toBeLessThan(10);
     const after = await client.executeQuery({ sql: "SELECT 42" });
     expect(after.rows[0]!.values[0]!.kind.value).toBe(42);
   });
