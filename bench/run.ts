@@ -46,8 +46,21 @@ interface ResultsFile {
   errors: Record<string, string>;
 }
 
-const previous: ResultsFile | undefined =
-  only && existsSync(out) ? (JSON.parse(readFileSync(out, "utf8")) as ResultsFile) : undefined;
+/**
+ * On disk, each benchmark's fields sit at the top level (`.percentile.speedup`, as the goals name
+ * them) and everything about the run under `meta`.
+ */
+function fromFile(text: string): ResultsFile {
+  const { meta, ...benchmarks } = JSON.parse(text) as { meta: Omit<ResultsFile, "benchmarks"> } & Record<string, Record<string, unknown>>;
+  return { ...meta, benchmarks };
+}
+
+function toFile(r: ResultsFile): string {
+  const { benchmarks, ...meta } = r;
+  return `${JSON.stringify({ ...benchmarks, meta }, null, 2)}\n`;
+}
+
+const previous: ResultsFile | undefined = only && existsSync(out) ? fromFile(readFileSync(out, "utf8")) : undefined;
 const results: ResultsFile = {
   mode: quick ? "quick" : "full",
   started: new Date().toISOString(),
@@ -92,7 +105,7 @@ try {
 results.goals = ALL.flatMap((b) => goalsByBench.get(b.name) ?? []);
 
 mkdirSync(dirname(out), { recursive: true });
-writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+writeFileSync(out, toFile(results));
 const plot = quick ? join(dirname(out), "percentile.svg") : join(root, "bench/percentile.svg");
 if (results.benchmarks.percentile) writeFileSync(plot, writePlot(results.benchmarks.percentile));
 
