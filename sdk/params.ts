@@ -1,5 +1,6 @@
 // Script parameters (`coral run script.ts --param threshold=500`): a plain object of
 // strings, with typed readers that fail with one clear line.
+import { readEnv } from "./env.js";
 import { CoralError } from "./errors.js";
 import { UnitParseError, parseBoolean, parseDurationMs, parseDurationNs, parseNumber } from "./units.js";
 
@@ -21,15 +22,6 @@ export interface ParamReaders {
 
 /** The parameters: `params.threshold === "500"`, plus the typed readers. */
 export type Params = Readonly<Record<string, string>> & ParamReaders;
-
-function env(name: string): string | undefined {
-  const g = globalThis as { Deno?: { env: { get(n: string): string | undefined } }; process?: { env: Record<string, string | undefined> } };
-  try {
-    return g.Deno ? g.Deno.env.get(name) : g.process?.env[name];
-  } catch {
-    return undefined;
-  }
-}
 
 function read(values: Record<string, string>, name: string, hasFallback: boolean): string | undefined {
   if (Object.hasOwn(values, name)) return values[name];
@@ -66,7 +58,7 @@ export function createParams(values: Record<string, string>): Params {
 }
 
 function fromEnv(): Record<string, string> {
-  const raw = env("CORAL_PARAMS");
+  const raw = readEnv("CORAL_PARAMS");
   if (!raw) return {};
   const parsed = JSON.parse(raw) as unknown;
   if (typeof parsed !== "object" || parsed === null) return {};

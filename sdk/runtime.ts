@@ -4,30 +4,11 @@ import type { DescMessage, DescMethodServerStreaming, DescMethodUnary, MessageIn
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
+import { readEnv } from "./env.js";
 import { CoralError, type CoralErrorCode } from "./errors.js";
 import { toPlain, type Plain } from "./plain.js";
 
 const snake = (s: string) => s.replace(/[A-Z]/g, (c, i) => (i ? "_" : "") + c.toLowerCase());
-
-interface Env {
-  get(name: string): string | undefined;
-}
-
-function env(): Env {
-  const g = globalThis as { Deno?: { env: Env }; process?: { env: Record<string, string | undefined> } };
-  if (g.Deno) {
-    return {
-      get: (name) => {
-        try {
-          return g.Deno!.env.get(name);
-        } catch {
-          return undefined; // no permission: same as unset
-        }
-      },
-    };
-  }
-  return { get: (name) => g.process?.env[name] };
-}
 
 interface Connection {
   address: string;
@@ -38,8 +19,8 @@ let connection: Connection | undefined;
 
 /** Sets the colony the SDK talks to; see configure.ts for the public entry. */
 export function connect(o: { colony?: string; token?: string } = {}): void {
-  const address = o.colony ?? env().get("CORAL_COLONY_ADDR") ?? "127.0.0.1:9090";
-  const token = o.token ?? env().get("CORAL_TOKEN");
+  const address = o.colony ?? readEnv("CORAL_COLONY_ADDR") ?? "127.0.0.1:9090";
+  const token = o.token ?? readEnv("CORAL_TOKEN");
   const baseUrl = /^https?:\/\//.test(address) ? address : `http://${address}`;
   connection = {
     address,
