@@ -1,22 +1,16 @@
 // The committed gen/ and docs/reference/ must be exactly what `npm run gen` produces from
 // the protos and the plugin: generated files are never edited by hand, never stale.
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { listFiles } from "../test/helpers/files.js";
 import { afterAll, expect, it } from "vitest";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const work = mkdtempSync(join(tmpdir(), "coral-drift-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-
-function files(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true, recursive: true })
-    .filter((e) => e.isFile())
-    .map((e) => relative(dir, join(e.parentPath, e.name)))
-    .sort();
-}
 
 it("gen/ and docs/reference/ are up to date with the protos and the plugin", () => {
   // Same templates as `npm run gen`, in a copy of the repo's generator inputs.
@@ -31,8 +25,8 @@ it("gen/ and docs/reference/ are up to date with the protos and the plugin", () 
   execFileSync(buf, ["generate", "--template", "buf.gen.options.yaml"], { cwd: work, env, stdio: "pipe" });
   execFileSync(buf, ["generate"], { cwd: work, env, stdio: "pipe" });
   for (const dir of ["gen", "docs/reference"]) {
-    const fresh = files(join(work, dir));
-    expect(files(join(root, dir)), `${dir}: run \`npm run gen\` and commit the result`).toEqual(fresh);
+    const fresh = listFiles(join(work, dir));
+    expect(listFiles(join(root, dir)), `${dir}: run \`npm run gen\` and commit the result`).toEqual(fresh);
     for (const f of fresh) {
       expect(readFileSync(join(root, dir, f), "utf8"), `${dir}/${f} is stale: run \`npm run gen\` and commit the result`).toBe(
         readFileSync(join(work, dir, f), "utf8"),

@@ -1,23 +1,17 @@
 // Runs protoc-gen-coral through buf, as `npm run gen` does, on a fixture proto and
 // compares every output with the golden files (UPDATE_GOLDEN=1 rewrites them).
 import { execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { listFiles } from "../test/helpers/files.js";
 import { afterAll, describe, expect, it } from "vitest";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const golden = join(root, "codegen/testdata/golden");
 const work = mkdtempSync(join(tmpdir(), "coral-codegen-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-
-function listFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true, recursive: true })
-    .filter((e) => e.isFile())
-    .map((e) => relative(dir, join(e.parentPath, e.name)))
-    .sort();
-}
 
 /** buf generate with our plugin (both emit modes) on the given proto tree; returns the output dir. */
 function generate(protoDir: string, name: string): string {
