@@ -30,3 +30,8 @@ export class CoralError extends Error {
   }
 }
 
+
+/** A gRPC status name as CoralError spells it: "NotFound" → "not_found". */
+export function errorCodeName(statusName: string): CoralErrorCode {
+  return statusName.replace(/[A-Z]/g, (c, i) => (i ? "_" : "") + c.toLowerCase()) as CoralErrorCode;
+}

@@ -5,10 +5,9 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { readEnv } from "./env.js";
-import { CoralError, type CoralErrorCode } from "./errors.js";
+import { CoralError, errorCodeName } from "./errors.js";
 import { toPlain, type Plain } from "./plain.js";
 
-const snake = (s: string) => s.replace(/[A-Z]/g, (c, i) => (i ? "_" : "") + c.toLowerCase());
 
 interface Connection {
   address: string;
@@ -77,7 +76,7 @@ function coralError(err: unknown, address: string): CoralError {
   if (ce.code === Code.Unauthenticated) {
     return new CoralError("unauthenticated", `colony at ${address} rejected the request: ${ce.rawMessage} — pass --token to coral run or set CORAL_TOKEN`);
   }
-  return new CoralError(snake(Code[ce.code]) as CoralErrorCode, `${ce.rawMessage} (colony ${address})`);
+  return new CoralError(errorCodeName(Code[ce.code]), `${ce.rawMessage} (colony ${address})`);
 }
 
 // In a script, an SDK failure nobody caught ends the run with its one-line message and

@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { UsageError } from "clipanion";
+import { errorCodeName } from "../../sdk/errors.js";
 import { CliError } from "./cli-error.js";
 
 export { CliError };
@@ -45,6 +46,6 @@ export function describeRpcError(err: unknown, colony: string): CliError {
     case Code.DeadlineExceeded:
       return new CliError(`colony at ${colony} timed out: ${ce.rawMessage}`);
     default:
-      return new CliError(`${ce.rawMessage} (${Code[ce.code].replace(/[A-Z]/g, (c, i) => (i ? "_" : "") + c.toLowerCase())})`);
+      return new CliError(`${ce.rawMessage} (${errorCodeName(Code[ce.code])})`);
   }
 }
