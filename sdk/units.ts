@@ -73,17 +73,13 @@ export function parseBoolean(text: string): boolean {
   throw new UnitParseError(`"${text}" is not a boolean; write true or false`);
 }
 
-function trimmed(v: number, digits: number): string {
-  return v.toFixed(digits);
-}
-
 /** 892_100_000 → "892.1ms"; picks the largest unit that keeps the value ≥ 1. */
 export function formatDurationNs(ns: number): string {
   const a = Math.abs(ns);
-  if (a >= 60e9) return `${trimmed(ns / 60e9, 1)}m`;
-  if (a >= 1e9) return `${trimmed(ns / 1e9, 2)}s`;
-  if (a >= 1e6) return `${trimmed(ns / 1e6, 1)}ms`;
-  if (a >= 1e3) return `${trimmed(ns / 1e3, 1)}µs`;
+  if (a >= 60e9) return `${(ns / 60e9).toFixed(1)}m`;
+  if (a >= 1e9) return `${(ns / 1e9).toFixed(2)}s`;
+  if (a >= 1e6) return `${(ns / 1e6).toFixed(1)}ms`;
+  if (a >= 1e3) return `${(ns / 1e3).toFixed(1)}µs`;
   return `${Math.round(ns)}ns`;
 }
 

@@ -62,7 +62,7 @@ describe("coral query, as the RFD writes it", () => {
 
   it("prints the percentile in human units, and raw nanoseconds in json", async () => {
     const table = await runCoral(rfdCommands.percentile, { env: env() });
-    expect(table.stdout).toMatch(/^\s*VALUE\s+UNIT\s+SAMPLE_COUNT\n\s*\d+(\.\d)?(ms|s)\s+nanoseconds\s+\d+\n$/);
+    expect(table.stdout).toMatch(/^\s*VALUE\s+UNIT\s+SAMPLE_COUNT\n\s*\d+(\.\d+)?(ms|s)\s+nanoseconds\s+\d+\n$/);
     const json = JSON.parse((await runCoral([...rfdCommands.percentile, "-o", "json"], { env: env() })).stdout);
     expect(json.unit).toBe("nanoseconds");
     expect(typeof json.value).toBe("number");
