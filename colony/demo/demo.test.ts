@@ -134,6 +134,29 @@ describe("seedDemo", () => {
   });
 });
 
+describe("seedDemo at any time of day", () => {
+  // End-to-end tests seed at the real clock, so the shape they quote must hold whatever the hour
+  // (the daily swing changes the traffic, the start minute changes every random draw).
+  const starts = [0, 1, 2, 3].map((k) => NOW + k * (5 * HOUR + 17 * 60_000 + 13_000));
+  it.each(starts)("keeps the shape the examples rely on, seeded at %i", async (nowMs) => {
+    const { store } = await seeded(`day-${nowMs}`, { nowMs, hours: 1 });
+    try {
+      const queries = new Queries(store);
+      const window = { sinceMs: nowMs - HOUR, untilMs: nowMs };
+      const p99 = (service: string) => queries.percentile({ service, metric: HTTP_SERVER_DURATION, q: 0.99, ...window }).then((r) => r.value);
+      expect(await p99("legacy-api")).toBeGreaterThan(500e6);
+      expect(await p99("payments")).toBeGreaterThan(100e6);
+      expect(await p99("auth")).toBeLessThan(500e6);
+      const legacy = await queries.counts({ service: "legacy-api", ...window });
+      expect(legacy.errors / legacy.total).toBeGreaterThan(0.01);
+      const slow = await queries.slowTraces({ service: "payments", minDurationNs: 500e6, ...window, limit: 1 });
+      expect(slow.total).toBeGreaterThan(0);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe("live demo traffic", () => {
   it("keeps recent windows filled after the seed, at the demo's rate", async () => {
     const { store } = await seeded("live", { nowMs: NOW, hours: 1 });
