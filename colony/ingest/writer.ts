@@ -306,7 +306,6 @@ export class Writer {
     });
   }
 
-  /** Retention: drops raw spans that started before `cutoffMs`. Rollups are kept (they are small). */
   /**
    * Deletes raw spans and trace summaries that started before `cutoffMs`. Per-minute rollups stay:
    * they are small and what long windows are answered from. Trace summaries go with their spans —
