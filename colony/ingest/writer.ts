@@ -118,10 +118,54 @@ interface TraceDelta {
   rootName: string;
   /** Earliest local-root start, rounded to the microsecond the table stores. */
   rootStartUs: number;
-  /** Latest local-root end, in ns after the batch's base microsecond (absolute ns exceed 2^53). */
+  /** Latest local-root end, in ns after `baseUs` (absolute ns exceed 2^53). */
   rootEndNs: number;
+  /** The microsecond `rootEndNs` counts from: the earliest span start of the batch it came from. */
+  baseUs: number;
   spanCount: number;
   error: boolean;
+}
+
+/**
+ * Spans made ready to commit, outside the writer's serial section: validated, their rollup
+ * contributions computed and their rows laid out in DuckDB data chunks. The ingest pipeline
+ * prepares each request as it arrives, while the previous commit is still running.
+ */
+export interface PreparedSpans {
+  readonly count: number;
+  readonly chunks: readonly DuckDBDataChunk[];
+  readonly summaries: ReadonlyMap<string, SummaryDelta>;
+  readonly traces: ReadonlyMap<string, TraceDelta>;
+}
+
+function addSummary(into: Map<string, SummaryDelta>, key: string, d: SummaryDelta): void {
+  const t = into.get(key);
+  if (!t) {
+    into.set(key, { ...d, buckets: new Map(d.buckets) });
+    return;
+  }
+  t.count += d.count;
+  t.errors += d.errors;
+  t.sum += d.sum;
+  t.min = Math.min(t.min, d.min);
+  t.max = Math.max(t.max, d.max);
+  for (const [b, n] of d.buckets) t.buckets.set(b, (t.buckets.get(b) ?? 0) + n);
+}
+
+/** Combines two parts of one (trace, service) the way the stored-row merge in `mergeTraces` does. */
+function addTrace(into: Map<string, TraceDelta>, key: string, d: TraceDelta): void {
+  const t = into.get(key);
+  if (!t) {
+    into.set(key, { ...d });
+    return;
+  }
+  // Ends compared on a common base: the difference of two bases is small, so this stays exact.
+  const dEnd = d.rootEndNs + (d.baseUs - t.baseUs) * 1000;
+  if (d.rootStartUs < t.rootStartUs || (d.rootStartUs === t.rootStartUs && dEnd > t.rootEndNs)) t.rootName = d.rootName;
+  t.rootStartUs = Math.min(t.rootStartUs, d.rootStartUs);
+  t.rootEndNs = Math.max(t.rootEndNs, dEnd);
+  t.spanCount += d.spanCount;
+  t.error ||= d.error;
 }
 
 /**
@@ -144,14 +188,14 @@ export class Writer {
   writeSpans(spans: readonly SpanRecord[]): Promise<void> {
     if (spans.length === 0) return Promise.resolve();
     try {
-      return this.writeSpansNow(spans);
+      return this.writePrepared([this.prepareSpans(spans)]);
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
-  private writeSpansNow(spans: readonly SpanRecord[]): Promise<void> {
-    // Everything that can throw on bad input (NaN, out-of-range values) throws here, before the transaction.
+  /** Throws (RangeError) on values the store cannot hold, so bad input fails before any transaction. */
+  prepareSpans(spans: readonly SpanRecord[]): PreparedSpans {
     const summaries = new Map<string, SummaryDelta>();
     const traces = new Map<string, TraceDelta>();
     const members = new Map<string, Set<string>>();
@@ -167,7 +211,7 @@ export class Writer {
       set.add(s.spanId);
       if (s.kind === "SERVER") {
         const minuteMs = Math.floor(s.startTimeMs / MINUTE_MS) * MINUTE_MS;
-        const key = `${s.serviceName}\u0000${minuteMs}`;
+        const key = `${s.serviceName}\u0000${HTTP_SERVER_DURATION}\u0000${minuteMs}`;
         let d = summaries.get(key);
         if (!d) {
           d = { minuteMs, serviceName: s.serviceName, metric: HTTP_SERVER_DURATION, count: 0, errors: 0, sum: 0, min: Infinity, max: -Infinity, buckets: new Map() };
@@ -187,6 +231,7 @@ export class Writer {
     // of the same trace here. A root that arrives in a later batch than its children still wins the
     // merge, because it starts no later and ends no earlier than they do.
     const baseUs = Math.round(lo * 1000);
+    const fallback = new Map<string, TraceDelta>();
     for (const s of spans) {
       const tkey = `${s.traceId}\u0000${s.serviceName}`;
       const isRoot = s.parentSpanId === null || !members.get(tkey)!.has(s.parentSpanId);
@@ -194,7 +239,7 @@ export class Writer {
       const endNs = (startUs - baseUs) * 1000 + Math.round(s.durationNs);
       let t = traces.get(tkey);
       if (!t) {
-        t = { traceId: s.traceId, serviceName: s.serviceName, rootName: "", rootStartUs: Infinity, rootEndNs: -Infinity, spanCount: 0, error: false };
+        t = { traceId: s.traceId, serviceName: s.serviceName, rootName: "", rootStartUs: Infinity, rootEndNs: -Infinity, baseUs, spanCount: 0, error: false };
         traces.set(tkey, t);
       }
       t.spanCount++;
@@ -206,25 +251,60 @@ export class Writer {
           t.rootStartUs = startUs;
         }
         if (endNs > t.rootEndNs) t.rootEndNs = endNs;
+      } else {
+        // Parent links that form a cycle leave a service without a local root: its earliest span stands in.
+        let f = fallback.get(tkey);
+        if (!f) fallback.set(tkey, (f = { ...t, rootStartUs: Infinity, rootEndNs: -Infinity }));
+        if (startUs < f.rootStartUs) {
+          f.rootName = s.name;
+          f.rootStartUs = startUs;
+        }
+        if (endNs > f.rootEndNs) f.rootEndNs = endNs;
       }
+    }
+    for (const [tkey, t] of traces) {
+      if (t.rootStartUs !== Infinity) continue;
+      const f = fallback.get(tkey)!;
+      t.rootName = f.rootName;
+      t.rootStartUs = f.rootStartUs;
+      t.rootEndNs = f.rootEndNs;
+    }
+    const chunks = buildChunks(SPAN_TYPES, spans, (part) => [
+      part.map((s) => s.traceId),
+      part.map((s) => s.spanId),
+      part.map((s) => s.parentSpanId),
+      part.map((s) => s.serviceName),
+      part.map((s) => s.name),
+      part.map((s) => s.kind),
+      part.map((s) => tstz(s.startTimeMs)),
+      part.map((s) => BigInt(Math.round(s.durationNs))),
+      part.map((s) => s.statusCode),
+      part.map((s) => s.httpStatusCode),
+      part.map((s) => (typeof s.attributes === "string" ? s.attributes : JSON.stringify(s.attributes))),
+    ]);
+    return { count: spans.length, chunks, summaries, traces };
+  }
+
+  /** Commits prepared batches in one transaction. */
+  writePrepared(parts: readonly PreparedSpans[]): Promise<void> {
+    if (parts.every((p) => p.count === 0)) return Promise.resolve();
+    let summaries = parts[0]!.summaries;
+    let traces = parts[0]!.traces;
+    if (parts.length > 1) {
+      const s = new Map<string, SummaryDelta>();
+      const t = new Map<string, TraceDelta>();
+      for (const p of parts) {
+        for (const [k, d] of p.summaries) addSummary(s, k, d);
+        for (const [k, d] of p.traces) addTrace(t, k, d);
+      }
+      summaries = s;
+      traces = t;
     }
     return this.serialise(async ({ conn }) =>
       inTransaction(conn, async () => {
-        await appendChunks(conn, "spans", "main", SPAN_TYPES, spans, (part) => [
-          part.map((s) => s.traceId),
-          part.map((s) => s.spanId),
-          part.map((s) => s.parentSpanId),
-          part.map((s) => s.serviceName),
-          part.map((s) => s.name),
-          part.map((s) => s.kind),
-          part.map((s) => tstz(s.startTimeMs)),
-          part.map((s) => BigInt(Math.round(s.durationNs))),
-          part.map((s) => s.statusCode),
-          part.map((s) => s.httpStatusCode),
-          part.map((s) => (typeof s.attributes === "string" ? s.attributes : JSON.stringify(s.attributes))),
-        ]);
+        await appendPrepared(conn, "spans", "main", parts.flatMap((p) => p.chunks));
         const summaryTail = await mergeSummaries(conn, [...summaries.values()]);
-        const traceScript = await mergeTraces(conn, [...traces.values()], baseUs);
+        const traceScript = await mergeTraces(conn, [...traces.values()]);
         return summaryTail + traceScript;
       }),
     );
@@ -419,7 +499,29 @@ export class Writer {
   }
 }
 
-async function appendChunks<T>(
+function buildChunks<T>(types: DuckDBType[], rows: readonly T[], columns: (part: readonly T[]) => DuckDBValue[][]): DuckDBDataChunk[] {
+  const chunks: DuckDBDataChunk[] = [];
+  for (let off = 0; off < rows.length; off += CHUNK_ROWS) {
+    const part = rows.slice(off, off + CHUNK_ROWS);
+    const chunk = DuckDBDataChunk.create(types, part.length);
+    chunk.setColumns(columns(part));
+    chunks.push(chunk);
+  }
+  return chunks;
+}
+
+async function appendPrepared(conn: DuckDBConnection, table: string, schema: "main" | "temp", chunks: readonly DuckDBDataChunk[]): Promise<void> {
+  if (chunks.length === 0) return;
+  const appender = await conn.createAppender(table, schema === "temp" ? "main" : null, schema === "temp" ? "temp" : null);
+  try {
+    for (const chunk of chunks) appender.appendDataChunk(chunk);
+    appender.flushSync();
+  } finally {
+    appender.closeSync();
+  }
+}
+
+function appendChunks<T>(
   conn: DuckDBConnection,
   table: string,
   schema: "main" | "temp",
@@ -427,19 +529,7 @@ async function appendChunks<T>(
   rows: readonly T[],
   columns: (part: readonly T[]) => DuckDBValue[][],
 ): Promise<void> {
-  if (rows.length === 0) return;
-  const appender = await conn.createAppender(table, schema === "temp" ? "main" : null, schema === "temp" ? "temp" : null);
-  try {
-    for (let off = 0; off < rows.length; off += CHUNK_ROWS) {
-      const part = rows.slice(off, off + CHUNK_ROWS);
-      const chunk = DuckDBDataChunk.create(types, part.length);
-      chunk.setColumns(columns(part));
-      appender.appendDataChunk(chunk);
-    }
-    appender.flushSync();
-  } finally {
-    appender.closeSync();
-  }
+  return appendPrepared(conn, table, schema, buildChunks(types, rows, columns));
 }
 
 /**
@@ -547,14 +637,14 @@ function tsLiteral(ms: number): string {
  * Merges the batch's per-(trace, service) parts into trace_summary: span counts add, errors OR, and
  * the local root is the earliest root candidate (the longest on a tie), ending at the latest end.
  */
-async function mergeTraces(conn: DuckDBConnection, deltas: TraceDelta[], baseUs: number): Promise<string> {
+async function mergeTraces(conn: DuckDBConnection, deltas: TraceDelta[]): Promise<string> {
   if (deltas.length === 0) return "";
   await appendChunks(conn, "trace_delta", "temp", TRACE_TYPES, deltas, (part) => [
     part.map((t) => t.traceId),
     part.map((t) => t.serviceName),
     part.map((t) => t.rootName),
     part.map((t) => new DuckDBTimestampTZValue(BigInt(t.rootStartUs))),
-    part.map((t) => BigInt(t.rootEndNs - (t.rootStartUs - baseUs) * 1000)),
+    part.map((t) => BigInt(t.rootEndNs - (t.rootStartUs - t.baseUs) * 1000)),
     part.map((t) => t.spanCount),
     part.map((t) => t.error),
   ]);

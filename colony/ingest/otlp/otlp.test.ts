@@ -185,8 +185,9 @@ describe("IngestPipeline", () => {
       writeResources: async () => {},
       writeHostSamples: async () => {},
       writeLatency: async () => {},
-      writeSpans: async (spans: SpanRecord[]) => {
-        calls.push(spans.length);
+      prepareSpans: (spans: SpanRecord[]) => ({ count: spans.length }),
+      writePrepared: async (parts: { count: number }[]) => {
+        calls.push(parts.reduce((n, p) => n + p.count, 0));
         if (permits > 0) permits--;
         else await new Promise<void>((r) => waiting.push(r));
       },
@@ -222,7 +223,17 @@ describe("IngestPipeline", () => {
 });
 
 describe("Writer: incremental rollups equal a recompute from raw spans", () => {
-  it("gives the same rows either way, and recomputing twice changes nothing", async () => {
+  // The pipeline prepares each request on arrival and commits several in one transaction; a part's
+  // contributions must merge with the others' exactly as separate commits would.
+  it.each([
+    ["one batch per commit", async (writer: Writer, batches: SpanRecord[][]) => {
+      for (const b of batches) await writer.writeSpans(b);
+    }],
+    ["prepared batches, three per commit", async (writer: Writer, batches: SpanRecord[][]) => {
+      const parts = batches.map((b) => writer.prepareSpans(b));
+      for (let i = 0; i < parts.length; i += 3) await writer.writePrepared(parts.slice(i, i + 3));
+    }],
+  ])("%s: gives the same rows either way, and recomputing twice changes nothing", async (_name, write) => {
     const dir = mkdtempSync(join(tmpdir(), "coral-otlp-"));
     const store = await Store.open(join(dir, "coral.duckdb"));
     const writer = new Writer(store);
@@ -233,7 +244,9 @@ describe("Writer: incremental rollups equal a recompute from raw spans", () => {
       for (let i = 0; i < 600; i++) all.push(...traffic.trace(t0 + i * 400));
       // Out of order and split across batches: children before parents, minutes revisited.
       all.reverse();
-      for (let i = 0; i < all.length; i += 777) await writer.writeSpans(all.slice(i, i + 777));
+      const batches: SpanRecord[][] = [];
+      for (let i = 0; i < all.length; i += 777) batches.push(all.slice(i, i + 777));
+      await write(writer, batches);
       const snapshot = async () => {
         const c = await store.connect();
         try {
@@ -253,6 +266,39 @@ describe("Writer: incremental rollups equal a recompute from raw spans", () => {
       expect(await snapshot()).toEqual(incremental);
       await writer.recompute(t0 - 60_000, t0 + 600 * 400 + 60_000);
       expect(await snapshot()).toEqual(incremental);
+    } finally {
+      await writer.close();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("Writer: parent links that form a cycle", () => {
+  it("store the batch, with the service's earliest span as its root, as a recompute has it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "coral-cycle-"));
+    const store = await Store.open(join(dir, "coral.duckdb"));
+    const writer = new Writer(store);
+    try {
+      const t0 = Date.UTC(2026, 0, 1, 12);
+      const span = (id: string, parent: string, offsetMs: number, durationNs: number): SpanRecord => ({
+        traceId: "c".repeat(32), spanId: id.repeat(16), parentSpanId: parent.repeat(16), serviceName: "loop", name: `op-${id}`,
+        kind: "INTERNAL", startTimeMs: t0 + offsetMs, durationNs, statusCode: "UNSET", httpStatusCode: null, attributes: {},
+      });
+      // a → b → a: no span of the service lacks a parent of the same service.
+      await writer.writeSpans([span("b", "a", 5, 50e6), span("a", "b", 2, 10e6)]);
+      const row = async () => {
+        const c = await store.connect();
+        try {
+          return (await c.runAndReadAll("SELECT root_name, epoch_us(timestamp), duration_ns, span_count FROM trace_summary")).getRowsJS();
+        } finally {
+          c.closeSync();
+        }
+      };
+      const incremental = await row();
+      expect(incremental).toEqual([["op-a", BigInt((t0 + 2) * 1000), 53_000_000n, 2]]);
+      await writer.recompute(t0 - 60_000, t0 + 60_000);
+      expect(await row()).toEqual(incremental);
     } finally {
       await writer.close();
       await store.close();

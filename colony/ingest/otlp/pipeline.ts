@@ -1,9 +1,11 @@
-import type { HostSample, LatencyRecord, ResourceRecord, SpanRecord, Writer } from "../writer.js";
+import type { HostSample, LatencyRecord, PreparedSpans, ResourceRecord, SpanRecord, Writer } from "../writer.js";
 
 /** The queue is full: the client should retry later (HTTP 429). */
 export class BackpressureError extends Error {}
 /** The colony cannot store data right now (shutting down, or the database failed): HTTP 503. */
 export class UnavailableError extends Error {}
+/** The request holds values the store cannot take (HTTP 400); nothing of it was queued. */
+export class InvalidDataError extends Error {}
 
 export interface IngestPart {
   spans?: SpanRecord[];
@@ -12,7 +14,8 @@ export interface IngestPart {
   latency?: LatencyRecord[];
 }
 
-interface Job extends IngestPart {
+interface Job extends Omit<IngestPart, "spans"> {
+  spans?: PreparedSpans;
   size: number;
   resolve(): void;
   reject(err: Error): void;
@@ -61,8 +64,16 @@ export class IngestPipeline {
     if (this.queued > 0 && this.queued + size > this.maxQueued) {
       return Promise.reject(new BackpressureError(`ingest queue full (${this.queued} items waiting)`));
     }
+    // Done here, as the request arrives, rather than in the serial commit loop: the JS work of a
+    // batch then overlaps the previous commit, which runs on DuckDB's threads.
+    let spans: PreparedSpans | undefined;
+    try {
+      spans = part.spans && part.spans.length > 0 ? this.writer.prepareSpans(part.spans) : undefined;
+    } catch (err) {
+      return Promise.reject(new InvalidDataError((err as Error).message));
+    }
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ ...part, size, resolve, reject });
+      this.pending.push({ ...part, spans, size, resolve, reject });
       this.queued += size;
       if (!this.running) this.drained = this.run();
     });
@@ -117,13 +128,13 @@ export class IngestPipeline {
         resources.push(r);
       }
     }
-    const spans = batch.length === 1 ? (batch[0]!.spans ?? []) : batch.flatMap((j) => j.spans ?? []);
+    const spans = batch.flatMap((j) => (j.spans ? [j.spans] : []));
     const hostSamples = batch.flatMap((j) => j.hostSamples ?? []);
     const latency = batch.flatMap((j) => j.latency ?? []);
     await this.writer.writeResources(resources);
     for (const r of resources) this.announced.set(`${r.serviceName}\u0000${r.instanceId}\u0000${r.namespace}\u0000${r.region}`, now);
     await this.writer.writeHostSamples(hostSamples);
     await this.writer.writeLatency(latency);
-    await this.writer.writeSpans(spans);
+    await this.writer.writePrepared(spans);
   }
 }

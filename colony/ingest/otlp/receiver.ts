@@ -13,7 +13,7 @@ import {
   ExportTraceServiceResponseSchema,
 } from "../../../gen/opentelemetry/proto/collector/trace/v1/trace_service_pb.js";
 import { CumulativeState, mapMetrics } from "./metrics.js";
-import { BackpressureError, UnavailableError, type IngestPart, type IngestPipeline } from "./pipeline.js";
+import { BackpressureError, InvalidDataError, UnavailableError, type IngestPart, type IngestPipeline } from "./pipeline.js";
 import { decodeTraces, OtlpDecodeError } from "./traces.js";
 
 const gunzip = promisify(zlib.gunzip);
@@ -129,6 +129,7 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
     } catch (err) {
       if (err instanceof BackpressureError) throw new HttpError(429, err.message, { "retry-after": "1" });
       if (err instanceof UnavailableError) throw new HttpError(503, err.message, { "retry-after": "5" });
+      if (err instanceof InvalidDataError) throw new HttpError(400, err.message);
       throw err;
     }
 
