@@ -60,6 +60,8 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
   const writer = new Writer(store);
   const cleanups: (() => Promise<void>)[] = [];
   try {
+    const rebuilt = await writer.recover();
+    if (rebuilt > 0) log(`rebuilt the rollups of ${rebuilt} minute(s) whose spans the last run stored but had not merged (it did not stop cleanly)`);
     const queries = new Queries(store);
     let live: LiveDemo | undefined;
     if (o.demo) {
@@ -96,6 +98,9 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
       port,
       token: o.token || undefined,
       routes: (router) => router.service(QueryService, queryServiceImpl({ queries, sql })),
+      // Every request first brings the rollups up to date with every span already acknowledged
+      // (Writer.settle), so an answer never lags data the colony has said it stored.
+      interceptors: [(next) => async (req) => (await writer.settle(), next(req))],
     });
     cleanups.push(() => server.close());
     let receiver: OtlpReceiver | undefined;

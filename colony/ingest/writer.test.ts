@@ -1,8 +1,9 @@
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "kysely";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Store } from "../store/store.js";
 import { bucketIndex } from "../store/sketch.js";
 import { Writer, type SpanRecord } from "./writer.js";
@@ -60,6 +61,7 @@ describe("Writer", () => {
       minute(4, T0 + 61_000, 40e6),
       minute(5, T0 + 3_000, 999e6, { kind: "CLIENT" }),
     ]);
+    await writer.settle();
     const summary = await store.db.selectFrom("service_summary").selectAll().orderBy("timestamp").execute();
     expect(summary.map((r) => [r.timestamp.getTime(), r.metric, r.request_count, r.error_count, r.min_duration_ns, r.max_duration_ns, r.sum_duration_ns])).toEqual([
       [T0, "http.server.duration", 3, 2, 10e6, 30e6, 60e6],
@@ -87,6 +89,7 @@ describe("Writer", () => {
       span({ traceId: "t", spanId: "root", serviceName: "orders", name: "POST /orders", startTimeMs: T0, durationNs: 700e6 }),
       span({ traceId: "t", spanId: "call", parentSpanId: "root", serviceName: "orders", name: "POST /charge", kind: "CLIENT", startTimeMs: T0 + 4, durationNs: 610e6 }),
     ]);
+    await writer.settle();
     const rows = await store.db.selectFrom("trace_summary").selectAll().orderBy("service_name").execute();
     expect(rows.map((r) => [r.service_name, r.root_name, r.timestamp.getTime(), r.duration_ns, r.span_count, r.error])).toEqual([
       ["orders", "POST /orders", T0, 700e6, 2, false],
@@ -152,5 +155,72 @@ describe("Writer", () => {
     expect(await store.db.selectFrom("spans").select((e) => e.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).toEqual({ n: 0 });
     await writer.writeSpans([span({ traceId: "t", spanId: "a", serviceName: "svc" })]);
     expect(await store.db.selectFrom("spans").select((e) => e.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).toEqual({ n: 1 });
+  });
+});
+
+describe("rollups merged after the spans' commit", () => {
+  const rollups = async (s: Store) => ({
+    summary: (await sql`SELECT timestamp, service_name, metric, request_count, error_count, sum_duration_ns, min_duration_ns, max_duration_ns FROM service_summary ORDER BY ALL`.execute(s.db)).rows,
+    buckets: (await sql`SELECT * FROM service_latency_buckets ORDER BY ALL`.execute(s.db)).rows,
+    traces: (await sql`SELECT * FROM trace_summary ORDER BY ALL`.execute(s.db)).rows,
+  });
+  const pending = async (s: Store) => (await sql<{ ms: number }>`SELECT epoch_ms(minute) AS ms FROM rollup_pending ORDER BY 1`.execute(s.db)).rows.map((r) => Number(r.ms));
+
+  it("records the minutes a commit touched until settle merges them", async () => {
+    const w = new Writer(store, { rollupDelayMs: Infinity });
+    try {
+      await w.writeSpans([span({ traceId: "t1", spanId: "a", serviceName: "svc", startTimeMs: T0 + 1_000 }), span({ traceId: "t2", spanId: "b", serviceName: "svc", startTimeMs: T0 + 61_000 })]);
+      expect(await pending(store)).toEqual([T0, T0 + 60_000]);
+      expect((await rollups(store)).summary).toEqual([]);
+      await w.settle();
+      expect(await pending(store)).toEqual([]);
+      expect((await rollups(store)).summary.map((r: any) => Number(r.request_count))).toEqual([1, 1]);
+      expect((await rollups(store)).traces).toHaveLength(2);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("merges on its own after rollupDelayMs, or at once past rollupMaxSpans", async () => {
+    const timed = new Writer(store, { rollupDelayMs: 20 });
+    await timed.writeSpans([span({ traceId: "t1", spanId: "a", serviceName: "timed" })]);
+    await vi.waitFor(async () => expect(await pending(store)).toEqual([]));
+    await timed.close();
+    const full = new Writer(store, { rollupDelayMs: Infinity, rollupMaxSpans: 2 });
+    await full.writeSpans([span({ traceId: "t2", spanId: "b", serviceName: "full" }), span({ traceId: "t3", spanId: "c", serviceName: "full" })]);
+    await vi.waitFor(async () => expect(await pending(store)).toEqual([]));
+    await full.close();
+    const summary = (await rollups(store)).summary.map((r: any) => [r.service_name, Number(r.request_count)]);
+    expect(summary).toEqual([["full", 2], ["timed", 1]]);
+  });
+
+  it("after a crash with contributions still waiting, recover rebuilds exactly those minutes from the raw spans", async () => {
+    const path = join(dir, "crashed.duckdb");
+    const child = spawnSync(process.execPath, ["--import", "tsx", join(import.meta.dirname, "testdata", "crash-after-commit.ts"), path, String(T0)], { encoding: "utf8" });
+    expect(child.signal, child.stderr).toBe("SIGKILL");
+    const written = Number(child.stdout.trim());
+    expect(written).toBeGreaterThan(1000);
+
+    const crashed = await Store.open(path);
+    try {
+      expect((await sql<{ n: number }>`SELECT count(*) AS n FROM spans`.execute(crashed.db)).rows[0]!.n).toBe(written);
+      expect(await pending(crashed)).not.toEqual([]);
+      expect((await rollups(crashed)).traces).toEqual([]);
+      const w = new Writer(crashed);
+      try {
+        expect(await w.recover()).toBeGreaterThan(0);
+        expect(await pending(crashed)).toEqual([]);
+        const recovered = await rollups(crashed);
+        expect(recovered.traces.length).toBeGreaterThan(0);
+        // The truth: a rebuild of the whole window from the raw spans.
+        await w.recompute(T0 - 3_600_000, T0 + 3_600_000);
+        expect(await rollups(crashed)).toEqual(recovered);
+        expect(await w.recover()).toBe(0);
+      } finally {
+        await w.close();
+      }
+    } finally {
+      await crashed.close();
+    }
   });
 });

@@ -133,6 +133,8 @@ interface TraceDelta {
  */
 export interface PreparedSpans {
   readonly count: number;
+  /** Start of every minute a span of the batch starts in. */
+  readonly minutes: readonly number[];
   readonly chunks: readonly DuckDBDataChunk[];
   readonly summaries: ReadonlyMap<string, SummaryDelta>;
   readonly traces: ReadonlyMap<string, TraceDelta>;
@@ -168,22 +170,129 @@ function addTrace(into: Map<string, TraceDelta>, key: string, d: TraceDelta): vo
   t.error ||= d.error;
 }
 
+/** Span rollup contributions committed (as raw spans) but not merged into the rollup tables yet. */
+type RollupDeltas = Pick<PreparedSpans, "count" | "summaries" | "traces">;
+
+export interface WriterOptions {
+  /** How long committed spans' rollup contributions may wait before they are merged (default 1 s). */
+  rollupDelayMs?: number;
+  /** Merge at once when this many spans' contributions are waiting (default 131,072). */
+  rollupMaxSpans?: number;
+}
+
+function combine(parts: readonly RollupDeltas[]): Pick<RollupDeltas, "summaries" | "traces"> {
+  if (parts.length === 1) return parts[0]!;
+  const summaries = new Map<string, SummaryDelta>();
+  const traces = new Map<string, TraceDelta>();
+  for (const p of parts) {
+    for (const [k, d] of p.summaries) addSummary(summaries, k, d);
+    for (const [k, d] of p.traces) addTrace(traces, k, d);
+  }
+  return { summaries, traces };
+}
+
 /**
  * The one write path into the store, shared by OTLP ingestion and the demo generator.
  *
- * A batch is one transaction: raw rows go through the DuckDB appender straight into their tables,
- * and the batch's own contribution to every rollup (computed here, in one pass over the batch) is
- * merged with the stored rollup rows it touches. Nothing in a batch's cost depends on how much raw
- * data is stored, which is what lets ingestion keep up with 100k spans/s; and because the raw rows
- * and their rollup contributions commit together, the rollups always equal what `recompute` derives
- * from the raw spans — which it can do at any time, for any window, without double counting.
+ * Raw rows go through the DuckDB appender straight into their tables, one transaction per batch.
+ * A span batch's contribution to the span rollups (service_summary, service_latency_buckets,
+ * trace_summary) is computed in JS in one pass, and merged with the stored rollup rows it touches
+ * later, together with the batches that followed it: a merge costs ~20 ms however few spans it
+ * carries, so merging per ingestion commit halved throughput. Each span commit also records the
+ * minutes it touched in `rollup_pending`, and each merge clears them in its own transaction, so a
+ * crash in between loses nothing: `recover` rebuilds those minutes from the raw spans at start.
+ *
+ * Readers call `settle` first (the query service does, for every request): it merges whatever is
+ * waiting, so a query sees every span acknowledged before it — the rollups always equal what
+ * `recompute` derives from the raw spans, which it can do at any time, for any window, without
+ * double counting. Nothing in a batch's cost depends on how much raw data is stored.
  * Calls on one Writer are serialised because they share a connection.
  */
 export class Writer {
   private ready: Promise<{ conn: DuckDBConnection; db: Kysely<Database> }> | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  private waiting: RollupDeltas[] = [];
+  private waitingSpans = 0;
+  /** Merges queued or running: a reader must wait for those too. */
+  private merges = 0;
+  private mergeTimer: NodeJS.Timeout | undefined;
+  private readonly rollupDelayMs: number;
+  private readonly rollupMaxSpans: number;
 
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    o: WriterOptions = {},
+  ) {
+    this.rollupDelayMs = o.rollupDelayMs ?? 1000;
+    this.rollupMaxSpans = o.rollupMaxSpans ?? 131_072;
+  }
+
+  /** Resolves once every span committed so far is reflected in the rollup tables. */
+  settle(): Promise<void> {
+    if (this.waiting.length === 0 && this.merges === 0) return Promise.resolve();
+    return this.queueMerge();
+  }
+
+  private queueMerge(): Promise<void> {
+    if (this.mergeTimer) clearTimeout(this.mergeTimer);
+    this.mergeTimer = undefined;
+    this.merges++;
+    return this.serialise(({ conn }) => this.mergeWaiting(conn)).finally(() => this.merges--);
+  }
+
+  private async mergeWaiting(conn: DuckDBConnection): Promise<void> {
+    if (this.waiting.length === 0) return;
+    const parts = this.waiting;
+    this.waiting = [];
+    this.waitingSpans = 0;
+    const { summaries, traces } = combine(parts);
+    try {
+      await inTransaction(conn, async () => {
+        const summaryTail = await mergeSummaries(conn, [...summaries.values()]);
+        const traceScript = await mergeTraces(conn, [...traces.values()]);
+        // Every span commit so far is in `parts` (commits and merges run one at a time).
+        return `${summaryTail}${traceScript}\nDELETE FROM rollup_pending;`;
+      });
+    } catch (err) {
+      // Still owed: the next merge (or `recover`, after a crash) takes them.
+      this.waiting = parts.concat(this.waiting);
+      for (const p of parts) this.waitingSpans += p.count;
+      throw err;
+    }
+  }
+
+  /**
+   * Rebuilds the span rollups of minutes whose spans were committed but not merged when the
+   * process last stopped (a crash, `kill -9`). Call once at start, before serving reads.
+   */
+  recover(): Promise<number> {
+    return this.serialise(async ({ db }) =>
+      db.transaction().execute(async (trx) => {
+        const rows = await trx.selectFrom("rollup_pending").select(sql<number>`epoch_ms(minute)`.as("ms")).distinct().orderBy("ms").execute();
+        // Contiguous minutes become one window, so a long outage is a few large rebuilds, not thousands.
+        let from: number | undefined;
+        let to = 0;
+        const flush = async () => {
+          if (from === undefined) return;
+          await rollupServices(trx, new Date(from), new Date(to));
+          await rollupTraces(trx, new Date(from), new Date(to), new Date(from - TRACE_HORIZON_MS), new Date(to + TRACE_HORIZON_MS));
+        };
+        for (const { ms } of rows) {
+          const m = Number(ms);
+          if (from !== undefined && m === to) {
+            to = m + MINUTE_MS;
+            continue;
+          }
+          await flush();
+          from = m;
+          to = m + MINUTE_MS;
+        }
+        await flush();
+        await trx.deleteFrom("rollup_pending").execute();
+        return rows.length;
+      }),
+    );
+  }
 
   writeSpans(spans: readonly SpanRecord[]): Promise<void> {
     if (spans.length === 0) return Promise.resolve();
@@ -199,12 +308,14 @@ export class Writer {
     const summaries = new Map<string, SummaryDelta>();
     const traces = new Map<string, TraceDelta>();
     const members = new Map<string, Set<string>>();
+    const minutes = new Set<number>();
     let lo = Infinity;
     for (const s of spans) {
       if (!Number.isFinite(s.startTimeMs) || !Number.isFinite(s.durationNs)) {
         throw new RangeError(`span ${s.spanId}: start time and duration must be finite numbers`);
       }
       if (s.startTimeMs < lo) lo = s.startTimeMs;
+      minutes.add(Math.floor(s.startTimeMs / MINUTE_MS) * MINUTE_MS);
       const tkey = `${s.traceId}\u0000${s.serviceName}`;
       let set = members.get(tkey);
       if (!set) members.set(tkey, (set = new Set()));
@@ -282,32 +393,31 @@ export class Writer {
       part.map((s) => s.httpStatusCode),
       part.map((s) => (typeof s.attributes === "string" ? s.attributes : JSON.stringify(s.attributes))),
     ]);
-    return { count: spans.length, chunks, summaries, traces };
+    return { count: spans.length, minutes: [...minutes], chunks, summaries, traces };
   }
 
-  /** Commits prepared batches in one transaction. */
+  /** Commits prepared batches in one transaction; their rollup contributions follow in a later merge. */
   writePrepared(parts: readonly PreparedSpans[]): Promise<void> {
     if (parts.every((p) => p.count === 0)) return Promise.resolve();
-    let summaries = parts[0]!.summaries;
-    let traces = parts[0]!.traces;
-    if (parts.length > 1) {
-      const s = new Map<string, SummaryDelta>();
-      const t = new Map<string, TraceDelta>();
-      for (const p of parts) {
-        for (const [k, d] of p.summaries) addSummary(s, k, d);
-        for (const [k, d] of p.traces) addTrace(t, k, d);
-      }
-      summaries = s;
-      traces = t;
-    }
-    return this.serialise(async ({ conn }) =>
-      inTransaction(conn, async () => {
+    const minutes = new Set(parts.flatMap((p) => p.minutes));
+    return this.serialise(async ({ conn }) => {
+      await inTransaction(conn, async () => {
         await appendPrepared(conn, "spans", "main", parts.flatMap((p) => p.chunks));
-        const summaryTail = await mergeSummaries(conn, [...summaries.values()]);
-        const traceScript = await mergeTraces(conn, [...traces.values()]);
-        return summaryTail + traceScript;
-      }),
-    );
+        return `INSERT INTO rollup_pending VALUES ${[...minutes].map((m) => `(${tsLiteral(m)})`).join(", ")};`;
+      });
+      for (const p of parts) {
+        this.waiting.push({ count: p.count, summaries: p.summaries, traces: p.traces });
+        this.waitingSpans += p.count;
+      }
+      if (this.waitingSpans >= this.rollupMaxSpans) {
+        void this.queueMerge().catch(() => {}); // what failed stays waiting; `settle` reports it
+      } else if (Number.isFinite(this.rollupDelayMs)) {
+        this.mergeTimer ??= setTimeout(() => {
+          this.mergeTimer = undefined;
+          void this.queueMerge().catch(() => {});
+        }, this.rollupDelayMs).unref();
+      }
+    });
   }
 
   /** Merges pre-aggregated latency observations (OTLP histograms) into the latency rollups. */
@@ -376,7 +486,9 @@ export class Writer {
    * Idempotent: running it any number of times, or after incremental writes, gives the same rows.
    */
   recompute(fromMs: number, toMs: number): Promise<void> {
-    return this.serialise(async ({ db }) => {
+    return this.serialise(async ({ conn, db }) => {
+      // Merged first: contributions merged after a rebuild would be counted twice.
+      await this.mergeWaiting(conn);
       await db.transaction().execute(async (trx) => {
         const from = floorMinute(fromMs);
         const to = new Date(Math.ceil(toMs / MINUTE_MS) * MINUTE_MS);
@@ -392,14 +504,16 @@ export class Writer {
    * the traces they point at are gone — which also bounds the index that merges them.
    */
   deleteTracesBefore(cutoffMs: number): Promise<number> {
-    return this.serialise(async ({ db }) =>
-      db.transaction().execute(async (tx) => {
+    return this.serialise(async ({ conn, db }) => {
+      // Merged first, or a waiting contribution would bring back a summary of a deleted trace.
+      await this.mergeWaiting(conn);
+      return db.transaction().execute(async (tx) => {
         const cutoff = new Date(cutoffMs);
         const r = await tx.deleteFrom("spans").where("start_time", "<", cutoff).executeTakeFirst();
         await tx.deleteFrom("trace_summary").where("timestamp", "<", cutoff).execute();
         return Number(r.numDeletedRows);
-      }),
-    );
+      });
+    });
   }
 
   writeResources(resources: ResourceRecord[]): Promise<void> {
@@ -492,6 +606,9 @@ export class Writer {
   /** Releases the writer's connection; the store stays open. */
   async close(): Promise<void> {
     if (!this.ready) return;
+    // A merge that fails here is not lost: its minutes stay in rollup_pending for `recover`.
+    await this.settle().catch(() => {});
+    clearTimeout(this.mergeTimer);
     await this.queue;
     const { db } = await this.ready;
     this.ready = undefined;

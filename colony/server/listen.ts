@@ -1,7 +1,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { assertExposureAllowed, bearerAuth, formatAddress } from "./auth.js";
 import { ColonyStartError } from "./errors.js";
@@ -13,6 +13,8 @@ export interface ListenOptions {
   routes: (router: ConnectRouter) => void;
   /** When set, every call must carry `authorization: Bearer <token>`. */
   token?: string;
+  /** Run for every call after the token check. (Not per service: a service's own list would replace the token check.) */
+  interceptors?: Interceptor[];
 }
 
 export interface Listener {
@@ -34,7 +36,7 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
 
   const handler = connectNodeAdapter({
     routes: opts.routes,
-    interceptors: opts.token ? [bearerAuth(opts.token)] : [],
+    interceptors: [...(opts.token ? [bearerAuth(opts.token)] : []), ...(opts.interceptors ?? [])],
     connect: true,
     grpc: true,
     grpcWeb: true,

@@ -93,6 +93,16 @@ export interface ServiceInstancesTable {
   last_seen: Date;
 }
 
+/**
+ * Minutes whose spans are committed but whose contributions to the span rollups (service_summary,
+ * service_latency_buckets, trace_summary) are not merged yet. The Writer merges those in the
+ * background, in larger batches than ingestion commits; after a crash, these minutes are rebuilt
+ * from the raw spans when the colony starts.
+ */
+export interface RollupPendingTable {
+  minute: Date;
+}
+
 export interface Database {
   spans: SpansTable;
   trace_summary: TraceSummaryTable;
@@ -102,6 +112,7 @@ export interface Database {
   system_metrics_rollup: SystemMetricsRollupTable;
   services: ServicesTable;
   service_instances: ServiceInstancesTable;
+  rollup_pending: RollupPendingTable;
 }
 
 const tstz = sql`timestamptz`;
@@ -232,6 +243,8 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addColumn("last_seen", tstz, (c) => c.notNull())
     .addPrimaryKeyConstraint("service_instances_pk", ["service_name", "instance_id"])
     .execute();
+
+  await db.schema.createTable("rollup_pending").ifNotExists().addColumn("minute", tstz, (c) => c.notNull()).execute();
 
   // One row per key in the rollups the Writer merges into: a unique index lets each batch merge with
   // one upsert that looks keys up in the index, instead of scanning the last hour of the table.

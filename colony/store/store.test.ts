@@ -29,6 +29,7 @@ describe("Store", () => {
       const tables = await sql<{ name: string }>`SELECT table_name AS name FROM information_schema.tables ORDER BY 1`.execute(second.db);
       expect(tables.rows.map((r) => r.name)).toEqual([
         "host_samples",
+        "rollup_pending",
         "service_instances",
         "service_latency_buckets",
         "service_summary",

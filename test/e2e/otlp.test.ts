@@ -292,9 +292,13 @@ describe("durability", () => {
         const stored = new Set((await sql(again, "SELECT span_id FROM spans WHERE service_name = 'durable'")).map((r: any) => r.span_id));
         const missing = acked.filter((id) => !stored.has(id));
         expect(missing).toEqual([]);
-        // Rollups committed with the spans: exactly one request per stored span, never double.
+        // Rollups the killed colony had not merged yet are rebuilt at start from the minutes it
+        // left in rollup_pending: exactly one request and one trace-summary span per stored span.
         const rate = await query(again, "metrics", "durable", "--error-rate");
         expect(rate.total_count).toBe(stored.size);
+        const [traced] = await sql(again, "SELECT sum(span_count) AS n FROM trace_summary WHERE service_name = 'durable'");
+        expect(Number(traced.n)).toBe(stored.size);
+        expect(await sql(again, "SELECT * FROM rollup_pending")).toEqual([]);
       } finally {
         await again.stop();
       }

@@ -260,6 +260,7 @@ describe("Writer: incremental rollups equal a recompute from raw spans", () => {
           c.closeSync();
         }
       };
+      await writer.settle();
       const incremental = await snapshot();
       expect(incremental.traces.length).toBeGreaterThan(600);
       await writer.recompute(t0 - 60_000, t0 + 600 * 400 + 60_000);
@@ -295,6 +296,7 @@ describe("Writer: parent links that form a cycle", () => {
           c.closeSync();
         }
       };
+      await writer.settle();
       const incremental = await row();
       expect(incremental).toEqual([["op-a", BigInt((t0 + 2) * 1000), 53_000_000n, 2]]);
       await writer.recompute(t0 - 60_000, t0 + 60_000);
