@@ -171,7 +171,63 @@ function addTrace(into: Map<string, TraceDelta>, key: string, d: TraceDelta): vo
 }
 
 /** Span rollup contributions committed (as raw spans) but not merged into the rollup tables yet. */
-type RollupDeltas = Pick<PreparedSpans, "count" | "summaries" | "traces">;
+type RollupDeltas = Pick<PreparedSpans, "count" | "summaries" | "traces"> & { seq: number };
+
+type LaneContext = { conn: DuckDBConnection; db: Kysely<Database> };
+
+/**
+ * One connection and the jobs that run on it, one at a time. DuckDB runs transactions of different
+ * connections concurrently, so the writer's two lanes overlap: span commits do not wait for merges.
+ */
+class Lane {
+  private ready: Promise<LaneContext> | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly store: Store,
+    /** Staging tables are per connection (TEMP): each lane creates the ones its jobs use. */
+    private readonly staging: readonly string[],
+  ) {}
+
+  run<T>(job: (ctx: LaneContext) => Promise<T>): Promise<T> {
+    const run = this.queue.then(async () => job(await this.open()));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  get opened(): boolean {
+    return this.ready !== undefined;
+  }
+
+  private open(): Promise<LaneContext> {
+    this.ready ??= (async () => {
+      const conn = await this.store.connect();
+      const db = new Kysely<Database>({ dialect: new DuckDBDialect(conn) });
+      for (const ddl of this.staging) await sql.raw(ddl).execute(db);
+      return { conn, db };
+    })();
+    return this.ready;
+  }
+
+  async close(): Promise<void> {
+    if (!this.ready) return;
+    await this.queue;
+    const { db } = await this.ready;
+    this.ready = undefined;
+    await db.destroy();
+  }
+}
+
+const INGEST_STAGING = ["CREATE TEMP TABLE IF NOT EXISTS host_batch AS SELECT * FROM host_samples LIMIT 0"];
+const ROLLUP_STAGING = [
+  `CREATE TEMP TABLE IF NOT EXISTS summary_delta AS
+   SELECT timestamp, service_name, metric, request_count, error_count, sum_duration_ns, min_duration_ns, max_duration_ns
+   FROM service_summary LIMIT 0`,
+  "CREATE TEMP TABLE IF NOT EXISTS bucket_delta AS SELECT * FROM service_latency_buckets LIMIT 0",
+  `CREATE TEMP TABLE IF NOT EXISTS summary_pct AS
+   SELECT timestamp, service_name, metric, p50_duration_ns, p95_duration_ns, p99_duration_ns FROM service_summary LIMIT 0`,
+  "CREATE TEMP TABLE IF NOT EXISTS trace_delta AS SELECT * FROM trace_summary LIMIT 0",
+];
 
 export interface WriterOptions {
   /** How long committed spans' rollup contributions may wait before they are merged (default 1 s). */
@@ -206,11 +262,17 @@ function combine(parts: readonly RollupDeltas[]): Pick<RollupDeltas, "summaries"
  * waiting, so a query sees every span acknowledged before it — the rollups always equal what
  * `recompute` derives from the raw spans, which it can do at any time, for any window, without
  * double counting. Nothing in a batch's cost depends on how much raw data is stored.
- * Calls on one Writer are serialised because they share a connection.
+ *
+ * Two connections ("lanes"), each running its jobs one at a time: raw rows (spans, host samples,
+ * resources) on one, rollup merges (and everything else that writes rollups) on the other, so a
+ * merge never holds up the commit an OTLP client is waiting for. They never write the same rows:
+ * a merge deletes only the `rollup_pending` rows of commits it has merged (by sequence number).
  */
 export class Writer {
-  private ready: Promise<{ conn: DuckDBConnection; db: Kysely<Database> }> | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly ingest: Lane;
+  private readonly rollups: Lane;
+  /** Numbers span commits, so a merge clears exactly the `rollup_pending` rows it merged. */
+  private seq = 0;
   private waiting: RollupDeltas[] = [];
   private waitingSpans = 0;
   /** Merges queued or running: a reader must wait for those too. */
@@ -225,6 +287,8 @@ export class Writer {
   ) {
     this.rollupDelayMs = o.rollupDelayMs ?? 1000;
     this.rollupMaxSpans = o.rollupMaxSpans ?? 131_072;
+    this.ingest = new Lane(store, INGEST_STAGING);
+    this.rollups = new Lane(store, ROLLUP_STAGING);
   }
 
   /** Resolves once every span committed so far is reflected in the rollup tables. */
@@ -237,7 +301,7 @@ export class Writer {
     if (this.mergeTimer) clearTimeout(this.mergeTimer);
     this.mergeTimer = undefined;
     this.merges++;
-    return this.serialise(({ conn }) => this.mergeWaiting(conn)).finally(() => this.merges--);
+    return this.rollups.run(({ conn }) => this.mergeWaiting(conn)).finally(() => this.merges--);
   }
 
   private async mergeWaiting(conn: DuckDBConnection): Promise<void> {
@@ -246,12 +310,14 @@ export class Writer {
     this.waiting = [];
     this.waitingSpans = 0;
     const { summaries, traces } = combine(parts);
+    // Commits are numbered in the order they complete, and each adds its part here right after
+    // its commit: so `parts` holds exactly the commits numbered up to the last one in it.
+    const upTo = parts[parts.length - 1]!.seq;
     try {
       await inTransaction(conn, async () => {
         const summaryTail = await mergeSummaries(conn, [...summaries.values()]);
         const traceScript = await mergeTraces(conn, [...traces.values()]);
-        // Every span commit so far is in `parts` (commits and merges run one at a time).
-        return `${summaryTail}${traceScript}\nDELETE FROM rollup_pending;`;
+        return `${summaryTail}${traceScript}\nDELETE FROM rollup_pending WHERE seq <= ${upTo};`;
       });
     } catch (err) {
       // Still owed: the next merge (or `recover`, after a crash) takes them.
@@ -266,7 +332,7 @@ export class Writer {
    * process last stopped (a crash, `kill -9`). Call once at start, before serving reads.
    */
   recover(): Promise<number> {
-    return this.serialise(async ({ db }) =>
+    return this.exclusive(async ({ db }) =>
       db.transaction().execute(async (trx) => {
         const rows = await trx.selectFrom("rollup_pending").select(sql<number>`epoch_ms(minute)`.as("ms")).distinct().orderBy("ms").execute();
         // Contiguous minutes become one window, so a long outage is a few large rebuilds, not thousands.
@@ -400,13 +466,14 @@ export class Writer {
   writePrepared(parts: readonly PreparedSpans[]): Promise<void> {
     if (parts.every((p) => p.count === 0)) return Promise.resolve();
     const minutes = new Set(parts.flatMap((p) => p.minutes));
-    return this.serialise(async ({ conn }) => {
+    return this.ingest.run(async ({ conn }) => {
+      const seq = ++this.seq;
       await inTransaction(conn, async () => {
         await appendPrepared(conn, "spans", "main", parts.flatMap((p) => p.chunks));
-        return `INSERT INTO rollup_pending VALUES ${[...minutes].map((m) => `(${tsLiteral(m)})`).join(", ")};`;
+        return `INSERT INTO rollup_pending VALUES ${[...minutes].map((m) => `(${tsLiteral(m)}, ${seq})`).join(", ")};`;
       });
       for (const p of parts) {
-        this.waiting.push({ count: p.count, summaries: p.summaries, traces: p.traces });
+        this.waiting.push({ count: p.count, summaries: p.summaries, traces: p.traces, seq });
         this.waitingSpans += p.count;
       }
       if (this.waitingSpans >= this.rollupMaxSpans) {
@@ -442,13 +509,13 @@ export class Writer {
       for (const [b, n] of r.buckets) d.buckets.set(b, (d.buckets.get(b) ?? 0) + n);
     }
     if (summaries.size === 0) return Promise.resolve();
-    return this.serialise(async ({ conn }) => inTransaction(conn, () => mergeSummaries(conn, [...summaries.values()])));
+    return this.rollups.run(async ({ conn }) => inTransaction(conn, () => mergeSummaries(conn, [...summaries.values()])));
   }
 
   writeHostSamples(samples: readonly HostSample[]): Promise<void> {
     if (samples.length === 0) return Promise.resolve();
     const big = (v: number | null) => (v === null ? null : BigInt(Math.round(v)));
-    return this.serialise(async ({ conn, db }) => {
+    return this.ingest.run(async ({ conn, db }) => {
       await db.transaction().execute(async (trx) => {
         await appendChunks(conn, "host_batch", "temp", HOST_TYPES, samples, (part) => [
           part.map((s) => tstz(s.timestampMs)),
@@ -486,7 +553,7 @@ export class Writer {
    * Idempotent: running it any number of times, or after incremental writes, gives the same rows.
    */
   recompute(fromMs: number, toMs: number): Promise<void> {
-    return this.serialise(async ({ conn, db }) => {
+    return this.exclusive(async ({ conn, db }) => {
       // Merged first: contributions merged after a rebuild would be counted twice.
       await this.mergeWaiting(conn);
       await db.transaction().execute(async (trx) => {
@@ -504,7 +571,7 @@ export class Writer {
    * the traces they point at are gone — which also bounds the index that merges them.
    */
   deleteTracesBefore(cutoffMs: number): Promise<number> {
-    return this.serialise(async ({ conn, db }) => {
+    return this.rollups.run(async ({ conn, db }) => {
       // Merged first, or a waiting contribution would bring back a summary of a deleted trace.
       await this.mergeWaiting(conn);
       return db.transaction().execute(async (tx) => {
@@ -532,7 +599,7 @@ export class Writer {
         svc.firstMs = Math.min(svc.firstMs, r.seenAtMs);
       }
     }
-    return this.serialise(async ({ db }) => {
+    return this.ingest.run(async ({ db }) => {
       await db.transaction().execute(async (trx) => {
         await trx
           .insertInto("service_instances")
@@ -577,42 +644,22 @@ export class Writer {
     });
   }
 
-  private serialise<T>(job: (ctx: { conn: DuckDBConnection; db: Kysely<Database> }) => Promise<T>): Promise<T> {
-    const run = this.queue.then(async () => job(await this.open()));
-    this.queue = run.catch(() => undefined);
-    return run;
+  /**
+   * Runs `job` on the rollup lane while no span commit runs: for rebuilds from raw spans, which
+   * would count a commit twice if it landed between their merge of what waits and their snapshot.
+   */
+  private exclusive<T>(job: (ctx: LaneContext) => Promise<T>): Promise<T> {
+    return this.ingest.run(() => this.rollups.run(job));
   }
 
-  private open(): Promise<{ conn: DuckDBConnection; db: Kysely<Database> }> {
-    this.ready ??= (async () => {
-      const conn = await this.store.connect();
-      const db = new Kysely<Database>({ dialect: new DuckDBDialect(conn) });
-      // Staging tables are per connection (TEMP), so concurrent writers never see each other's batches.
-      await sql`CREATE TEMP TABLE IF NOT EXISTS host_batch AS SELECT * FROM host_samples LIMIT 0`.execute(db);
-      await sql`
-        CREATE TEMP TABLE IF NOT EXISTS summary_delta AS
-        SELECT timestamp, service_name, metric, request_count, error_count, sum_duration_ns, min_duration_ns, max_duration_ns
-        FROM service_summary LIMIT 0`.execute(db);
-      await sql`CREATE TEMP TABLE IF NOT EXISTS bucket_delta AS SELECT * FROM service_latency_buckets LIMIT 0`.execute(db);
-      await sql`
-        CREATE TEMP TABLE IF NOT EXISTS summary_pct AS
-        SELECT timestamp, service_name, metric, p50_duration_ns, p95_duration_ns, p99_duration_ns FROM service_summary LIMIT 0`.execute(db);
-      await sql`CREATE TEMP TABLE IF NOT EXISTS trace_delta AS SELECT * FROM trace_summary LIMIT 0`.execute(db);
-      return { conn, db };
-    })();
-    return this.ready;
-  }
-
-  /** Releases the writer's connection; the store stays open. */
+  /** Releases the writer's connections; the store stays open. */
   async close(): Promise<void> {
-    if (!this.ready) return;
+    if (!this.ingest.opened && !this.rollups.opened) return;
+    await this.ingest.close();
     // A merge that fails here is not lost: its minutes stay in rollup_pending for `recover`.
     await this.settle().catch(() => {});
     clearTimeout(this.mergeTimer);
-    await this.queue;
-    const { db } = await this.ready;
-    this.ready = undefined;
-    await db.destroy();
+    await this.rollups.close();
   }
 }
 

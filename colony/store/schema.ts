@@ -101,6 +101,8 @@ export interface ServiceInstancesTable {
  */
 export interface RollupPendingTable {
   minute: Date;
+  /** The span commit that touched the minute, in the order this process committed them. */
+  seq: number;
 }
 
 export interface Database {
@@ -244,7 +246,12 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .addPrimaryKeyConstraint("service_instances_pk", ["service_name", "instance_id"])
     .execute();
 
-  await db.schema.createTable("rollup_pending").ifNotExists().addColumn("minute", tstz, (c) => c.notNull()).execute();
+  await db.schema
+    .createTable("rollup_pending")
+    .ifNotExists()
+    .addColumn("minute", tstz, (c) => c.notNull())
+    .addColumn("seq", "bigint", (c) => c.notNull())
+    .execute();
 
   // One row per key in the rollups the Writer merges into: a unique index lets each batch merge with
   // one upsert that looks keys up in the index, instead of scanning the last hour of the table.

@@ -7,7 +7,7 @@ import { ExportTraceServiceRequestSchema } from "../../../gen/opentelemetry/prot
 import { DemoTraffic } from "../../demo/demo.js";
 import { encodeTraces } from "../../demo/load.js";
 import { Store } from "../../store/store.js";
-import { Writer, type SpanRecord } from "../writer.js";
+import { Writer, type SpanRecord, type WriterOptions } from "../writer.js";
 import { BackpressureError, IngestPipeline, UnavailableError } from "./pipeline.js";
 import { tracesJsonToBinary } from "./receiver.js";
 import { decodeTraces, OtlpDecodeError } from "./traces.js";
@@ -233,10 +233,14 @@ describe("Writer: incremental rollups equal a recompute from raw spans", () => {
       const parts = batches.map((b) => writer.prepareSpans(b));
       for (let i = 0; i < parts.length; i += 3) await writer.writePrepared(parts.slice(i, i + 3));
     }],
-  ])("%s: gives the same rows either way, and recomputing twice changes nothing", async (_name, write) => {
+    // Commits queued all at once while merges of ~2 commits each run beside them on the other lane.
+    ["commits racing merges", async (writer: Writer, batches: SpanRecord[][]) => {
+      await Promise.all(batches.map((b) => writer.writeSpans(b)));
+    }, { rollupMaxSpans: 1000, rollupDelayMs: 0 }],
+  ] as [string, (w: Writer, b: SpanRecord[][]) => Promise<void>, WriterOptions?][])("%s: gives the same rows either way, and recomputing twice changes nothing", async (_name, write, options) => {
     const dir = mkdtempSync(join(tmpdir(), "coral-otlp-"));
     const store = await Store.open(join(dir, "coral.duckdb"));
-    const writer = new Writer(store);
+    const writer = new Writer(store, options);
     try {
       const traffic = new DemoTraffic(11);
       const t0 = Date.UTC(2026, 0, 1, 12);
@@ -255,6 +259,7 @@ describe("Writer: incremental rollups equal a recompute from raw spans", () => {
             summary: await q("SELECT timestamp, service_name, metric, request_count, error_count, sum_duration_ns, min_duration_ns, max_duration_ns FROM service_summary ORDER BY ALL"),
             buckets: await q("SELECT * FROM service_latency_buckets ORDER BY ALL"),
             traces: await q("SELECT * FROM trace_summary ORDER BY ALL"),
+            pending: await q("SELECT count(*) FROM rollup_pending"),
           };
         } finally {
           c.closeSync();
@@ -262,6 +267,7 @@ describe("Writer: incremental rollups equal a recompute from raw spans", () => {
       };
       await writer.settle();
       const incremental = await snapshot();
+      expect(incremental.pending).toEqual([[0n]]);
       expect(incremental.traces.length).toBeGreaterThan(600);
       await writer.recompute(t0 - 60_000, t0 + 600 * 400 + 60_000);
       expect(await snapshot()).toEqual(incremental);
