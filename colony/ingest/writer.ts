@@ -271,8 +271,11 @@ function combine(parts: readonly RollupDeltas[]): Pick<RollupDeltas, "summaries"
 export class Writer {
   private readonly ingest: Lane;
   private readonly rollups: Lane;
-  /** Numbers span commits, so a merge clears exactly the `rollup_pending` rows it merged. */
-  private seq = 0;
+  /**
+   * Numbers span commits, so a merge clears exactly the `rollup_pending` rows it merged. Starts
+   * past any row an earlier process left, so those wait for `recover` rather than being cleared.
+   */
+  private seq: number | undefined;
   private waiting: RollupDeltas[] = [];
   private waitingSpans = 0;
   /** Merges queued or running: a reader must wait for those too. */
@@ -311,13 +314,13 @@ export class Writer {
     this.waitingSpans = 0;
     const { summaries, traces } = combine(parts);
     // Commits are numbered in the order they complete, and each adds its part here right after
-    // its commit: so `parts` holds exactly the commits numbered up to the last one in it.
-    const upTo = parts[parts.length - 1]!.seq;
+    // its commit: so `parts` holds exactly the commits numbered from its first to its last.
+    const [from, upTo] = [parts[0]!.seq, parts[parts.length - 1]!.seq];
     try {
       await inTransaction(conn, async () => {
         const summaryTail = await mergeSummaries(conn, [...summaries.values()]);
         const traceScript = await mergeTraces(conn, [...traces.values()]);
-        return `${summaryTail}${traceScript}\nDELETE FROM rollup_pending WHERE seq <= ${upTo};`;
+        return `${summaryTail}${traceScript}\nDELETE FROM rollup_pending WHERE seq BETWEEN ${from} AND ${upTo};`;
       });
     } catch (err) {
       // Still owed: the next merge (or `recover`, after a crash) takes them.
@@ -467,6 +470,7 @@ export class Writer {
     if (parts.every((p) => p.count === 0)) return Promise.resolve();
     const minutes = new Set(parts.flatMap((p) => p.minutes));
     return this.ingest.run(async ({ conn }) => {
+      this.seq ??= Number((await conn.runAndReadAll("SELECT coalesce(max(seq), 0) FROM rollup_pending")).getRowsJS()[0]![0]);
       const seq = ++this.seq;
       await inTransaction(conn, async () => {
         await appendPrepared(conn, "spans", "main", parts.flatMap((p) => p.chunks));
