@@ -184,11 +184,11 @@ describe("rollups merged after the spans' commit", () => {
   it("merges on its own after rollupDelayMs, or at once past rollupMaxSpans", async () => {
     const timed = new Writer(store, { rollupDelayMs: 20 });
     await timed.writeSpans([span({ traceId: "t1", spanId: "a", serviceName: "timed" })]);
-    await vi.waitFor(async () => expect(await pending(store)).toEqual([]));
+    await vi.waitFor(async () => expect(await pending(store)).toEqual([]), { timeout: 10_000 });
     await timed.close();
     const full = new Writer(store, { rollupDelayMs: Infinity, rollupMaxSpans: 2 });
     await full.writeSpans([span({ traceId: "t2", spanId: "b", serviceName: "full" }), span({ traceId: "t3", spanId: "c", serviceName: "full" })]);
-    await vi.waitFor(async () => expect(await pending(store)).toEqual([]));
+    await vi.waitFor(async () => expect(await pending(store)).toEqual([]), { timeout: 10_000 });
     await full.close();
     const summary = (await rollups(store)).summary.map((r: any) => [r.service_name, Number(r.request_count)]);
     expect(summary).toEqual([["full", 2], ["timed", 1]]);
