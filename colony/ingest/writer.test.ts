@@ -6,7 +6,7 @@ import { sql } from "kysely";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Store } from "../store/store.js";
 import { bucketIndex } from "../store/sketch.js";
-import { Writer, type SpanRecord } from "./writer.js";
+import { Writer, type LatencyRecord, type SpanRecord } from "./writer.js";
 
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
 let dir: string;
@@ -226,6 +226,38 @@ describe("rollups merged after the spans' commit", () => {
       }
     } finally {
       await crashed.close();
+    }
+  });
+});
+
+describe("cumulative histogram streams", () => {
+  const point = (startNs: bigint, buckets: [number, number][], sumNs: number, timestampMs = T0): LatencyRecord => ({
+    serviceName: "metered", metric: "http.server.request.duration", timestampMs, buckets: new Map(buckets),
+    errorCount: 0, sumNs, minNs: 0, maxNs: 0, cumulative: { stream: '["metered"]', startNs, errors: false },
+  });
+  const stored = async () => {
+    const r = await sql<{ n: number; s: number }>`SELECT sum(request_count) AS n, sum(sum_duration_ns) AS s FROM service_summary WHERE service_name = 'metered'`.execute(store.db);
+    return [Number(r.rows[0]!.n), Number(r.rows[0]!.s)];
+  };
+  const start = 1_767_268_800_123_456_789n; // beyond 2^53: kept exactly
+
+  it("stores increments; a repeated point adds nothing; a restart resumes from the stored point; a new start counts in full", async () => {
+    const [b1, b2] = [bucketIndex(10e6), bucketIndex(20e6)];
+    await writer.writeLatency([point(start, [[b1, 10]], 100e6)]);
+    expect(await stored()).toEqual([10, 100e6]);
+    await writer.writeLatency([point(start, [[b1, 10]], 100e6)]); // a client retrying a request that did commit
+    expect(await stored()).toEqual([10, 100e6]);
+    await writer.writeLatency([point(start, [[b1, 10], [b2, 5]], 200e6, T0 + 60_000)]);
+    expect(await stored()).toEqual([15, 200e6]);
+
+    const restarted = new Writer(store);
+    try {
+      await restarted.writeLatency([point(start, [[b1, 12], [b2, 5]], 220e6, T0 + 120_000)]);
+      expect(await stored()).toEqual([17, 220e6]);
+      await restarted.writeLatency([point(start + 1n, [[b1, 3]], 30e6, T0 + 180_000)]);
+      expect(await stored()).toEqual([20, 250e6]);
+    } finally {
+      await restarted.close();
     }
   });
 });

@@ -14,8 +14,9 @@ import {
 import { Kysely, sql, type Transaction } from "kysely";
 import { DuckDBDialect } from "../store/dialect.js";
 import { HTTP_SERVER_DURATION, type Database } from "../store/schema.js";
-import { bucketIndex, bucketIndexSql, quantileFromBuckets } from "../store/sketch.js";
+import { bucketIndex, bucketIndexSql, bucketValue, quantileFromBuckets } from "../store/sketch.js";
 import type { Store } from "../store/store.js";
+import { increment, loadStreams, saveStreams, type StreamPoint } from "./cumulative.js";
 
 export type AttributeValue = string | number | boolean | null | AttributeValue[] | { [key: string]: AttributeValue };
 
@@ -67,6 +68,12 @@ export interface LatencyRecord {
   sumNs: number;
   minNs: number;
   maxNs: number;
+  /**
+   * Set for a point of a cumulative stream: `buckets` and `sumNs` are then totals since `startNs`,
+   * and what is stored is their increment over the stream's last stored point (cumulative.ts);
+   * `errorCount`, `minNs` and `maxNs` are derived from that increment.
+   */
+  cumulative?: { stream: string; startNs: bigint; errors: boolean };
 }
 
 /**
@@ -277,6 +284,8 @@ export class Writer {
    */
   private seq: number | undefined;
   private waiting: RollupDeltas[] = [];
+  /** The last stored point of every cumulative histogram stream, loaded once (rollup lane). */
+  private streams: Map<string, StreamPoint> | undefined;
   private waitingSpans = 0;
   /** Merges queued or running: a reader must wait for those too. */
   private merges = 0;
@@ -493,27 +502,40 @@ export class Writer {
 
   /** Merges pre-aggregated latency observations (OTLP histograms) into the latency rollups. */
   writeLatency(records: readonly LatencyRecord[]): Promise<void> {
-    const summaries = new Map<string, SummaryDelta>();
-    for (const r of records) {
-      let count = 0;
-      for (const n of r.buckets.values()) count += n;
-      if (count === 0) continue;
-      const minuteMs = Math.floor(r.timestampMs / MINUTE_MS) * MINUTE_MS;
-      const key = `${r.serviceName}\u0000${r.metric}\u0000${minuteMs}`;
-      let d = summaries.get(key);
-      if (!d) {
-        d = { minuteMs, serviceName: r.serviceName, metric: r.metric, count: 0, errors: 0, sum: 0, min: Infinity, max: -Infinity, buckets: new Map() };
-        summaries.set(key, d);
+    if (records.length === 0) return Promise.resolve();
+    return this.rollups.run(async ({ conn, db }) => {
+      this.streams ??= await loadStreams(db);
+      const changed = new Map<string, StreamPoint>();
+      const summaries = new Map<string, SummaryDelta>();
+      for (const r of records) {
+        let { buckets, sumNs, errorCount, minNs, maxNs } = r;
+        if (r.cumulative) {
+          const { stream, startNs, errors } = r.cumulative;
+          const point = { startNs, sumNs, buckets };
+          const inc = increment(changed.get(stream) ?? this.streams.get(stream), point);
+          changed.set(stream, point);
+          if (inc.count <= 0) continue;
+          ({ buckets, sumNs } = inc);
+          errorCount = errors ? inc.count : 0;
+          const observed = [...buckets.keys()];
+          minNs = bucketValue(Math.min(...observed));
+          maxNs = bucketValue(Math.max(...observed));
+        }
+        let count = 0;
+        for (const n of buckets.values()) count += n;
+        if (count === 0) continue;
+        const minuteMs = Math.floor(r.timestampMs / MINUTE_MS) * MINUTE_MS;
+        addSummary(summaries, `${r.serviceName}\u0000${r.metric}\u0000${minuteMs}`, {
+          minuteMs, serviceName: r.serviceName, metric: r.metric, count, errors: errorCount, sum: sumNs, min: minNs, max: maxNs, buckets,
+        });
       }
-      d.count += count;
-      d.errors += r.errorCount;
-      d.sum += r.sumNs;
-      d.min = Math.min(d.min, r.minNs);
-      d.max = Math.max(d.max, r.maxNs);
-      for (const [b, n] of r.buckets) d.buckets.set(b, (d.buckets.get(b) ?? 0) + n);
-    }
-    if (summaries.size === 0) return Promise.resolve();
-    return this.rollups.run(async ({ conn }) => inTransaction(conn, () => mergeSummaries(conn, [...summaries.values()])));
+      await inTransaction(conn, async () => {
+        await saveStreams(db, changed, Date.now());
+        return mergeSummaries(conn, [...summaries.values()]);
+      });
+      // Only now: a transaction that failed leaves the streams where the stored increments left them.
+      for (const [stream, point] of changed) this.streams.set(stream, point);
+    });
   }
 
   writeHostSamples(samples: readonly HostSample[]): Promise<void> {

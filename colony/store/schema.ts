@@ -105,6 +105,18 @@ export interface RollupPendingTable {
   seq: number;
 }
 
+/** The last stored point of each cumulative histogram stream (see colony/ingest/cumulative.ts). */
+export interface HistogramStreamsTable {
+  /** Service, metric and point attributes, as JSON. */
+  stream: string;
+  /** The stream's start, in ns since the epoch (text: the value exceeds 2^53). */
+  start_ns: string;
+  sum_ns: number;
+  /** Totals per sketch bucket, as JSON `[[bucket, count], …]`. */
+  buckets: string;
+  updated_at: Date;
+}
+
 export interface Database {
   spans: SpansTable;
   trace_summary: TraceSummaryTable;
@@ -115,6 +127,7 @@ export interface Database {
   services: ServicesTable;
   service_instances: ServiceInstancesTable;
   rollup_pending: RollupPendingTable;
+  histogram_streams: HistogramStreamsTable;
 }
 
 const tstz = sql`timestamptz`;
@@ -251,6 +264,16 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     .ifNotExists()
     .addColumn("minute", tstz, (c) => c.notNull())
     .addColumn("seq", "bigint", (c) => c.notNull())
+    .execute();
+
+  await db.schema
+    .createTable("histogram_streams")
+    .ifNotExists()
+    .addColumn("stream", "varchar", (c) => c.primaryKey())
+    .addColumn("start_ns", "varchar", (c) => c.notNull())
+    .addColumn("sum_ns", "double precision", (c) => c.notNull())
+    .addColumn("buckets", "varchar", (c) => c.notNull())
+    .addColumn("updated_at", tstz, (c) => c.notNull())
     .execute();
 
   // One row per key in the rollups the Writer merges into: a unique index lets each batch merge with

@@ -28,6 +28,7 @@ describe("Store", () => {
     try {
       const tables = await sql<{ name: string }>`SELECT table_name AS name FROM information_schema.tables ORDER BY 1`.execute(second.db);
       expect(tables.rows.map((r) => r.name)).toEqual([
+        "histogram_streams",
         "host_samples",
         "rollup_pending",
         "service_instances",

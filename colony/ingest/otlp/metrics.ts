@@ -51,27 +51,6 @@ function nsToMs(ns: bigint): number {
   return Number(ns / 1000n) / 1000;
 }
 
-/**
- * Cumulative histograms report totals since their start; the colony stores per-minute increments.
- * The last point of every stream is remembered (in memory: after a restart the next point of a
- * stream counts in full from its start time) and subtracted from the next.
- */
-export class CumulativeState {
-  private readonly last = new Map<string, { start: bigint; count: number; sum: number; buckets: Map<number, number> }>();
-
-  delta(key: string, start: bigint, count: number, sum: number, buckets: Map<number, number>): { count: number; sum: number; buckets: Map<number, number> } {
-    const prev = this.last.get(key);
-    this.last.set(key, { start, count, sum, buckets });
-    if (!prev || prev.start !== start || prev.count > count) return { count, sum, buckets };
-    const out = new Map<number, number>();
-    for (const [b, n] of buckets) {
-      const d = n - (prev.buckets.get(b) ?? 0);
-      if (d > 0) out.set(b, d);
-    }
-    return { count: count - prev.count, sum: sum - prev.sum, buckets: out };
-  }
-}
-
 /** Seconds, milliseconds, ... → nanoseconds, by the metric's unit (UCUM), else by its conventional unit. */
 function nsPerUnit(m: Metric): number {
   switch (m.unit) {
@@ -123,7 +102,7 @@ function exponentialBuckets(p: ExponentialHistogramDataPoint, scale: number): Ma
   return out;
 }
 
-export function mapMetrics(req: ExportMetricsServiceRequest, state: CumulativeState, receivedAtMs: number): MappedMetrics {
+export function mapMetrics(req: ExportMetricsServiceRequest, receivedAtMs: number): MappedMetrics {
   const out: MappedMetrics = { hostSamples: [], latency: [], resources: [], rejected: 0 };
   for (const rm of req.resourceMetrics) {
     const info = resourceInfo(attrMap(rm.resource?.attributes ?? []));
@@ -181,7 +160,7 @@ export function mapMetrics(req: ExportMetricsServiceRequest, state: CumulativeSt
             }
             break;
           default:
-            if (LATENCY_METRICS.has(m.name)) latency(m, info.serviceName, state, out);
+            if (LATENCY_METRICS.has(m.name)) latency(m, info.serviceName, out);
         }
       }
     }
@@ -206,32 +185,27 @@ export function mapMetrics(req: ExportMetricsServiceRequest, state: CumulativeSt
   return out;
 }
 
-function latency(m: Metric, serviceName: string, state: CumulativeState, out: MappedMetrics): void {
+function latency(m: Metric, serviceName: string, out: MappedMetrics): void {
   if (m.data.case !== "histogram" && m.data.case !== "exponentialHistogram") return;
   const scale = nsPerUnit(m);
   const cumulative = m.data.value.aggregationTemporality === AggregationTemporality.CUMULATIVE;
   for (const p of m.data.value.dataPoints) {
     const attrs = attrMap(p.attributes);
     const buckets = m.data.case === "histogram" ? explicitBuckets(p as HistogramDataPoint, scale) : exponentialBuckets(p as ExponentialHistogramDataPoint, scale);
-    let count = Number(p.count);
-    let sum = (p.sum ?? 0) * scale;
-    let delta = buckets;
-    if (cumulative) {
-      const key = JSON.stringify([serviceName, m.name, [...attrs].sort()]);
-      ({ count, sum, buckets: delta } = state.delta(key, p.startTimeUnixNano, count, sum, buckets));
-    }
-    if (count <= 0) continue;
-    const observed = [...delta.keys()];
+    if (buckets.size === 0) continue;
+    const observed = [...buckets.keys()];
+    const errors = isErrorPoint(attrs);
     out.latency.push({
       serviceName,
       metric: HTTP_SERVER_REQUEST_DURATION,
       timestampMs: nsToMs(p.timeUnixNano),
-      buckets: delta,
-      errorCount: isErrorPoint(attrs) ? count : 0,
-      sumNs: sum,
-      // A cumulative point's min/max cover its whole life, not this increment: use the buckets instead.
-      minNs: p.min !== undefined && !cumulative ? p.min * scale : bucketValue(Math.min(...observed)),
-      maxNs: p.max !== undefined && !cumulative ? p.max * scale : bucketValue(Math.max(...observed)),
+      buckets,
+      errorCount: errors ? Number(p.count) : 0,
+      sumNs: (p.sum ?? 0) * scale,
+      minNs: p.min !== undefined ? p.min * scale : bucketValue(Math.min(...observed)),
+      maxNs: p.max !== undefined ? p.max * scale : bucketValue(Math.max(...observed)),
+      // Totals since the stream's start: the Writer stores their increment over its last stored point.
+      ...(cumulative ? { cumulative: { stream: JSON.stringify([serviceName, m.name, [...attrs].sort()]), startNs: p.startTimeUnixNano, errors } } : {}),
     });
   }
 }

@@ -12,7 +12,7 @@ import {
   ExportTraceServiceRequestSchema,
   ExportTraceServiceResponseSchema,
 } from "../../../gen/opentelemetry/proto/collector/trace/v1/trace_service_pb.js";
-import { CumulativeState, mapMetrics } from "./metrics.js";
+import { mapMetrics } from "./metrics.js";
 import { BackpressureError, InvalidDataError, UnavailableError, type IngestPart, type IngestPipeline } from "./pipeline.js";
 import { decodeTraces, OtlpDecodeError } from "./traces.js";
 
@@ -54,7 +54,6 @@ const GRPC_CODE: Record<number, number> = { 400: 3, 401: 16, 404: 12, 405: 12, 4
  */
 export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> {
   const expected = o.token ? digest(o.token) : undefined;
-  const cumulative = new CumulativeState();
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
@@ -115,7 +114,7 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
           format === "json"
             ? fromJson(ExportMetricsServiceRequestSchema, parseJson(body), { ignoreUnknownFields: true })
             : fromBinary(ExportMetricsServiceRequestSchema, body, { readUnknownFields: false });
-        const m = mapMetrics(msg, cumulative, now);
+        const m = mapMetrics(msg, now);
         part = { hostSamples: m.hostSamples, latency: m.latency, resources: m.resources };
         ({ rejected, rejectReason } = m);
       }
