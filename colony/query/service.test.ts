@@ -47,6 +47,8 @@ describe("QueryService over the wire, on demo data", () => {
     });
 
     it("GetPercentile applies the proto defaults (p99 of http.server.duration over 1h) and reports ns", async () => {
+      // The window ends at "now": a minute of the seed can slide out of it between two calls, so the
+      // explicit call is compared with a default call made just before and one made just after it.
       const bare = await client.getPercentile({ service: "payments" });
       const explicit = await client.getPercentile({
         service: "payments",
@@ -54,11 +56,12 @@ describe("QueryService over the wire, on demo data", () => {
         percentile: 0.99,
         timeRangeMs: 3_600_000n,
       });
+      const bareAfter = await client.getPercentile({ service: "payments" });
       expect(bare.unit).toBe("nanoseconds");
       expect(bare.value).toBeGreaterThan(0);
       expect(bare.sampleCount).toBeGreaterThan(0n);
-      expect(bare.value).toBe(explicit.value);
-      expect(bare.sampleCount).toBe(explicit.sampleCount);
+      const same = (d: typeof bare) => d.value === explicit.value && d.sampleCount === explicit.sampleCount;
+      expect(same(bare) || same(bareAfter), `${bare.value}/${bareAfter.value} vs ${explicit.value}`).toBe(true);
 
       const p50 = await client.getPercentile({ service: "payments", percentile: 0.5 });
       expect(p50.value).toBeLessThan(bare.value);
