@@ -158,7 +158,9 @@ describe("RunCommand", () => {
     const here = new URL(".", import.meta.url);
     const runner = fileURLToPath(new URL("./testing-cli.ts", here));
     const tsx = fileURLToPath(new URL("../../node_modules/.bin/tsx", here));
-    const { stdout } = await execFileP(tsx, [runner, JSON.stringify(cases)], { env: { ...process.env, NO_COLOR: "1" } });
+    // A CORAL_* variable in the developer's shell would change the defaults the cases check.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("CORAL_")));
+    const { stdout } = await execFileP(tsx, [runner, JSON.stringify(cases)], { env: { ...env, NO_COLOR: "1" } });
     return JSON.parse(stdout);
   }
 

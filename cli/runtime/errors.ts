@@ -27,6 +27,15 @@ function socketCause(err: unknown): string | undefined {
 }
 
 /**
+ * Whether the answer came from something other than a colony serving this API: another HTTP
+ * server on that port, or a colony too old to know the method (both give a bare HTTP status,
+ * or a content type Connect does not speak).
+ */
+function notConnect(ce: ConnectError): boolean {
+  return /^HTTP \d{3}$/.test(ce.rawMessage) || ce.rawMessage.startsWith("unsupported content type");
+}
+
+/**
  * Turns an RPC failure into one line that says what happened and what to do next.
  * `colony` is the address the user asked for, so the line can name it.
  */
@@ -36,6 +45,12 @@ export function describeRpcError(err: unknown, colony: string): CliError {
   if (cause || ce.code === Code.Unavailable) {
     return new CliError(
       `cannot reach colony at ${colony} (${cause ?? ce.rawMessage}) — start one with: coral colony start`,
+    );
+  }
+  if (notConnect(ce)) {
+    return new CliError(
+      `${colony} did not answer as a Coral colony (${ce.rawMessage}) — check --colony or CORAL_COLONY_ADDR, ` +
+        "and that the colony runs this version of Coral",
     );
   }
   switch (ce.code) {

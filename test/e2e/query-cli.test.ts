@@ -1,5 +1,7 @@
 // `coral query …` exactly as the RFD writes it, against a real demo colony process, in
 // every output format; plus the failures a user runs into.
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCoral, spawnColony, type SpawnedColony } from "../helpers/colony.js";
 
@@ -212,8 +214,32 @@ describe("coral query, when things go wrong", () => {
 
   it("the default address is 127.0.0.1:9090", async () => {
     const r = await runCoral(["query", "services"]);
-    // Either a colony happens to run there or the message names the default address.
+    // Whatever runs on that port here (a colony, another server, nothing), a failure names it.
     if (r.code !== 0) expect(r.stderr).toContain("127.0.0.1:9090");
+  });
+
+  it("a server that is not a colony: one line naming the address, exit 1", async () => {
+    const servers = [
+      createServer((_req, res) => res.writeHead(404, { "content-type": "text/plain" }).end("not found")),
+      createServer((_req, res) => res.writeHead(200, { "content-type": "text/html" }).end("<html></html>")),
+    ];
+    try {
+      for (const [server, why] of [
+        [servers[0]!, "HTTP 404"],
+        [servers[1]!, "unsupported content type text/html"],
+      ] as const) {
+        await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+        const addr = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+        const r = await runCoral(["query", "services", "--colony", addr]);
+        expect(r.code).toBe(1);
+        expect(r.stderr).toBe(
+          `coral: ${addr} did not answer as a Coral colony (${why}) — check --colony or CORAL_COLONY_ADDR, ` +
+            "and that the colony runs this version of Coral\n",
+        );
+      }
+    } finally {
+      for (const server of servers) server.close();
+    }
   });
 
   it("rejected SQL is an error, not a crash", async () => {

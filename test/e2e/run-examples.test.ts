@@ -44,7 +44,8 @@ describe.concurrent("examples/latency-report.ts", () => {
     expect(seen.map((m) => m[1])).toEqual(DEMO_SERVICES);
     for (const [, name, p50, p99, , flag] of seen) {
       expect(Number(p50), name).toBeLessThan(Number(p99));
-      expect(flag !== undefined, name).toBe(Number(p99) > 300);
+      // Flagged on the unrounded value: a p99 printed as exactly 300.0 may be either side.
+      if (Number(p99) !== 300) expect(flag !== undefined, name).toBe(Number(p99) > 300);
     }
     const p99 = await cli(["metrics", "payments", "--percentile", "99", "--window", "24h"]);
     expect(seen.find((m) => m[1] === "payments")![3]).toBe((p99.value / 1e6).toFixed(1));

@@ -33,7 +33,8 @@ describe("RFD 076 scripts, verbatim", () => {
     expect(body.replace(block, ""), "nothing but service blocks").toBe("");
     expect(Object.keys(seen)).toEqual(DEMO_SERVICES);
     for (const [name, s] of Object.entries(seen)) {
-      expect(s.flagged, name).toBe(s.p99 > 500);
+      // Flagged on the unrounded value: a p99 printed as exactly 500.0 may be either side.
+      if (s.p99 !== 500) expect(s.flagged, name).toBe(s.p99 > 500);
       expect(s.rate, name).toBeLessThan(100);
     }
     // The demo's shape: legacy-api is slow and flaky, auth is fast.
