@@ -1,6 +1,6 @@
 // OTLP/HTTP ingestion end to end: real OpenTelemetry JS SDK exporters send known data to a real
-// colony process; `coral query` must answer with the exact counts and a p99 within 1% of the exact
-// quantile. Plus bad requests, tokens, back-pressure and durability across `kill -9`.
+// colony process; `coral query` and @coral/sdk (under `coral run`) must answer with the exact counts
+// and a p99 within 1% of the exact quantile. Plus bad requests, tokens, back-pressure and durability across `kill -9`.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -103,6 +103,21 @@ describe("OTLP/HTTP from the OpenTelemetry JS SDK", () => {
       }
       const svc = await query(colony, "service", service);
       expect(svc.service).toEqual({ name: service, namespace: "e2e", region: "eu-north-1", instance_count: 1 });
+
+      // The same answers through @coral/sdk in a `coral run` script.
+      const script = `import * as coral from "@coral/sdk";
+        const s = await coral.services.get(${JSON.stringify(service)});
+        console.log(JSON.stringify({
+          requests: s.request_count, errors: s.error_count,
+          rate: await coral.metrics.getErrorRate(${JSON.stringify(service)}),
+          p99: await coral.metrics.getP99(${JSON.stringify(service)}),
+        }));`;
+      const run = await runCoral(["run", "--colony", colony.addr, "-"], { input: script });
+      expect(run.stderr).toBe("");
+      expect(run.code).toBe(0);
+      const fromSdk = JSON.parse(run.stdout);
+      expect(fromSdk).toMatchObject({ requests: durations.length, errors, rate: errors / durations.length });
+      expect(Math.abs(fromSdk.p99 / exactQuantile(durations, 0.99) - 1)).toBeLessThan(0.01);
       const spans = await sql(colony, `SELECT count(*) AS n, count(DISTINCT trace_id) AS traces FROM spans WHERE service_name = '${service}'`);
       expect(spans[0]).toMatchObject({ n: 2 * durations.length, traces: durations.length });
       const traces = await sql(colony, `SELECT count(*) AS n, sum(span_count) AS spans, count(*) FILTER (WHERE error) AS errors, max(duration_ns) AS longest FROM trace_summary WHERE service_name = '${service}'`);
@@ -154,6 +169,12 @@ describe("OTLP/HTTP from the OpenTelemetry JS SDK", () => {
     expect(sys.memory_percent).toBeCloseTo(75, 6);
     expect(Number(sys.memory_used_bytes)).toBe(3 * 2 ** 30);
     expect(Number(sys.memory_total_bytes)).toBe(4 * 2 ** 30);
+
+    const run = await runCoral(["run", "--colony", colony.addr, "-"], {
+      input: `import * as coral from "@coral/sdk"; console.log(JSON.stringify(await coral.system.getMetrics("metered")));`,
+    });
+    expect(run.stderr).toBe("");
+    expect(JSON.parse(run.stdout)).toEqual(sys);
 
     const p99 = await query(colony, "metrics", "metered", "--metric", "http.server.request.duration", "--percentile", "99");
     expect(p99.sample_count).toBe(values.length);
