@@ -10,33 +10,45 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 const coral = join(root, "bin/coral.mjs");
 const dir = mkdtempSync(join(tmpdir(), "coral-demo-"));
 
-const colony = spawn(process.execPath, [coral, "colony", "start", "--demo", "--listen", "127.0.0.1:0", "--db", join(dir, "demo.duckdb")], {
-  stdio: ["ignore", "pipe", "inherit"],
-});
+// No OTLP receiver: the report needs none, and a colony already running on 4318 must not stop the demo.
+const colony = spawn(
+  process.execPath,
+  [coral, "colony", "start", "--demo", "--listen", "127.0.0.1:0", "--otlp", "off", "--db", join(dir, "demo.duckdb")],
+  { stdio: ["ignore", "pipe", "inherit"] },
+);
 
 function stopColony() {
   if (colony.exitCode === null) colony.kill("SIGTERM");
   return new Promise((resolve) => (colony.exitCode !== null ? resolve() : colony.once("exit", resolve)));
 }
 
-const address = await new Promise((resolve, reject) => {
-  let out = "";
-  colony.stdout.setEncoding("utf8").on("data", (chunk) => {
-    out += chunk;
-    process.stdout.write(chunk);
-    const m = /colony listening on (\S+)/.exec(out);
-    if (m) resolve(m[1]);
+let code = 1;
+let ran = false;
+try {
+  const address = await new Promise((resolve, reject) => {
+    let out = "";
+    colony.stdout.setEncoding("utf8").on("data", (chunk) => {
+      out += chunk;
+      process.stdout.write(chunk);
+      const m = /colony listening on (\S+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    colony.once("exit", (c) => reject(new Error(`the colony exited (code ${c}) before it was ready`)));
   });
-  colony.once("exit", (code) => reject(new Error(`the colony exited (code ${code}) before it was ready`)));
-});
 
-console.log(`\n$ coral run examples/latency-report.ts --colony ${address}\n`);
-const report = spawn(process.execPath, [coral, "run", "--colony", address, join(root, "examples/latency-report.ts")], {
-  stdio: "inherit",
-});
-const code = await new Promise((resolve) => report.once("exit", (c, signal) => resolve(c ?? (signal ? 1 : 0))));
-
-await stopColony();
-rmSync(dir, { recursive: true, force: true });
-console.log(`\nTry it yourself:\n  npx coral colony start --demo        # in one terminal\n  npx coral query services             # in another\n  npx coral run examples/latency-report.ts`);
+  console.log(`\n$ coral run examples/latency-report.ts --colony ${address}\n`);
+  const report = spawn(process.execPath, [coral, "run", "--colony", address, join(root, "examples/latency-report.ts")], {
+    stdio: "inherit",
+  });
+  code = await new Promise((resolve) => report.once("exit", (c, signal) => resolve(c ?? (signal ? 1 : 0))));
+  ran = true;
+} catch (err) {
+  console.error(`demo: ${err.message}`);
+} finally {
+  await stopColony();
+  rmSync(dir, { recursive: true, force: true });
+}
+if (ran) {
+  console.log(`\nTry it yourself:\n  npx coral colony start --demo        # in one terminal\n  npx coral query services             # in another\n  npx coral run examples/latency-report.ts`);
+}
 process.exit(code);

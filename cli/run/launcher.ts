@@ -121,6 +121,8 @@ async function runIn(
   // The run's own DENO_DIR, seeded with the SDK's compilation caches (deno-cache.ts).
   const denoDir = join(work, "deno_dir");
   const env = childEnv({ denoDir, colony: o.colony, token: o.token, params: o.params });
+  // Deno's stderr is a pipe to us either way; colour codes belong only on a terminal.
+  if (!(stderr as NodeJS.WriteStream).isTTY) env.NO_COLOR = "1";
   const sdkUrl = pathToFileURL(realpathSync(sdkModule)).href;
   const importMap = join(work, "import_map.json");
   await Promise.all([

@@ -87,15 +87,15 @@ export interface LoadStats {
   seconds: number;
 }
 
-/** A batch of about `size` spans from whole traces, grouped by resource (one instance per service per batch). */
+/** A batch of exactly `size` spans (a trace that does not fit goes on in the next batch), grouped by resource (one instance per service per batch). */
 function makeBatcher(seed: number) {
   const traffic = new DemoTraffic(seed);
   const services = new Map(demoServices().map((s) => [s.name, s]));
   let round = 0;
   let carry: SpanRecord[] = [];
   return (size: number, nowMs: number): { body: Buffer; spans: number } => {
-    const spans = carry;
-    carry = [];
+    const spans = carry.slice(0, size);
+    carry = carry.slice(size);
     while (spans.length < size) {
       // Traces start a little in the past so that their spans have ended "now", as exported spans have.
       for (const s of traffic.trace(nowMs - 2_000)) {
@@ -163,15 +163,24 @@ export async function runLoad(o: LoadOptions): Promise<LoadStats> {
     while (!failure && !o.signal?.aborted) {
       const now = performance.now();
       if (now >= deadline) return;
-      // Pace: never get ahead of rate × elapsed time.
+      // Pace: a batch leaves when the schedule (rate × elapsed time) reaches its first span, and the
+      // last one carries what is left of rate × duration, so a run that asks for fewer spans than
+      // one batch still sends them.
+      let size = o.batch;
       if (Number.isFinite(o.rate)) {
-        const due = ((generated + o.batch) / o.rate) * 1000 + started;
+        const remaining = Math.round(o.rate * o.durationS) - generated;
+        if (remaining <= 0) {
+          await sleep(deadline - now, o.signal); // the run lasts --duration, as asked
+          return;
+        }
+        size = Math.min(size, remaining);
+        const due = (generated / o.rate) * 1000 + started;
         if (due > now) {
           await sleep(Math.min(due - now, deadline - now), o.signal);
           continue;
         }
       }
-      const { body, spans } = next(o.batch, Date.now());
+      const { body, spans } = next(size, Date.now());
       generated += spans;
       for (let attempt = 0; ; attempt++) {
         let r;

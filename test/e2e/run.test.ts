@@ -161,6 +161,14 @@ describe("exit codes", () => {
     expect(r.stderr).toMatch(/Error: boom in f/);
     expect(r.stderr).toMatch(/script-\d+\.ts:1/);
   });
+
+  it("stderr that is not a terminal gets no colour codes, even without NO_COLOR set", async () => {
+    // The helper sets NO_COLOR=1; an empty value is as good as unset for Deno.
+    const r = await run(script('throw new Error("plain");\n'), { env: { NO_COLOR: "" } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: Uncaught .*Error: plain/);
+    expect(r.stderr).not.toMatch(/\x1b\[/);
+  });
 });
 
 describe("scripts on stdin", () => {
