@@ -2,7 +2,7 @@
 // variants that cli/runtime/query-command.ts executes.
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import type { GeneratedFile, Schema } from "@bufbuild/protoplugin";
-import { Parse, Unit, camel, cellEncodingName, cliCommands, pascal, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
+import { Parse, Unit, camel, cellEncodingName, cliCommands, cliDoc, pascal, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
 
 const runtimePath = "./../cli/runtime/query-command.js";
 
@@ -73,7 +73,7 @@ const parseHint: Partial<Record<Parse, string>> = {
 };
 
 function flagHelp(p: Param): string {
-  const parts = [p.doc.replace(/\s+/g, " ").trim(), parseHint[p.parse], p.defaultText !== undefined ? `(default: ${p.defaultText})` : undefined];
+  const parts = [cliDoc(p), parseHint[p.parse], p.defaultText !== undefined ? `(default: ${p.defaultText})` : undefined];
   return parts.filter(Boolean).join(" ");
 }
 

@@ -141,6 +141,16 @@ function isInteger(f: DescField): boolean {
   );
 }
 
+/**
+ * A parameter's doc as the CLI shows it. A flag that reads a duration (`5m`, `500ms`) takes no
+ * unit, so the field's "in milliseconds" / "in nanoseconds", true of the API, is left out.
+ */
+export function cliDoc(p: Pick<Param, "doc" | "parse">): string {
+  const doc = p.doc.replace(/\s+/g, " ").trim();
+  if (p.parse !== Parse.DURATION_MS && p.parse !== Parse.DURATION_NS) return doc;
+  return doc.replace(/,? in (milli|nano)seconds\b/g, "");
+}
+
 /** Converts CLI text to the field's value according to its parse rule (throws UnitParseError). */
 export function convertText(p: Pick<Param, "parse" | "tsType">, text: string, integer: boolean): number | string | boolean {
   switch (p.parse) {

@@ -61,7 +61,7 @@ export class QueryServiceCommand extends QueryCommand {
   });
 
   service = Option.String({ name: "SERVICE", required: true });
-  window = Option.String("--window", { arity: 1, description: "Look-back window in milliseconds for the counts. Written like 30s, 5m, 1h. (default: 1h)" });
+  window = Option.String("--window", { arity: 1, description: "Look-back window for the counts. Written like 30s, 5m, 1h. (default: 1h)" });
 
   protected readonly variants: Variant[] = [
     {
@@ -95,7 +95,7 @@ export class QueryMetricsCommand extends QueryCommand {
   service = Option.String({ name: "SERVICE", required: true });
   metric = Option.String("--metric", { arity: 1, description: "Metric name; latency of served requests is `http.server.duration`. (default: http.server.duration)" });
   percentile = Option.String("--percentile", { arity: 1, description: "Percentile as a fraction in (0, 1]; on the CLI a percentage in (0, 100]. Written like 99 or 99.9. (default: 99)" });
-  window = Option.String("--window", { arity: 1, description: "Look-back window in milliseconds. Written like 30s, 5m, 1h. (default: 1h)" });
+  window = Option.String("--window", { arity: 1, description: "Look-back window. Written like 30s, 5m, 1h. (default: 1h)" });
   errorRate = Option.Boolean("--error-rate", false, { description: "Returns the fraction of a service's requests that failed over a window." });
 
   protected readonly variants: Variant[] = [
@@ -141,9 +141,9 @@ export class QueryTracesCommand extends QueryCommand {
   });
 
   service = Option.String({ name: "SERVICE", required: true });
-  threshold = Option.String("--threshold", { arity: 1, description: "Only traces at least this long, in nanoseconds. Written like 250us, 500ms, 2s. (default: 500ms)" });
-  window = Option.String("--window", { arity: 1, description: "Look-back window in milliseconds. Written like 30s, 5m, 1h. (default: 1h)" });
-  limit = Option.String("--limit", { arity: 1, description: "At most this many traces (1..1000). (default: 100)" });
+  threshold = Option.String("--threshold", { arity: 1, description: "Only traces at least this long. Written like 250us, 500ms, 2s. (default: 500ms)" });
+  window = Option.String("--window", { arity: 1, description: "Look-back window. Written like 30s, 5m, 1h. (default: 1h)" });
+  limit = Option.String("--limit", { arity: 1, description: "At most this many traces (1..1000; 0 means the default). (default: 100)" });
   slow = Option.Boolean("--slow", false, { description: "Finds a service's slowest traces above a duration threshold, slowest first. (the default)" });
   errors = Option.Boolean("--errors", false, { description: "Finds a service's failed traces, most recent first." });
 
@@ -194,7 +194,7 @@ export class QuerySystemCommand extends QueryCommand {
   });
 
   service = Option.String({ name: "SERVICE", required: true });
-  window = Option.String("--window", { arity: 1, description: "Look-back window in milliseconds. Written like 30s, 5m, 1h. (default: 1h)" });
+  window = Option.String("--window", { arity: 1, description: "Look-back window. Written like 30s, 5m, 1h. (default: 1h)" });
 
   protected readonly variants: Variant[] = [
     {

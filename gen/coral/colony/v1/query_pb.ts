@@ -339,7 +339,7 @@ export type FindSlowTracesRequest = Message<"coral.colony.v1.FindSlowTracesReque
   timeRangeMs: bigint;
 
   /**
-   * At most this many traces (1..1000).
+   * At most this many traces (1..1000; 0 means the default).
    *
    * @generated from field: int32 limit = 4;
    */
@@ -398,7 +398,7 @@ export type FindErrorTracesRequest = Message<"coral.colony.v1.FindErrorTracesReq
   timeRangeMs: bigint;
 
   /**
-   * At most this many traces (1..1000).
+   * At most this many traces (1..1000; 0 means the default).
    *
    * @generated from field: int32 limit = 3;
    */

@@ -152,7 +152,7 @@ export const traces = {
    * @param service Service name.
    * @param min_duration_ns Only traces at least this long, in nanoseconds. Default: 500000000.
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @param limit At most this many traces (1..1000). Default: 100.
+   * @param limit At most this many traces (1..1000; 0 means the default). Default: 100.
    * @returns The traces, slowest first.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
    *
@@ -167,7 +167,7 @@ export const traces = {
    *
    * @param service Service name.
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @param limit At most this many traces (1..1000). Default: 100.
+   * @param limit At most this many traces (1..1000; 0 means the default). Default: 100.
    * @returns The traces, most recent first.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
    *
