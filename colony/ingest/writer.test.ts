@@ -6,6 +6,7 @@ import { sql } from "kysely";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Store } from "../store/store.js";
 import { bucketIndex } from "../store/sketch.js";
+import { IngestPipeline } from "./otlp/pipeline.js";
 import { Writer, type LatencyRecord, type SpanRecord } from "./writer.js";
 
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
@@ -128,6 +129,25 @@ describe("Writer", () => {
     ]);
     const row = await store.db.selectFrom("services").selectAll().executeTakeFirstOrThrow();
     expect(row).toEqual({ name: "svc", namespace: "ns", region: "us", instance_count: 3, first_seen: new Date(T0 - 10), last_seen: new Date(T0 + 10) });
+  });
+
+  it("follows a service that moves at once, and keeps its placement when a report lacks it", async () => {
+    // Through the OTLP pipeline, which skips re-announcing an unchanged instance for 30 s.
+    const pipeline = new IngestPipeline(writer, { maxQueued: 100 });
+    const placement = async () =>
+      store.db.selectFrom("services").select(["namespace", "region"]).where("name", "=", "svc").executeTakeFirstOrThrow();
+    const report = (namespace: string, region: string, at: number) =>
+      pipeline.submit({ resources: [{ serviceName: "svc", namespace, region, instanceId: "a", seenAtMs: T0 + at }] });
+    await report("A", "eu", 0);
+    await report("B", "us", 1);
+    expect(await placement()).toEqual({ namespace: "B", region: "us" });
+    await report("A", "eu", 2);
+    expect(await placement()).toEqual({ namespace: "A", region: "eu" });
+    // A metrics exporter's resource often names the service only.
+    await report("", "", 3);
+    await writer.writeResources([{ serviceName: "svc", namespace: "", region: "", instanceId: "b", seenAtMs: T0 + 4 }]);
+    expect(await placement()).toEqual({ namespace: "A", region: "eu" });
+    await pipeline.close();
   });
 
   it("binds Date parameters as instants and returns BIGINT/HUGEINT as numbers", async () => {

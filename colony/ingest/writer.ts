@@ -613,16 +613,17 @@ export class Writer {
     if (resources.length === 0) return Promise.resolve();
     // One row per key: an upsert touching the same key twice in one statement is an error in DuckDB.
     const instances = new Map<string, ResourceRecord>();
-    const services = new Map<string, { latest: ResourceRecord; firstMs: number }>();
-    for (const r of resources) {
+    // Per service: the newest namespace and region among the reports that carry one.
+    const services = new Map<string, { latest: ResourceRecord; firstMs: number; namespace: string; region: string }>();
+    for (const r of [...resources].sort((a, b) => a.seenAtMs - b.seenAtMs)) {
       const key = JSON.stringify([r.serviceName, r.instanceId]);
-      const prev = instances.get(key);
-      if (!prev || prev.seenAtMs <= r.seenAtMs) instances.set(key, r);
+      instances.set(key, r);
       const svc = services.get(r.serviceName);
-      if (!svc) services.set(r.serviceName, { latest: r, firstMs: r.seenAtMs });
+      if (!svc) services.set(r.serviceName, { latest: r, firstMs: r.seenAtMs, namespace: r.namespace, region: r.region });
       else {
-        if (svc.latest.seenAtMs <= r.seenAtMs) svc.latest = r;
-        svc.firstMs = Math.min(svc.firstMs, r.seenAtMs);
+        svc.latest = r;
+        if (r.namespace) svc.namespace = r.namespace;
+        if (r.region) svc.region = r.region;
       }
     }
     return this.ingest.run(async ({ db }) => {
@@ -639,10 +640,10 @@ export class Writer {
         await trx
           .insertInto("services")
           .values(
-            [...services.values()].map(({ latest, firstMs }) => ({
+            [...services.values()].map(({ latest, firstMs, namespace, region }) => ({
               name: latest.serviceName,
-              namespace: latest.namespace,
-              region: latest.region,
+              namespace,
+              region,
               instance_count: 0,
               first_seen: new Date(firstMs),
               last_seen: new Date(latest.seenAtMs),
@@ -650,9 +651,10 @@ export class Writer {
           )
           .onConflict((oc) =>
             oc.column("name").doUpdateSet({
-              // The newest report wins for placement; a late, older batch must not move a service back.
-              namespace: sql`CASE WHEN excluded.last_seen >= services.last_seen THEN excluded.namespace ELSE services.namespace END`,
-              region: sql`CASE WHEN excluded.last_seen >= services.last_seen THEN excluded.region ELSE services.region END`,
+              // The newest report that names a namespace (region) wins; a late, older batch must not
+              // move a service back, and one without the attribute must not blank it.
+              namespace: sql`CASE WHEN excluded.namespace <> '' AND excluded.last_seen >= services.last_seen THEN excluded.namespace ELSE services.namespace END`,
+              region: sql`CASE WHEN excluded.region <> '' AND excluded.last_seen >= services.last_seen THEN excluded.region ELSE services.region END`,
               first_seen: sql`least(services.first_seen, excluded.first_seen)`,
               last_seen: sql`greatest(services.last_seen, excluded.last_seen)`,
             }),

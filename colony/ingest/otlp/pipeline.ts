@@ -44,7 +44,8 @@ export class IngestPipeline {
   private running = false;
   private closed = false;
   private drained: Promise<void> = Promise.resolve();
-  private readonly announced = new Map<string, number>();
+  /** Per service instance: what was last written for it, and when. */
+  private readonly announced = new Map<string, { namespace: string; region: string; atMs: number }>();
   private readonly maxQueued: number;
   private readonly maxBatch: number;
 
@@ -123,8 +124,11 @@ export class IngestPipeline {
     const now = Date.now();
     for (const j of batch) {
       for (const r of j.resources ?? []) {
-        const key = `${r.serviceName}\u0000${r.instanceId}\u0000${r.namespace}\u0000${r.region}`;
-        if ((this.announced.get(key) ?? -Infinity) > now - RESOURCE_REFRESH_MS) continue;
+        const last = this.announced.get(`${r.serviceName}\u0000${r.instanceId}`);
+        // Written again when stale or when it moves the service; a report without namespace or
+        // region (a metrics exporter's, often) says nothing about them.
+        const same = last && (r.namespace === "" || r.namespace === last.namespace) && (r.region === "" || r.region === last.region);
+        if (same && last.atMs > now - RESOURCE_REFRESH_MS) continue;
         resources.push(r);
       }
     }
@@ -132,7 +136,11 @@ export class IngestPipeline {
     const hostSamples = batch.flatMap((j) => j.hostSamples ?? []);
     const latency = batch.flatMap((j) => j.latency ?? []);
     await this.writer.writeResources(resources);
-    for (const r of resources) this.announced.set(`${r.serviceName}\u0000${r.instanceId}\u0000${r.namespace}\u0000${r.region}`, now);
+    for (const r of resources) {
+      const key = `${r.serviceName}\u0000${r.instanceId}`;
+      const last = this.announced.get(key);
+      this.announced.set(key, { namespace: r.namespace || (last?.namespace ?? ""), region: r.region || (last?.region ?? ""), atMs: now });
+    }
     await this.writer.writeHostSamples(hostSamples);
     await this.writer.writeLatency(latency);
     await this.writer.writePrepared(spans);
