@@ -63,24 +63,13 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
     const rebuilt = await writer.recover();
     if (rebuilt > 0) log(`rebuilt the rollups of ${rebuilt} minute(s) whose spans the last run stored but had not merged (it did not stop cleanly)`);
     const queries = new Queries(store);
-    let live: LiveDemo | undefined;
+    // Decided before the ports open (OTLP data arriving then must not make it look non-empty);
+    // seeded after, so a port conflict is reported before minutes of seeding, not after.
+    let seedNow = false;
     if (o.demo) {
       const existing = await queries.listServices({});
-      if (existing.length === 0) {
-        const nowMs = Date.now();
-        const seeded = await seedDemo(writer, { nowMs });
-        log(`seeded demo data: ${seeded.spans} spans from ${seeded.services.length} services (${seeded.services.join(", ")})`);
-        // Only a database seeded now gets live traffic: --demo must never add made-up spans to
-        // data that was already there.
-        if (o.demo === "live") {
-          live = new LiveDemo(writer, nowMs);
-          live.start(LIVE_DEMO_TICK_MS, (err) => log(`live demo traffic failed: ${err.message.split("\n")[0]}`));
-          cleanups.push(() => live!.stop());
-          log("live demo traffic continues while the colony runs");
-        }
-      } else {
-        log(`${o.db} already holds ${existing.length} services; keeping its data instead of seeding demo data`);
-      }
+      seedNow = existing.length === 0;
+      if (!seedNow) log(`${o.db} already holds ${existing.length} services; keeping its data instead of seeding demo data`);
     }
     const retentionMs = o.retentionMs ?? DEFAULT_RETENTION_MS;
     let retention: NodeJS.Timeout | undefined;
@@ -119,6 +108,20 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
         throw listenError(err as NodeJS.ErrnoException, otlp.host, otlp.port, "--otlp");
       }
       cleanups.push(() => receiver!.close());
+    }
+    let live: LiveDemo | undefined;
+    if (seedNow) {
+      const nowMs = Date.now();
+      const seeded = await seedDemo(writer, { nowMs });
+      log(`seeded demo data: ${seeded.spans} spans from ${seeded.services.length} services (${seeded.services.join(", ")})`);
+      // Only a database seeded now gets live traffic: --demo must never add made-up spans to
+      // data that was already there.
+      if (o.demo === "live") {
+        live = new LiveDemo(writer, nowMs);
+        live.start(LIVE_DEMO_TICK_MS, (err) => log(`live demo traffic failed: ${err.message.split("\n")[0]}`));
+        cleanups.push(() => live!.stop());
+        log("live demo traffic continues while the colony runs");
+      }
     }
     let closing: Promise<void> | undefined;
     return {

@@ -16,7 +16,7 @@
 //   max-error-rate  a service above this error rate is unhealthy, e.g. 1% or 0.01 (default 1%)
 //   services        comma-separated service names (default: every service)
 //
-// coral run's flags (--param, --colony, …) go before the script path.
+// coral run's flags (--param, --colony, …) go before or after the script path.
 import * as coral from "@coral/sdk";
 
 const windowMs = coral.params.durationMs("window", "30m");

@@ -16,7 +16,7 @@
 //   iterations  number of checks, then exit (default 1)
 //   service     check only this service (default: every service)
 //
-// coral run's flags (--param, --colony, …) go before the script path. With many iterations,
+// coral run's flags (--param, --colony, …) go before or after the script path. With many iterations,
 // raise coral run's --timeout (60 s by default) above iterations × interval.
 import * as coral from "@coral/sdk";
 

@@ -9,8 +9,8 @@
 //   window     look-back window (default 1h)
 //   threshold  flag services whose P99 is above this (default 500ms)
 //
-// coral run's flags (--param, --colony, …) go before the script path; anything after the
-// script path is passed to the script itself (Deno.args).
+// coral run's flags (--param, --colony, …) go before or after the script path; arguments after
+// `--` are passed to the script itself (Deno.args).
 import * as coral from "@coral/sdk";
 
 const windowMs = coral.params.durationMs("window", "1h");

@@ -14,7 +14,7 @@
 //   namespace   only services of this namespace (default: all)
 //   slow        a trace at least this long counts as slow (default 500ms)
 //
-// coral run's flags (--param, --colony, …) go before the script path; keep
+// coral run's flags (--param, --colony, …) go before or after the script path; keep
 // iterations × interval under coral run's --timeout (60 s by default).
 import * as coral from "@coral/sdk";
 

@@ -11,7 +11,7 @@
 //   service  only this service (default: every service)
 //   top      how many endpoints to list per service (default 3)
 //
-// coral run's flags (--param, --colony, …) go before the script path.
+// coral run's flags (--param, --colony, …) go before or after the script path.
 import * as coral from "@coral/sdk";
 
 const windowMs = coral.params.durationMs("window", "1h");

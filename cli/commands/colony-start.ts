@@ -40,22 +40,22 @@ export class ColonyStartCommand extends CoralCommand {
   });
 
   db = Option.String("--db", "./coral.duckdb", {
-    description: "DuckDB database file (created if missing)",
+    description: "DuckDB database file (created if missing; default ./coral.duckdb)",
   });
   listen = Option.String("--listen", "127.0.0.1:9090", {
-    description: "HOST:PORT for the query API (port 0 picks a free port)",
+    description: "HOST:PORT for the query API (default 127.0.0.1:9090; port 0 picks a free port)",
   });
   token = Option.String("--token", {
     description: "bearer token clients must send (default: $CORAL_TOKEN; required beyond loopback)",
   });
   otlp = Option.String("--otlp", "127.0.0.1:4318", {
-    description: "HOST:PORT for the OTLP/HTTP receiver (port 0 picks a free port), or off",
+    description: "HOST:PORT for the OTLP/HTTP receiver (default 127.0.0.1:4318; port 0 picks a free port), or off",
   });
   otlpMaxBody = Option.String("--otlp-max-body", {
     description: "largest OTLP request body in bytes, after decompression (413 beyond; default 16 MiB)",
   });
   retention = Option.String("--retention", "24h", {
-    description: "how long raw spans are kept, e.g. 24h or 7d (0 keeps them forever; rollups are always kept)",
+    description: "how long raw spans are kept, e.g. 24h (the default) or 7d (0 keeps them forever; rollups are always kept)",
   });
   demo = Option.Boolean("--demo", false, {
     description: "seed realistic demo telemetry into an empty database and keep it flowing",

@@ -25,7 +25,7 @@ export class RunCommand extends CoralCommand {
     `,
     examples: [
       ["Run an analysis script against the local colony", "coral run analysis.ts"],
-      ["Pass parameters and arguments", "coral run latency-check.ts --param service=payments --param threshold=500 -- --verbose"],
+      ["Pass parameters and arguments", "coral run latency-check.ts --param service=payments --param threshold=500ms -- --verbose"],
       ["Re-run on every save, type-checking first", "coral run --watch --check analysis.ts"],
       ["Allow a longer run and more memory", "coral run --timeout 120 --memory 1024 long-analysis.ts"],
       ["Let the script read one data directory", "coral run --allow-read ./baselines compare.ts"],
@@ -44,7 +44,7 @@ export class RunCommand extends CoralCommand {
   token = Option.String("--token", { description: "Bearer token, passed as CORAL_TOKEN (default $CORAL_TOKEN)" });
   script = Option.String({ name: "script|-" });
   // coral's own flags may come before or after the script (the RFD writes
-  // `coral run latency-check.ts --param threshold=500`); the script's arguments follow `--`.
+  // `coral run latency-check.ts --param threshold=500ms`); the script's arguments follow `--`.
   rest = Option.Rest({ name: "args" });
 
   async run(): Promise<number> {

@@ -83,6 +83,28 @@ describe("listen address problems at start-up", () => {
       await colony.stop();
     }
   });
+
+  it("with --demo, a taken port is found before seeding: the database stays empty for the retry", async () => {
+    const colony = await spawnColony({ otlp: "off" });
+    const dir = mkdtempSync(join(tmpdir(), "coral-startup-"));
+    try {
+      const db = join(dir, "demo.duckdb");
+      const r = await runCoral(["colony", "start", "--demo", "--listen", colony.addr, "--otlp", "off", "--db", db]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("the port is already in use");
+      expect(r.stderr).not.toContain("seeded demo data");
+      const after = await spawnColony({ dbPath: db, otlp: "off" });
+      try {
+        const services = await runCoral(["query", "services", "--colony", after.addr, "-o", "json"]);
+        expect(JSON.parse(services.stdout)).toEqual({ services: [] });
+      } finally {
+        await after.stop();
+      }
+    } finally {
+      await colony.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 function escape(s: string): string {
