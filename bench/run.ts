@@ -15,13 +15,31 @@ import { streamSql } from "./stream-sql.js";
 
 const ALL: Benchmark[] = [percentile, runOverhead, sdkRpc, streamSql, ingest];
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: "boolean", default: false },
-    only: { type: "string" },
-    out: { type: "string" },
-  },
-});
+const USAGE = `usage: npm run bench -- [--quick] [--only NAME,…] [--out FILE]
+  --quick   small sizes, the same code (what npm test runs)
+  --only    some benchmarks: ${ALL.map((b) => b.name).join(", ")}; merged into the results file
+  --out     results file (default bench/results.json; .tmp/bench/results.quick.json with --quick)`;
+
+function options() {
+  try {
+    return parseArgs({
+      options: {
+        quick: { type: "boolean", default: false },
+        only: { type: "string" },
+        out: { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }).values;
+  } catch (err) {
+    console.error(`${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+const values = options();
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const quick = values.quick!;
 const only = values.only?.split(",").map((s) => s.trim());
 const unknown = only?.filter((n) => !ALL.some((b) => b.name === n)) ?? [];
