@@ -120,7 +120,7 @@ function cliPage(commands: CliCommand[]): string {
     "",
     "Exit codes: `0` success, `1` error (colony unreachable, unknown service, rejected query, wrong token), `2` usage error (unknown flag, malformed value such as `--threshold 5xs`).",
     "",
-    "Durations are written like `500ms`, `30s`, `5m`, `1h`, `1h30m`; percentiles as percentages (`--percentile 99.9`).",
+    "Durations are written like `500ms`, `30s`, `5m`, `1h`, `1h30m`; percentiles as percentages (`--percentile 99.9`; a value below 1, such as the SDK-style `0.99`, is taken as written and answered with a note on stderr).",
     "",
   ];
   for (const c of commands) {

@@ -126,6 +126,11 @@ export abstract class QueryCommand extends CoralCommand {
       }
       try {
         init[p.field] = convert(p, text);
+        // The SDK takes fractions (0.99); here 0.99 is a valid but surprising percentile.
+        if (p.parse === "percent" && Number(text) < 1) {
+          const p99 = Number((Number(text) * 100).toPrecision(12));
+          this.context.stderr.write(`(note: ${p.flag} ${text} is the ${text}th percentile; for p${p99} write ${p99})\n`);
+        }
       } catch (e) {
         if (e instanceof UnitParseError) throw new UsageError(`${p.flag}: ${e.message}`);
         throw e;

@@ -181,6 +181,15 @@ describe("coral query, when things go wrong", () => {
     }
   });
 
+  it("a fraction as --percentile (the SDK's style) is answered, with a note on what was asked", async () => {
+    const r = await runCoral(["query", "metrics", "payments", "--percentile", "0.99", "-o", "json"], { env: env() });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe("(note: --percentile 0.99 is the 0.99th percentile; for p99 write 99)\n");
+    const p99 = await runCoral(["query", "metrics", "payments", "--percentile", "99", "-o", "json"], { env: env() });
+    expect(p99.stderr).toBe("");
+    expect(JSON.parse(r.stdout).value).toBeLessThan(JSON.parse(p99.stdout).value);
+  });
+
   it("malformed duration names the flag, exit 2", async () => {
     const r = await runCoral(["query", "traces", "payments", "--threshold", "5xs"], { env: env() });
     expect(r.code).toBe(2);
