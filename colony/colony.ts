@@ -71,16 +71,6 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
       seedNow = existing.length === 0;
       if (!seedNow) log(`${o.db} already holds ${existing.length} services; keeping its data instead of seeding demo data`);
     }
-    const retentionMs = o.retentionMs ?? DEFAULT_RETENTION_MS;
-    let retention: NodeJS.Timeout | undefined;
-    if (retentionMs > 0) {
-      const sweep = () => {
-        writer.deleteTracesBefore(Date.now() - retentionMs).catch((err: Error) => log(`retention sweep failed: ${err.message.split("\n")[0]}`));
-      };
-      sweep();
-      retention = setInterval(sweep, Math.min(60_000, retentionMs)).unref();
-      cleanups.push(async () => clearInterval(retention));
-    }
     const sql = new SqlRunner(store);
     const server = await listen({
       host,
@@ -108,6 +98,7 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
         throw listenError(err as NodeJS.ErrnoException, otlp.host, otlp.port, "--otlp");
       }
       cleanups.push(() => receiver!.close());
+      cleanups.push(() => pipeline!.close());
     }
     let live: LiveDemo | undefined;
     if (seedNow) {
@@ -122,6 +113,16 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
         cleanups.push(() => live!.stop());
         log("live demo traffic continues while the colony runs");
       }
+    }
+    const retentionMs = o.retentionMs ?? DEFAULT_RETENTION_MS;
+    let retention: NodeJS.Timeout | undefined;
+    if (retentionMs > 0) {
+      const sweep = () => {
+        writer.deleteTracesBefore(Date.now() - retentionMs).catch((err: Error) => log(`retention sweep failed: ${err.message.split("\n")[0]}`));
+      };
+      sweep();
+      retention = setInterval(sweep, Math.min(60_000, retentionMs)).unref();
+      cleanups.push(async () => clearInterval(retention));
     }
     let closing: Promise<void> | undefined;
     return {

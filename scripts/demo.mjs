@@ -18,8 +18,9 @@ const colony = spawn(
 );
 
 function stopColony() {
-  if (colony.exitCode === null) colony.kill("SIGTERM");
-  return new Promise((resolve) => (colony.exitCode !== null ? resolve() : colony.once("exit", resolve)));
+  const exited = () => colony.exitCode !== null || colony.signalCode !== null;
+  if (!exited()) colony.kill("SIGTERM");
+  return new Promise((resolve) => (exited() ? resolve() : colony.once("exit", resolve)));
 }
 
 let code = 1;

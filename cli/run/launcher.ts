@@ -121,8 +121,6 @@ async function runIn(
   // The run's own DENO_DIR, seeded with the SDK's compilation caches (deno-cache.ts).
   const denoDir = join(work, "deno_dir");
   const env = childEnv({ denoDir, colony: o.colony, token: o.token, params: o.params });
-  // Deno's stderr is a pipe to us either way; colour codes belong only on a terminal.
-  if (!(stderr as NodeJS.WriteStream).isTTY) env.NO_COLOR = "1";
   const sdkUrl = pathToFileURL(realpathSync(sdkModule)).href;
   const importMap = join(work, "import_map.json");
   await Promise.all([
@@ -227,7 +225,9 @@ function supervise(
       reject(e);
       return;
     }
-    const filter = new StderrFilter(stderr);
+    // Deno's stderr is a pipe to us either way; colour codes belong only on a terminal (NO_COLOR
+    // for Deno would also take the colours off a script's stdout on a terminal).
+    const filter = new StderrFilter(stderr, { plain: !(stderr as NodeJS.WriteStream).isTTY });
     child.stderr!.on("data", (c: Buffer) => filter.write(c));
     if (child.stdout) child.stdout.pipe(o.stdout!, { end: false });
     if (child.stdin) {

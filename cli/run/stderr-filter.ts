@@ -16,7 +16,11 @@ export class StderrFilter {
   private holding = false;
   private oomSeen = false;
 
-  constructor(private readonly out: NodeJS.WritableStream) {}
+  /** `plain`: drop colour codes (Deno colours its errors even on a pipe; a log file wants none). */
+  constructor(
+    private readonly out: NodeJS.WritableStream,
+    private readonly o: { plain?: boolean } = {},
+  ) {}
 
   write(chunk: Buffer | string): void {
     const text = this.partial + chunk.toString();
@@ -25,7 +29,7 @@ export class StderrFilter {
     for (const line of lines) this.line(line + "\n");
     // A partial line is shown at once unless it could be the beginning of a report; holding every
     // partial line would delay progress output that scripts write without a newline.
-    if (this.partial && !this.holding && !couldStartReport(this.partial)) {
+    if (this.partial && !this.holding && !couldStartReport(this.partial) && !(this.o.plain && ESCAPE_CUT.test(this.partial))) {
       this.emit(this.partial);
       this.partial = "";
     }
@@ -37,8 +41,8 @@ export class StderrFilter {
     this.partial = "";
     const oom = this.oomSeen && exitedWithFailure;
     if (!oom) {
-      if (this.pendingBlank) this.out.write(this.pendingBlank);
-      for (const l of this.held) this.out.write(l);
+      if (this.pendingBlank) this.put(this.pendingBlank);
+      for (const l of this.held) this.put(l);
     }
     this.held = [];
     this.pendingBlank = "";
@@ -63,10 +67,14 @@ export class StderrFilter {
 
   private emit(text: string): void {
     if (this.pendingBlank) {
-      this.out.write(this.pendingBlank);
+      this.put(this.pendingBlank);
       this.pendingBlank = "";
     }
-    this.out.write(text);
+    this.put(text);
+  }
+
+  private put(text: string): void {
+    this.out.write(this.o.plain ? stripAnsi(text) : text);
   }
 
   private hold(line: string): void {
@@ -98,6 +106,10 @@ const STARTS_REPORT =
 /** Text that settles it: this was a memory death (the exit status is checked too). */
 const OOM_TEXT =
   /Fatal (JavaScript|process) out of memory|RangeError: Array buffer allocation failed|JavaScript heap out of memory/;
+
+/** A chunk that ends inside a colour code: wait for the rest before stripping it. */
+// eslint-disable-next-line no-control-regex
+const ESCAPE_CUT = /\x1b(\[[0-9;]*)?$/;
 
 function couldStartReport(partial: string): boolean {
   const plain = stripAnsi(partial);

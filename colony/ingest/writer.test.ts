@@ -147,6 +147,13 @@ describe("Writer", () => {
     await report("", "", 3);
     await writer.writeResources([{ serviceName: "svc", namespace: "", region: "", instanceId: "b", seenAtMs: T0 + 4 }]);
     expect(await placement()).toEqual({ namespace: "A", region: "eu" });
+    // One batch: an older placement and a newer report without one — the stored placement is newer
+    // than the only report that names one, so it stays.
+    await writer.writeResources([
+      { serviceName: "svc", namespace: "B", region: "us", instanceId: "c", seenAtMs: T0 + 1 },
+      { serviceName: "svc", namespace: "", region: "", instanceId: "c", seenAtMs: T0 + 10 },
+    ]);
+    expect(await placement()).toEqual({ namespace: "A", region: "eu" });
     await pipeline.close();
   });
 

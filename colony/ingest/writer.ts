@@ -613,18 +613,16 @@ export class Writer {
     if (resources.length === 0) return Promise.resolve();
     // One row per key: an upsert touching the same key twice in one statement is an error in DuckDB.
     const instances = new Map<string, ResourceRecord>();
-    // Per service: the newest namespace and region among the reports that carry one.
-    const services = new Map<string, { latest: ResourceRecord; firstMs: number; namespace: string; region: string }>();
+    // Per service: the newest namespace and region among the reports that carry one, with when.
+    type Placement = { value: string; atMs: number };
+    const services = new Map<string, { latest: ResourceRecord; firstMs: number; namespace?: Placement; region?: Placement }>();
     for (const r of [...resources].sort((a, b) => a.seenAtMs - b.seenAtMs)) {
-      const key = JSON.stringify([r.serviceName, r.instanceId]);
-      instances.set(key, r);
-      const svc = services.get(r.serviceName);
-      if (!svc) services.set(r.serviceName, { latest: r, firstMs: r.seenAtMs, namespace: r.namespace, region: r.region });
-      else {
-        svc.latest = r;
-        if (r.namespace) svc.namespace = r.namespace;
-        if (r.region) svc.region = r.region;
-      }
+      instances.set(JSON.stringify([r.serviceName, r.instanceId]), r);
+      let svc = services.get(r.serviceName);
+      if (!svc) services.set(r.serviceName, (svc = { latest: r, firstMs: r.seenAtMs }));
+      svc.latest = r;
+      if (r.namespace) svc.namespace = { value: r.namespace, atMs: r.seenAtMs };
+      if (r.region) svc.region = { value: r.region, atMs: r.seenAtMs };
     }
     return this.ingest.run(async ({ db }) => {
       await db.transaction().execute(async (trx) => {
@@ -637,13 +635,27 @@ export class Writer {
             }),
           )
           .execute();
+        // The newest report that names a namespace (region) wins: one older than what the table
+        // has already seen must not move a service back, and one without the attribute must not
+        // blank it. Compared before the upsert below moves last_seen.
+        for (const { latest, namespace, region } of services.values()) {
+          for (const [column, p] of [["namespace", namespace], ["region", region]] as const) {
+            if (!p) continue;
+            await trx
+              .updateTable("services")
+              .set({ [column]: p.value })
+              .where("name", "=", latest.serviceName)
+              .where("last_seen", "<=", new Date(p.atMs))
+              .execute();
+          }
+        }
         await trx
           .insertInto("services")
           .values(
             [...services.values()].map(({ latest, firstMs, namespace, region }) => ({
               name: latest.serviceName,
-              namespace,
-              region,
+              namespace: namespace?.value ?? "",
+              region: region?.value ?? "",
               instance_count: 0,
               first_seen: new Date(firstMs),
               last_seen: new Date(latest.seenAtMs),
@@ -651,10 +663,6 @@ export class Writer {
           )
           .onConflict((oc) =>
             oc.column("name").doUpdateSet({
-              // The newest report that names a namespace (region) wins; a late, older batch must not
-              // move a service back, and one without the attribute must not blank it.
-              namespace: sql`CASE WHEN excluded.namespace <> '' AND excluded.last_seen >= services.last_seen THEN excluded.namespace ELSE services.namespace END`,
-              region: sql`CASE WHEN excluded.region <> '' AND excluded.last_seen >= services.last_seen THEN excluded.region ELSE services.region END`,
               first_seen: sql`least(services.first_seen, excluded.first_seen)`,
               last_seen: sql`greatest(services.last_seen, excluded.last_seen)`,
             }),
