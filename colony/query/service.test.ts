@@ -138,14 +138,15 @@ describe("QueryService over the wire, on demo data", () => {
     });
 
     it("negative windows and limits, and limits above 1000, are InvalidArgument", async () => {
-      const cases: [Promise<unknown>, string][] = [
-        [client.getErrorRate({ service: "payments", timeRangeMs: -1n }), "time_range_ms must not be negative; got -1"],
-        [client.findSlowTraces({ service: "payments", minDurationNs: -5n }), "min_duration_ns must not be negative; got -5"],
-        [client.findSlowTraces({ service: "payments", limit: 1001 }), "limit must be in 1..1000; got 1001"],
-        [client.findErrorTraces({ service: "payments", limit: -1 }), "limit must be in 1..1000; got -1"],
+      // Each call starts only when awaited: a rejection waiting for its turn would be "unhandled".
+      const cases: [() => Promise<unknown>, string][] = [
+        [() => client.getErrorRate({ service: "payments", timeRangeMs: -1n }), "time_range_ms must not be negative; got -1"],
+        [() => client.findSlowTraces({ service: "payments", minDurationNs: -5n }), "min_duration_ns must not be negative; got -5"],
+        [() => client.findSlowTraces({ service: "payments", limit: 1001 }), "limit must be in 1..1000; got 1001"],
+        [() => client.findErrorTraces({ service: "payments", limit: -1 }), "limit must be in 1..1000; got -1"],
       ];
       for (const [call, message] of cases) {
-        expect(await failure(call)).toEqual({ code: "InvalidArgument", message });
+        expect(await failure(call())).toEqual({ code: "InvalidArgument", message });
       }
       const stream = async () => {
         for await (const _ of client.streamQuery({ sql: "SELECT 1", maxRows: -1n }));
