@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { ExportTraceServiceRequestSchema } from "../../../gen/opentelemetry/proto/collector/trace/v1/trace_service_pb.js";
+import { AnyValueSchema, KeyValueSchema } from "../../../gen/opentelemetry/proto/common/v1/common_pb.js";
+import { Span_SpanKind, SpanSchema } from "../../../gen/opentelemetry/proto/trace/v1/trace_pb.js";
 import { DemoTraffic } from "../../demo/demo.js";
 import { encodeTraces } from "../../demo/load.js";
 import { Store } from "../../store/store.js";
@@ -62,6 +64,32 @@ function request() {
 }
 
 describe("decodeTraces (the wire decoder)", () => {
+  it("rejects a span whose times do not fit the store, and ignores an HTTP status that is no status", () => {
+    const now = 1_780_000_000_000_000_000n;
+    const span = (id: string, start: bigint, end: bigint, status: number) =>
+      create(SpanSchema, {
+        traceId: new Uint8Array(16).fill(1),
+        spanId: new Uint8Array(8).fill(Number(id)),
+        name: "GET /",
+        kind: Span_SpanKind.SERVER,
+        startTimeUnixNano: start,
+        endTimeUnixNano: end,
+        attributes: [create(KeyValueSchema, { key: "http.status_code", value: create(AnyValueSchema, { value: { case: "intValue", value: BigInt(status) } }) })],
+      });
+    const request = create(ExportTraceServiceRequestSchema, {
+      resourceSpans: [{ scopeSpans: [{ spans: [
+        span("1", now, now + 1_000_000n, 200),
+        span("2", 2n ** 63n - 1n, 2n ** 63n - 1n, 200), // would overflow every later rollup merge
+        span("3", now, 2n ** 64n - 1n, 200),
+        span("4", now, now + 1n, 2 ** 40),
+      ] }] }],
+    });
+    const out = decodeTraces(Buffer.from(toBinary(ExportTraceServiceRequestSchema, request)), 1000);
+    expect(out.rejected).toBe(2);
+    expect(out.rejectReason).toBe("span start and end times must be before the year 2200");
+    expect(out.spans.map((s) => [s.spanId.slice(0, 2), s.httpStatusCode])).toEqual([["01", 200], ["04", null]]);
+  });
+
   it("reads what the generated encoder writes", () => {
     const bytes = Buffer.from(toBinary(ExportTraceServiceRequestSchema, request()));
     const out = decodeTraces(bytes, 1000);

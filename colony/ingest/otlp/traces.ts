@@ -87,6 +87,15 @@ function expect(field: number, wireType: WireType, expected: WireType): void {
   if (wireType !== expected) throw new OtlpDecodeError(`field ${field} has wire type ${wireType}, expected ${expected}`);
 }
 
+/** 2200-01-01T00:00:00Z in nanoseconds since the epoch. */
+const LATEST_NS = Date.UTC(2200, 0, 1) * 1e6;
+
+/** An HTTP status attribute as a status code, or null when it is not one (it is kept in `attributes` either way). */
+function statusOf(v: unknown): number | null {
+  const n = Number(v);
+  return v !== null && Number.isInteger(n) && n >= 100 && n <= 999 ? n : null;
+}
+
 /** Decodes an ExportTraceServiceRequest. Throws OtlpDecodeError on malformed input. */
 export function decodeTraces(body: Buffer, receivedAtMs: number): DecodedTraces {
   const out: DecodedTraces = { spans: [], resources: [], rejected: 0 };
@@ -215,7 +224,7 @@ function span(r: BinaryReader, buf: Buffer, end: number, out: DecodedTraces): vo
       case 9: {
         expect(field, wireType, WireType.LengthDelimited);
         const [k, v] = keyValue(r, buf, sub(r));
-        if ((k === "http.status_code" || k === "http.response.status_code") && v !== null && Number.isFinite(Number(v))) httpStatus = Number(v);
+        if (k === "http.status_code" || k === "http.response.status_code") httpStatus = statusOf(v);
         if (attrs.length > 1) attrs += ",";
         attrs += JSON.stringify(k) + ":" + JSON.stringify(v === undefined ? null : v);
         break;
@@ -241,6 +250,13 @@ function span(r: BinaryReader, buf: Buffer, end: number, out: DecodedTraces): vo
   if (traceEnd - traceAt !== 16 || spanEnd - spanAt !== 8 || isZero(buf, traceAt, traceEnd) || isZero(buf, spanAt, spanEnd)) {
     out.rejected++;
     out.rejectReason ??= "spans need a 16-byte trace_id and an 8-byte span_id, not all zero";
+    return;
+  }
+  // Past LATEST_NS, times no longer fit the arithmetic of the store (microsecond timestamps that
+  // SQL turns back into int64 nanoseconds); such a span would break every later rollup merge.
+  if (startHi * TWO32 + startLo > LATEST_NS || endHi * TWO32 + endLo > LATEST_NS) {
+    out.rejected++;
+    out.rejectReason ??= "span start and end times must be before the year 2200";
     return;
   }
   // Exact nanosecond arithmetic in two words; a span that ends before it starts lasts 0 ns.
