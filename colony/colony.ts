@@ -10,7 +10,7 @@ import { ColonyStartError } from "./server/errors.js";
 import { listen } from "./server/listen.js";
 import { Queries } from "./store/queries.js";
 import { SqlRunner } from "./store/readonly-sql.js";
-import { Store } from "./store/store.js";
+import { InMemoryDatabaseError, Store } from "./store/store.js";
 
 export { ColonyStartError };
 
@@ -186,6 +186,13 @@ async function openStore(path: string): Promise<Store> {
   try {
     return await Store.open(path);
   } catch (err) {
+    if (err instanceof InMemoryDatabaseError) {
+      throw new ColonyStartError(
+        path === ""
+          ? "--db is empty — name a database file, e.g. --db ./coral.duckdb"
+          : `${path} is not a database file (DuckDB would keep the data only in memory; ${path} is left untouched) — point --db at a .duckdb file`,
+      );
+    }
     const msg = err instanceof Error ? err.message : String(err);
     const pid = /\(PID (\d+)\)/.exec(msg)?.[1];
     if (/Could not set lock|Conflicting lock/i.test(msg)) {

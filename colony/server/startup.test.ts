@@ -43,6 +43,23 @@ describe("database problems at start-up: one line, exit 1, file untouched", () =
     expect(sha(db)).toBe(before);
   });
 
+  it("a data file DuckDB would open in memory, or an empty path: refused, the file untouched", async () => {
+    for (const name of ["spans.json", "spans.csv"]) {
+      const db = join(dir, name);
+      writeFileSync(db, name.endsWith(".json") ? '{"a":1}\n' : "a,b\n1,2\n");
+      const before = sha(db);
+      const r = await start(db);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `coral: ${db} is not a database file (DuckDB would keep the data only in memory; ${db} is left untouched) — point --db at a .duckdb file\n`,
+      );
+      expect(sha(db)).toBe(before);
+    }
+    const empty = await start("");
+    expect(empty.code).toBe(1);
+    expect(empty.stderr).toBe("coral: --db is empty — name a database file, e.g. --db ./coral.duckdb\n");
+  });
+
   it("a directory that does not exist", async () => {
     const db = join(dir, "missing", "coral.duckdb");
     const r = await start(db);

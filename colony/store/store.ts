@@ -23,6 +23,10 @@ export class Store {
     // 9.3 µs of CPU per span at the default 16 MB and 5.7 µs at 64 MB (fewer, larger checkpoints).
     // The price is a longer WAL replay after a crash; durability is unchanged (commits are in the WAL).
     const instance = await DuckDBInstance.create(path, { checkpoint_threshold: "64MB" });
+    if (path !== ":memory:" && !(await backedByFile(instance))) {
+      instance.closeSync();
+      throw new InMemoryDatabaseError(path);
+    }
     const db = new Kysely<Database>({ dialect: new DuckDBDialect(await instance.connect()) });
     try {
       await migrate(db);
@@ -54,5 +58,25 @@ export class Store {
     this.closed = true;
     await this.db.destroy();
     this.instance.closeSync();
+  }
+}
+
+/**
+ * DuckDB opens an empty path, or a data file such as `x.json` or `x.csv`, as an in-memory database
+ * (the file becomes a view): a colony there would lose everything it stores when it stops.
+ */
+export class InMemoryDatabaseError extends Error {
+  constructor(readonly path: string) {
+    super(`${path === "" ? "an empty path" : path} opens as an in-memory database in DuckDB`);
+  }
+}
+
+async function backedByFile(instance: DuckDBInstance): Promise<boolean> {
+  const conn = await instance.connect();
+  try {
+    const r = await conn.runAndReadAll("SELECT path FROM duckdb_databases() WHERE database_name = current_database()");
+    return r.getRows()[0]?.[0] != null;
+  } finally {
+    conn.closeSync();
   }
 }
