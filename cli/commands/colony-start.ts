@@ -85,6 +85,9 @@ export class ColonyStartCommand extends CoralCommand {
     } catch (err) {
       throw new UsageError(`--retention: ${(err as Error).message}`);
     }
+    if (retentionMs > 100 * 365 * 86_400_000) {
+      throw new UsageError(`--retention: "${this.retention}" is longer than 100 years; 0 keeps raw spans forever`);
+    }
     let maxBody: number;
     try {
       maxBody = this.otlpMaxBody === undefined ? DEFAULT_OTLP_MAX_BODY_BYTES : parseNumber(this.otlpMaxBody, true);

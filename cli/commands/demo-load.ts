@@ -39,7 +39,7 @@ export class DemoLoadCommand extends CoralCommand {
   token = Option.String("--token", { description: "bearer token (default: $CORAL_TOKEN)" });
 
   async run(): Promise<number> {
-    const num = (flag: string, text: string, integer: boolean, min: number) => {
+    const num = (flag: string, text: string, integer: boolean, min: number, max = Infinity) => {
       let v: number;
       try {
         v = parseNumber(text, integer);
@@ -47,12 +47,14 @@ export class DemoLoadCommand extends CoralCommand {
         throw new UsageError(`${flag}: ${(err as Error).message}`);
       }
       if (v < min) throw new UsageError(`${flag}: must be at least ${min}`);
+      if (v > max) throw new UsageError(`${flag}: must be at most ${max}`);
       return v;
     };
-    const rate = this.rate.trim() === "max" ? Infinity : num("--rate", this.rate, false, Number.MIN_VALUE);
+    const rate = this.rate.trim() === "max" ? Infinity : num("--rate", this.rate, false, 1);
     const durationS = this.duration === undefined ? Infinity : num("--duration", this.duration, false, 0);
-    const batch = num("--batch", this.batch, true, 1);
-    const concurrency = num("--concurrency", this.concurrency, true, 1);
+    // Beyond these a run only exhausts the sender's memory or sockets.
+    const batch = num("--batch", this.batch, true, 1, 100_000);
+    const concurrency = num("--concurrency", this.concurrency, true, 1, 1024);
     const seed = num("--seed", this.seed, true, 0);
     try {
       const u = new URL(this.otlp);

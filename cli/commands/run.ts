@@ -59,10 +59,12 @@ export class RunCommand extends CoralCommand {
     const timeoutSec = parseNumber(
       ...flagOrEnv("--timeout", this.timeout, "CORAL_SCRIPT_TIMEOUT"),
       DEFAULT_TIMEOUT_SEC,
-      { min: 0, integer: false },
+      // Node's timers stop at 2^31 ms (~24.8 days).
+      { min: 0, max: 2_147_483, integer: false },
     );
     const memoryMb = parseNumber(...flagOrEnv("--memory", this.memory, "CORAL_SCRIPT_MEMORY"), DEFAULT_MEMORY_MB, {
       min: 16,
+      max: 1_048_576, // 1 TiB; far beyond it V8's heap flag overflows and Deno crashes
       integer: true,
     });
     const params: Record<string, string> = {};
@@ -119,12 +121,12 @@ function parseNumber(
   flag: string,
   raw: string | undefined,
   fallback: number,
-  rule: { min: number; integer: boolean },
+  rule: { min: number; max: number; integer: boolean },
 ): number {
   if (raw === undefined) return fallback;
   const n = Number(raw.trim());
-  if (raw.trim() === "" || !Number.isFinite(n) || n < rule.min || (rule.integer && !Number.isInteger(n))) {
-    const what = rule.integer ? `a whole number ≥ ${rule.min}` : `a number ≥ ${rule.min}`;
+  if (raw.trim() === "" || !Number.isFinite(n) || n < rule.min || n > rule.max || (rule.integer && !Number.isInteger(n))) {
+    const what = `${rule.integer ? "a whole number" : "a number"} from ${rule.min} to ${rule.max}`;
     throw new UsageError(`${flag}: expected ${what}, got "${raw}"`);
   }
   return n;

@@ -166,8 +166,10 @@ describe("RunCommand", () => {
 
   it("rejects bad flag values with a usage error naming the flag (exit 2), and maps good ones", async () => {
     const bad: [string[], RegExp][] = [
-      [["run", "--timeout", "abc", "x.ts"], /--timeout: expected a number ≥ 0, got "abc"/],
+      [["run", "--timeout", "abc", "x.ts"], /--timeout: expected a number from 0 to 2147483, got "abc"/],
+      [["run", "--timeout", "1e9", "x.ts"], /--timeout: expected a number from 0 to 2147483, got "1e9"/],
       [["run", "--memory", "1.5", "x.ts"], /--memory: expected a whole number/],
+      [["run", "--memory", "1e15", "x.ts"], /--memory: expected a whole number from 16 to 1048576, got "1e15"/],
       [["run", "--param", "novalue", "x.ts"], /--param: expected key=value, got "novalue"/],
       [["run", "--colony", "nohost", "x.ts"], /--colony/],
       [["run", "--watch", "-"], /--watch: needs a script file/],

@@ -55,18 +55,26 @@ export interface Variant {
   units: Record<string, UnitName>;
 }
 
+/** The field's integer type bounds what a flag may say; beyond them the request cannot be encoded. */
+function inRange(v: number, max: number, text: string, what = `out of range (at most ${max.toLocaleString("en-US")})`): number {
+  if (Math.abs(v) > max) throw new UnitParseError(`"${text}" is ${what}`);
+  return v;
+}
+const INT32_MAX = 2 ** 31 - 1;
+const INT64_SAFE = Number.MAX_SAFE_INTEGER; // exact as a number, and far inside int64
+
 function convert(p: VariantParam, text: string): unknown {
   switch (p.parse) {
     case "durationMs":
-      return BigInt(parseDurationMs(text));
+      return BigInt(Math.round(inRange(parseDurationMs(text), INT64_SAFE, text, "too long a duration")));
     case "durationNs":
-      return BigInt(parseDurationNs(text));
+      return BigInt(Math.round(inRange(parseDurationNs(text), INT64_SAFE, text, "too long a duration")));
     case "percent":
       return parsePercent(text);
     case "int":
-      return parseNumber(text, true);
+      return inRange(parseNumber(text, true), INT32_MAX, text);
     case "int64":
-      return BigInt(parseNumber(text, true));
+      return BigInt(inRange(parseNumber(text, true), INT64_SAFE, text));
     case "double":
       return parseNumber(text);
     case "bool":

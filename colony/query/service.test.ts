@@ -67,6 +67,12 @@ describe("QueryService over the wire, on demo data", () => {
       expect(p50.value).toBeLessThan(bare.value);
     });
 
+    it("a window longer than time itself covers everything (no error)", async () => {
+      const all = await client.getErrorRate({ service: "payments", timeRangeMs: 2n ** 62n });
+      const day = await client.getErrorRate({ service: "payments", timeRangeMs: 24n * 3_600_000n });
+      expect(all.totalCount).toBe(day.totalCount);
+    });
+
     it("GetErrorRate is errors over total", async () => {
       const r = await client.getErrorRate({ service: "payments" });
       expect(r.totalCount).toBeGreaterThan(0n);

@@ -50,7 +50,8 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
   const window = (timeRangeMs: bigint) => {
     nonNegative("time_range_ms", timeRangeMs);
     const untilMs = now();
-    return { sinceMs: untilMs - toNumber(timeRangeMs), untilMs };
+    // A window reaching before 1970 covers everything; a Date that far back would be invalid.
+    return { sinceMs: Math.max(0, untilMs - toNumber(timeRangeMs)), untilMs };
   };
 
   const knownService = async (name: string): Promise<ServiceRow> => {

@@ -88,6 +88,17 @@ describe("listen address problems at start-up", () => {
     }
   });
 
+  it("rejects a malformed or absurd --retention as a usage error", async () => {
+    for (const [retention, message] of [
+      ["bogus", /^coral: --retention: "bogus" is not a duration/],
+      ["99999999999d", /^coral: --retention: "99999999999d" is longer than 100 years; 0 keeps raw spans forever$/m],
+    ] as const) {
+      const r = await runCoral(["colony", "start", "--retention", retention, "--db", ":memory:"]);
+      expect(r.code, retention).toBe(2);
+      expect(r.stderr, retention).toMatch(message);
+    }
+  });
+
   it("names the port when it is taken", async () => {
     const colony = await spawnColony();
     try {

@@ -190,6 +190,17 @@ describe("coral query, when things go wrong", () => {
     expect(JSON.parse(r.stdout).value).toBeLessThan(JSON.parse(p99.stdout).value);
   });
 
+  it("a value too large for the request is a usage error naming the flag, exit 2", async () => {
+    for (const [args, message] of [
+      [["service", "payments", "--window", "99999999999999999999999d"], '--window: "99999999999999999999999d" is too long a duration'],
+      [["traces", "payments", "--limit", "99999999999999999999"], '--limit: "99999999999999999999" is out of range (at most 2,147,483,647)'],
+    ] as const) {
+      const r = await runCoral(["query", ...args], { env: env() });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(message);
+    }
+  });
+
   it("malformed duration names the flag, exit 2", async () => {
     const r = await runCoral(["query", "traces", "payments", "--threshold", "5xs"], { env: env() });
     expect(r.code).toBe(2);
