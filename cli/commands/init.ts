@@ -34,6 +34,16 @@ export class InitCommand extends CoralCommand {
       written = await initScriptsDir(dir, { force: this.force });
     } catch (e) {
       if (e instanceof InitRefused) throw new CliError(e.message);
+      const err = e as NodeJS.ErrnoException;
+      const why: Record<string, string> = {
+        ENOTDIR: "a path in it is a file, not a directory",
+        EISDIR: "a file init writes is a directory there",
+        EACCES: "permission denied",
+        EPERM: "permission denied",
+        EROFS: "read-only file system",
+        ENOENT: "no such file or directory",
+      };
+      if (err.code && why[err.code]) throw new CliError(`cannot set up ${dir}: ${why[err.code]} (${err.path ?? dir})`);
       throw e;
     }
     this.context.stdout.write(

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
-import { existsSync, realpathSync } from "node:fs";
+import { existsSync, realpathSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { constants as osConstants, tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
@@ -114,6 +114,7 @@ async function runIn(
   } else {
     script = resolve(o.script);
     if (!existsSync(script)) throw new SandboxError(`script not found: ${o.script}`);
+    if (!statSync(script).isFile()) throw new SandboxError(`not a script file: ${o.script}`);
   }
   script = realpathSync(script);
   const scriptDir = dirname(script);

@@ -162,6 +162,18 @@ describe("exit codes", () => {
     expect(r.stderr).toMatch(/script-\d+\.ts:1/);
   });
 
+  it("a missing script, a directory or a device is refused before Deno starts, exit 1", async () => {
+    for (const [path, message] of [
+      ["no-such-script.ts", "script not found: no-such-script.ts\n"],
+      ["examples", "not a script file: examples\n"],
+      ["/dev/zero", "not a script file: /dev/zero\n"],
+    ]) {
+      const r = await run(path);
+      expect(r.code, path).toBe(1);
+      expect(r.stderr, path).toBe(message);
+    }
+  });
+
   it("stderr that is not a terminal gets no colour codes, even without NO_COLOR set", async () => {
     // The helper sets NO_COLOR=1; an empty value is as good as unset for Deno.
     const r = await run(script('throw new Error("plain");\n'), { env: { NO_COLOR: "" } });
@@ -258,6 +270,14 @@ console.log(first, p99);
     const config = JSON.parse(readFileSync(join(project, "deno.json"), "utf8"));
     expect(config.imports["@coral/sdk"]).toBe("./.coral/coral-sdk.js");
     expect(readFileSync(join(project, ".coral", "coral-sdk.d.ts"), "utf8")).toContain("export");
+  });
+
+  it("init where a file stands in the way: one line naming the path, exit 1", async () => {
+    const file = join(dir, "a-file");
+    writeFileSync(file, "");
+    const r = await runCoral(["init", join(file, "scripts")]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`coral: cannot set up ${join(file, "scripts")}: a path in it is a file, not a directory (${join(file, "scripts", ".coral")})\n`);
   });
 
   it("--check reports SDK type errors with file:line and does not run the script", async () => {
