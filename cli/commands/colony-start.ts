@@ -1,5 +1,6 @@
 import { Command, Option } from "clipanion";
 import { parseDurationMs, parseNumber } from "../../sdk/units.js";
+import { checkToken } from "../runtime/colony-address.js";
 import { CoralCommand } from "../runtime/command.js";
 import { CliError, UsageError } from "../runtime/errors.js";
 import { ExitCode } from "../runtime/exit.js";
@@ -95,7 +96,7 @@ export class ColonyStartCommand extends CoralCommand {
       throw new UsageError(`--otlp-max-body: ${(err as Error).message}`);
     }
     if (maxBody <= 0) throw new UsageError(`--otlp-max-body: must be a positive number of bytes`);
-    const token = this.token ?? process.env.CORAL_TOKEN;
+    const token = checkToken(this.token ?? process.env.CORAL_TOKEN);
     const { stdout, stderr } = this.context;
 
     // Listen for signals before starting: a Ctrl-C during a long demo seed must still end cleanly.

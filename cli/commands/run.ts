@@ -1,6 +1,6 @@
 import { Command, Option, UsageError } from "clipanion";
 import { runScript, watchScript, type RunOptions } from "../run/launcher.js";
-import { resolveColony } from "../runtime/colony-address.js";
+import { checkToken, resolveColony } from "../runtime/colony-address.js";
 import { CoralCommand } from "../runtime/command.js";
 
 const DEFAULT_TIMEOUT_SEC = 60;
@@ -77,7 +77,7 @@ export class RunCommand extends CoralCommand {
       script: this.script,
       args: this.rest,
       colony: colonyHostPort(this.colony),
-      token: this.token ?? envOrUndefined("CORAL_TOKEN"),
+      token: checkToken(this.token ?? envOrUndefined("CORAL_TOKEN")),
       params,
       timeoutSec,
       memoryMb,

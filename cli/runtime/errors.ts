@@ -15,12 +15,13 @@ const socketErrors: Record<string, string> = {
   EAI_AGAIN: "host not found",
   ETIMEDOUT: "timed out",
   EHOSTUNREACH: "host unreachable",
+  EPROTO: "TLS failed: colonies serve plain HTTP, write --colony HOST:PORT",
 };
 
 function socketCause(err: unknown): string | undefined {
   for (let e: any = err, depth = 0; e && depth < 5; e = e.cause, depth++) {
     if (typeof e.code === "string" && socketErrors[e.code]) return socketErrors[e.code];
-    const m = /\b(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH)\b/.exec(String(e.message ?? ""));
+    const m = /\b(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|EPROTO)\b/.exec(String(e.message ?? ""));
     if (m) return socketErrors[m[1]];
   }
   return undefined;
@@ -42,6 +43,7 @@ function notConnect(ce: ConnectError): boolean {
 export function describeRpcError(err: unknown, colony: string): CliError {
   const ce = ConnectError.from(err);
   const cause = socketCause(err);
+  if (cause === socketErrors.EPROTO) return new CliError(`cannot talk to ${colony}: ${cause}`);
   if (cause || ce.code === Code.Unavailable) {
     return new CliError(
       `cannot reach colony at ${colony} (${cause ?? ce.rawMessage}) — start one with: coral colony start`,

@@ -15,7 +15,7 @@ import {
   parsePercent,
 } from "../../sdk/units.js";
 import { colonyTransport } from "./client.js";
-import { resolveColony } from "./colony-address.js";
+import { checkToken, resolveColony } from "./colony-address.js";
 import { CoralCommand } from "./command.js";
 import { describeRpcError } from "./errors.js";
 import { formatCsv, formatJson, formatTable, outputFormats, type OutputFormat, type UnitName } from "./render.js";
@@ -155,7 +155,7 @@ export abstract class QueryCommand extends CoralCommand {
     const variant = this.pickVariant();
     const input = create(variant.method.input, this.request(variant));
     const colony = resolveColony(this.colony);
-    const client = createClient(variant.method.parent, colonyTransport(colony.baseUrl, this.token ?? process.env.CORAL_TOKEN));
+    const client = createClient(variant.method.parent, colonyTransport(colony.baseUrl, checkToken(this.token ?? process.env.CORAL_TOKEN)));
     const call = (client as unknown as Record<string, (req: unknown) => unknown>)[variant.method.localName];
     try {
       if (variant.method.methodKind === "server_streaming") {

@@ -13,6 +13,12 @@ describe("table", () => {
     expect(text).toBe(["NAME            P99   RATE", "payments    892.1ms  0.12%", "legacy-api    1.52s  3.50%", ""].join("\n"));
   });
 
+  it("shows control characters in values as escapes, so a row stays one line", () => {
+    expect(humanCell("evil\nname\x1b[31m")).toBe("evil\\nname\\u001b[31m");
+    const { text } = formatTable([{ name: "a\tb\r\n" }], { columns: ["name"], units: {} });
+    expect(text.split("\n")).toEqual(["NAME", "a\\tb\\r\\n", ""]);
+  });
+
   it("shows nested fields by dotted path and missing values as -", () => {
     const row = { service: { name: "payments" }, first_seen: null };
     expect(cellOf(row, "service.name")).toBe("payments");

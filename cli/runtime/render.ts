@@ -39,7 +39,16 @@ export function humanCell(v: Plain | undefined, unit?: UnitName): string {
   }
   if (typeof v === "number") return Number.isInteger(v) ? String(v) : String(Number(v.toFixed(6)));
   if (typeof v === "object") return JSON.stringify(v);
-  return String(v);
+  return visible(String(v));
+}
+
+/**
+ * Control characters shown as escapes: a value from telemetry (a service name sent over OTLP) must
+ * not break a table's lines or send escape sequences to the user's terminal.
+ */
+function visible(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\x00-\x1f\x7f]/g, (c) => JSON.stringify(c).slice(1, -1));
 }
 
 /** A cell as machines read it (csv). */

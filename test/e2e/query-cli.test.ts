@@ -238,6 +238,20 @@ describe("coral query, when things go wrong", () => {
     if (r.code !== 0) expect(r.stderr).toContain("127.0.0.1:9090");
   });
 
+  it("https:// to a colony (plain HTTP): one line saying so, exit 1", async () => {
+    const r = await runCoral(["query", "services", "--colony", `https://${colony.addr}`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`coral: cannot talk to ${colony.addr}: TLS failed: colonies serve plain HTTP, write --colony HOST:PORT\n`);
+  });
+
+  it("a token HTTP cannot carry is a usage error, for queries and for the colony itself", async () => {
+    for (const args of [["query", "services", "--token", "a b"], ["colony", "start", "--db", ":memory:", "--token", "t\u00e9"]]) {
+      const r = await runCoral(args, { env: env() });
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr).toBe("coral: --token: a token is visible ASCII without spaces (e.g. from `openssl rand -hex 16`)\n");
+    }
+  });
+
   it("a server that is not a colony: one line naming the address, exit 1", async () => {
     const servers = [
       createServer((_req, res) => res.writeHead(404, { "content-type": "text/plain" }).end("not found")),
