@@ -113,8 +113,9 @@ async function runIn(
     await writeFile(script, stdinSource ?? (await readAll(o.stdin ?? process.stdin)));
   } else {
     script = resolve(o.script);
-    if (!existsSync(script)) throw new SandboxError(`script not found: ${o.script}`);
-    if (!statSync(script).isFile()) throw new SandboxError(`not a script file: ${o.script}`);
+    const stat = statSync(script, { throwIfNoEntry: false });
+    if (!stat) throw new SandboxError(`script not found: ${o.script}`);
+    if (!stat.isFile()) throw new SandboxError(`not a script file: ${o.script}`);
   }
   script = realpathSync(script);
   const scriptDir = dirname(script);

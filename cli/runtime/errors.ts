@@ -18,11 +18,14 @@ const socketErrors: Record<string, string> = {
   EPROTO: "TLS failed: colonies serve plain HTTP, write --colony HOST:PORT",
 };
 
+const socketCodeInMessage = new RegExp(`\\b(${Object.keys(socketErrors).join("|")})\\b`);
+
+/** The code of the first network-level cause in the chain that socketErrors names. */
 function socketCause(err: unknown): string | undefined {
   for (let e: any = err, depth = 0; e && depth < 5; e = e.cause, depth++) {
-    if (typeof e.code === "string" && socketErrors[e.code]) return socketErrors[e.code];
-    const m = /\b(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|EPROTO)\b/.exec(String(e.message ?? ""));
-    if (m) return socketErrors[m[1]];
+    if (typeof e.code === "string" && socketErrors[e.code]) return e.code;
+    const m = socketCodeInMessage.exec(String(e.message ?? ""));
+    if (m) return m[1];
   }
   return undefined;
 }
@@ -42,11 +45,11 @@ function notConnect(ce: ConnectError): boolean {
  */
 export function describeRpcError(err: unknown, colony: string): CliError {
   const ce = ConnectError.from(err);
-  const cause = socketCause(err);
-  if (cause === socketErrors.EPROTO) return new CliError(`cannot talk to ${colony}: ${cause}`);
-  if (cause || ce.code === Code.Unavailable) {
+  const code = socketCause(err);
+  if (code === "EPROTO") return new CliError(`cannot talk to ${colony}: ${socketErrors.EPROTO}`);
+  if (code || ce.code === Code.Unavailable) {
     return new CliError(
-      `cannot reach colony at ${colony} (${cause ?? ce.rawMessage}) — start one with: coral colony start`,
+      `cannot reach colony at ${colony} (${code ? socketErrors[code] : ce.rawMessage}) — start one with: coral colony start`,
     );
   }
   if (notConnect(ce)) {

@@ -124,7 +124,7 @@ export class IngestPipeline {
     const now = Date.now();
     for (const j of batch) {
       for (const r of j.resources ?? []) {
-        const last = this.announced.get(`${r.serviceName}\u0000${r.instanceId}`);
+        const last = this.announced.get(instanceKey(r));
         // Written again when stale or when it moves the service; a report without namespace or
         // region (a metrics exporter's, often) says nothing about them.
         const same = last && (r.namespace === "" || r.namespace === last.namespace) && (r.region === "" || r.region === last.region);
@@ -137,7 +137,7 @@ export class IngestPipeline {
     const latency = batch.flatMap((j) => j.latency ?? []);
     await this.writer.writeResources(resources);
     for (const r of resources) {
-      const key = `${r.serviceName}\u0000${r.instanceId}`;
+      const key = instanceKey(r);
       const last = this.announced.get(key);
       this.announced.set(key, { namespace: r.namespace || (last?.namespace ?? ""), region: r.region || (last?.region ?? ""), atMs: now });
     }
@@ -145,4 +145,8 @@ export class IngestPipeline {
     await this.writer.writeLatency(latency);
     await this.writer.writePrepared(spans);
   }
+}
+
+function instanceKey(r: ResourceRecord): string {
+  return `${r.serviceName}\u0000${r.instanceId}`;
 }
