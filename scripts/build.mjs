@@ -22,7 +22,7 @@ await build({
   target: "node20",
   format: "esm",
   // Native addon and the Deno binary package must stay on disk where npm put them.
-  external: ["@duckdb/node-api", "deno"],
+  external: ["@duckdb/node-api", "@duckdb/node-bindings", "deno"],
   // CommonJS dependencies bundled into ESM still call require().
   banner: { js: "import { createRequire as __coralRequire } from 'node:module'; const require = __coralRequire(import.meta.url);" },
   sourcemap: "linked",

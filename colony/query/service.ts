@@ -220,15 +220,12 @@ const sqlCodes: Record<SqlRejected["code"], Code> = {
   resource_exhausted: Code.ResourceExhausted,
 };
 
-/** DuckDB's own error classes that mean "your SQL is wrong", as opposed to a fault of the colony. */
-const userSqlError = /^(Parser|Binder|Catalog|Conversion|Invalid Input|Out of Range|Not implemented|Permission|Dependency) Error:/;
-
 async function sqlErrors<R>(f: () => Promise<R>): Promise<R> {
   try {
     return await f();
   } catch (err) {
     if (err instanceof SqlRejected) throw new ConnectError(err.message, sqlCodes[err.code] ?? Code.InvalidArgument);
-    if (err instanceof Error && userSqlError.test(err.message)) throw invalid(err.message);
+    // Anything else is a fault of the colony, not of the SQL: Connect reports it as internal.
     throw err;
   }
 }

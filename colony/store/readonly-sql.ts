@@ -10,6 +10,8 @@ import {
   type DuckDBValue,
   type DuckDBDecimalValue,
 } from "@duckdb/node-api";
+import { rowWireSizes } from "./cell-size.js";
+import { judgeParseTree } from "./sql-policy.js";
 import type { Store } from "./store.js";
 
 export interface SqlColumn {
@@ -57,9 +59,28 @@ export interface SqlLimits {
   maxRows?: number;
   timeoutMs?: number;
   maxBytes?: number;
+  /** User queries running at once; more wait (within their deadline) in a bounded queue. */
+  maxConcurrent?: number;
+  /** Queries that may wait for a slot; beyond, resource_exhausted at once. */
+  maxQueued?: number;
+  /**
+   * After the deadline's interrupt, how long DuckDB gets to stop before the query is abandoned:
+   * the caller is answered, and the connection is closed whenever DuckDB returns.
+   */
+  abandonAfterMs?: number;
 }
 
-const DEFAULTS = { maxRows: 10_000, timeoutMs: 30_000, maxBytes: 16 * 1024 * 1024 };
+export const SQL_DEFAULTS = {
+  maxRows: 10_000,
+  timeoutMs: 30_000,
+  maxBytes: 16 * 1024 * 1024,
+  // Each running query holds one libuv thread while DuckDB computes; the colony raises the pool to
+  // 16 (bin/coral.mjs), so even four queries stuck in an operator DuckDB cannot interrupt leave
+  // twelve for ingestion and the other RPCs.
+  maxConcurrent: 4,
+  maxQueued: 32,
+  abandonAfterMs: 2_000,
+} as const;
 
 /**
  * Runs users' analysis SQL. The store's instance already refuses file/network access, extensions and
@@ -69,16 +90,21 @@ const DEFAULTS = { maxRows: 10_000, timeoutMs: 30_000, maxBytes: 16 * 1024 * 102
  */
 export class SqlRunner {
   private readonly limits: Required<SqlLimits>;
+  private readonly slots: Slots;
+  /** The colony's tables and the database's name, for the policy (read once). */
+  private catalog: Promise<{ tables: Set<string>; database: string }> | undefined;
 
   constructor(
     private readonly store: Store,
     limits: SqlLimits = {},
   ) {
-    this.limits = {
-      maxRows: limits.maxRows ?? DEFAULTS.maxRows,
-      timeoutMs: limits.timeoutMs ?? DEFAULTS.timeoutMs,
-      maxBytes: limits.maxBytes ?? DEFAULTS.maxBytes,
-    };
+    this.limits = { ...SQL_DEFAULTS, ...definedOnly(limits) };
+    this.slots = new Slots(this.limits.maxConcurrent, this.limits.maxQueued);
+  }
+
+  /** Queries abandoned past their deadline that DuckDB is still running (see SqlLimits.abandonAfterMs). */
+  get runaways(): number {
+    return this.slots.runaways;
   }
 
   async run(sql: string): Promise<SqlResult> {
@@ -116,17 +142,40 @@ export class SqlRunner {
     batchBytes: number,
     byteScope: "total" | "batch",
   ): AsyncGenerator<SqlBatch> {
+    const { timeoutMs, abandonAfterMs, maxBytes } = this.limits;
+    const deadline = Date.now() + timeoutMs;
+    const release = await this.slots.acquire(deadline, timeoutMs);
     const conn = await this.store.connect();
+    // Every DuckDB call of the query goes through `call`: raced against abandonment, so a query
+    // stuck in an operator DuckDB cannot interrupt (a GLOB that backtracks for hours) still ends,
+    // for its caller, shortly after the deadline. `running` is the call DuckDB is still busy with.
+    let running: Promise<unknown> | undefined;
+    let timedOut = false;
+    let abandoned = false;
+    let abandon!: (err: SqlRejected) => void;
+    const abandonment = new Promise<never>((_, reject) => (abandon = reject));
+    abandonment.catch(() => undefined);
+    const interruptTimer = setTimeout(() => {
+      timedOut = true;
+      conn.interrupt();
+    }, Math.max(0, deadline - Date.now()));
+    const abandonTimer = setTimeout(() => {
+      abandoned = true;
+      abandon(deadlineExceeded(timeoutMs));
+    }, Math.max(0, deadline - Date.now()) + abandonAfterMs);
+    const call = <T>(p: Promise<T>): Promise<T> => {
+      running = p;
+      p.then(
+        () => (running === p ? (running = undefined) : undefined),
+        () => (running === p ? (running = undefined) : undefined),
+      );
+      return Promise.race([p, abandonment]);
+    };
     // The next chunk, asked for before the current one is converted: DuckDB computes it on its
     // own thread meanwhile. Never left behind unawaited (see finally).
     let prefetch: Promise<DuckDBDataChunk | null> | undefined;
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      conn.interrupt();
-    }, this.limits.timeoutMs);
     try {
-      const result = await this.start(conn, sql);
+      const result = await this.start(conn, sql, call);
       const types = result.columnTypes();
       const columns = result.columnNames().map((name, i) => ({ name, type: types[i]!.toString() }));
       const converters = types.map(converterFor);
@@ -148,9 +197,14 @@ export class SqlRunner {
         pendingBytes = 0;
         return batch;
       };
+      const tooLarge = () =>
+        new SqlRejected(
+          "resource_exhausted",
+          `the result exceeds the ${maxBytes}-byte response limit after ${rowCount} rows; select fewer columns or add a LIMIT`,
+        );
 
       const fetchNext = () => {
-        const p = result.fetchChunk();
+        const p = call(result.fetchChunk());
         // Handled here so a failure while the consumer holds a batch is not an unhandled
         // rejection; the loop (or finally) still awaits p and sees the error.
         p.catch(() => undefined);
@@ -167,16 +221,21 @@ export class SqlRunner {
         }
         const n = Math.min(chunk.rowCount, maxRows - rowCount);
         if (n < chunk.rowCount) truncated = true;
-        else prefetch = fetchNext();
-        const cells = chunk.getColumns() as SqlValue[][];
-        const rowBytes = new Float64Array(n).fill(2);
-        for (let c = 0; c < width; c++) {
-          const col = cells[c]!;
-          if (col.length > n) col.length = n;
-          const convert = converters[c];
-          if (convert) for (let r = 0; r < n; r++) col[r] = convert(col[r] as DuckDBValue);
-          addBytes(col, rowBytes);
-        }
+        // Sized before a single value is built: a cell too big for the response is refused as it
+        // lies in DuckDB's memory, never copied into the colony's heap. A stream's chunk may hold
+        // several batches, so it gets a few caps' worth; its rows are converted a batch at a time.
+        const budget = byteScope === "total" ? maxBytes - totalBytes : 4 * maxBytes;
+        const rowBytes = rowWireSizes(chunk, types, n, budget);
+        if (!rowBytes) throw tooLarge();
+        if (n === chunk.rowCount) prefetch = fetchNext();
+        const vectors = types.map((_, c) => chunk.getColumnVector(c));
+        const convertRows = (from: number, to: number): SqlValue[][] =>
+          vectors.map((vector, c) => {
+            const col = (from === 0 && to === vector.itemCount ? vector : vector.slice(from, to - from)).toArray() as SqlValue[];
+            const convert = converters[c];
+            if (convert) for (let r = 0; r < col.length; r++) col[r] = convert(col[r] as DuckDBValue);
+            return col;
+          });
         // Cut the chunk into the batch being filled. A full batch is sent only once another row
         // exists, so the last batch is always the one that can carry `truncated`.
         let from = 0;
@@ -187,52 +246,71 @@ export class SqlRunner {
             const b = rowBytes[to]!;
             pendingBytes += b;
             totalBytes += b;
-            if ((byteScope === "total" ? totalBytes : pendingBytes) > this.limits.maxBytes) {
-              throw new SqlRejected(
-                "resource_exhausted",
-                `the result exceeds the ${this.limits.maxBytes}-byte response limit after ${rowCount} rows; select fewer columns or add a LIMIT`,
-              );
-            }
+            if ((byteScope === "total" ? totalBytes : pendingBytes) > maxBytes) throw tooLarge();
             pendingRows++;
             rowCount++;
             to++;
           }
-          pending.push(from === 0 && to === n ? cells : cells.map((col) => col.slice(from, to)));
+          pending.push(convertRows(from, to));
           from = to;
         }
         if (truncated) break;
       }
       // An interrupted DuckDB result ends like a complete one (an empty chunk): without this
       // check a stream cut by the deadline would pass for the whole result.
-      if (timedOut) throw deadlineExceeded(this.limits.timeoutMs);
+      if (timedOut) throw deadlineExceeded(timeoutMs);
       const last = take();
       last.truncated = truncated;
       yield last;
     } catch (err) {
       if (err instanceof SqlRejected) throw err;
-      if (timedOut) throw deadlineExceeded(this.limits.timeoutMs);
-      throw new SqlRejected("invalid_argument", messageOf(err));
+      if (timedOut) throw deadlineExceeded(timeoutMs);
+      throw classify(err);
     } finally {
-      clearTimeout(timer);
-      // A fetch still running (the consumer stopped early, or an error) must end before its
-      // connection closes.
-      if (prefetch) await prefetch.catch(() => undefined);
-      conn.closeSync();
+      clearTimeout(interruptTimer);
+      clearTimeout(abandonTimer);
+      const busy = running;
+      if (abandoned && busy) {
+        // DuckDB is still inside the query. Closing the connection now would block this thread
+        // until it returns; instead the slot stays taken (so runaways cannot pile up) and is
+        // given back, with the connection, when DuckDB is done.
+        this.slots.markRunaway();
+        void busy.catch(() => undefined).finally(() => {
+          conn.closeSync();
+          this.slots.endRunaway();
+          release();
+        });
+      } else {
+        // A fetch still running (the consumer stopped early, or an error) must end before its
+        // connection closes.
+        if (prefetch) await prefetch.catch(() => undefined);
+        if (running) await running.catch(() => undefined);
+        conn.closeSync();
+        release();
+      }
     }
   }
 
-  private async start(conn: DuckDBConnection, sql: string): Promise<DuckDBResult> {
-    const extracted = await conn.extractStatements(sql);
+  private async start(conn: DuckDBConnection, sql: string, call: <T>(p: Promise<T>) => Promise<T>): Promise<DuckDBResult> {
+    const extracted = await call(conn.extractStatements(sql));
     if (extracted.count !== 1) {
       throw new SqlRejected("invalid_argument", `exactly one SQL statement is allowed; got ${extracted.count}`);
     }
     // DuckDB's parser decides first: only a genuine SELECT can be serialised. This runs before binding,
     // so a COPY or ATTACH is refused as a statement kind rather than by the file access it would need.
-    const parsed = await conn.runAndReadAll("SELECT json_serialize_sql($1::VARCHAR) ->> 'error' AS failed", [sql]);
-    const parsedAsSelect = parsed.getRowsJS()[0]?.[0] !== "true";
+    const parsed = await call(conn.runAndReadAll("SELECT json_serialize_sql($1::VARCHAR)", [sql]));
+    const tree = JSON.parse(String(parsed.getRowsJS()[0]?.[0] ?? "{}")) as { error?: boolean };
+    const parsedAsSelect = tree.error !== true;
+    // Judged before binding: the binder itself would touch what the policy refuses (and its error
+    // messages name server paths).
+    if (parsedAsSelect) {
+      const { tables, database } = await this.readCatalog(conn, call);
+      const verdict = judgeParseTree(tree, tables, database);
+      if (!verdict.ok) throw new SqlRejected("invalid_argument", verdict.reason!);
+    }
     let prepared: DuckDBPreparedStatement;
     try {
-      prepared = await extracted.prepare(0);
+      prepared = await call(extracted.prepare(0));
     } catch (err) {
       if (parsedAsSelect) throw err;
       throw new SqlRejected("invalid_argument", "only SELECT statements are allowed; got a statement of another kind");
@@ -249,9 +327,103 @@ export class SqlRunner {
       throw new SqlRejected("invalid_argument", "the query has parameters ($1, ?); inline the values instead");
     }
     // Defence in depth: even a SELECT-typed statement with side effects cannot write.
-    await conn.run("BEGIN TRANSACTION READ ONLY");
-    return prepared.stream();
+    await call(conn.run("BEGIN TRANSACTION READ ONLY"));
+    return call(prepared.stream());
   }
+
+  private readCatalog(conn: DuckDBConnection, call: <T>(p: Promise<T>) => Promise<T>): Promise<{ tables: Set<string>; database: string }> {
+    this.catalog ??= (async () => {
+      const r = await call(
+        conn.runAndReadAll(
+          "SELECT current_database(), list(table_name) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' AND NOT temporary",
+        ),
+      );
+      const [database, names] = r.getRowsJS()[0] as [string, string[] | null];
+      return { database, tables: new Set((names ?? []).map((t) => t.toLowerCase())) };
+    })();
+    this.catalog.catch(() => (this.catalog = undefined));
+    return this.catalog;
+  }
+}
+
+/**
+ * Admission for user queries: at most `max` run at once, `maxQueued` more wait for a slot within
+ * their deadline. A query abandoned by its deadline keeps its slot until DuckDB lets go of it.
+ */
+class Slots {
+  private running = 0;
+  runaways = 0;
+  private readonly queue: (() => void)[] = [];
+
+  constructor(
+    private readonly max: number,
+    private readonly maxQueued: number,
+  ) {}
+
+  async acquire(deadline: number, timeoutMs: number): Promise<() => void> {
+    if (this.runaways >= this.max) {
+      throw new SqlRejected(
+        "resource_exhausted",
+        `${this.runaways} earlier queries are still running past their deadline (DuckDB cannot interrupt the operator they are in); SQL is refused until they end — the other RPCs are unaffected`,
+      );
+    }
+    if (this.running >= this.max) {
+      if (this.queue.length >= this.maxQueued) {
+        throw new SqlRejected("resource_exhausted", `too many SQL queries at once (${this.running} running, ${this.queue.length} waiting); retry shortly`);
+      }
+      await new Promise<void>((resolve, reject) => {
+        const grant = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          this.queue.splice(this.queue.indexOf(grant), 1);
+          reject(new SqlRejected("deadline_exceeded", `the query waited its whole ${timeoutMs} ms timeout for one of the ${this.max} SQL slots; retry when the colony is less busy`));
+        }, Math.max(0, deadline - Date.now()));
+        this.queue.push(grant);
+      });
+    } else {
+      this.running++;
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.queue.shift();
+      // The slot passes straight to the next waiter, so `running` never dips and lets a newcomer cut in.
+      if (next) next();
+      else this.running--;
+    };
+  }
+
+  markRunaway(): void {
+    this.runaways++;
+  }
+
+  endRunaway(): void {
+    this.runaways--;
+  }
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * DuckDB's error classes that mean "your SQL is wrong" or "your SQL asked too much"; anything
+ * else (an I/O error, a fatal error, a bug) is the colony's fault and is reported as internal.
+ */
+function classify(err: unknown): Error {
+  const message = messageOf(err);
+  // DuckDB's messages start with their class, sometimes behind the API call's own prefix.
+  if (/^(?:[^:\n]*: )?(Parser|Binder|Catalog|Conversion|Invalid Input|Out of Range|Not implemented|Permission|Dependency|Constraint|Invalid type|Syntax|Type Mismatch) Error:/i.test(message)) {
+    return new SqlRejected("invalid_argument", message);
+  }
+  if (/^Out of Memory Error:/i.test(message)) {
+    return new SqlRejected("resource_exhausted", `the query needs more memory than the colony allows: ${message.replace(/^Out of Memory Error:\s*/i, "")}`);
+  }
+  if (/^INTERRUPT Error:/i.test(message)) return new SqlRejected("deadline_exceeded", message);
+  return err instanceof Error ? err : new Error(message);
 }
 
 function deadlineExceeded(timeoutMs: number): SqlRejected {
@@ -260,14 +432,6 @@ function deadlineExceeded(timeoutMs: number): SqlRejected {
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-/** Adds each cell's estimated wire size to its row's total. */
-function addBytes(col: SqlValue[], rowBytes: Float64Array): void {
-  for (let r = 0; r < rowBytes.length; r++) {
-    const v = col[r];
-    rowBytes[r] += typeof v === "string" ? v.length + 3 : v === null ? 5 : typeof v === "boolean" ? 6 : 25;
-  }
 }
 
 function concatColumns(pieces: SqlValue[][][], width: number): SqlValue[][] {
