@@ -44,7 +44,7 @@ function cliUsage(c: CliCommand, rpc?: Rpc): string {
   const parts = [`coral ${c.path.join(" ")}`];
   if (rpc?.cli?.variant) parts.push(rpc.cli.defaultVariant ? `[--${rpc.cli.variant}]` : `--${rpc.cli.variant}`);
   for (const p of params) parts.push(p.positional ? `<${p.metavar}>` : `[${p.flag} ${p.metavar}]`);
-  parts.push("[--output table|json|csv] [--colony HOST:PORT] [--token TOKEN]");
+  parts.push("[--output table|json|csv] [--colony HOST:PORT] [--token-file FILE]");
   return parts.join(" ");
 }
 
@@ -115,10 +115,11 @@ function cliPage(commands: CliCommand[]): string {
     "| Flag | Meaning |",
     "|---|---|",
     "| `--colony HOST:PORT` | Colony address (default: `$CORAL_COLONY_ADDR`, then `127.0.0.1:9090`) |",
-    "| `--token TOKEN` | Bearer token (default: `$CORAL_TOKEN`) |",
+    "| `--token-file FILE` | File holding the bearer token: one token, surrounding whitespace ignored; keep it `chmod 600` (default: `$CORAL_TOKEN`) |",
+    "| `--token TOKEN` | The bearer token itself: works, with a warning, since every local user can read it in `ps` |",
     "| `--output table\\|json\\|csv`, `-o` | `table` (default): aligned, human units such as `892.1ms`; `json`: the response with proto field names and raw values (pipe to `jq`; a streamed query prints one JSON object per line); `csv`: header row, raw values |",
     "",
-    "Exit codes: `0` success, `1` error (colony unreachable, unknown service, rejected query, wrong token), `2` usage error (unknown flag, malformed value such as `--threshold 5xs`).",
+    "Exit codes: `0` success, `1` error (colony unreachable, unknown service, rejected query, wrong token), `2` usage error (unknown flag, malformed value such as `--threshold 5xs`, a missing or unusable `--token-file`).",
     "",
     "Durations are written like `500ms`, `30s`, `5m`, `1h`, `1h30m`; percentiles as percentages (`--percentile 99.9`; a value below 1, such as the SDK-style `0.99`, is taken as written and answered with a note on stderr).",
     "",

@@ -1,9 +1,9 @@
 import { Command, Option } from "clipanion";
 import { parseDurationMs, parseNumber } from "../../sdk/units.js";
-import { checkToken } from "../runtime/colony-address.js";
 import { CoralCommand } from "../runtime/command.js";
 import { CliError, UsageError } from "../runtime/errors.js";
 import { ExitCode } from "../runtime/exit.js";
+import { resolveToken } from "../runtime/token.js";
 
 export class ColonyStartCommand extends CoralCommand {
   static override paths = [["colony", "start"]];
@@ -29,14 +29,16 @@ export class ColonyStartCommand extends CoralCommand {
       already holds data is kept as it is and gets no demo traffic. \`--demo-static\` seeds without the
       live traffic, for numbers that do not move.
 
-      Listening beyond loopback (e.g. \`0.0.0.0\`) requires \`--token\`: clients must then send
-      \`authorization: Bearer TOKEN\`, on every protocol. \`CORAL_TOKEN\` supplies the default.
+      Listening beyond loopback (e.g. \`0.0.0.0\`) requires a token: clients must then send
+      \`authorization: Bearer TOKEN\`, on every protocol. Give it with \`--token-file FILE\` (one token,
+      surrounding whitespace ignored; keep the file \`chmod 600\`) or \`CORAL_TOKEN\`. \`--token TOKEN\`
+      works too, but every local user can read it in \`ps\`.
     `,
     examples: [
       ["Try Coral on demo data", "$0 colony start --demo"],
       ["Receive OTLP on another port and keep raw spans for 3 days", "$0 colony start --otlp 127.0.0.1:14318 --retention 3d"],
       ["Keep the data somewhere specific, on another port", "$0 colony start --db /var/lib/coral/coral.duckdb --listen 127.0.0.1:9191"],
-      ["Serve the network, with a token", "CORAL_TOKEN=$(openssl rand -hex 16) $0 colony start --listen 0.0.0.0:9090"],
+      ["Serve the network, with a token", "(umask 077; openssl rand -hex 16 > coral.token) && $0 colony start --listen 0.0.0.0:9090 --token-file coral.token"],
     ],
   });
 
@@ -47,7 +49,10 @@ export class ColonyStartCommand extends CoralCommand {
     description: "HOST:PORT for the query API (default 127.0.0.1:9090; port 0 picks a free port)",
   });
   token = Option.String("--token", {
-    description: "bearer token clients must send (default: $CORAL_TOKEN; required beyond loopback)",
+    description: "bearer token clients must send; visible to other users in `ps`, prefer --token-file or $CORAL_TOKEN",
+  });
+  tokenFile = Option.String("--token-file", {
+    description: "file holding the bearer token clients must send (default: $CORAL_TOKEN; a token is required beyond loopback)",
   });
   otlp = Option.String("--otlp", "127.0.0.1:4318", {
     description: "HOST:PORT for the OTLP/HTTP receiver (default 127.0.0.1:4318; port 0 picks a free port), or off",
@@ -96,7 +101,7 @@ export class ColonyStartCommand extends CoralCommand {
       throw new UsageError(`--otlp-max-body: ${(err as Error).message}`);
     }
     if (maxBody <= 0) throw new UsageError(`--otlp-max-body: must be a positive number of bytes`);
-    const token = checkToken(this.token ?? process.env.CORAL_TOKEN);
+    const token = resolveToken({ token: this.token, tokenFile: this.tokenFile }, this.context.stderr);
     const { stdout, stderr } = this.context;
 
     // Listen for signals before starting: a Ctrl-C during a long demo seed must still end cleanly.

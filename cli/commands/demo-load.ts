@@ -4,6 +4,7 @@ import { parseNumber } from "../../sdk/units.js";
 import { CoralCommand } from "../runtime/command.js";
 import { CliError, UsageError } from "../runtime/errors.js";
 import { ExitCode } from "../runtime/exit.js";
+import { resolveToken } from "../runtime/token.js";
 
 export class DemoLoadCommand extends CoralCommand {
   static override paths = [["demo", "load"]];
@@ -21,6 +22,9 @@ export class DemoLoadCommand extends CoralCommand {
       anything else refused counts as rejected. It runs for \`--duration\` seconds, or until Ctrl-C,
       then prints \`sent N spans in S s (R spans/s), X rejected\`. \`--rate max\` sends as fast as the
       receiver acknowledges (a throughput test). The traffic is the same for the same \`--seed\`.
+
+      A colony with a token wants it on every request: give it with \`--token-file FILE\` or
+      \`CORAL_TOKEN\` (\`--token TOKEN\` works too, but every local user can read it in \`ps\`).
     `,
     examples: [
       ["Fill a local colony at 1,000 spans/s", "$0 demo load --otlp http://127.0.0.1:4318 --rate 1000"],
@@ -36,7 +40,10 @@ export class DemoLoadCommand extends CoralCommand {
   batch = Option.String("--batch", "512", { description: "spans per request" });
   concurrency = Option.String("--concurrency", "4", { description: "requests in flight at once" });
   seed = Option.String("--seed", "42", { description: "seed of the traffic generator" });
-  token = Option.String("--token", { description: "bearer token (default: $CORAL_TOKEN)" });
+  token = Option.String("--token", {
+    description: "bearer token; visible to other users in `ps`, prefer --token-file or $CORAL_TOKEN",
+  });
+  tokenFile = Option.String("--token-file", { description: "file holding the bearer token (default: $CORAL_TOKEN)" });
 
   async run(): Promise<number> {
     const num = (flag: string, text: string, integer: boolean, min: number, max = Infinity) => {
@@ -63,6 +70,7 @@ export class DemoLoadCommand extends CoralCommand {
       throw new UsageError(`--otlp: "${this.otlp}" is not an http:// URL (${(err as Error).message})`);
     }
     const { stdout, stderr } = this.context;
+    const token = resolveToken({ token: this.token, tokenFile: this.tokenFile }, stderr);
     const abort = new AbortController();
     const onSignal = () => abort.abort();
     process.once("SIGINT", onSignal);
@@ -77,7 +85,7 @@ export class DemoLoadCommand extends CoralCommand {
         batch,
         seed,
         concurrency,
-        token: this.token ?? process.env.CORAL_TOKEN,
+        token,
         signal: abort.signal,
         progress: (stderr as { isTTY?: boolean }).isTTY ? (s) => stderr.write(`\r${line(s)}\x1b[K`) : undefined,
       });

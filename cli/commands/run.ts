@@ -1,7 +1,8 @@
 import { Command, Option, UsageError } from "clipanion";
 import { runScript, watchScript, type RunOptions } from "../run/launcher.js";
-import { checkToken, resolveColony } from "../runtime/colony-address.js";
+import { resolveColony } from "../runtime/colony-address.js";
 import { CoralCommand } from "../runtime/command.js";
+import { resolveToken } from "../runtime/token.js";
 
 const DEFAULT_TIMEOUT_SEC = 60;
 const DEFAULT_MEMORY_MB = 512;
@@ -19,6 +20,8 @@ export class RunCommand extends CoralCommand {
 
       Limits: \`--timeout\` (default $CORAL_SCRIPT_TIMEOUT, else ${DEFAULT_TIMEOUT_SEC} s; 0 = none) stops the script with SIGTERM, then SIGKILL 2 s later, exit code 124. \`--memory\` (default $CORAL_SCRIPT_MEMORY, else ${DEFAULT_MEMORY_MB} MB) caps the JavaScript heap and, on Linux, the process's data segment; running out ends the script with exit code 137.
 
+      The colony's bearer token, if it needs one, comes from \`--token-file FILE\` or \`$CORAL_TOKEN\` and reaches the script as CORAL_TOKEN; \`--token TOKEN\` works too, but every local user can read it in \`ps\`.
+
       \`--param key=value\` (repeatable; the value may contain \`=\`) reaches the script as the JSON object in CORAL_PARAMS. \`--watch\` re-runs the script whenever it or a local module it imports changes; Ctrl-C ends the session (exit 130). \`--check\` type-checks first and does not run on errors.
 
       Exit codes: the script's own; 1 when refused before running or \`--check\` fails; 2 for a bad command line; 124 timeout; 130 interrupted; 137 memory limit.
@@ -30,7 +33,7 @@ export class RunCommand extends CoralCommand {
       ["Allow a longer run and more memory", "coral run --timeout 120 --memory 1024 long-analysis.ts"],
       ["Let the script read one data directory", "coral run --allow-read ./baselines compare.ts"],
       ["Run a script piped in on stdin", "cat analysis.ts | coral run -"],
-      ["Talk to a remote colony", "coral run --colony colony.internal:9090 --token $TOKEN analysis.ts"],
+      ["Talk to a remote colony", "coral run --colony colony.internal:9090 --token-file ~/.coral-token analysis.ts"],
     ],
   });
 
@@ -41,7 +44,10 @@ export class RunCommand extends CoralCommand {
   allowRead = Option.String("--allow-read", { description: "One directory the script may read" });
   params = Option.Array("--param", [], { description: "key=value passed in CORAL_PARAMS (repeatable)" });
   colony = Option.String("--colony", { description: "Colony address HOST:PORT (default $CORAL_COLONY_ADDR, else 127.0.0.1:9090)" });
-  token = Option.String("--token", { description: "Bearer token, passed as CORAL_TOKEN (default $CORAL_TOKEN)" });
+  token = Option.String("--token", {
+    description: "Bearer token, passed as CORAL_TOKEN; visible to other users in `ps`, prefer --token-file or $CORAL_TOKEN",
+  });
+  tokenFile = Option.String("--token-file", { description: "File holding the bearer token, passed as CORAL_TOKEN (default $CORAL_TOKEN)" });
   script = Option.String({ name: "script|-" });
   // coral's own flags may come before or after the script (the RFD writes
   // `coral run latency-check.ts --param threshold=500ms`); the script's arguments follow `--`.
@@ -77,7 +83,7 @@ export class RunCommand extends CoralCommand {
       script: this.script,
       args: this.rest,
       colony: colonyHostPort(this.colony),
-      token: checkToken(this.token ?? envOrUndefined("CORAL_TOKEN")),
+      token: resolveToken({ token: this.token, tokenFile: this.tokenFile }, this.context.stderr),
       params,
       timeoutSec,
       memoryMb,

@@ -29,9 +29,9 @@ export function resolveColony(flag: string | undefined): { baseUrl: string; disp
  * A bearer token as HTTP can carry it: visible ASCII, no spaces. Anything else could never be
  * sent (a colony started with it would refuse every client), so it is refused up front.
  */
-export function checkToken(token: string | undefined): string | undefined {
+export function checkToken(token: string | undefined, source = "--token"): string | undefined {
   if (token !== undefined && token !== "" && !/^[\x21-\x7e]+$/.test(token)) {
-    throw new UsageError("--token: a token is visible ASCII without spaces (e.g. from `openssl rand -hex 16`)");
+    throw new UsageError(`${source}: a token is visible ASCII without spaces (e.g. from \`openssl rand -hex 16\`)`);
   }
   return token;
 }

@@ -61,7 +61,7 @@ export function describeRpcError(err: unknown, colony: string): CliError {
   switch (ce.code) {
     case Code.Unauthenticated:
       return new CliError(
-        `colony at ${colony} rejected the request: ${ce.rawMessage} — pass --token or set CORAL_TOKEN`,
+        `colony at ${colony} rejected the request: ${ce.rawMessage} — pass --token-file FILE or set CORAL_TOKEN`,
       );
     case Code.DeadlineExceeded:
       return new CliError(`colony at ${colony} timed out: ${ce.rawMessage}`);

@@ -15,10 +15,11 @@ import {
   parsePercent,
 } from "../../sdk/units.js";
 import { colonyTransport } from "./client.js";
-import { checkToken, resolveColony } from "./colony-address.js";
+import { resolveColony } from "./colony-address.js";
 import { CoralCommand } from "./command.js";
 import { describeRpcError } from "./errors.js";
 import { formatCsv, formatJson, formatTable, outputFormats, type OutputFormat, type UnitName } from "./render.js";
+import { resolveToken } from "./token.js";
 
 /** How CLI text becomes a request field value. */
 export type ParseRule = "string" | "int" | "int64" | "double" | "bool" | "durationMs" | "durationNs" | "percent";
@@ -93,7 +94,12 @@ export abstract class QueryCommand extends CoralCommand {
   colony = Option.String("--colony", {
     description: "Colony address HOST:PORT (default: $CORAL_COLONY_ADDR, then 127.0.0.1:9090)",
   });
-  token = Option.String("--token", { description: "Bearer token for the colony (default: $CORAL_TOKEN)" });
+  token = Option.String("--token", {
+    description: "Bearer token for the colony; visible to other users in `ps`, prefer --token-file or $CORAL_TOKEN",
+  });
+  tokenFile = Option.String("--token-file", {
+    description: "File holding the bearer token (default: $CORAL_TOKEN)",
+  });
 
   protected abstract readonly variants: Variant[];
 
@@ -155,7 +161,8 @@ export abstract class QueryCommand extends CoralCommand {
     const variant = this.pickVariant();
     const input = create(variant.method.input, this.request(variant));
     const colony = resolveColony(this.colony);
-    const client = createClient(variant.method.parent, colonyTransport(colony.baseUrl, checkToken(this.token ?? process.env.CORAL_TOKEN)));
+    const token = resolveToken({ token: this.token, tokenFile: this.tokenFile }, this.context.stderr);
+    const client = createClient(variant.method.parent, colonyTransport(colony.baseUrl, token));
     const call = (client as unknown as Record<string, (req: unknown) => unknown>)[variant.method.localName];
     try {
       if (variant.method.methodKind === "server_streaming") {

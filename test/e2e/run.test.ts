@@ -30,11 +30,11 @@ function script(source: string, where = dir): string {
   return file;
 }
 
-/** `coral run --colony <colony> --token <token> FLAGS… SCRIPT ARGS…` */
+/** `CORAL_TOKEN=<token> coral run --colony <colony> FLAGS… SCRIPT ARGS…` (--token would add a warning to stderr) */
 function run(file: string, o: { flags?: string[]; args?: string[]; token?: string | null; colony?: string; env?: Record<string, string> } = {}): Promise<RunResult> {
-  const auth = o.token === null ? [] : ["--token", o.token ?? TOKEN];
+  const auth = o.token === null ? {} : { CORAL_TOKEN: o.token ?? TOKEN };
   const args = o.args ? ["--", ...o.args] : [];
-  return runCoral(["run", "--colony", o.colony ?? colony.addr, ...auth, ...(o.flags ?? []), file, ...args], { env: o.env });
+  return runCoral(["run", "--colony", o.colony ?? colony.addr, ...(o.flags ?? []), file, ...args], { env: { ...auth, ...o.env } });
 }
 
 const SDK = 'import * as coral from "@coral/sdk";\n';
@@ -102,7 +102,7 @@ console.log(JSON.stringify({
 
   it("--param may follow the script, as the RFD writes it; a missing one says how to pass it", async () => {
     const file = script(`${SDK}console.log(coral.params.number("limit") * 2);\n`);
-    const given = await runCoral(["run", "--colony", colony.addr, "--token", TOKEN, file, "--param", "limit=5"]);
+    const given = await runCoral(["run", "--colony", colony.addr, file, "--param", "limit=5"], { env: { CORAL_TOKEN: TOKEN } });
     expect(given.stdout).toBe("10\n");
     const missing = await run(file);
     expect(missing.code).toBe(1);
@@ -186,7 +186,7 @@ describe("exit codes", () => {
 describe("scripts on stdin", () => {
   it("`coral run -` runs the source piped in, with the SDK, params and args", async () => {
     const source = `${SDK}const svcs = await coral.services.list();\nconsole.log("services:", svcs.length, "param:", coral.params.who, "args:", Deno.args.join(" "));\n`;
-    const r = await runCoral(["run", "--colony", colony.addr, "--token", TOKEN, "--param", "who=stdin", "-", "a", "b"], { input: source });
+    const r = await runCoral(["run", "--colony", colony.addr, "--param", "who=stdin", "-", "a", "b"], { input: source, env: { CORAL_TOKEN: TOKEN } });
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toBe("services: 0 param: stdin args: a b\n");
@@ -229,7 +229,7 @@ try {
   });
 
   it("the right token, by --token or by $CORAL_TOKEN, is let in", async () => {
-    expect((await run(whoami)).stdout).toBe("ok 0\n");
+    expect((await run(whoami, { token: null, flags: ["--token", TOKEN] })).stdout).toBe("ok 0\n");
     expect((await run(whoami, { token: null, env: { CORAL_TOKEN: TOKEN } })).stdout).toBe("ok 0\n");
   });
 
