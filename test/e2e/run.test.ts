@@ -32,7 +32,7 @@ function script(source: string, where = dir): string {
 
 /** `CORAL_TOKEN=<token> coral run --colony <colony> FLAGS… SCRIPT ARGS…` (--token would add a warning to stderr) */
 function run(file: string, o: { flags?: string[]; args?: string[]; token?: string | null; colony?: string; env?: Record<string, string> } = {}): Promise<RunResult> {
-  const auth = o.token === null ? {} : { CORAL_TOKEN: o.token ?? TOKEN };
+  const auth: Record<string, string> = o.token === null ? {} : { CORAL_TOKEN: o.token ?? TOKEN };
   const args = o.args ? ["--", ...o.args] : [];
   return runCoral(["run", "--colony", o.colony ?? colony.addr, ...(o.flags ?? []), file, ...args], { env: { ...auth, ...o.env } });
 }
