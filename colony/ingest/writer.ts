@@ -82,6 +82,8 @@ export interface LatencyRecord {
  */
 const TRACE_HORIZON_MS = 3_600_000;
 const MINUTE_MS = 60_000;
+/** The most minutes `recover` rebuilds in one transaction. */
+const RECOVER_WINDOW_MS = 60 * MINUTE_MS;
 const CHUNK_ROWS = 2048;
 
 const SPAN_TYPES = [VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, TIMESTAMPTZ, BIGINT, VARCHAR, INTEGER, VARCHAR];
@@ -225,8 +227,9 @@ class Lane {
   }
 }
 
-const INGEST_STAGING = ["CREATE TEMP TABLE IF NOT EXISTS host_batch AS SELECT * FROM host_samples LIMIT 0"];
+const INGEST_STAGING: string[] = [];
 const ROLLUP_STAGING = [
+  "CREATE TEMP TABLE IF NOT EXISTS host_batch AS SELECT * FROM host_samples LIMIT 0",
   `CREATE TEMP TABLE IF NOT EXISTS summary_delta AS
    SELECT timestamp, service_name, metric, request_count, error_count, sum_duration_ns, min_duration_ns, max_duration_ns
    FROM service_summary LIMIT 0`,
@@ -342,34 +345,37 @@ export class Writer {
   /**
    * Rebuilds the span rollups of minutes whose spans were committed but not merged when the
    * process last stopped (a crash, `kill -9`). Call once at start, before serving reads.
+   *
+   * Safe to kill at any point and run again: each window of minutes is rebuilt, and its
+   * `rollup_pending` rows cleared, in a transaction of its own, and a rebuild overwrites rows rather
+   * than adding to them, so a window redone on the next start gives the same rows. Windows already
+   * committed are not redone, so a start killed again and again still gets through the backlog.
    */
   recover(): Promise<number> {
-    return this.exclusive(async ({ db }) =>
-      db.transaction().execute(async (trx) => {
-        const rows = await trx.selectFrom("rollup_pending").select(sql<number>`epoch_ms(minute)`.as("ms")).distinct().orderBy("ms").execute();
-        // Contiguous minutes become one window, so a long outage is a few large rebuilds, not thousands.
-        let from: number | undefined;
-        let to = 0;
-        const flush = async () => {
-          if (from === undefined) return;
-          await rollupServices(trx, new Date(from), new Date(to));
-          await rollupTraces(trx, new Date(from), new Date(to), new Date(from - TRACE_HORIZON_MS), new Date(to + TRACE_HORIZON_MS));
-        };
-        for (const { ms } of rows) {
-          const m = Number(ms);
-          if (from !== undefined && m === to) {
-            to = m + MINUTE_MS;
-            continue;
-          }
-          await flush();
-          from = m;
-          to = m + MINUTE_MS;
-        }
-        await flush();
-        await trx.deleteFrom("rollup_pending").execute();
-        return rows.length;
-      }),
-    );
+    return this.exclusive(async ({ conn, db }) => {
+      // A rebuild reads every committed span, so a contribution still waiting would count twice.
+      // What is left pending afterwards belongs to the process that died.
+      await this.mergeWaiting(conn);
+      const rows = await db.selectFrom("rollup_pending").select(sql<number>`epoch_ms(minute)`.as("ms")).distinct().orderBy("ms").execute();
+      // Contiguous minutes become one window, so a long outage is a few large rebuilds, not
+      // thousands; capped, so each start commits progress however long the backlog.
+      const windows: [number, number][] = [];
+      for (const { ms } of rows) {
+        const m = Number(ms);
+        const last = windows[windows.length - 1];
+        if (last && last[1] === m && m - last[0] < RECOVER_WINDOW_MS) last[1] = m + MINUTE_MS;
+        else windows.push([m, m + MINUTE_MS]);
+      }
+      for (const [fromMs, toMs] of windows) {
+        const [from, to] = [new Date(fromMs), new Date(toMs)];
+        await db.transaction().execute(async (trx) => {
+          await rollupServices(trx, from, to);
+          await rollupTraces(trx, from, to, new Date(fromMs - TRACE_HORIZON_MS), new Date(toMs + TRACE_HORIZON_MS));
+          await trx.deleteFrom("rollup_pending").where("minute", ">=", from).where("minute", "<", to).execute();
+        });
+      }
+      return rows.length;
+    });
   }
 
   writeSpans(spans: readonly SpanRecord[]): Promise<void> {
@@ -502,17 +508,31 @@ export class Writer {
 
   /** Merges pre-aggregated latency observations (OTLP histograms) into the latency rollups. */
   writeLatency(records: readonly LatencyRecord[]): Promise<void> {
-    if (records.length === 0) return Promise.resolve();
+    return this.writeMetrics([], records);
+  }
+
+  writeHostSamples(samples: readonly HostSample[]): Promise<void> {
+    return this.writeMetrics(samples, []);
+  }
+
+  /**
+   * Host samples and latency observations in one transaction, so an OTLP metrics batch is stored
+   * whole or not at all: the ingest pipeline retries the requests of a failed batch one by one,
+   * which must not store anything of them twice. On the rollup lane, which owns the latency
+   * rollups and the cumulative streams' cache.
+   */
+  writeMetrics(samples: readonly HostSample[], records: readonly LatencyRecord[]): Promise<void> {
+    if (samples.length === 0 && records.length === 0) return Promise.resolve();
     return this.rollups.run(async ({ conn, db }) => {
-      this.streams ??= await loadStreams(db);
       const changed = new Map<string, StreamPoint>();
       const summaries = new Map<string, SummaryDelta>();
+      if (records.length > 0) this.streams ??= await loadStreams(db);
       for (const r of records) {
         let { buckets, sumNs, errorCount, minNs, maxNs } = r;
         if (r.cumulative) {
           const { stream, startNs, errors } = r.cumulative;
           const point = { startNs, sumNs, buckets };
-          const inc = increment(changed.get(stream) ?? this.streams.get(stream), point);
+          const inc = increment(changed.get(stream) ?? this.streams!.get(stream), point);
           changed.set(stream, point);
           if (inc.count <= 0) continue;
           ({ buckets, sumNs } = inc);
@@ -530,46 +550,12 @@ export class Writer {
         });
       }
       await inTransaction(conn, async () => {
+        await insertHostSamples(conn, db, samples);
         await saveStreams(db, changed, Date.now());
         return mergeSummaries(conn, [...summaries.values()]);
       });
       // Only now: a transaction that failed leaves the streams where the stored increments left them.
-      for (const [stream, point] of changed) this.streams.set(stream, point);
-    });
-  }
-
-  writeHostSamples(samples: readonly HostSample[]): Promise<void> {
-    if (samples.length === 0) return Promise.resolve();
-    const big = (v: number | null) => (v === null ? null : BigInt(Math.round(v)));
-    return this.ingest.run(async ({ conn, db }) => {
-      await db.transaction().execute(async (trx) => {
-        await appendChunks(conn, "host_batch", "temp", HOST_TYPES, samples, (part) => [
-          part.map((s) => tstz(s.timestampMs)),
-          part.map((s) => s.hostName),
-          part.map((s) => s.serviceName),
-          part.map((s) => s.cpuPercent),
-          part.map((s) => s.memoryPercent),
-          part.map((s) => big(s.memoryUsedBytes)),
-          part.map((s) => big(s.memoryTotalBytes)),
-        ]);
-        await sql`INSERT INTO host_samples SELECT * FROM temp.host_batch`.execute(trx);
-        await sql`
-          CREATE OR REPLACE TEMP TABLE host_keys AS
-          SELECT DISTINCT host_name, service_name, date_trunc('minute', timestamp) AS minute FROM temp.host_batch`.execute(trx);
-        await sql`
-          DELETE FROM system_metrics_rollup r USING temp.host_keys k
-          WHERE r.host_name = k.host_name AND r.service_name = k.service_name AND r.timestamp = k.minute`.execute(trx);
-        // avg() skips NULLs, so a metric a host did not report does not drag its minute towards 0.
-        await sql`
-          INSERT INTO system_metrics_rollup
-          SELECT k.minute, k.host_name, k.service_name, avg(h.cpu_percent), avg(h.memory_percent),
-                 CAST(avg(h.memory_used_bytes) AS BIGINT), CAST(max(h.memory_total_bytes) AS BIGINT), count(*)
-          FROM host_samples h
-          JOIN temp.host_keys k
-            ON h.host_name = k.host_name AND h.service_name = k.service_name AND date_trunc('minute', h.timestamp) = k.minute
-          GROUP BY ALL`.execute(trx);
-        await sql`DELETE FROM temp.host_batch`.execute(trx);
-      });
+      for (const [stream, point] of changed) this.streams!.set(stream, point);
     });
   }
 
@@ -732,6 +718,38 @@ function appendChunks<T>(
   return appendPrepared(conn, table, schema, buildChunks(types, rows, columns));
 }
 
+/** Appends host samples and recomputes the system_metrics_rollup minutes they touch (inside the caller's transaction). */
+async function insertHostSamples(conn: DuckDBConnection, db: Kysely<Database>, samples: readonly HostSample[]): Promise<void> {
+  if (samples.length === 0) return;
+  const big = (v: number | null) => (v === null ? null : BigInt(Math.round(v)));
+  await appendChunks(conn, "host_batch", "temp", HOST_TYPES, samples, (part) => [
+    part.map((s) => tstz(s.timestampMs)),
+    part.map((s) => s.hostName),
+    part.map((s) => s.serviceName),
+    part.map((s) => s.cpuPercent),
+    part.map((s) => s.memoryPercent),
+    part.map((s) => big(s.memoryUsedBytes)),
+    part.map((s) => big(s.memoryTotalBytes)),
+  ]);
+  await sql`INSERT INTO host_samples SELECT * FROM temp.host_batch`.execute(db);
+  await sql`
+    CREATE OR REPLACE TEMP TABLE host_keys AS
+    SELECT DISTINCT host_name, service_name, date_trunc('minute', timestamp) AS minute FROM temp.host_batch`.execute(db);
+  await sql`
+    DELETE FROM system_metrics_rollup r USING temp.host_keys k
+    WHERE r.host_name = k.host_name AND r.service_name = k.service_name AND r.timestamp = k.minute`.execute(db);
+  // avg() skips NULLs, so a metric a host did not report does not drag its minute towards 0.
+  await sql`
+    INSERT INTO system_metrics_rollup
+    SELECT k.minute, k.host_name, k.service_name, avg(h.cpu_percent), avg(h.memory_percent),
+           CAST(avg(h.memory_used_bytes) AS BIGINT), CAST(max(h.memory_total_bytes) AS BIGINT), count(*)
+    FROM host_samples h
+    JOIN temp.host_keys k
+      ON h.host_name = k.host_name AND h.service_name = k.service_name AND date_trunc('minute', h.timestamp) = k.minute
+    GROUP BY ALL`.execute(db);
+  await sql`DELETE FROM temp.host_batch`.execute(db);
+}
+
 /**
  * Adds the batch's per-(service, metric, minute) contributions to service_summary and
  * service_latency_buckets. Counts, sums and bucket counts add; min and max combine; the percentile
@@ -864,33 +882,63 @@ async function mergeTraces(conn: DuckDBConnection, deltas: TraceDelta[]): Promis
     DELETE FROM temp.trace_delta;`;
 }
 
-/** Recomputes service_summary and service_latency_buckets from raw spans for every (service, minute) in [from, to). */
+/*
+ * The rebuilds below never delete a row and insert one with the same key in one transaction: on a
+ * unique index DuckDB has loaded from the database file (any index, after a restart), that insert
+ * fails with "Duplicate key … violates unique constraint" even though the old row is deleted
+ * (measured on DuckDB 1.5; an index built by the running process allows it, which is why only a
+ * restarted colony failed). So the rebuilt rows are computed into temp tables, upserted over the
+ * stored ones with every column overwritten, and only stored rows the rebuild no longer produces
+ * are deleted: the upserted and the deleted keys never meet.
+ */
+
+/**
+ * Recomputes the `http.server.duration` rows of service_summary and service_latency_buckets from
+ * raw spans for every (service, minute) with a SERVER span in [from, to) (minute boundaries).
+ * Minutes without raw spans keep their rows (retention deletes spans, not rollups), and so do other
+ * metrics, which OTLP histograms write.
+ */
 async function rollupServices(trx: Transaction<Database>, from: Date, to: Date): Promise<void> {
+  // Constant bounds let DuckDB skip row groups by zone map.
+  const server = sql`
+    SELECT service_name, date_trunc('minute', start_time) AS minute, duration_ns, status_code, http_status_code
+    FROM spans WHERE kind = 'SERVER' AND start_time >= ${from} AND start_time < ${to}`;
   await sql`
-    CREATE OR REPLACE TEMP TABLE service_keys AS
-    SELECT DISTINCT service_name, date_trunc('minute', start_time) AS minute
-    FROM spans WHERE kind = 'SERVER' AND start_time >= ${from} AND start_time < ${to}`.execute(trx);
-  // Constant bounds let DuckDB skip row groups by zone map; the key join then picks exact minutes.
-  const affected = sql`
-    SELECT s.service_name, date_trunc('minute', s.start_time) AS minute, s.duration_ns, s.status_code, s.http_status_code
-    FROM spans s
-    SEMI JOIN temp.service_keys k ON s.service_name = k.service_name AND date_trunc('minute', s.start_time) = k.minute
-    WHERE s.kind = 'SERVER' AND s.start_time >= ${from} AND s.start_time < ${to}`;
-  for (const table of ["service_summary", "service_latency_buckets"] as const) {
-    await sql`
-      DELETE FROM ${sql.table(table)} t USING temp.service_keys k
-      WHERE t.service_name = k.service_name AND t.timestamp = k.minute AND t.metric = ${HTTP_SERVER_DURATION}`.execute(trx);
-  }
+    CREATE OR REPLACE TEMP TABLE rebuilt_summary AS
+    SELECT minute AS timestamp, service_name, ${HTTP_SERVER_DURATION} AS metric, count(*) AS request_count,
+           count(*) FILTER (WHERE ${IS_ERROR}) AS error_count, sum(duration_ns) AS sum_duration_ns,
+           min(duration_ns) AS min_duration_ns, max(duration_ns) AS max_duration_ns,
+           quantile_cont(duration_ns, 0.5) AS p50_duration_ns, quantile_cont(duration_ns, 0.95) AS p95_duration_ns,
+           quantile_cont(duration_ns, 0.99) AS p99_duration_ns
+    FROM (${server}) GROUP BY minute, service_name`.execute(trx);
+  await sql`
+    CREATE OR REPLACE TEMP TABLE rebuilt_buckets AS
+    SELECT minute AS timestamp, service_name, ${HTTP_SERVER_DURATION} AS metric, ${sql.raw(bucketIndexSql("duration_ns"))} AS bucket, count(*) AS count
+    FROM (${server}) GROUP BY minute, service_name, bucket`.execute(trx);
   await sql`
     INSERT INTO service_summary
-    SELECT minute, service_name, ${HTTP_SERVER_DURATION}, count(*), count(*) FILTER (WHERE ${IS_ERROR}),
-           sum(duration_ns), min(duration_ns), max(duration_ns),
-           quantile_cont(duration_ns, 0.5), quantile_cont(duration_ns, 0.95), quantile_cont(duration_ns, 0.99)
-    FROM (${affected}) GROUP BY minute, service_name`.execute(trx);
+    SELECT timestamp, service_name, metric, request_count, error_count, sum_duration_ns, min_duration_ns, max_duration_ns,
+           p50_duration_ns, p95_duration_ns, p99_duration_ns
+    FROM temp.rebuilt_summary
+    ON CONFLICT (timestamp, service_name, metric) DO UPDATE SET
+      request_count = excluded.request_count,
+      error_count = excluded.error_count,
+      sum_duration_ns = excluded.sum_duration_ns,
+      min_duration_ns = excluded.min_duration_ns,
+      max_duration_ns = excluded.max_duration_ns,
+      p50_duration_ns = excluded.p50_duration_ns,
+      p95_duration_ns = excluded.p95_duration_ns,
+      p99_duration_ns = excluded.p99_duration_ns`.execute(trx);
   await sql`
-    INSERT INTO service_latency_buckets
-    SELECT minute, service_name, ${HTTP_SERVER_DURATION}, ${sql.raw(bucketIndexSql("duration_ns"))} AS bucket, count(*)
-    FROM (${affected}) GROUP BY minute, service_name, bucket`.execute(trx);
+    INSERT INTO service_latency_buckets SELECT timestamp, service_name, metric, bucket, count FROM temp.rebuilt_buckets
+    ON CONFLICT (timestamp, service_name, metric, bucket) DO UPDATE SET count = excluded.count`.execute(trx);
+  // Every rebuilt (service, minute) has a summary row, so only buckets can be left over.
+  await sql`
+    DELETE FROM service_latency_buckets b USING temp.rebuilt_summary k
+    WHERE b.timestamp >= ${from} AND b.timestamp < ${to}
+      AND b.timestamp = k.timestamp AND b.service_name = k.service_name AND b.metric = k.metric
+      AND NOT EXISTS (SELECT 1 FROM temp.rebuilt_buckets r
+                      WHERE r.timestamp = b.timestamp AND r.service_name = b.service_name AND r.metric = b.metric AND r.bucket = b.bucket)`.execute(trx);
 }
 
 /**
@@ -903,9 +951,8 @@ async function rollupTraces(trx: Transaction<Database>, keysFrom: Date, keysTo: 
   await sql`
     CREATE OR REPLACE TEMP TABLE trace_keys AS
     SELECT DISTINCT trace_id FROM spans WHERE start_time >= ${keysFrom} AND start_time < ${keysTo}`.execute(trx);
-  await sql`DELETE FROM trace_summary WHERE trace_id IN (SELECT trace_id FROM temp.trace_keys)`.execute(trx);
   await sql`
-    INSERT INTO trace_summary
+    CREATE OR REPLACE TEMP TABLE rebuilt_traces AS
     WITH t AS (
       SELECT trace_id, span_id, parent_span_id, service_name, name, start_time, duration_ns, status_code, http_status_code
       FROM spans
@@ -918,12 +965,24 @@ async function rollupTraces(trx: Transaction<Database>, keysFrom: Date, keysTo: 
     )
     SELECT trace_id, service_name,
            -- Every service has a local root unless parent links form a cycle; fall back rather than fail the batch.
-           coalesce(arg_min(name, start_time) FILTER (WHERE is_root), arg_min(name, start_time)),
-           coalesce(min(start_time) FILTER (WHERE is_root), min(start_time)),
+           coalesce(arg_min(name, start_time) FILTER (WHERE is_root), arg_min(name, start_time)) AS root_name,
+           coalesce(min(start_time) FILTER (WHERE is_root), min(start_time)) AS timestamp,
            coalesce(max(start_ns + duration_ns) FILTER (WHERE is_root) - min(start_ns) FILTER (WHERE is_root),
-                    max(start_ns + duration_ns) - min(start_ns)),
-           count(*),
-           bool_or(${IS_ERROR})
+                    max(start_ns + duration_ns) - min(start_ns)) AS duration_ns,
+           count(*) AS span_count,
+           bool_or(${IS_ERROR}) AS error
     FROM marked
     GROUP BY trace_id, service_name`.execute(trx);
+  await sql`
+    INSERT INTO trace_summary SELECT trace_id, service_name, root_name, timestamp, duration_ns, span_count, error FROM temp.rebuilt_traces
+    ON CONFLICT (trace_id, service_name) DO UPDATE SET
+      root_name = excluded.root_name,
+      timestamp = excluded.timestamp,
+      duration_ns = excluded.duration_ns,
+      span_count = excluded.span_count,
+      error = excluded.error`.execute(trx);
+  await sql`
+    DELETE FROM trace_summary s
+    WHERE s.trace_id IN (SELECT trace_id FROM temp.trace_keys)
+      AND NOT EXISTS (SELECT 1 FROM temp.rebuilt_traces r WHERE r.trace_id = s.trace_id AND r.service_name = s.service_name)`.execute(trx);
 }

@@ -230,7 +230,11 @@ describe("IngestPipeline", () => {
       },
     };
   }
-  const spans = (n: number) => Array.from({ length: n }, () => ({}) as SpanRecord);
+  const spans = (n: number) =>
+    Array.from({ length: n }, (_, i): SpanRecord => ({
+      traceId: "ab".repeat(16), spanId: i.toString(16).padStart(16, "0"), parentSpanId: null, serviceName: "svc", name: "op",
+      kind: "SERVER", startTimeMs: Date.UTC(2026, 0, 1), durationNs: 1e6, statusCode: "OK", httpStatusCode: null, attributes: "{}",
+    }));
 
   it("commits what queued during a commit as one batch, and refuses beyond the bound", async () => {
     const w = stubWriter();

@@ -3,18 +3,15 @@ import * as http from "node:http";
 import type * as net from "node:net";
 import { promisify } from "node:util";
 import * as zlib from "node:zlib";
-import { create, fromBinary, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
-import {
-  ExportMetricsServiceRequestSchema,
-  ExportMetricsServiceResponseSchema,
-} from "../../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
-import {
-  ExportTraceServiceRequestSchema,
-  ExportTraceServiceResponseSchema,
-} from "../../../gen/opentelemetry/proto/collector/trace/v1/trace_service_pb.js";
-import { mapMetrics } from "./metrics.js";
-import { BackpressureError, InvalidDataError, UnavailableError, type IngestPart, type IngestPipeline } from "./pipeline.js";
-import { decodeTraces, OtlpDecodeError } from "./traces.js";
+import { create, toBinary, toJson } from "@bufbuild/protobuf";
+import { ExportMetricsServiceResponseSchema } from "../../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
+import { ExportTraceServiceResponseSchema } from "../../../gen/opentelemetry/proto/collector/trace/v1/trace_service_pb.js";
+import { createHttp1Server, DEFAULT_LIMITS, type ConnectionLimits } from "../../server/listen.js";
+import { decodeRequest, type DecodedRequest } from "./decode.js";
+import { DEFAULT_REQUEST_LIMITS, LimitError, type RequestLimits } from "./limits.js";
+import { BackpressureError, InvalidDataError, UnavailableError, type IngestPipeline } from "./pipeline.js";
+
+export { tracesJsonToBinary } from "./decode.js";
 
 const gunzip = promisify(zlib.gunzip);
 
@@ -25,7 +22,18 @@ export interface OtlpReceiverOptions {
   pipeline: IngestPipeline;
   /** Largest request body accepted, after decompression (413 beyond). */
   maxBodyBytes: number;
+  /** Overrides of DEFAULT_REQUEST_LIMITS: spans, points and messages per request, nesting depth. */
+  requestLimits?: Partial<RequestLimits>;
+  /** Overrides of DEFAULT_OTLP_LIMITS (firstBytesTimeoutMs does not apply: there is no sniffing here). */
+  limits?: Partial<ConnectionLimits>;
 }
+
+/**
+ * The query port's limits (see DEFAULT_LIMITS), but 60 s for a request: bodies here are up to
+ * 16 MiB of telemetry from collectors on any link, not a few hundred bytes of query. The 30 s idle
+ * timeout outlasts exporters' usual 5 s batch interval, so they keep their connection.
+ */
+export const DEFAULT_OTLP_LIMITS: Readonly<ConnectionLimits> = { ...DEFAULT_LIMITS, requestTimeoutMs: 60_000 };
 
 export interface OtlpReceiver {
   address: { host: string; port: number };
@@ -54,16 +62,22 @@ const GRPC_CODE: Record<number, number> = { 400: 3, 401: 16, 404: 12, 405: 12, 4
  */
 export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> {
   const expected = o.token ? digest(o.token) : undefined;
+  const requestLimits: RequestLimits = { ...DEFAULT_REQUEST_LIMITS };
+  for (const [k, v] of Object.entries(o.requestLimits ?? {})) if (v !== undefined) requestLimits[k as keyof RequestLimits] = v;
 
-  const server = http.createServer((req, res) => {
+  const limits: ConnectionLimits = { ...DEFAULT_OTLP_LIMITS };
+  for (const [k, v] of Object.entries(o.limits ?? {})) if (v !== undefined) limits[k as keyof ConnectionLimits] = v;
+  // Headers and request timeouts also close a connection that never sends a byte: Node counts
+  // them from the moment a connection is accepted.
+  const server = createHttp1Server(limits, (req, res) => {
     handle(req, res).catch((err: unknown) => {
       const e = err instanceof HttpError ? err : new HttpError(500, `internal error: ${(err as Error).message}`);
       const format = mediaFormat(req.headers["content-type"]) ?? "protobuf";
       reply(req, res, e.status, format, statusBody(e, format), e.headers);
     });
   });
-  server.keepAliveTimeout = 30_000;
-  server.requestTimeout = 60_000;
+  // Node closes sockets beyond this as it accepts them; exporters already connected are unaffected.
+  if (limits.maxConnections > 0) server.maxConnections = limits.maxConnections;
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? "/").split("?")[0];
@@ -100,28 +114,17 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
       }
     }
 
-    const now = Date.now();
-    let part: IngestPart;
-    let rejected = 0;
-    let rejectReason: string | undefined;
+    let decoded: DecodedRequest;
     try {
-      if (signal === "traces") {
-        const t = decodeTraces(format === "json" ? tracesJsonToBinary(body) : body, now);
-        part = { spans: t.spans, resources: t.resources };
-        ({ rejected, rejectReason } = t);
-      } else {
-        const msg =
-          format === "json"
-            ? fromJson(ExportMetricsServiceRequestSchema, parseJson(body), { ignoreUnknownFields: true })
-            : fromBinary(ExportMetricsServiceRequestSchema, body, { readUnknownFields: false });
-        const m = mapMetrics(msg, now);
-        part = { hostSamples: m.hostSamples, latency: m.latency, resources: m.resources };
-        ({ rejected, rejectReason } = m);
-      }
+      decoded = decodeRequest(signal, format, body, Date.now(), requestLimits);
     } catch (err) {
       if (err instanceof HttpError) throw err;
+      if (err instanceof LimitError) throw new HttpError(err.status, err.message);
       throw new HttpError(400, `malformed ${format === "json" ? "OTLP JSON" : "OTLP protobuf"} ${signal} request: ${(err as Error).message}`);
     }
+    const { part, items, rejected, rejectMessage: rejectReason } = decoded;
+    // Nothing left to store: the OTLP spec's "bad data", which the client must not retry.
+    if (rejected > 0 && rejected === items) throw new HttpError(400, rejectReason ?? "every item of the request was rejected");
 
     try {
       await o.pipeline.submit(part);
@@ -242,48 +245,4 @@ function varint(n: number): Buffer {
   }
   out.push(n);
   return Buffer.from(out);
-}
-
-function parseJson(body: Buffer): JsonValue {
-  try {
-    return JSON.parse(body.toString("utf8")) as JsonValue;
-  } catch (err) {
-    throw new HttpError(400, `malformed JSON: ${(err as Error).message}`);
-  }
-}
-
-const HEX = /^(?:[0-9a-fA-F]{2})*$/;
-
-/**
- * OTLP JSON differs from protobuf's canonical JSON in one place that matters: trace and span ids are
- * hex, not base64. Rewrite them, let the generated schema parse the rest (lowerCamelCase names,
- * int64 as strings or numbers, enums as integers), and hand the bytes to the one span decoder.
- */
-export function tracesJsonToBinary(body: Buffer): Buffer {
-  const root = parseJson(body);
-  if (root === null || typeof root !== "object" || Array.isArray(root)) throw new OtlpDecodeError("expected a JSON object");
-  const list = (o: unknown, ...keys: string[]): Record<string, JsonValue>[] => {
-    if (o === null || typeof o !== "object") return [];
-    for (const k of keys) {
-      const v = (o as Record<string, unknown>)[k];
-      if (Array.isArray(v)) return v.filter((x) => x !== null && typeof x === "object") as Record<string, JsonValue>[];
-    }
-    return [];
-  };
-  for (const rs of list(root, "resourceSpans", "resource_spans")) {
-    for (const ss of list(rs, "scopeSpans", "scope_spans")) {
-      for (const span of list(ss, "spans")) {
-        for (const [camel, snake] of [["traceId", "trace_id"], ["spanId", "span_id"], ["parentSpanId", "parent_span_id"]] as const) {
-          for (const k of [camel, snake]) {
-            const v = span[k];
-            if (v === undefined || v === null) continue;
-            if (typeof v !== "string" || !HEX.test(v)) throw new OtlpDecodeError(`${k} must be a hex string`);
-            span[k] = Buffer.from(v, "hex").toString("base64");
-          }
-        }
-      }
-    }
-  }
-  const msg = fromJson(ExportTraceServiceRequestSchema, root, { ignoreUnknownFields: true });
-  return Buffer.from(toBinary(ExportTraceServiceRequestSchema, msg));
 }
