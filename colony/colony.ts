@@ -7,7 +7,7 @@ import { Writer } from "./ingest/writer.js";
 import { queryServiceImpl } from "./query/service.js";
 import { assertExposureAllowed, formatAddress } from "./server/auth.js";
 import { ColonyStartError } from "./server/errors.js";
-import { listen } from "./server/listen.js";
+import { listen, type ConnectionLimits } from "./server/listen.js";
 import { Queries } from "./store/queries.js";
 import { SqlRunner } from "./store/readonly-sql.js";
 import { InMemoryDatabaseError, Store } from "./store/store.js";
@@ -28,6 +28,16 @@ export interface ColonyOptions {
   otlpMaxBodyBytes?: number;
   /** OTLP items (spans, points) accepted but not yet committed before requests get 429. */
   otlpMaxQueued?: number;
+  /** Timeouts and the connection cap of the query port (tests shorten them); see DEFAULT_LIMITS. */
+  limits?: Partial<ConnectionLimits>;
+  /** The same for the OTLP port; see DEFAULT_OTLP_LIMITS. */
+  otlpLimits?: Partial<ConnectionLimits>;
+  /** Largest query request message, after decompression (default 4 MiB). */
+  readMaxBytes?: number;
+  /** Longest a raw SQL query may run (default 30 s). */
+  queryTimeoutMs?: number;
+  /** DuckDB's memory ceiling (buffer manager): heavy raw SQL fails or spills beyond it. Default 2 GiB. */
+  queryMemoryBytes?: number;
   /** Raw spans older than this are deleted (rollups are kept). Default 24h; 0 keeps them forever. */
   retentionMs?: number;
   /** Progress for humans (seeding, keeping data); the caller decides where it goes. */
@@ -39,6 +49,7 @@ const LIVE_DEMO_TICK_MS = 5_000;
 
 export const DEFAULT_OTLP_MAX_BODY_BYTES = 16 * 2 ** 20;
 export const DEFAULT_RETENTION_MS = 24 * 3_600_000;
+export const DEFAULT_QUERY_MEMORY_BYTES = 2 * 2 ** 30;
 
 export interface Colony {
   /** `host:port` actually listened on. */
@@ -46,6 +57,12 @@ export interface Colony {
   /** `host:port` of the OTLP/HTTP receiver, when it is on. */
   otlpAddress?: string;
   close(): Promise<void>;
+  /**
+   * After close: true when a query DuckDB cannot interrupt is still running. The process cannot
+   * then exit normally (exit waits for libuv's threads, one of which is inside DuckDB); every
+   * commit is durable by then, so ending it with SIGKILL loses nothing.
+   */
+  readonly stuck: boolean;
 }
 
 /** Opens the store, seeds demo data when asked, and serves QueryService on one port. */
@@ -56,7 +73,7 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
   // Before opening (and perhaps seeding) the database, so a refused start costs nothing.
   assertExposureAllowed(host, port, o.token);
   if (otlp) assertExposureAllowed(otlp.host, otlp.port, o.token);
-  const store = await openStore(o.db);
+  const store = await openStore(o.db, o.queryMemoryBytes ?? DEFAULT_QUERY_MEMORY_BYTES);
   const writer = new Writer(store);
   const cleanups: (() => Promise<void>)[] = [];
   try {
@@ -71,7 +88,7 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
       seedNow = existing.length === 0;
       if (!seedNow) log(`${o.db} already holds ${existing.length} services; keeping its data instead of seeding demo data`);
     }
-    const sql = new SqlRunner(store);
+    const sql = new SqlRunner(store, { timeoutMs: o.queryTimeoutMs });
     const server = await listen({
       host,
       port,
@@ -80,6 +97,8 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
       // Every request first brings the rollups up to date with every span already acknowledged
       // (Writer.settle), so an answer never lags data the colony has said it stored.
       interceptors: [(next) => async (req) => (await writer.settle(), next(req))],
+      limits: o.limits,
+      readMaxBytes: o.readMaxBytes,
     });
     cleanups.push(() => server.close());
     let receiver: OtlpReceiver | undefined;
@@ -93,6 +112,7 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
           token: o.token || undefined,
           pipeline,
           maxBodyBytes: o.otlpMaxBodyBytes ?? DEFAULT_OTLP_MAX_BODY_BYTES,
+          limits: o.otlpLimits,
         });
       } catch (err) {
         throw listenError(err as NodeJS.ErrnoException, otlp.host, otlp.port, "--otlp");
@@ -125,19 +145,33 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
       cleanups.push(async () => clearInterval(retention));
     }
     let closing: Promise<void> | undefined;
+    let stuck = false;
     return {
+      get stuck() {
+        return stuck;
+      },
       address: formatAddress(server.address.host, server.address.port),
       otlpAddress: receiver && formatAddress(receiver.address.host, receiver.address.port),
       close() {
         closing ??= (async () => {
           if (retention) clearInterval(retention);
           await live?.stop();
-          // Stop taking data, commit what was accepted, then stop serving queries.
-          await receiver?.close();
+          // Both ports stop at once: no new data, no new queries. Queries in flight are cancelled
+          // and their handlers awaited (briefly) before anything they read from is closed: a
+          // StreamQuery left running would hold a DuckDB connection across the checkpoint and keep
+          // the process alive after it. OTLP requests in flight get their data committed.
+          await Promise.all([receiver?.close(), server.close()]);
           await pipeline?.close();
+          // A query DuckDB cannot interrupt would make the checkpoint (and closing the database)
+          // wait for it, possibly for hours: then the colony leaves without either. Every commit is
+          // in the WAL already; the next start replays it.
+          const sqlStopped = await sql.close();
           await writer.close();
-          await server.close();
-          await checkpointAndClose(store);
+          if (sqlStopped) await checkpointAndClose(store);
+          else {
+            stuck = true;
+            log("a query DuckDB cannot interrupt is still running: stopping without a checkpoint (the next start replays the WAL)");
+          }
         })();
         return closing;
       },
@@ -182,9 +216,9 @@ export function parseListen(value: string): { host: string; port: number } {
  * DuckDB refuses a file it cannot lock or does not recognise before writing to it, so a failed
  * open leaves the existing file as it was.
  */
-async function openStore(path: string): Promise<Store> {
+async function openStore(path: string, memoryLimitBytes: number): Promise<Store> {
   try {
-    return await Store.open(path);
+    return await Store.open(path, { memoryLimitBytes });
   } catch (err) {
     if (err instanceof InMemoryDatabaseError) {
       throw new ColonyStartError(

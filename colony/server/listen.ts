@@ -1,10 +1,93 @@
+import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { assertExposureAllowed, bearerAuth, formatAddress } from "./auth.js";
+import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
+import { assertExposureAllowed, bearerAuth, bearerChecker, formatAddress, refuseUnauthenticated } from "./auth.js";
 import { ColonyStartError } from "./errors.js";
+
+/**
+ * How long a connection may take over each phase, and how many may be open at once. Every value
+ * is in milliseconds except maxConnections; 0 turns a timeout off (tests only).
+ */
+export interface ConnectionLimits {
+  /**
+   * From accept to the first bytes that tell HTTP/2 from HTTP/1.1 (the whole 24-byte preface for
+   * HTTP/2). Real clients send them with their first packet.
+   */
+  firstBytesTimeoutMs: number;
+  /** HTTP/1.1: one request's headers, counted from its first byte. HTTP/2: the client's SETTINGS. */
+  headersTimeoutMs: number;
+  /** One request, headers and body, counted from its first byte (HTTP/2: from its headers). */
+  requestTimeoutMs: number;
+  /** A connection with no call open: HTTP/1.1 keep-alive, an HTTP/2 session without streams. */
+  idleTimeoutMs: number;
+  /**
+   * A connection with a call open on which no byte moved either way. Each write of a streaming
+   * response starts it afresh, so a long StreamQuery that is sending is never cut; a client that
+   * stops reading is, and its query with it.
+   */
+  stallTimeoutMs: number;
+  /** Connections open at once; beyond, new ones are closed as soon as they are accepted. */
+  maxConnections: number;
+}
+
+/**
+ * The query port's defaults. Calls are small requests (SQL text at most) answered by up to 30 s of
+ * query (the SQL statement timeout), so:
+ * - 5 s to the first bytes and 10 s for headers: a client on any real link sends its request in one
+ *   or two round trips; whoever takes longer is holding a connection open on purpose (slowloris).
+ * - 30 s for a whole request: at most readMaxBytes (4 MiB), so ≥ 140 KB/s, and far more than any
+ *   real call (a few hundred bytes) needs.
+ * - 30 s idle: longer than the gaps between a script's calls, so clients keep their connection;
+ *   OTLP exporters (every ~5 s) too. An idle connection costs one descriptor, and the cap bounds them.
+ * - 120 s stalled: four times the statement timeout, so a slow query is never cut mid-computation,
+ *   yet a stream nobody reads gives its DuckDB connection back within two minutes.
+ * - 1024 connections per port, far above what a colony's users open at once, or fewer when the
+ *   process may not open that many files (see connectionBudget): a flood of sockets must not take
+ *   the descriptors DuckDB and the other port need.
+ */
+export const DEFAULT_LIMITS: Readonly<ConnectionLimits> = {
+  firstBytesTimeoutMs: 5_000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  idleTimeoutMs: 30_000,
+  stallTimeoutMs: 120_000,
+  maxConnections: connectionBudget(openFilesLimit()),
+};
+
+/**
+ * Connections one port may hold given the process's open-files limit: both ports together leave
+ * 128 descriptors to DuckDB (database, WAL, temp files) and Node, and never take more than 1024
+ * each. With a common soft limit of 1024 that is 448 a port; unknown (not Linux), 1024.
+ */
+export function connectionBudget(openFiles: number | undefined): number {
+  if (openFiles === undefined || !Number.isFinite(openFiles)) return 1024;
+  return Math.max(16, Math.min(1024, Math.floor((openFiles - 128) / 2)));
+}
+
+function openFilesLimit(): number | undefined {
+  try {
+    const soft = /^Max open files\s+(\S+)/m.exec(readFileSync("/proc/self/limits", "utf8"))?.[1];
+    return soft === undefined || soft === "unlimited" ? undefined : Number(soft);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Largest request message, after decompression. Requests carry SQL text and a few parameters;
+ * 4 MiB is gRPC's own default limit, so no client is surprised by it, and it bounds what a gzip or
+ * brotli bomb can inflate to.
+ */
+export const DEFAULT_READ_MAX_BYTES = 4 * 2 ** 20;
+
+/** Streams one HTTP/2 connection may have open at once (Node's default is unlimited). */
+const MAX_CONCURRENT_STREAMS = 100;
+
+/** How long close() waits for calls in flight to end after cancelling them, before closing anyway. */
+const CLOSE_GRACE_MS = 3_000;
 
 export interface ListenOptions {
   host: string;
@@ -15,15 +98,23 @@ export interface ListenOptions {
   token?: string;
   /** Run for every call after the token check. (Not per service: a service's own list would replace the token check.) */
   interceptors?: Interceptor[];
+  /** Overrides of DEFAULT_LIMITS. */
+  limits?: Partial<ConnectionLimits>;
+  /** Largest request message after decompression (default DEFAULT_READ_MAX_BYTES). */
+  readMaxBytes?: number;
 }
 
 export interface Listener {
   address: { host: string; port: number };
+  /** Stops accepting, cancels the calls in flight and waits (briefly) for their handlers to end. */
   close(): Promise<void>;
 }
 
 // Every HTTP/2 connection opens with this preface (RFC 9113 §3.4); no HTTP/1.x request can.
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+
+type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
+type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
 
 /**
  * Serves Connect, gRPC and gRPC-web on one cleartext port. gRPC needs HTTP/2, while fetch-based
@@ -33,31 +124,99 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
  */
 export async function listen(opts: ListenOptions): Promise<Listener> {
   assertExposureAllowed(opts.host, opts.port, opts.token);
+  const limits = { ...DEFAULT_LIMITS, ...definedOnly(opts.limits ?? {}) };
+  const readMaxBytes = opts.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
 
-  const handler = connectNodeAdapter({
+  // Calls in flight, so close() can wait for their handlers (and the DuckDB connections they hold).
+  const inFlight = new Set<Promise<void>>();
+  const track: Interceptor = (next) => async (req) => {
+    let done!: () => void;
+    const call = new Promise<void>((resolve) => (done = resolve));
+    inFlight.add(call);
+    void call.then(() => inFlight.delete(call));
+    try {
+      const res = await next(req);
+      if (!res.stream) {
+        done();
+        return res;
+      }
+      const messages = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          try {
+            yield* messages;
+          } finally {
+            done();
+          }
+        })(),
+      };
+    } catch (err) {
+      done();
+      throw err;
+    }
+  };
+  const shutdown = new AbortController();
+
+  const adapter = connectNodeAdapter({
     routes: opts.routes,
-    interceptors: [...(opts.token ? [bearerAuth(opts.token)] : []), ...(opts.interceptors ?? [])],
+    interceptors: [track, ...(opts.token ? [bearerAuth(opts.token)] : []), ...(opts.interceptors ?? [])],
     connect: true,
     grpc: true,
     grpcWeb: true,
+    // Bounds every message both as read and after decompression (connect-es passes it to zlib as
+    // maxOutputLength), on every protocol.
+    readMaxBytes,
+    // gzip only: what clients send when they compress at all, and one fewer decompressor to expose.
+    // Anything else (deflate, br, …) is refused with "unimplemented" before the body is read.
+    acceptCompression: [compressionGzip],
+    // Handlers see ctx.signal aborted at shutdown, so a StreamQuery stops at its next batch.
+    shutdownSignal: shutdown.signal,
   });
-  const h1 = http.createServer(handler);
-  const h2 = http2.createServer(handler);
 
-  const sockets = new Set<net.Socket>();
+  const accepts = opts.token ? bearerChecker(opts.token) : undefined;
+  const handle = (req: NodeRequest, res: NodeResponse) => {
+    // The token is checked here, on the raw request, because connect-es reads and inflates the whole
+    // body before any interceptor runs: a 1 MB gzip bomb without a token took the colony to 2 GB.
+    if (accepts && !accepts(req.headers.authorization)) return refuseUnauthenticated(req, res, readMaxBytes);
+    // connect-es waits for 'drain' or 'error' after a write that filled the buffer; a response
+    // closed under it (client gone, session destroyed at shutdown) emits neither, and the handler —
+    // with the DuckDB query behind a stream — would wait forever. Its next write then fails.
+    res.once("close", () => {
+      if (res.listenerCount("drain") > 0) res.emit("drain");
+    });
+    adapter(req, res);
+  };
+
+  const h1 = createHttp1Server(limits, handle);
+  // Node enforces headersTimeout and requestTimeout from a timer it starts on 'listening'; this
+  // server never listens (the front hands it sockets), so without this its requests could take
+  // forever — 1 byte/s headers were still open after 150 s.
+  h1.emit("listening");
+
+  const h2 = http2.createServer({ settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS } }, (req, res) => {
+    requestDeadline(req, limits.requestTimeoutMs);
+    handle(req, res);
+  });
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    guardSession(session, limits);
   });
+  // A session's protocol errors are its own; without a listener they would be thrown.
+  h2.on("sessionError", () => {});
 
+  const sockets = new Set<net.Socket>();
   const front = net.createServer((socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     // A client that connects and vanishes must not take the process down with an unhandled error.
     socket.on("error", () => socket.destroy());
-    sniff(socket, (isH2) => (isH2 ? h2 : h1).emit("connection", socket));
+    sniff(socket, limits.firstBytesTimeoutMs, (isH2) => (isH2 ? h2 : h1).emit("connection", socket));
   });
+  // Node closes sockets beyond this as it accepts them; clients already connected are unaffected.
+  if (limits.maxConnections > 0) front.maxConnections = limits.maxConnections;
 
   await new Promise<void>((resolve, reject) => {
     front.once("error", (err: NodeJS.ErrnoException) => reject(describeListenError(err, opts.host, opts.port)));
@@ -72,29 +231,110 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
   return {
     address: { host: opts.host, port: bound.port },
     close() {
-      closing ??= new Promise<void>((resolve) => {
-        front.close(() => resolve());
+      closing ??= (async () => {
+        const closed = new Promise<void>((resolve) => front.close(() => resolve()));
+        shutdown.abort();
         // Streaming calls and keep-alive connections would otherwise hold close() open forever.
         for (const session of sessions) session.destroy();
         for (const socket of sockets) socket.destroy();
         h1.closeAllConnections();
-      });
+        h1.close(() => {}); // stops the timeout checker started above
+        await closed;
+        // A handler stuck in DuckDB past the grace period is the SQL runner's to abandon; the
+        // colony must still get to its checkpoint.
+        let grace: NodeJS.Timeout | undefined;
+        await Promise.race([Promise.all(inFlight), new Promise((resolve) => (grace = setTimeout(resolve, CLOSE_GRACE_MS)))]);
+        clearTimeout(grace);
+      })();
       return closing;
     },
   };
 }
 
 /**
- * Reads just enough of a fresh connection to tell HTTP/2 from HTTP/1.x, then puts the bytes
- * back so the chosen server parses the stream from its first byte.
+ * An HTTP/1.1 server with the limits' timeouts (both ports use one). The connection cap is the
+ * caller's: it belongs to the server that accepts the sockets.
  */
-function sniff(socket: net.Socket, decide: (isH2: boolean) => void): void {
+export function createHttp1Server(limits: ConnectionLimits, handler: http.RequestListener): http.Server {
+  const server = http.createServer(
+    {
+      headersTimeout: limits.requestTimeoutMs > 0 ? Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) : limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      // Node checks the two timeouts above only this often (30 s by default), which would let a
+      // slow client keep its connection for up to that much longer than they say.
+      connectionsCheckingInterval: checkingInterval(limits),
+    },
+    handler,
+  );
+  server.keepAliveTimeout = limits.idleTimeoutMs;
+  server.timeout = limits.stallTimeoutMs;
+  return server;
+}
+
+function checkingInterval(limits: ConnectionLimits): number {
+  const shortest = Math.min(...[limits.headersTimeoutMs, limits.requestTimeoutMs].filter((t) => t > 0));
+  return Number.isFinite(shortest) ? Math.max(10, Math.min(1_000, Math.floor(shortest / 4))) : 30_000;
+}
+
+/**
+ * HTTP/2's timeouts, which Node's http2 server does not have: the client's SETTINGS within the
+ * headers timeout, no stream for idleTimeoutMs closes the session (GOAWAY, then the socket), no
+ * byte either way for stallTimeoutMs destroys it.
+ */
+function guardSession(session: http2.ServerHttp2Session, limits: ConnectionLimits): void {
+  if (limits.headersTimeoutMs > 0) {
+    const settings = setTimeout(() => session.destroy(), limits.headersTimeoutMs).unref();
+    session.once("remoteSettings", () => clearTimeout(settings));
+    session.once("close", () => clearTimeout(settings));
+  }
+  if (limits.idleTimeoutMs > 0) {
+    let open = 0;
+    let idle: NodeJS.Timeout | undefined;
+    // Counted by streams, not by bytes: PING frames would otherwise keep an unused session forever.
+    const arm = () => (idle = setTimeout(() => session.close(), limits.idleTimeoutMs).unref());
+    arm();
+    session.on("stream", (stream: http2.ServerHttp2Stream) => {
+      open++;
+      clearTimeout(idle);
+      stream.once("close", () => {
+        if (--open === 0 && !session.closed && !session.destroyed) arm();
+      });
+    });
+    session.once("close", () => clearTimeout(idle));
+  }
+  if (limits.stallTimeoutMs > 0) session.setTimeout(limits.stallTimeoutMs, () => session.destroy());
+}
+
+/**
+ * HTTP/2's counterpart of Node's requestTimeout for HTTP/1.1: a stream whose request body has not
+ * fully arrived in time is cancelled (a client trickling a body, or one that never ends it).
+ */
+function requestDeadline(req: http2.Http2ServerRequest, timeoutMs: number): void {
+  if (timeoutMs <= 0 || req.stream.endAfterHeaders) return;
+  const timer = setTimeout(() => {
+    // The body may all be here without having been read yet: that is not the client's fault.
+    const received = req.readableEnded || (req.stream.state as { remoteClose?: number }).remoteClose === 1;
+    if (!received && !req.stream.destroyed) req.stream.close(http2.constants.NGHTTP2_CANCEL);
+  }, timeoutMs).unref();
+  req.once("end", () => clearTimeout(timer));
+  req.stream.once("close", () => clearTimeout(timer));
+}
+
+/**
+ * Reads just enough of a fresh connection to tell HTTP/2 from HTTP/1.x, then puts the bytes
+ * back so the chosen server parses the stream from its first byte. A connection that does not
+ * get that far within timeoutMs (silent, or half a preface) is closed.
+ */
+function sniff(socket: net.Socket, timeoutMs: number, decide: (isH2: boolean) => void): void {
   let seen = Buffer.alloc(0);
+  const deadline = timeoutMs > 0 ? setTimeout(() => socket.destroy(), timeoutMs).unref() : undefined;
+  socket.once("close", () => clearTimeout(deadline));
   const onData = (chunk: Buffer) => {
     seen = Buffer.concat([seen, chunk]);
     const n = Math.min(seen.length, H2_PREFACE.length);
     const matches = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
     if (matches && seen.length < H2_PREFACE.length) return;
+    clearTimeout(deadline);
     socket.off("data", onData);
     socket.pause();
     socket.unshift(seen);
@@ -104,6 +344,10 @@ function sniff(socket: net.Socket, decide: (isH2: boolean) => void): void {
     if (!matches) socket.resume();
   };
   socket.on("data", onData);
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function describeListenError(err: NodeJS.ErrnoException, host: string, port: number): Error {
