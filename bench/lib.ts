@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const root = fileURLToPath(new URL("..", import.meta.url));
-export const coralBin = join(root, "bin/coral.mjs");
+export const coralBin = join(root, "bin/coral.cjs");
 export const denoBin = join(root, "node_modules/@deno/linux-x64-glibc/deno");
 export const sdkBundle = join(root, "dist/sdk/coral-sdk.js");
 

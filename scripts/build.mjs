@@ -2,16 +2,19 @@
 // `coral run` maps to `@coral/sdk` (dist/sdk/). Run by `npm ci` (prepare), `npm run build`
 // and the test suite's global setup.
 import { build } from "esbuild";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync, renameSync, rmSync } from "node:fs";
 
 const root = new URL("..", import.meta.url).pathname;
 
-rmSync(`${root}/dist/cli`, { recursive: true, force: true });
+// Built beside the old bundle and swapped in with renames: a colony or CLI started meanwhile (by a
+// test run in another terminal) never finds dist/cli half written.
+const staging = `${root}/dist/cli.building-${process.pid}`;
+rmSync(staging, { recursive: true, force: true });
 await build({
   absWorkingDir: root,
   // deno-cache: for this script, to warm Deno's caches for the SDK bundle below.
   entryPoints: { coral: "cli/main.ts", "deno-cache": "cli/run/deno-cache.ts" },
-  outdir: "dist/cli",
+  outdir: staging,
   outExtension: { ".js": ".mjs" },
   // Commands import their heavy parts (DuckDB, the server) lazily; splitting keeps those in
   // chunks that only `coral colony start` and friends load, so `coral query` starts fast.
@@ -28,6 +31,11 @@ await build({
   sourcemap: "linked",
   logLevel: "warning",
 });
+
+const retired = `${root}/dist/cli.old-${process.pid}`;
+if (existsSync(`${root}/dist/cli`)) renameSync(`${root}/dist/cli`, retired);
+renameSync(staging, `${root}/dist/cli`);
+rmSync(retired, { recursive: true, force: true });
 
 if (existsSync(`${root}/sdk/mod.ts`)) {
   const { buildSdk } = await import("./build-sdk.mjs");

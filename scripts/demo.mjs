@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const coral = join(root, "bin/coral.mjs");
+const coral = join(root, "bin/coral.cjs");
 const dir = mkdtempSync(join(tmpdir(), "coral-demo-"));
 
 // No OTLP receiver: the report needs none, and a colony already running on 4318 must not stop the demo.

@@ -60,6 +60,12 @@ export class ColonyStartCommand extends CoralCommand {
   otlpMaxBody = Option.String("--otlp-max-body", {
     description: "largest OTLP request body in bytes, after decompression (413 beyond; default 16 MiB)",
   });
+  queryTimeout = Option.String("--query-timeout", "30s", {
+    description: "longest a raw SQL query (ExecuteQuery, StreamQuery, db.query) may run (default 30s)",
+  });
+  queryMemory = Option.String("--query-memory", "2GiB", {
+    description: "DuckDB's working-memory ceiling, which raw SQL is what can grow (default 2GiB; e.g. 512MiB, 8GiB)",
+  });
   retention = Option.String("--retention", "24h", {
     description: "how long raw spans are kept, e.g. 24h (the default) or 7d (0 keeps them forever; rollups are always kept)",
   });
@@ -101,6 +107,16 @@ export class ColonyStartCommand extends CoralCommand {
       throw new UsageError(`--otlp-max-body: ${(err as Error).message}`);
     }
     if (maxBody <= 0) throw new UsageError(`--otlp-max-body: must be a positive number of bytes`);
+    let queryTimeoutMs: number;
+    try {
+      queryTimeoutMs = parseDurationMs(this.queryTimeout);
+    } catch (err) {
+      throw new UsageError(`--query-timeout: ${(err as Error).message}`);
+    }
+    if (queryTimeoutMs < 1 || queryTimeoutMs > 24 * 3_600_000) throw new UsageError(`--query-timeout: "${this.queryTimeout}" must be between 1ms and 24h`);
+    const queryMemoryBytes = parseBytes(this.queryMemory);
+    if (queryMemoryBytes === undefined) throw new UsageError(`--query-memory: "${this.queryMemory}" is not a size; write it like 512MiB or 4GiB`);
+    if (queryMemoryBytes < 64 * 2 ** 20) throw new UsageError(`--query-memory: "${this.queryMemory}" is below 64MiB, too little for DuckDB to work in`);
     const token = resolveToken({ token: this.token, tokenFile: this.tokenFile }, this.context.stderr);
     const { stdout, stderr } = this.context;
 
@@ -132,6 +148,8 @@ export class ColonyStartCommand extends CoralCommand {
           otlp: this.otlp,
           otlpMaxBodyBytes: maxBody,
           retentionMs,
+          queryTimeoutMs,
+          queryMemoryBytes,
           log: (line) => stderr.write(`${line}\n`),
         });
       } catch (err) {
@@ -143,10 +161,26 @@ export class ColonyStartCommand extends CoralCommand {
       await stopped;
       stderr.write("stopping colony\n");
       await colony.close();
+      if (colony.stuck) {
+        // exit() would wait for the thread DuckDB is stuck in, for as long as that query runs.
+        stderr.write("coral: ending the process (all acknowledged data is committed)\n");
+        process.kill(process.pid, "SIGKILL");
+      }
       return ExitCode.ok;
     } finally {
       process.off("SIGINT", onSignal!);
       process.off("SIGTERM", onSignal!);
     }
   }
+}
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+
+/** `512MiB`, `4GB`, `1073741824`: bytes, or undefined when it is not a size. */
+function parseBytes(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = SIZE_UNITS[(m?.[2] || "b").toLowerCase()];
+  if (!m || unit === undefined) return undefined;
+  const n = Number(m[1]) * unit;
+  return Number.isFinite(n) && n <= 2 ** 50 ? Math.floor(n) : undefined;
 }

@@ -156,9 +156,9 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       });
     },
 
-    async executeQuery(req) {
+    async executeQuery(req, ctx: HandlerContext) {
       if (!req.sql.trim()) throw invalid("sql is required");
-      const r = await sqlErrors(() => sql.run(req.sql));
+      const r = await sqlErrors(() => sql.run(req.sql, ctx.signal));
       return create(ExecuteQueryResponseSchema, {
         columns: r.columns.map((c) => create(ColumnSchema, c)),
         rows: r.rows.map(toListValue),
@@ -170,7 +170,7 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       const req = applyDefaults(StreamQueryRequestSchema, raw);
       if (!req.sql.trim()) throw invalid("sql is required");
       nonNegative("max_rows", req.maxRows);
-      const batches = sql.stream(req.sql, { maxRows: toNumber(req.maxRows) });
+      const batches = sql.stream(req.sql, { maxRows: toNumber(req.maxRows), signal: ctx.signal });
       let first = true;
       try {
         while (true) {
@@ -218,6 +218,7 @@ const sqlCodes: Record<SqlRejected["code"], Code> = {
   invalid_argument: Code.InvalidArgument,
   deadline_exceeded: Code.DeadlineExceeded,
   resource_exhausted: Code.ResourceExhausted,
+  cancelled: Code.Canceled,
 };
 
 async function sqlErrors<R>(f: () => Promise<R>): Promise<R> {

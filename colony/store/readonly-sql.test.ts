@@ -285,3 +285,13 @@ describe("SqlRunner governance", () => {
     rmSync(dir2, { recursive: true, force: true });
   });
 });
+
+describe("SqlRunner cancellation", () => {
+  it("interrupts DuckDB when the caller's signal aborts, and never passes a cut result off as whole", async () => {
+    const runner = new SqlRunner(store);
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 200);
+    const e = await rejection(runner.run("SELECT count(*) FROM range(100000000000) t(i) WHERE i % 7 = 3", ac.signal));
+    expect(e.code).toBe("cancelled");
+  });
+});

@@ -41,7 +41,7 @@ export interface SqlBatch {
   truncated: boolean;
 }
 
-export type SqlRejectionCode = "invalid_argument" | "deadline_exceeded" | "resource_exhausted";
+export type SqlRejectionCode = "invalid_argument" | "deadline_exceeded" | "resource_exhausted" | "cancelled";
 
 /** A refusal or failure the caller can act on. Carries no stack: the message is the whole story. */
 export class SqlRejected extends Error {
@@ -75,7 +75,7 @@ export const SQL_DEFAULTS = {
   timeoutMs: 30_000,
   maxBytes: 16 * 1024 * 1024,
   // Each running query holds one libuv thread while DuckDB computes; the colony raises the pool to
-  // 16 (bin/coral.mjs), so even four queries stuck in an operator DuckDB cannot interrupt leave
+  // 16 (bin/coral.cjs), so even four queries stuck in an operator DuckDB cannot interrupt leave
   // twelve for ingestion and the other RPCs.
   maxConcurrent: 4,
   maxQueued: 32,
@@ -102,14 +102,30 @@ export class SqlRunner {
     this.slots = new Slots(this.limits.maxConcurrent, this.limits.maxQueued);
   }
 
+  /** Connections of the queries running now, for `close`. */
+  private readonly open = new Set<DuckDBConnection>();
+
   /** Queries abandoned past their deadline that DuckDB is still running (see SqlLimits.abandonAfterMs). */
   get runaways(): number {
     return this.slots.runaways;
   }
 
-  async run(sql: string): Promise<SqlResult> {
+  /**
+   * Interrupts every running query. Returns false when DuckDB is still inside one it cannot
+   * interrupt: the database must then not be checkpointed or closed (either would wait for that
+   * query); committed data is in the WAL regardless, so exiting without is safe.
+   */
+  async close(graceMs = 1_000): Promise<boolean> {
+    for (const conn of this.open) conn.interrupt();
+    const until = Date.now() + graceMs;
+    while (this.open.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    return this.open.size === 0;
+  }
+
+  /** `signal`: the caller went away (or the colony is stopping): DuckDB is interrupted. */
+  async run(sql: string, signal?: AbortSignal): Promise<SqlResult> {
     const out: SqlResult = { columns: [], rows: [], truncated: false };
-    for await (const batch of this.execute(sql, this.limits.maxRows, Infinity, Infinity, "total")) {
+    for await (const batch of this.execute(sql, this.limits.maxRows, Infinity, Infinity, "total", signal)) {
       if (batch.columns.length > 0) out.columns = batch.columns;
       const width = batch.values.length;
       for (let r = 0; r < batch.rowCount; r++) {
@@ -127,8 +143,8 @@ export class SqlRunner {
    * row, about `batchBytes` of cells; columns come with the first batch only, `truncated` with
    * the last. The byte cap bounds each batch, the deadline the whole stream.
    */
-  stream(sql: string, o: { maxRows?: number; batchRows?: number; batchBytes?: number } = {}): AsyncGenerator<SqlBatch> {
-    return this.execute(sql, o.maxRows ?? this.limits.maxRows, Math.max(1, o.batchRows ?? 8192), Math.max(1, o.batchBytes ?? 1 << 20), "batch");
+  stream(sql: string, o: { maxRows?: number; batchRows?: number; batchBytes?: number; signal?: AbortSignal } = {}): AsyncGenerator<SqlBatch> {
+    return this.execute(sql, o.maxRows ?? this.limits.maxRows, Math.max(1, o.batchRows ?? 8192), Math.max(1, o.batchBytes ?? 1 << 20), "batch", o.signal);
   }
 
   /**
@@ -141,11 +157,13 @@ export class SqlRunner {
     batchRows: number,
     batchBytes: number,
     byteScope: "total" | "batch",
+    signal?: AbortSignal,
   ): AsyncGenerator<SqlBatch> {
     const { timeoutMs, abandonAfterMs, maxBytes } = this.limits;
     const deadline = Date.now() + timeoutMs;
     const release = await this.slots.acquire(deadline, timeoutMs);
     const conn = await this.store.connect();
+    this.open.add(conn);
     // Every DuckDB call of the query goes through `call`: raced against abandonment, so a query
     // stuck in an operator DuckDB cannot interrupt (a GLOB that backtracks for hours) still ends,
     // for its caller, shortly after the deadline. `running` is the call DuckDB is still busy with.
@@ -159,6 +177,9 @@ export class SqlRunner {
       timedOut = true;
       conn.interrupt();
     }, Math.max(0, deadline - Date.now()));
+    const onAbort = () => conn.interrupt();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (signal?.aborted) conn.interrupt();
     const abandonTimer = setTimeout(() => {
       abandoned = true;
       abandon(deadlineExceeded(timeoutMs));
@@ -259,16 +280,19 @@ export class SqlRunner {
       // An interrupted DuckDB result ends like a complete one (an empty chunk): without this
       // check a stream cut by the deadline would pass for the whole result.
       if (timedOut) throw deadlineExceeded(timeoutMs);
+      if (signal?.aborted) throw cancelled();
       const last = take();
       last.truncated = truncated;
       yield last;
     } catch (err) {
       if (err instanceof SqlRejected) throw err;
       if (timedOut) throw deadlineExceeded(timeoutMs);
+      if (signal?.aborted) throw cancelled();
       throw classify(err);
     } finally {
       clearTimeout(interruptTimer);
       clearTimeout(abandonTimer);
+      signal?.removeEventListener("abort", onAbort);
       const busy = running;
       if (abandoned && busy) {
         // DuckDB is still inside the query. Closing the connection now would block this thread
@@ -276,6 +300,7 @@ export class SqlRunner {
         // given back, with the connection, when DuckDB is done.
         this.slots.markRunaway();
         void busy.catch(() => undefined).finally(() => {
+          this.open.delete(conn);
           conn.closeSync();
           this.slots.endRunaway();
           release();
@@ -285,6 +310,7 @@ export class SqlRunner {
         // connection closes.
         if (prefetch) await prefetch.catch(() => undefined);
         if (running) await running.catch(() => undefined);
+        this.open.delete(conn);
         conn.closeSync();
         release();
       }
@@ -424,6 +450,10 @@ function classify(err: unknown): Error {
   }
   if (/^INTERRUPT Error:/i.test(message)) return new SqlRejected("deadline_exceeded", message);
   return err instanceof Error ? err : new Error(message);
+}
+
+function cancelled(): SqlRejected {
+  return new SqlRejected("cancelled", "the query was cancelled (the client went away, or the colony is stopping)");
 }
 
 function deadlineExceeded(timeoutMs: number): SqlRejected {

@@ -17,12 +17,19 @@ export class Store {
    * date, then locks the instance down. From then on no connection — including the ones handed to
    * user SQL — can touch files or the network, attach databases, load extensions or change settings.
    */
-  static async open(path: string): Promise<Store> {
+  static async open(path: string, o: { memoryLimitBytes?: number } = {}): Promise<Store> {
     // DuckDB checkpoints (compresses the WAL into the database file) at the commit that takes the WAL
     // past this size. Appending 1M demo spans in 8k-span commits, final checkpoint included, cost
     // 9.3 µs of CPU per span at the default 16 MB and 5.7 µs at 64 MB (fewer, larger checkpoints).
     // The price is a longer WAL replay after a crash; durability is unchanged (commits are in the WAL).
-    const instance = await DuckDBInstance.create(path, { checkpoint_threshold: "64MB" });
+    //
+    // memory_limit bounds what DuckDB's buffer manager hands out (hash tables, sorts, cached blocks):
+    // a heavy query then fails with "Out of Memory" (or spills) instead of growing the colony until
+    // the kernel kills it. User SQL is the only thing that can grow it much; ingestion needs little.
+    const instance = await DuckDBInstance.create(path, {
+      checkpoint_threshold: "64MB",
+      ...(o.memoryLimitBytes ? { memory_limit: `${Math.floor(o.memoryLimitBytes / 1024)}KiB` } : {}),
+    });
     if (path !== ":memory:" && !(await backedByFile(instance))) {
       instance.closeSync();
       throw new InMemoryDatabaseError(path);

@@ -8,7 +8,7 @@ import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
-const bin = join(root, "bin/coral.mjs");
+const bin = join(root, "bin/coral.cjs");
 
 /** The environment a test's `coral` sees: nothing from the developer's shell that could change its behaviour. */
 function cleanEnv(extra?: Record<string, string>): Record<string, string> {
@@ -25,7 +25,7 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs `coral ARGS…` as a user would (bin/coral.mjs in a child process) and collects its output. */
+/** Runs `coral ARGS…` as a user would (bin/coral.cjs in a child process) and collects its output. */
 export function runCoral(args: string[], o: { env?: Record<string, string>; input?: string } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: cleanEnv(o.env), stdio: "pipe" });
