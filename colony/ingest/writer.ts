@@ -342,6 +342,14 @@ export class Writer {
     }
   }
 
+  /** Minutes whose rollups `recover` will rebuild: a crash left their spans committed but not merged. */
+  pendingMinutes(): Promise<number> {
+    return this.rollups.run(async ({ db }) => {
+      const r = await db.selectFrom("rollup_pending").select(sql<number>`count(DISTINCT minute)`.as("n")).executeTakeFirst();
+      return Number(r?.n ?? 0);
+    });
+  }
+
   /**
    * Rebuilds the span rollups of minutes whose spans were committed but not merged when the
    * process last stopped (a crash, `kill -9`). Call once at start, before serving reads.

@@ -286,10 +286,14 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
     const cols = sql.join(k.columns.map((c) => sql.ref(c)));
     const dups = await sql<{ n: number }>`SELECT count(*) AS n FROM (SELECT 1 FROM ${sql.table(k.table)} GROUP BY ${cols} HAVING count(*) > 1)`.execute(db);
     if (Number(dups.rows[0]!.n) > 0) {
-      await sql`CREATE OR REPLACE TEMP TABLE rollup_dedupe AS SELECT ${cols}, ${sql.raw(k.merge)} FROM ${sql.table(k.table)} GROUP BY ${cols}`.execute(db);
-      await sql`DELETE FROM ${sql.table(k.table)}`.execute(db);
-      await sql`INSERT INTO ${sql.table(k.table)} BY NAME SELECT * FROM temp.rollup_dedupe`.execute(db);
-      await sql`DROP TABLE temp.rollup_dedupe`.execute(db);
+      // One transaction: a kill between the DELETE and the INSERT would lose the table's rows.
+      // (Deleting and re-inserting keys in one transaction is safe here: the index does not exist yet.)
+      await db.transaction().execute(async (trx) => {
+        await sql`CREATE OR REPLACE TEMP TABLE rollup_dedupe AS SELECT ${cols}, ${sql.raw(k.merge)} FROM ${sql.table(k.table)} GROUP BY ${cols}`.execute(trx);
+        await sql`DELETE FROM ${sql.table(k.table)}`.execute(trx);
+        await sql`INSERT INTO ${sql.table(k.table)} BY NAME SELECT * FROM temp.rollup_dedupe`.execute(trx);
+        await sql`DROP TABLE temp.rollup_dedupe`.execute(trx);
+      });
     }
     await sql`CREATE UNIQUE INDEX IF NOT EXISTS ${sql.ref(k.index)} ON ${sql.table(k.table)} (${cols})`.execute(db);
   }

@@ -94,3 +94,24 @@ describe("Store", () => {
     }
   });
 });
+
+describe("migrating a file written before the rollups' unique index", () => {
+  it("merges duplicate keys, in one transaction, and builds the index", async () => {
+    const path = join(dir, "legacy.duckdb");
+    const first = await Store.open(path);
+    await sql`DROP INDEX service_latency_buckets_key`.execute(first.db);
+    const row = sql`(TIMESTAMPTZ '2026-01-01 00:00:00+00', 'svc', 'http.server.duration', 7, 2)`;
+    await sql`INSERT INTO service_latency_buckets VALUES ${row}, ${row}, (TIMESTAMPTZ '2026-01-01 00:00:00+00', 'svc', 'http.server.duration', 8, 1)`.execute(first.db);
+    await first.close();
+
+    const second = await Store.open(path);
+    try {
+      const rows = await sql<{ bucket: number; count: bigint }>`SELECT bucket, count FROM service_latency_buckets ORDER BY bucket`.execute(second.db);
+      expect(rows.rows.map((r) => [r.bucket, Number(r.count)])).toEqual([[7, 4], [8, 1]]);
+      const idx = await sql<{ n: bigint }>`SELECT count(*) AS n FROM duckdb_indexes() WHERE index_name = 'service_latency_buckets_key'`.execute(second.db);
+      expect(Number(idx.rows[0]!.n)).toBe(1);
+    } finally {
+      await second.close();
+    }
+  });
+});

@@ -130,7 +130,12 @@ test(
     const dir = mkdtempSync(join(tmpdir(), "coral-crash-"));
     const db = join(dir, "coral.duckdb");
     const ledger = new Map<string, LoadRequest>();
-    const rebuiltOf = (c: KillableColony) => Number(/rebuilt the rollups of (\d+) minute/.exec(c.stderr())?.[1] ?? 0);
+    const rebuiltOf = (c: KillableColony) => {
+      const n = Number(/rebuilt the rollups of (\d+) minute/.exec(c.stderr())?.[1] ?? 0);
+      // A long rebuild is announced before it starts, not only after.
+      if (n > 0) expect(c.stderr()).toMatch(/rebuilding the rollups of \d+ minute\(s\)/);
+      return n;
+    };
     /** The last start that had rollups to rebuild: how long a start may take, to kill one within. */
     let startMs = 1500;
     const start = async (why: string) => {
