@@ -89,8 +89,8 @@ const Z99 = 2.3263478740408408;
 
 const HEX_BYTE = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
 
-/** mulberry32: tiny, fast, and good enough for synthetic traffic. */
-function prng(seed: number): () => number {
+/** mulberry32: tiny, fast, and good enough for synthetic traffic (and tests' replayable randomness). */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -12,21 +12,13 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { encodeTraces } from "../../colony/demo/load.js";
 import type { SpanRecord } from "../../colony/ingest/writer.js";
+import { prng } from "../../colony/demo/demo.js";
 import { ExecuteQueryResponseSchema, QueryService } from "../../gen/coral/colony/v1/query_pb.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
-/** mulberry32: a small seeded generator, so a failing run's kill points can be replayed from its seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded generator, so a failing run's kill points can be replayed from its seed. */
+export const seededRandom = prng;
 
 /**
  * A private copy of the CLI bundle (dist/cli, as built by the test run's global setup). Another test
