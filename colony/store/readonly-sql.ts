@@ -170,9 +170,10 @@ export class SqlRunner {
     let running: Promise<unknown> | undefined;
     let timedOut = false;
     let abandoned = false;
-    let abandon!: (err: SqlRejected) => void;
-    const abandonment = new Promise<never>((_, reject) => (abandon = reject));
-    abandonment.catch(() => undefined);
+    // The calls waiting on DuckDB, to reject when the query is abandoned. A set rather than a race
+    // against one long-lived promise: each race would leave a reaction on it holding its chunk,
+    // and a long stream would keep every chunk it ever read.
+    const waiting = new Set<(err: SqlRejected) => void>();
     const interruptTimer = setTimeout(() => {
       timedOut = true;
       conn.interrupt();
@@ -182,15 +183,27 @@ export class SqlRunner {
     if (signal?.aborted) conn.interrupt();
     const abandonTimer = setTimeout(() => {
       abandoned = true;
-      abandon(deadlineExceeded(timeoutMs));
+      for (const reject of waiting) reject(deadlineExceeded(timeoutMs));
+      waiting.clear();
     }, Math.max(0, deadline - Date.now()) + abandonAfterMs);
     const call = <T>(p: Promise<T>): Promise<T> => {
       running = p;
-      p.then(
-        () => (running === p ? (running = undefined) : undefined),
-        () => (running === p ? (running = undefined) : undefined),
-      );
-      return Promise.race([p, abandonment]);
+      return new Promise<T>((resolve, reject) => {
+        if (abandoned) return reject(deadlineExceeded(timeoutMs));
+        waiting.add(reject);
+        p.then(
+          (v) => {
+            waiting.delete(reject);
+            if (running === p) running = undefined;
+            resolve(v);
+          },
+          (err: unknown) => {
+            waiting.delete(reject);
+            if (running === p) running = undefined;
+            reject(err);
+          },
+        );
+      });
     };
     // The next chunk, asked for before the current one is converted: DuckDB computes it on its
     // own thread meanwhile. Never left behind unawaited (see finally).
