@@ -26,6 +26,8 @@ export interface ColonyOptions {
   otlp?: string;
   /** Largest OTLP request body, after decompression. */
   otlpMaxBodyBytes?: number;
+  /** Bytes of OTLP request bodies held at once, read, decoded or waiting for commit (429 beyond); default 256 MiB. */
+  otlpMaxInflightBytes?: number;
   /** OTLP items (spans, points) accepted but not yet committed before requests get 429. */
   otlpMaxQueued?: number;
   /** Timeouts and the connection cap of the query port (tests shorten them); see DEFAULT_LIMITS. */
@@ -77,8 +79,11 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
   const writer = new Writer(store);
   const cleanups: (() => Promise<void>)[] = [];
   try {
+    // Said before the work, not only after: a long backlog makes a silent start look hung.
+    const pending = await writer.pendingMinutes();
+    if (pending > 0) log(`rebuilding the rollups of ${pending} minute(s) the last run stored but had not merged (it did not stop cleanly)…`);
     const rebuilt = await writer.recover();
-    if (rebuilt > 0) log(`rebuilt the rollups of ${rebuilt} minute(s) whose spans the last run stored but had not merged (it did not stop cleanly)`);
+    if (rebuilt > 0) log(`rebuilt the rollups of ${rebuilt} minute(s)`);
     const queries = new Queries(store);
     // Decided before the ports open (OTLP data arriving then must not make it look non-empty);
     // seeded after, so a port conflict is reported before minutes of seeding, not after.
@@ -112,6 +117,7 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
           token: o.token || undefined,
           pipeline,
           maxBodyBytes: o.otlpMaxBodyBytes ?? DEFAULT_OTLP_MAX_BODY_BYTES,
+          maxInflightBytes: o.otlpMaxInflightBytes,
           limits: o.otlpLimits,
         });
       } catch (err) {

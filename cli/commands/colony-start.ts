@@ -60,6 +60,9 @@ export class ColonyStartCommand extends CoralCommand {
   otlpMaxBody = Option.String("--otlp-max-body", {
     description: "largest OTLP request body in bytes, after decompression (413 beyond; default 16 MiB)",
   });
+  otlpMaxInflight = Option.String("--otlp-max-inflight", {
+    description: "bytes of OTLP request bodies held at once, over all clients, while read, decoded or committed (429 with Retry-After beyond; default 256 MiB)",
+  });
   queryTimeout = Option.String("--query-timeout", "30s", {
     description: "longest a raw SQL query (ExecuteQuery, StreamQuery, db.query) may run (default 30s)",
   });
@@ -107,6 +110,13 @@ export class ColonyStartCommand extends CoralCommand {
       throw new UsageError(`--otlp-max-body: ${(err as Error).message}`);
     }
     if (maxBody <= 0) throw new UsageError(`--otlp-max-body: must be a positive number of bytes`);
+    let maxInflight: number | undefined;
+    try {
+      maxInflight = this.otlpMaxInflight === undefined ? undefined : parseNumber(this.otlpMaxInflight, true);
+    } catch (err) {
+      throw new UsageError(`--otlp-max-inflight: ${(err as Error).message}`);
+    }
+    if (maxInflight !== undefined && maxInflight <= 0) throw new UsageError(`--otlp-max-inflight: must be a positive number of bytes`);
     let queryTimeoutMs: number;
     try {
       queryTimeoutMs = parseDurationMs(this.queryTimeout);
@@ -147,6 +157,7 @@ export class ColonyStartCommand extends CoralCommand {
           demo: this.demo ? (this.demoStatic ? "static" : "live") : undefined,
           otlp: this.otlp,
           otlpMaxBodyBytes: maxBody,
+          otlpMaxInflightBytes: maxInflight,
           retentionMs,
           queryTimeoutMs,
           queryMemoryBytes,

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import { assertExposureAllowed, bearerAuth, bearerChecker, formatAddress, refuseUnauthenticated } from "./auth.js";
 import { ColonyStartError } from "./errors.js";
@@ -83,6 +83,15 @@ function openFilesLimit(): number | undefined {
  */
 export const DEFAULT_READ_MAX_BYTES = 4 * 2 ** 20;
 
+/**
+ * Bytes of request messages the query port holds at once, over all connections and streams, from
+ * the first byte read until the message is decoded (resource_exhausted beyond). A call's message
+ * is a few hundred bytes; 128 MiB is 32 calls of the largest message at once, or 16 compressed
+ * ones (each may inflate to readMaxBytes more), where 1024 connections × 100 streams × 4 MiB was
+ * 400 GB (measured: 200 connections sending 4 MiB each took the colony to 880 MiB; now 300 MiB).
+ */
+export const DEFAULT_MAX_INFLIGHT_BYTES = 128 * 2 ** 20;
+
 /** Streams one HTTP/2 connection may have open at once (Node's default is unlimited). */
 const MAX_CONCURRENT_STREAMS = 100;
 
@@ -102,10 +111,14 @@ export interface ListenOptions {
   limits?: Partial<ConnectionLimits>;
   /** Largest request message after decompression (default DEFAULT_READ_MAX_BYTES). */
   readMaxBytes?: number;
+  /** Bytes of request messages held at once (default DEFAULT_MAX_INFLIGHT_BYTES). */
+  maxInflightBytes?: number;
 }
 
 export interface Listener {
   address: { host: string; port: number };
+  /** Bytes of request messages held now (see maxInflightBytes). */
+  readonly inflightBytes: number;
   /** Stops accepting, cancels the calls in flight and waits (briefly) for their handlers to end. */
   close(): Promise<void>;
 }
@@ -126,6 +139,20 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
   assertExposureAllowed(opts.host, opts.port, opts.token);
   const limits = { ...DEFAULT_LIMITS, ...definedOnly(opts.limits ?? {}) };
   const readMaxBytes = opts.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
+  const budget = new ByteBudget(opts.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT_BYTES);
+  const leases = new WeakMap<NodeRequest, Lease>();
+  const leaseKey = createContextKey<Lease | undefined>(undefined);
+  // A request's bytes are garbage once its message is decoded, whatever the handler then takes (a
+  // StreamQuery may run for minutes). Interceptors of a unary call run after that; those of a
+  // streaming call before, the handler reading the message itself.
+  const decoded: Interceptor = (next) => (req) => {
+    const lease = req.contextValues.get(leaseKey);
+    if (!lease || !req.stream) {
+      lease?.release();
+      return next(req);
+    }
+    return next({ ...req, message: releasing(req.message, lease) });
+  };
 
   // Calls in flight, so close() can wait for their handlers (and the DuckDB connections they hold).
   const inFlight = new Set<Promise<void>>();
@@ -160,7 +187,8 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
 
   const adapter = connectNodeAdapter({
     routes: opts.routes,
-    interceptors: [track, ...(opts.token ? [bearerAuth(opts.token)] : []), ...(opts.interceptors ?? [])],
+    interceptors: [decoded, track, ...(opts.token ? [bearerAuth(opts.token)] : []), ...(opts.interceptors ?? [])],
+    contextValues: (req) => createContextValues().set(leaseKey, leases.get(req)),
     connect: true,
     grpc: true,
     grpcWeb: true,
@@ -185,6 +213,12 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
     res.once("close", () => {
       if (res.listenerCount("drain") > 0) res.emit("drain");
     });
+    const lease = budget.lease();
+    leases.set(req, lease);
+    // Every way a call ends (answered, refused, reset, timed out) closes its response.
+    res.once("close", () => lease.release());
+    res.once("finish", () => lease.release());
+    meterBody(req, lease, readMaxBytes, () => budget.used);
     adapter(req, res);
   };
 
@@ -230,6 +264,9 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
   let closing: Promise<void> | undefined;
   return {
     address: { host: opts.host, port: bound.port },
+    get inflightBytes() {
+      return budget.used;
+    },
     close() {
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => front.close(() => resolve()));
@@ -249,6 +286,74 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
       return closing;
     },
   };
+}
+
+async function* releasing<T>(messages: AsyncIterable<T>, lease: Lease): AsyncGenerator<T> {
+  try {
+    yield* messages;
+  } finally {
+    lease.release();
+  }
+}
+
+/**
+ * Makes the request's body take its bytes from `lease` as connect-es reads it (it reads the Node
+ * request with for-await, which goes through Symbol.asyncIterator). Before the first byte: the
+ * declared length, and readMaxBytes more when the call is compressed (what it may inflate to);
+ * without a declared length (gRPC sends none), each chunk as it arrives, so a client trickling a
+ * body holds only what it has sent. What does not fit fails the read with resource_exhausted,
+ * which connect-es answers in the call's own protocol (Connect: HTTP 429; gRPC, gRPC-web: status
+ * 8), before any byte of a declared body is read. The rest of the body is then dropped as it
+ * arrives, never held, so the client hears the answer rather than a reset.
+ *
+ * Only whole-request calls are served here (unary, server streaming), so a call's body is one
+ * message, and the interceptor `decoded` gives its bytes back once it is decoded.
+ */
+function meterBody(req: NodeRequest, lease: Lease, readMaxBytes: number, used: () => number): void {
+  const declared = req.headers["content-length"] === undefined ? undefined : Number(req.headers["content-length"]);
+  const compressed = ["content-encoding", "connect-content-encoding", "grpc-encoding"].some((h) => {
+    const v = String(req.headers[h] ?? "identity").trim().toLowerCase();
+    return v !== "identity" && v !== "";
+  });
+  let inner: AsyncIterator<Buffer> | undefined;
+  const refuse = (): ConnectError => {
+    // connect-es stops reading at the error; without this the unread rest would hold the
+    // HTTP/1.1 connection (or the HTTP/2 stream's window) until the request timeout.
+    let dropped = 0;
+    req.on("data", (c: Buffer) => {
+      dropped += c.length;
+      if (dropped <= readMaxBytes) return;
+      if ("stream" in req) req.stream.close(http2.constants.NGHTTP2_CANCEL);
+      else req.socket.destroy();
+    });
+    // The iterator's 'readable' listener would keep 'data' from flowing until it is gone.
+    void Promise.resolve(inner?.return?.()).finally(() => req.resume());
+    return new ConnectError(`the colony is holding ${used()} bytes of requests already: retry later`, Code.ResourceExhausted, { "retry-after": "1" });
+  };
+  const metered: AsyncIterableIterator<Buffer> = {
+    async next() {
+      if (!inner) {
+        const upfront = Math.min(declared ?? 0, readMaxBytes) + (compressed ? readMaxBytes : 0);
+        if (!lease.take(upfront)) throw refuse();
+        // Not destroyed when left early: refuse() still drops the rest through it.
+        inner = (req as unknown as { iterator(o: { destroyOnReturn: boolean }): AsyncIterator<Buffer> }).iterator({ destroyOnReturn: false });
+      }
+      const r = await inner.next();
+      if (!r.done && declared === undefined && !lease.take(r.value.length)) throw refuse();
+      return r;
+    },
+    async return() {
+      // connect-es leaves early when the body breaks its own limits; ending the request then is
+      // what Node's iterator did by default.
+      await inner?.return?.();
+      if (!req.complete) req.destroy();
+      return { done: true, value: undefined };
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+  Object.defineProperty(req, Symbol.asyncIterator, { value: () => metered, configurable: true });
 }
 
 /**
@@ -344,6 +449,115 @@ function sniff(socket: net.Socket, timeoutMs: number, decide: (isH2: boolean) =>
     if (!matches) socket.resume();
   };
   socket.on("data", onData);
+}
+
+/** One request's share of a ByteBudget. */
+export interface Lease {
+  /** Bytes this request holds now. */
+  readonly bytes: number;
+  /**
+   * Takes `n` more bytes if they fit, or if no other request holds any: one request larger than
+   * the whole budget must still get through an idle port, or its client would retry forever.
+   * False (nothing taken) otherwise, and always after release().
+   */
+  take(n: number): boolean;
+  /** Counts `n` bytes that already exist whether or not they fit (the caller bounds them). */
+  add(n: number): void;
+  /** Gives everything back; later calls do nothing. */
+  release(): void;
+}
+
+/**
+ * Bytes of requests a port holds in memory at once, over all its connections. Per-request limits
+ * bound one request; this bounds how many of them add up.
+ */
+export class ByteBudget {
+  #used = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  /** Bytes held by all leases together. */
+  get used(): number {
+    return this.#used;
+  }
+
+  lease(): Lease {
+    let held = 0;
+    let released = false;
+    const budget = this;
+    return {
+      get bytes() {
+        return held;
+      },
+      take(n) {
+        if (released) return false;
+        if (budget.#used - held > 0 && budget.#used + n > budget.maxBytes) return false;
+        held += n;
+        budget.#used += n;
+        return true;
+      },
+      add(n) {
+        if (released) return;
+        held += n;
+        budget.#used += n;
+      },
+      release() {
+        if (released) return;
+        released = true;
+        budget.#used -= held;
+        held = 0;
+      },
+    };
+  }
+}
+
+/**
+ * A counting semaphore whose waiters are served in arrival order; a waiter whose signal aborts
+ * leaves the queue.
+ */
+export class Slots {
+  #active = 0;
+  readonly #queue: (() => void)[] = [];
+
+  constructor(readonly size: number) {}
+
+  get active(): number {
+    return this.#active;
+  }
+
+  get waiting(): number {
+    return this.#queue.length;
+  }
+
+  /** Resolves with the function that frees the slot (once; later calls do nothing). */
+  acquire(signal?: AbortSignal): Promise<() => void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise((resolve, reject) => {
+      const grant = () => {
+        signal?.removeEventListener("abort", onAbort);
+        this.#active++;
+        let freed = false;
+        resolve(() => {
+          if (freed) return;
+          freed = true;
+          this.#active--;
+          this.#pump();
+        });
+      };
+      const onAbort = () => {
+        const i = this.#queue.indexOf(grant);
+        if (i >= 0) this.#queue.splice(i, 1);
+        reject(signal!.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#queue.push(grant);
+      this.#pump();
+    });
+  }
+
+  #pump(): void {
+    while (this.#active < this.size && this.#queue.length > 0) this.#queue.shift()!();
+  }
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

@@ -6,7 +6,7 @@ import * as zlib from "node:zlib";
 import { create, toBinary, toJson } from "@bufbuild/protobuf";
 import { ExportMetricsServiceResponseSchema } from "../../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import { ExportTraceServiceResponseSchema } from "../../../gen/opentelemetry/proto/collector/trace/v1/trace_service_pb.js";
-import { createHttp1Server, DEFAULT_LIMITS, type ConnectionLimits } from "../../server/listen.js";
+import { ByteBudget, createHttp1Server, DEFAULT_LIMITS, Slots, type ConnectionLimits, type Lease } from "../../server/listen.js";
 import { decodeRequest, type DecodedRequest } from "./decode.js";
 import { DEFAULT_REQUEST_LIMITS, LimitError, type RequestLimits } from "./limits.js";
 import { BackpressureError, InvalidDataError, UnavailableError, type IngestPipeline } from "./pipeline.js";
@@ -26,7 +26,42 @@ export interface OtlpReceiverOptions {
   requestLimits?: Partial<RequestLimits>;
   /** Overrides of DEFAULT_OTLP_LIMITS (firstBytesTimeoutMs does not apply: there is no sniffing here). */
   limits?: Partial<ConnectionLimits>;
+  /**
+   * Bytes of request bodies held at once, over all connections, from the first byte read until
+   * the answer (429 beyond); default DEFAULT_OTLP_MAX_INFLIGHT_BYTES.
+   */
+  maxInflightBytes?: number;
+  /** Requests inflated and decoded at once in each lane (small bodies, large bodies); default 2. */
+  maxDecodes?: number;
 }
+
+/**
+ * 256 MiB: sixteen 16 MiB requests at once, or 256 exporters' batches of 1 MiB. On top of it come
+ * the decodes (one at a time, since decoding holds the event loop, each up to ~225 MiB at the item
+ * limits) and the garbage they leave: under 40 clients sending 15 MiB of metrics near the item
+ * limits at once, the colony peaked at ~860 MiB (~690 MiB with 128 MiB, ~520 MiB with 64 MiB),
+ * where without a budget it reached 1.6 GB — and more with more clients.
+ */
+export const DEFAULT_OTLP_MAX_INFLIGHT_BYTES = 256 * 2 ** 20;
+
+/**
+ * Bodies up to this size on the wire decode in a lane of their own. Decoding a large body holds
+ * the event loop for seconds (~2 s for 15 MiB of metrics); in one queue, an exporter's small batch
+ * would wait behind every large body already read.
+ */
+const SMALL_BODY_BYTES = 1 << 20;
+
+/**
+ * After decoding a large body, the next large decode waits this fraction of the time it took.
+ * Large decodes hold the event loop for seconds each; back to back, every other request — a small
+ * export's group commit, a query on the other port — would get only the instants between them
+ * (a small export took 30–36 s under 40 large requests). With the pause they get at least a fifth
+ * of it (the same export: 4–10 s), for a fifth less throughput of large bodies while they queue.
+ */
+const LARGE_DECODE_PAUSE = 0.25;
+
+/** What a client waiting for the budget is told to wait; exporters back off further on their own. */
+const BUDGET_RETRY_AFTER_S = "1";
 
 /**
  * The query port's limits (see DEFAULT_LIMITS), but 60 s for a request: bodies here are up to
@@ -37,6 +72,8 @@ export const DEFAULT_OTLP_LIMITS: Readonly<ConnectionLimits> = { ...DEFAULT_LIMI
 
 export interface OtlpReceiver {
   address: { host: string; port: number };
+  /** Bytes of requests held now (see maxInflightBytes). */
+  readonly inflightBytes: number;
   close(): Promise<void>;
 }
 
@@ -67,10 +104,22 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
 
   const limits: ConnectionLimits = { ...DEFAULT_OTLP_LIMITS };
   for (const [k, v] of Object.entries(o.limits ?? {})) if (v !== undefined) limits[k as keyof ConnectionLimits] = v;
+  const budget = new ByteBudget(o.maxInflightBytes ?? DEFAULT_OTLP_MAX_INFLIGHT_BYTES);
+  const lanes = { small: new Slots(o.maxDecodes ?? 2), large: new Slots(o.maxDecodes ?? 2) };
+  const overBudget = () =>
+    new HttpError(429, `the colony is holding ${budget.used} bytes of requests already (limit ${budget.maxBytes}): retry after the delay`, { "retry-after": BUDGET_RETRY_AFTER_S });
+  let nextLargeDecodeAt = 0;
+  // Decoding is synchronous, so the timer of a second waiter only fires once the first has set
+  // the next turn: two waiters never decode back to back.
+  const largeDecodeTurn = async () => {
+    for (let wait = nextLargeDecodeAt - performance.now(); wait > 0; wait = nextLargeDecodeAt - performance.now()) await new Promise((r) => setTimeout(r, wait));
+  };
+
   // Headers and request timeouts also close a connection that never sends a byte: Node counts
   // them from the moment a connection is accepted.
   const server = createHttp1Server(limits, (req, res) => {
     handle(req, res).catch((err: unknown) => {
+      if (err instanceof ClientGone) return;
       const e = err instanceof HttpError ? err : new HttpError(500, `internal error: ${(err as Error).message}`);
       const format = mediaFormat(req.headers["content-type"]) ?? "protobuf";
       reply(req, res, e.status, format, statusBody(e, format), e.headers);
@@ -87,6 +136,11 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
       drainAndClose(req, res);
       reply(req, res, e.status, format ?? "protobuf", statusBody(e, format ?? "protobuf"), e.headers);
     };
+    const refuse = () => {
+      discard(req, o.maxBodyBytes);
+      const e = overBudget();
+      reply(req, res, e.status, format ?? "protobuf", statusBody(e, format ?? "protobuf"), e.headers);
+    };
     if (!signal) return fail(new HttpError(404, `no such path ${path}: OTLP/HTTP uses /v1/traces and /v1/metrics`));
     if (req.method !== "POST") return fail(new HttpError(405, `use POST for ${path}`, { allow: "POST" }));
     if (expected) {
@@ -100,28 +154,63 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
     if (encoding !== "identity" && encoding !== "gzip" && encoding !== "") {
       return fail(new HttpError(415, `unsupported content encoding "${encoding}": use gzip or none`));
     }
-    const declared = Number(req.headers["content-length"] ?? NaN);
-    if (declared > o.maxBodyBytes) return fail(tooLarge(o.maxBodyBytes));
+    const declared = req.headers["content-length"] === undefined ? undefined : Number(req.headers["content-length"]);
+    if (declared !== undefined && declared > o.maxBodyBytes) return fail(tooLarge(o.maxBodyBytes));
 
-    let body = await readBody(req, o.maxBodyBytes);
-    if (body === undefined) return fail(tooLarge(o.maxBodyBytes));
-    if (encoding === "gzip") {
-      try {
-        body = await gunzip(body, { maxOutputLength: o.maxBodyBytes });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") return fail(tooLarge(o.maxBodyBytes));
-        throw new HttpError(400, `gzip body is corrupt: ${(err as Error).message}`);
-      }
-    }
+    // Held from the first byte until the answer: the body, then what it decodes to, waiting for
+    // its commit. A declared length is taken before anything is read, so a refusal costs nothing.
+    const lease = budget.lease();
 
-    let decoded: DecodedRequest;
     try {
-      decoded = decodeRequest(signal, format, body, Date.now(), requestLimits);
-    } catch (err) {
-      if (err instanceof HttpError) throw err;
-      if (err instanceof LimitError) throw new HttpError(err.status, err.message);
-      throw new HttpError(400, `malformed ${format === "json" ? "OTLP JSON" : "OTLP protobuf"} ${signal} request: ${(err as Error).message}`);
+      if (declared !== undefined && !lease.take(declared)) return refuse();
+      // The client went away (or its connection timed out): nothing it sent is worth decoding now,
+      // and storing it would store it twice when the exporter retries.
+      const gone = new AbortController();
+      res.once("close", () => gone.abort(new ClientGone()));
+
+      const read = await readBody(req, o.maxBodyBytes, declared, lease);
+      if (read === "too large") return fail(tooLarge(o.maxBodyBytes));
+      if (read === "over budget") return refuse();
+      let body = read;
+      const large = body.length > SMALL_BODY_BYTES;
+      const free = await (large ? lanes.large : lanes.small).acquire(gone.signal);
+      let decoded: DecodedRequest;
+      try {
+        if (gone.signal.aborted) return;
+        if (encoding === "gzip") {
+          try {
+            body = await gunzip(body, { maxOutputLength: o.maxBodyBytes });
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") return fail(tooLarge(o.maxBodyBytes));
+            throw new HttpError(400, `gzip body is corrupt: ${(err as Error).message}`);
+          }
+          // Counted even past the budget: the bytes exist already, and the lanes bound how many
+          // inflated bodies do (2 × 2 × maxBodyBytes at most).
+          lease.add(body.length);
+          if (gone.signal.aborted) return;
+        }
+        if (large) await largeDecodeTurn();
+        const started = performance.now();
+        try {
+          decoded = decodeRequest(signal, format, body, Date.now(), requestLimits);
+        } catch (err) {
+          if (err instanceof HttpError) throw err;
+          if (err instanceof LimitError) throw new HttpError(err.status, err.message);
+          throw new HttpError(400, `malformed ${format === "json" ? "OTLP JSON" : "OTLP protobuf"} ${signal} request: ${(err as Error).message}`);
+        } finally {
+          if (large) nextLargeDecodeAt = performance.now() + (performance.now() - started) * LARGE_DECODE_PAUSE;
+        }
+      } finally {
+        free();
+      }
+      if (gone.signal.aborted) return;
+      await answer(req, res, signal, format, decoded);
+    } finally {
+      lease.release();
     }
+  }
+
+  async function answer(req: http.IncomingMessage, res: http.ServerResponse, signal: "traces" | "metrics", format: Format, decoded: DecodedRequest): Promise<void> {
     const { part, items, rejected, rejectMessage: rejectReason } = decoded;
     // Nothing left to store: the OTLP spec's "bad data", which the client must not retry.
     if (rejected > 0 && rejected === items) throw new HttpError(400, rejectReason ?? "every item of the request was rejected");
@@ -161,6 +250,9 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
   let closing: Promise<void> | undefined;
   return {
     address: { host: o.host, port: bound.port },
+    get inflightBytes() {
+      return budget.used;
+    },
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -174,6 +266,9 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
     },
   };
 }
+
+/** The client closed its connection before its answer; nobody is left to tell. */
+class ClientGone extends Error {}
 
 function tooLarge(max: number): HttpError {
   return new HttpError(413, `request body exceeds ${max} bytes: send smaller batches`);
@@ -190,24 +285,60 @@ function mediaFormat(contentType: string | undefined): Format | undefined {
   return undefined;
 }
 
-/** The body, or undefined as soon as it exceeds `max` bytes (the rest is not buffered). */
-function readBody(req: http.IncomingMessage, max: number): Promise<Buffer | undefined> {
+/**
+ * The body, or why reading stopped: it passed `max` bytes, or `lease` could not take the next
+ * chunk (the rest is not buffered). A declared length was taken from the lease already, and the
+ * body is read straight into one buffer of that size; otherwise each chunk is taken as it arrives.
+ */
+function readBody(req: http.IncomingMessage, max: number, declared: number | undefined, lease: Lease): Promise<Buffer | "too large" | "over budget"> {
   return new Promise((resolve, reject) => {
+    const whole = declared !== undefined ? Buffer.allocUnsafe(declared) : undefined;
     const chunks: Buffer[] = [];
     let size = 0;
+    const stop = (why: "too large" | "over budget") => {
+      req.removeAllListeners("data");
+      req.pause();
+      resolve(why);
+    };
     req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > max) {
-        req.removeAllListeners("data");
-        resolve(undefined);
-        return;
+      if (size + c.length > max) return stop("too large");
+      if (whole) {
+        // Node's parser never delivers more than Content-Length; this is for a parser that would.
+        if (size + c.length > whole.length) return stop("too large");
+        c.copy(whole, size);
+      } else {
+        if (!lease.take(c.length)) return stop("over budget");
+        chunks.push(c);
       }
-      chunks.push(c);
+      size += c.length;
     });
-    req.on("end", () => resolve(Buffer.concat(chunks, size)));
+    req.on("end", () => resolve(whole ? whole.subarray(0, size) : Buffer.concat(chunks, size)));
     req.on("error", reject);
     req.on("aborted", () => reject(new HttpError(400, "request aborted")));
+    // A connection closed mid-body (client gone, request timeout) must settle this too, or the
+    // request's share of the budget would never come back.
+    req.on("close", () => {
+      if (!req.complete) reject(new HttpError(400, "request aborted"));
+    });
   });
+}
+
+/**
+ * After a 429 for the budget: the body is dropped as it arrives, never held, up to `max` bytes (a
+ * body that may be sent at all), and the connection kept. Closing it under a client still sending
+ * would hand the client EPIPE instead of the 429 (measured: 11 of 40 fetch() clients sending
+ * 15 MiB), and an exporter is then less sure to retry; dropping costs bandwidth, not memory, and
+ * the request timeout bounds how long.
+ */
+function discard(req: http.IncomingMessage, max: number): void {
+  if (req.complete) return;
+  let dropped = 0;
+  req.removeAllListeners("data");
+  req.on("data", (c: Buffer) => {
+    dropped += c.length;
+    if (dropped > max) req.socket.destroy();
+  });
+  req.resume();
 }
 
 /** After answering early, stop reading this request and end the connection (its body may be huge). */
