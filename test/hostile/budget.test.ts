@@ -13,6 +13,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecuteQueryResponseSchema, QueryService } from "../../gen/coral/colony/v1/query_pb.js";
 import { spawnColony, type SpawnedColony } from "../helpers/colony.js";
+import { ld, varint } from "../helpers/protobuf-wire.js";
 
 const MIB = 2 ** 20;
 const CLIENTS = 40;
@@ -49,16 +50,6 @@ async function sql(text: string): Promise<unknown[][]> {
 
 // --- OTLP protobuf, written by hand: 15 MiB bodies are built faster than through messages --------
 
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
-const ld = (field: number, payload: Buffer) => Buffer.concat([varint((field << 3) | 2), varint(payload.length), payload]);
 const fixed64 = (field: number, v: bigint) => {
   const b = Buffer.alloc(9);
   b[0] = (field << 3) | 1;

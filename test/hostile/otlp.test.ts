@@ -20,6 +20,7 @@ import { ExecuteQueryResponseSchema, QueryService } from "../../gen/coral/colony
 import { ExportMetricsServiceRequestSchema, ExportMetricsServiceResponseSchema } from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import { AggregationTemporality } from "../../gen/opentelemetry/proto/metrics/v1/metrics_pb.js";
 import { spawnColony, type SpawnedColony } from "../helpers/colony.js";
+import { ld, varint } from "../helpers/protobuf-wire.js";
 
 /**
  * Peak resident memory the colony may reach while refusing any of the bodies below. Idle it holds
@@ -69,16 +70,6 @@ async function exportLikeSdk(path: string, body: Uint8Array, type = "application
 
 // --- 16 MiB bodies ----------------------------------------------------------------------------
 
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
-const ld = (field: number, payload: Buffer) => Buffer.concat([varint((field << 3) | 2), varint(payload.length), payload]);
 const fill = (unit: number[], bytes: number) => Buffer.alloc(Math.floor(bytes / unit.length) * unit.length, Buffer.from(unit));
 
 /** `{"resourceSpans":[{"scopeSpans":[{"spans":[{},{},…]}]}]}` (or metrics/points), as close to 16 MiB as fits. */

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { IngestPart, IngestPipeline } from "./pipeline.js";
 import { UnavailableError } from "./pipeline.js";
 import { listenOtlp, type OtlpReceiver, type OtlpReceiverOptions } from "./receiver.js";
+import { varint } from "../../../test/helpers/protobuf-wire.js";
 
 const KIB = 1024;
 const BUDGET = 1024 * KIB;
@@ -39,15 +40,6 @@ async function start(stub: ReturnType<typeof stubPipeline>, o: Partial<OtlpRecei
   return receiver;
 }
 
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
 
 /** A valid, empty ExportMetricsServiceRequest of `bytes`: one unknown field, which decoders skip. */
 function padding(bytes: number): Buffer {
