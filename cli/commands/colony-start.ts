@@ -67,7 +67,7 @@ export class ColonyStartCommand extends CoralCommand {
     description: "longest a raw SQL query (ExecuteQuery, StreamQuery, db.query) may run (default 30s)",
   });
   queryMemory = Option.String("--query-memory", "2GiB", {
-    description: "DuckDB's working-memory ceiling, which raw SQL is what can grow (default 2GiB; e.g. 512MiB, 8GiB)",
+    description: "memory ceiling for DuckDB (hash tables, sorts, cache): raw SQL that needs more fails with resource_exhausted (default 2GiB; e.g. 512MiB, 8GiB)",
   });
   retention = Option.String("--retention", "24h", {
     description: "how long raw spans are kept, e.g. 24h (the default) or 7d (0 keeps them forever; rollups are always kept)",

@@ -99,6 +99,20 @@ describe("listen address problems at start-up", () => {
     }
   });
 
+  it("rejects malformed or absurd SQL limits as usage errors", async () => {
+    for (const [args, message] of [
+      [["--query-timeout", "soon"], /^coral: --query-timeout: "soon" is not a duration/],
+      [["--query-timeout", "2d"], /^coral: --query-timeout: "2d" must be between 1ms and 24h$/m],
+      [["--query-memory", "lots"], /^coral: --query-memory: "lots" is not a size; write it like 512MiB or 4GiB$/m],
+      [["--query-memory", "1MiB"], /^coral: --query-memory: "1MiB" is below 64MiB/],
+      [["--query-memory", "4 parsecs"], /is not a size/],
+    ] as const) {
+      const r = await runCoral(["colony", "start", ...args, "--db", ":memory:"]);
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr, args.join(" ")).toMatch(message);
+    }
+  });
+
   it("names the port when it is taken", async () => {
     const colony = await spawnColony();
     try {
