@@ -9,7 +9,8 @@ import { Code, createClient, type ConnectRouter } from "@connectrpc/connect";
 import { compressionGzip, createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ExecuteQueryRequestSchema, QueryService } from "../../gen/coral/colony/v1/query_pb.js";
-import { ByteBudget, listen, Slots, type Listener } from "./listen.js";
+import { ByteBudget, Slots } from "../admission.js";
+import { listen, type Listener } from "./listen.js";
 
 const MIB = 2 ** 20;
 const EXECUTE = "/coral.colony.v1.QueryService/ExecuteQuery";

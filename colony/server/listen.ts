@@ -5,6 +5,7 @@ import * as net from "node:net";
 import { Code, ConnectError, createContextKey, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import { assertExposureAllowed, bearerAuth, bearerChecker, formatAddress, refuseUnauthenticated } from "./auth.js";
+import { ByteBudget, withDefaults, type Lease } from "../admission.js";
 import { ColonyStartError } from "./errors.js";
 
 /**
@@ -137,7 +138,7 @@ type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
  */
 export async function listen(opts: ListenOptions): Promise<Listener> {
   assertExposureAllowed(opts.host, opts.port, opts.token);
-  const limits = { ...DEFAULT_LIMITS, ...definedOnly(opts.limits ?? {}) };
+  const limits = withDefaults(DEFAULT_LIMITS, opts.limits);
   const readMaxBytes = opts.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
   const budget = new ByteBudget(opts.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT_BYTES);
   const leases = new WeakMap<NodeRequest, Lease>();
@@ -449,119 +450,6 @@ function sniff(socket: net.Socket, timeoutMs: number, decide: (isH2: boolean) =>
     if (!matches) socket.resume();
   };
   socket.on("data", onData);
-}
-
-/** One request's share of a ByteBudget. */
-export interface Lease {
-  /** Bytes this request holds now. */
-  readonly bytes: number;
-  /**
-   * Takes `n` more bytes if they fit, or if no other request holds any: one request larger than
-   * the whole budget must still get through an idle port, or its client would retry forever.
-   * False (nothing taken) otherwise, and always after release().
-   */
-  take(n: number): boolean;
-  /** Counts `n` bytes that already exist whether or not they fit (the caller bounds them). */
-  add(n: number): void;
-  /** Gives everything back; later calls do nothing. */
-  release(): void;
-}
-
-/**
- * Bytes of requests a port holds in memory at once, over all its connections. Per-request limits
- * bound one request; this bounds how many of them add up.
- */
-export class ByteBudget {
-  #used = 0;
-
-  constructor(readonly maxBytes: number) {}
-
-  /** Bytes held by all leases together. */
-  get used(): number {
-    return this.#used;
-  }
-
-  lease(): Lease {
-    let held = 0;
-    let released = false;
-    const budget = this;
-    return {
-      get bytes() {
-        return held;
-      },
-      take(n) {
-        if (released) return false;
-        if (budget.#used - held > 0 && budget.#used + n > budget.maxBytes) return false;
-        held += n;
-        budget.#used += n;
-        return true;
-      },
-      add(n) {
-        if (released) return;
-        held += n;
-        budget.#used += n;
-      },
-      release() {
-        if (released) return;
-        released = true;
-        budget.#used -= held;
-        held = 0;
-      },
-    };
-  }
-}
-
-/**
- * A counting semaphore whose waiters are served in arrival order; a waiter whose signal aborts
- * leaves the queue.
- */
-export class Slots {
-  #active = 0;
-  readonly #queue: (() => void)[] = [];
-
-  constructor(readonly size: number) {}
-
-  get active(): number {
-    return this.#active;
-  }
-
-  get waiting(): number {
-    return this.#queue.length;
-  }
-
-  /** Resolves with the function that frees the slot (once; later calls do nothing). */
-  acquire(signal?: AbortSignal): Promise<() => void> {
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise((resolve, reject) => {
-      const grant = () => {
-        signal?.removeEventListener("abort", onAbort);
-        this.#active++;
-        let freed = false;
-        resolve(() => {
-          if (freed) return;
-          freed = true;
-          this.#active--;
-          this.#pump();
-        });
-      };
-      const onAbort = () => {
-        const i = this.#queue.indexOf(grant);
-        if (i >= 0) this.#queue.splice(i, 1);
-        reject(signal!.reason);
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#queue.push(grant);
-      this.#pump();
-    });
-  }
-
-  #pump(): void {
-    while (this.#active < this.size && this.#queue.length > 0) this.#queue.shift()!();
-  }
-}
-
-function definedOnly<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function describeListenError(err: NodeJS.ErrnoException, host: string, port: number): Error {

@@ -10,6 +10,7 @@ import {
   type DuckDBValue,
   type DuckDBDecimalValue,
 } from "@duckdb/node-api";
+import { Slots, withDefaults } from "../admission.js";
 import { rowWireSizes } from "./cell-size.js";
 import { judgeParseTree } from "./sql-policy.js";
 import type { Store } from "./store.js";
@@ -98,16 +99,21 @@ export class SqlRunner {
     private readonly store: Store,
     limits: SqlLimits = {},
   ) {
-    this.limits = { ...SQL_DEFAULTS, ...definedOnly(limits) };
-    this.slots = new Slots(this.limits.maxConcurrent, this.limits.maxQueued);
+    this.limits = withDefaults<Required<SqlLimits>>(SQL_DEFAULTS, limits);
+    this.slots = new Slots(this.limits.maxConcurrent);
   }
 
   /** Connections of the queries running now, for `close`. */
   private readonly open = new Set<DuckDBConnection>();
 
-  /** Queries abandoned past their deadline that DuckDB is still running (see SqlLimits.abandonAfterMs). */
+  /**
+   * Queries abandoned past their deadline that DuckDB is still running (see SqlLimits.abandonAfterMs).
+   * Each keeps its slot until DuckDB lets go of it, so runaways cannot pile up.
+   */
+  private runawayCount = 0;
+
   get runaways(): number {
-    return this.slots.runaways;
+    return this.runawayCount;
   }
 
   /**
@@ -161,7 +167,7 @@ export class SqlRunner {
   ): AsyncGenerator<SqlBatch> {
     const { timeoutMs, abandonAfterMs, maxBytes } = this.limits;
     const deadline = Date.now() + timeoutMs;
-    const release = await this.slots.acquire(deadline, timeoutMs);
+    const release = await this.admit(deadline);
     const conn = await this.store.connect();
     this.open.add(conn);
     // Every DuckDB call of the query goes through `call`: raced against abandonment, so a query
@@ -311,11 +317,11 @@ export class SqlRunner {
         // DuckDB is still inside the query. Closing the connection now would block this thread
         // until it returns; instead the slot stays taken (so runaways cannot pile up) and is
         // given back, with the connection, when DuckDB is done.
-        this.slots.markRunaway();
+        this.runawayCount++;
         void busy.catch(() => undefined).finally(() => {
           this.open.delete(conn);
           conn.closeSync();
-          this.slots.endRunaway();
+          this.runawayCount--;
           release();
         });
       } else {
@@ -327,6 +333,25 @@ export class SqlRunner {
         conn.closeSync();
         release();
       }
+    }
+  }
+
+  /** A slot to run in: at once, after waiting (within the deadline) behind at most maxQueued others, or a refusal. */
+  private async admit(deadline: number): Promise<() => void> {
+    const { maxConcurrent, maxQueued, timeoutMs } = this.limits;
+    if (this.runawayCount >= maxConcurrent) {
+      throw new SqlRejected(
+        "resource_exhausted",
+        `${this.runawayCount} earlier queries are still running past their deadline (DuckDB cannot interrupt the operator they are in); SQL is refused until they end — the other RPCs are unaffected`,
+      );
+    }
+    if (this.slots.active >= maxConcurrent && this.slots.waiting >= maxQueued) {
+      throw new SqlRejected("resource_exhausted", `too many SQL queries at once (${this.slots.active} running, ${this.slots.waiting} waiting); retry shortly`);
+    }
+    try {
+      return await this.slots.acquire(AbortSignal.timeout(Math.max(1, deadline - Date.now())));
+    } catch {
+      throw new SqlRejected("deadline_exceeded", `the query waited its whole ${timeoutMs} ms timeout for one of the ${maxConcurrent} SQL slots; retry when the colony is less busy`);
     }
   }
 
@@ -383,69 +408,6 @@ export class SqlRunner {
     this.catalog.catch(() => (this.catalog = undefined));
     return this.catalog;
   }
-}
-
-/**
- * Admission for user queries: at most `max` run at once, `maxQueued` more wait for a slot within
- * their deadline. A query abandoned by its deadline keeps its slot until DuckDB lets go of it.
- */
-class Slots {
-  private running = 0;
-  runaways = 0;
-  private readonly queue: (() => void)[] = [];
-
-  constructor(
-    private readonly max: number,
-    private readonly maxQueued: number,
-  ) {}
-
-  async acquire(deadline: number, timeoutMs: number): Promise<() => void> {
-    if (this.runaways >= this.max) {
-      throw new SqlRejected(
-        "resource_exhausted",
-        `${this.runaways} earlier queries are still running past their deadline (DuckDB cannot interrupt the operator they are in); SQL is refused until they end — the other RPCs are unaffected`,
-      );
-    }
-    if (this.running >= this.max) {
-      if (this.queue.length >= this.maxQueued) {
-        throw new SqlRejected("resource_exhausted", `too many SQL queries at once (${this.running} running, ${this.queue.length} waiting); retry shortly`);
-      }
-      await new Promise<void>((resolve, reject) => {
-        const grant = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          this.queue.splice(this.queue.indexOf(grant), 1);
-          reject(new SqlRejected("deadline_exceeded", `the query waited its whole ${timeoutMs} ms timeout for one of the ${this.max} SQL slots; retry when the colony is less busy`));
-        }, Math.max(0, deadline - Date.now()));
-        this.queue.push(grant);
-      });
-    } else {
-      this.running++;
-    }
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.queue.shift();
-      // The slot passes straight to the next waiter, so `running` never dips and lets a newcomer cut in.
-      if (next) next();
-      else this.running--;
-    };
-  }
-
-  markRunaway(): void {
-    this.runaways++;
-  }
-
-  endRunaway(): void {
-    this.runaways--;
-  }
-}
-
-function definedOnly<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /**

@@ -12,13 +12,8 @@
  * allow-listed by name too.
  */
 
-/** Table functions a query may call: generators, unnesting, and read-only schema introspection. */
-const TABLE_FUNCTIONS = new Set([
-  "range",
-  "generate_series",
-  "unnest",
-  "json_each",
-  "json_tree",
+/** DuckDB's schema introspection: each a table function, and a system view of the same name. */
+const INTROSPECTION = [
   "duckdb_tables",
   "duckdb_columns",
   "duckdb_views",
@@ -28,21 +23,14 @@ const TABLE_FUNCTIONS = new Set([
   "duckdb_types",
   "duckdb_functions",
   "duckdb_keywords",
-  "pragma_table_info",
-  "pragma_show",
-]);
+];
 
-/** System views that describe the schema (and nothing of the server): the views of TABLE_FUNCTIONS and information_schema. */
+/** Table functions a query may call: generators, unnesting, and read-only schema introspection. */
+const TABLE_FUNCTIONS = new Set(["range", "generate_series", "unnest", "json_each", "json_tree", ...INTROSPECTION, "pragma_table_info", "pragma_show"]);
+
+/** System views that describe the schema (and nothing of the server). */
 const SYSTEM_VIEWS = new Set([
-  "duckdb_tables",
-  "duckdb_columns",
-  "duckdb_views",
-  "duckdb_indexes",
-  "duckdb_constraints",
-  "duckdb_schemas",
-  "duckdb_types",
-  "duckdb_functions",
-  "duckdb_keywords",
+  ...INTROSPECTION,
   "information_schema.tables",
   "information_schema.columns",
   "information_schema.schemata",

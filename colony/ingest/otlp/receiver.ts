@@ -6,7 +6,8 @@ import * as zlib from "node:zlib";
 import { create, toBinary, toJson } from "@bufbuild/protobuf";
 import { ExportMetricsServiceResponseSchema } from "../../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import { ExportTraceServiceResponseSchema } from "../../../gen/opentelemetry/proto/collector/trace/v1/trace_service_pb.js";
-import { ByteBudget, createHttp1Server, DEFAULT_LIMITS, Slots, type ConnectionLimits, type Lease } from "../../server/listen.js";
+import { ByteBudget, Slots, withDefaults, type Lease } from "../../admission.js";
+import { createHttp1Server, DEFAULT_LIMITS, type ConnectionLimits } from "../../server/listen.js";
 import { decodeRequest, type DecodedRequest } from "./decode.js";
 import { DEFAULT_REQUEST_LIMITS, LimitError, type RequestLimits } from "./limits.js";
 import { BackpressureError, InvalidDataError, UnavailableError, type IngestPipeline } from "./pipeline.js";
@@ -99,11 +100,9 @@ const GRPC_CODE: Record<number, number> = { 400: 3, 401: 16, 404: 12, 405: 12, 4
  */
 export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> {
   const expected = o.token ? digest(o.token) : undefined;
-  const requestLimits: RequestLimits = { ...DEFAULT_REQUEST_LIMITS };
-  for (const [k, v] of Object.entries(o.requestLimits ?? {})) if (v !== undefined) requestLimits[k as keyof RequestLimits] = v;
+  const requestLimits = withDefaults<RequestLimits>(DEFAULT_REQUEST_LIMITS, o.requestLimits);
 
-  const limits: ConnectionLimits = { ...DEFAULT_OTLP_LIMITS };
-  for (const [k, v] of Object.entries(o.limits ?? {})) if (v !== undefined) limits[k as keyof ConnectionLimits] = v;
+  const limits = withDefaults<ConnectionLimits>(DEFAULT_OTLP_LIMITS, o.limits);
   const budget = new ByteBudget(o.maxInflightBytes ?? DEFAULT_OTLP_MAX_INFLIGHT_BYTES);
   const lanes = { small: new Slots(o.maxDecodes ?? 2), large: new Slots(o.maxDecodes ?? 2) };
   const overBudget = () =>
