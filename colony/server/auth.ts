@@ -3,6 +3,7 @@ import type * as http from "node:http";
 import type * as http2 from "node:http2";
 import { isIP } from "node:net";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { dropBody } from "./drop-body.js";
 import { ColonyStartError } from "./errors.js";
 
 /** What every refused call is told, on every protocol. */
@@ -53,11 +54,7 @@ export function refuseUnauthenticated(
     // hand it EPIPE instead of the answer. So a body up to the size a call may have is skipped
     // (counted and dropped, never buffered or inflated; requestTimeout bounds how long that may
     // take) and the connection kept; a larger one ends the connection.
-    let discarded = 0;
-    req.on("data", (chunk: Buffer) => {
-      discarded += chunk.length;
-      if (discarded > maxDiscardBytes) req.socket.destroy();
-    });
+    dropBody(req, maxDiscardBytes);
     if (!(Number(req.headers["content-length"] ?? 0) <= maxDiscardBytes)) res.setHeader("connection", "close");
   }
   let answer: { status: number; headers: Record<string, string>; body?: Buffer };

@@ -6,6 +6,7 @@ import { Code, ConnectError, createContextKey, createContextValues, type Connect
 import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import { assertExposureAllowed, bearerAuth, bearerChecker, formatAddress, refuseUnauthenticated } from "./auth.js";
 import { ByteBudget, withDefaults, type Lease } from "../admission.js";
+import { dropBody } from "./drop-body.js";
 import { ColonyStartError } from "./errors.js";
 
 /**
@@ -320,13 +321,7 @@ function meterBody(req: NodeRequest, lease: Lease, readMaxBytes: number, used: (
   const refuse = (): ConnectError => {
     // connect-es stops reading at the error; without this the unread rest would hold the
     // HTTP/1.1 connection (or the HTTP/2 stream's window) until the request timeout.
-    let dropped = 0;
-    req.on("data", (c: Buffer) => {
-      dropped += c.length;
-      if (dropped <= readMaxBytes) return;
-      if ("stream" in req) req.stream.close(http2.constants.NGHTTP2_CANCEL);
-      else req.socket.destroy();
-    });
+    dropBody(req, readMaxBytes);
     // The iterator's 'readable' listener would keep 'data' from flowing until it is gone.
     void Promise.resolve(inner?.return?.()).finally(() => req.resume());
     return new ConnectError(`the colony is holding ${used()} bytes of requests already: retry later`, Code.ResourceExhausted, { "retry-after": "1" });

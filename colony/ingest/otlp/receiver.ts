@@ -7,6 +7,7 @@ import { create, toBinary, toJson } from "@bufbuild/protobuf";
 import { ExportMetricsServiceResponseSchema } from "../../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import { ExportTraceServiceResponseSchema } from "../../../gen/opentelemetry/proto/collector/trace/v1/trace_service_pb.js";
 import { ByteBudget, Slots, withDefaults, type Lease } from "../../admission.js";
+import { dropBody } from "../../server/drop-body.js";
 import { createHttp1Server, DEFAULT_LIMITS, type ConnectionLimits } from "../../server/listen.js";
 import { decodeRequest, type DecodedRequest } from "./decode.js";
 import { DEFAULT_REQUEST_LIMITS, LimitError, type RequestLimits } from "./limits.js";
@@ -331,12 +332,8 @@ function readBody(req: http.IncomingMessage, max: number, declared: number | und
  */
 function discard(req: http.IncomingMessage, max: number): void {
   if (req.complete) return;
-  let dropped = 0;
   req.removeAllListeners("data");
-  req.on("data", (c: Buffer) => {
-    dropped += c.length;
-    if (dropped > max) req.socket.destroy();
-  });
+  dropBody(req, max);
   req.resume();
 }
 
