@@ -99,13 +99,16 @@ describe("listen address problems at start-up", () => {
     }
   });
 
-  it("rejects malformed or absurd SQL limits as usage errors", async () => {
+  it("rejects malformed or absurd SQL and ingest limits as usage errors", async () => {
     for (const [args, message] of [
       [["--query-timeout", "soon"], /^coral: --query-timeout: "soon" is not a duration/],
       [["--query-timeout", "2d"], /^coral: --query-timeout: "2d" must be between 1ms and 24h$/m],
       [["--query-memory", "lots"], /^coral: --query-memory: "lots" is not a size; write it like 512MiB or 4GiB$/m],
       [["--query-memory", "1MiB"], /^coral: --query-memory: "1MiB" is below 64MiB/],
       [["--query-memory", "4 parsecs"], /is not a size/],
+      [["--otlp-max-inflight", "lots"], /^coral: --otlp-max-inflight: "lots" is not an integer/],
+      [["--otlp-max-inflight=0"], /^coral: --otlp-max-inflight: must be a positive number of bytes$/m],
+      [["--otlp-max-inflight=-5"], /^coral: --otlp-max-inflight: must be a positive number of bytes$/m],
     ] as const) {
       const r = await runCoral(["colony", "start", ...args, "--db", ":memory:"]);
       expect(r.code, args.join(" ")).toBe(2);
