@@ -93,7 +93,7 @@ function details(c: CliCommand): string {
   }
   parts.push(
     "Output: --output table (aligned, human units), json (raw values, proto field names) or csv. " +
-      "Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
+      "Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
   );
   return parts.join("\n\n");
 }

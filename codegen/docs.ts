@@ -119,7 +119,7 @@ function cliPage(commands: CliCommand[]): string {
     "| `--token TOKEN` | The bearer token itself: works, with a warning, since every local user can read it in `ps` |",
     "| `--output table\\|json\\|csv`, `-o` | `table` (default): aligned, human units such as `892.1ms`; `json`: the response with proto field names and raw values (pipe to `jq`; a streamed query prints one JSON object per line); `csv`: header row, raw values |",
     "",
-    "Exit codes: `0` success, `1` error (colony unreachable, unknown service, rejected query, wrong token), `2` usage error (unknown flag, malformed value such as `--threshold 5xs`, a missing or unusable `--token-file`).",
+    "Exit codes: `0` success, `1` error (colony unreachable, unknown service, wrong token), `2` usage error (unknown flag, malformed value such as `--threshold 5xs`, a value the colony refuses such as `--limit 1001` or SQL that is not one SELECT, a missing or unusable `--token-file`).",
     "",
     "Durations are written like `500ms`, `30s`, `5m`, `1h`, `1h30m`; percentiles as percentages (`--percentile 99.9`; a value below 1, such as the SDK-style `0.99`, is taken as written and answered with a note on stderr).",
     "",

@@ -1,6 +1,6 @@
 import { Command, Option } from "clipanion";
 import { runLoad, type LoadStats } from "../../colony/demo/load.js";
-import { parseNumber } from "../../sdk/units.js";
+import { parseDurationMs, parseNumber, UnitParseError } from "../../sdk/units.js";
 import { CoralCommand } from "../runtime/command.js";
 import { CliError, UsageError } from "../runtime/errors.js";
 import { ExitCode } from "../runtime/exit.js";
@@ -27,16 +27,18 @@ export class DemoLoadCommand extends CoralCommand {
       \`CORAL_TOKEN\` (\`--token TOKEN\` works too, but every local user can read it in \`ps\`).
     `,
     examples: [
-      ["Fill a local colony at 1,000 spans/s", "$0 demo load --otlp http://127.0.0.1:4318 --rate 1000"],
-      ["Throughput test for 10 seconds", "$0 demo load --otlp http://127.0.0.1:4318 --rate max --duration 10"],
+      ["Fill a local colony at 1,000 spans/s", "$0 demo load --otlp 127.0.0.1:4318 --rate 1000"],
+      ["Throughput test for 10 seconds", "$0 demo load --otlp 127.0.0.1:4318 --rate max --duration 10s"],
     ],
   });
 
-  otlp = Option.String("--otlp", "http://127.0.0.1:4318", {
-    description: "base URL of the OTLP/HTTP receiver (spans are posted to URL/v1/traces)",
+  static placeholders = { "--otlp": "host:port", "--duration": "duration" };
+
+  otlp = Option.String("--otlp", "127.0.0.1:4318", {
+    description: "the OTLP/HTTP receiver, HOST:PORT as given to `colony start --otlp` or an http:// URL (spans are posted to /v1/traces)",
   });
   rate = Option.String("--rate", "1000", { description: "spans per second, or max" });
-  duration = Option.String("--duration", { description: "seconds to run (default: until Ctrl-C)" });
+  duration = Option.String("--duration", { description: "how long to run, e.g. 10s or 5m; a bare number is seconds (default: until Ctrl-C)" });
   batch = Option.String("--batch", "512", { description: "spans per request" });
   concurrency = Option.String("--concurrency", "4", { description: "requests in flight at once" });
   seed = Option.String("--seed", "42", { description: "seed of the traffic generator" });
@@ -58,17 +60,12 @@ export class DemoLoadCommand extends CoralCommand {
       return v;
     };
     const rate = this.rate.trim() === "max" ? Infinity : num("--rate", this.rate, false, 1);
-    const durationS = this.duration === undefined ? Infinity : num("--duration", this.duration, false, 0);
+    const durationS = this.duration === undefined ? Infinity : seconds("--duration", this.duration);
     // Beyond these a run only exhausts the sender's memory or sockets.
     const batch = num("--batch", this.batch, true, 1, 100_000);
     const concurrency = num("--concurrency", this.concurrency, true, 1, 1024);
     const seed = num("--seed", this.seed, true, 0);
-    try {
-      const u = new URL(this.otlp);
-      if (u.protocol !== "http:") throw new Error("only http:// URLs are supported");
-    } catch (err) {
-      throw new UsageError(`--otlp: "${this.otlp}" is not an http:// URL (${(err as Error).message})`);
-    }
+    const url = otlpUrl(this.otlp);
     const { stdout, stderr } = this.context;
     const token = resolveToken({ token: this.token, tokenFile: this.tokenFile }, stderr);
     const abort = new AbortController();
@@ -79,7 +76,7 @@ export class DemoLoadCommand extends CoralCommand {
       `sent ${s.sent} spans in ${s.seconds.toFixed(1)} s (${Math.round(s.sent / Math.max(s.seconds, 1e-9))} spans/s), ${s.rejected} rejected${s.retried ? `, ${s.retried} requests retried after back-pressure` : ""}`;
     try {
       const stats = await runLoad({
-        url: this.otlp,
+        url,
         rate,
         durationS,
         batch,
@@ -100,5 +97,29 @@ export class DemoLoadCommand extends CoralCommand {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
     }
+  }
+}
+
+/** `--otlp` as `colony start` takes it (HOST:PORT) or as a URL; either way an http:// base URL. */
+function otlpUrl(text: string): string {
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `http://${text}`;
+  let u: URL;
+  try {
+    u = new URL(withScheme);
+  } catch {
+    throw new UsageError(`--otlp: "${text}" is neither HOST:PORT nor an http:// URL`);
+  }
+  if (u.protocol !== "http:") throw new UsageError(`--otlp: "${text}": only http:// is supported (the receiver speaks plain HTTP)`);
+  return u.href.replace(/\/$/, "");
+}
+
+/** A duration flag in seconds: "10s", "5m", or a bare number of seconds as before. */
+function seconds(flag: string, text: string): number {
+  try {
+    const v = /^\s*\d+(\.\d+)?\s*$/.test(text) ? Number(text) : parseDurationMs(text) / 1000;
+    if (v < 0) throw new UnitParseError(`"${text}" is negative`);
+    return v;
+  } catch (err) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`);
   }
 }

@@ -276,9 +276,9 @@ describe("coral query, when things go wrong", () => {
     }
   });
 
-  it("rejected SQL is an error, not a crash", async () => {
+  it("rejected SQL is a usage error (exit 2), not a crash", async () => {
     const r = await runCoral(["query", "sql", "DROP TABLE spans"], { env: env() });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stderr).toContain("only SELECT");
     const still = await runCoral(["query", "sql", "SELECT count(*) AS n FROM spans", "-o", "json"], { env: env() });
     expect(JSON.parse(still.stdout).rows[0].n).toBeGreaterThan(0);

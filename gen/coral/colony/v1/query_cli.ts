@@ -21,7 +21,7 @@ export class QueryServicesCommand extends QueryCommand {
   static override usage = Command.Usage({
     category: "Query",
     description: "Lists the services the colony has seen.",
-    details: "Lists the services the colony has seen. Each comes with its namespace, region and\nthe number of instances reporting.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
+    details: "Lists the services the colony has seen. Each comes with its namespace, region and\nthe number of instances reporting.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
     examples: [
       ["Lists the services the colony has seen.", "coral query services"],
       ["Lists the services the colony has seen.", "coral query services --namespace shop --output json"],
@@ -54,7 +54,7 @@ export class QueryServiceCommand extends QueryCommand {
   static override usage = Command.Usage({
     category: "Query",
     description: "Describes one service.",
-    details: "Describes one service. Its identity, when it was first and last seen, and its\nrequest and error counts over the window.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
+    details: "Describes one service. Its identity, when it was first and last seen, and its\nrequest and error counts over the window.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
     examples: [
       ["Describes one service.", "coral query service payments"],
     ],
@@ -85,7 +85,7 @@ export class QueryMetricsCommand extends QueryCommand {
   static override usage = Command.Usage({
     category: "Query",
     description: "Returns a latency percentile of a service's metric over a window.",
-    details: "By default: Returns a latency percentile of a service's metric over a window. It is merged from\nthe per-minute log-bucket summaries: at most 1% relative error at every percentile,\nand a cost that does not grow with the number of spans.\n\nWith --error-rate: Returns the fraction of a service's requests that failed over a window. A request\nfailed when its span status is ERROR or its HTTP status is 500 or more; the counts\ncome with the rate.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
+    details: "By default: Returns a latency percentile of a service's metric over a window. It is merged from\nthe per-minute log-bucket summaries: at most 1% relative error at every percentile,\nand a cost that does not grow with the number of spans.\n\nWith --error-rate: Returns the fraction of a service's requests that failed over a window. A request\nfailed when its span status is ERROR or its HTTP status is 500 or more; the counts\ncome with the rate.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
     examples: [
       ["Returns a latency percentile of a service's metric over a window.", "coral query metrics payments --metric http.server.duration --percentile 99"],
       ["Returns the fraction of a service's requests that failed over a window.", "coral query metrics payments --error-rate --window 5m"],
@@ -133,7 +133,7 @@ export class QueryTracesCommand extends QueryCommand {
   static override usage = Command.Usage({
     category: "Query",
     description: "Finds a service's slowest traces above a duration threshold, slowest first.",
-    details: "With --slow (the default): Finds a service's slowest traces above a duration threshold, slowest first.\n\nWith --errors: Finds a service's failed traces, most recent first.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
+    details: "With --slow (the default): Finds a service's slowest traces above a duration threshold, slowest first.\n\nWith --errors: Finds a service's failed traces, most recent first.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
     examples: [
       ["Finds a service's slowest traces above a duration threshold, slowest first.", "coral query traces payments --slow --threshold 500ms --limit 10"],
       ["Finds a service's failed traces, most recent first.", "coral query traces payments --errors --window 1h"],
@@ -187,7 +187,7 @@ export class QuerySystemCommand extends QueryCommand {
   static override usage = Command.Usage({
     category: "Query",
     description: "Returns CPU and memory of the hosts running a service.",
-    details: "Returns CPU and memory of the hosts running a service. Utilisation is averaged over\nthe window; memory bytes are those of the latest sample.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
+    details: "Returns CPU and memory of the hosts running a service. Utilisation is averaged over\nthe window; memory bytes are those of the latest sample.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
     examples: [
       ["Returns CPU and memory of the hosts running a service.", "coral query system payments --window 15m"],
     ],
@@ -218,7 +218,7 @@ export class QuerySqlCommand extends QueryCommand {
   static override usage = Command.Usage({
     category: "Query",
     description: "Runs one read-only SQL SELECT against the colony's tables.",
-    details: "By default: Runs one read-only SQL SELECT against the colony's tables. Guardrails: a single\nstatement, SELECT only, no file or network access, at most 10,000 rows (`truncated`\ntells when more existed), a statement timeout and a response size cap.\n\nWith --stream: Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches,\nfor results too large for one response. The same guardrails apply, except that the\nrow limit is `max_rows` and the size cap holds per batch. Batches hold up to 8,192\nrows or about 1 MiB of cells, whichever comes first; their cells travel as one\ncolumn-major JSON text each, not as a message per value.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, rejected), 2 usage error.",
+    details: "By default: Runs one read-only SQL SELECT against the colony's tables. Guardrails: a single\nstatement, SELECT only, no file or network access, at most 10,000 rows (`truncated`\ntells when more existed), a statement timeout and a response size cap.\n\nWith --stream: Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches,\nfor results too large for one response. The same guardrails apply, except that the\nrow limit is `max_rows` and the size cap holds per batch. Batches hold up to 8,192\nrows or about 1 MiB of cells, whichever comes first; their cells travel as one\ncolumn-major JSON text each, not as a message per value.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
     examples: [
       ["Runs one read-only SQL SELECT against the colony's tables.", "coral query sql \"SELECT service_name, AVG(p99_duration_ns) FROM service_summary GROUP BY service_name\""],
       ["Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches, for results too large for one response.", "coral query sql --stream \"SELECT * FROM spans\" --output csv"],
