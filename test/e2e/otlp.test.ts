@@ -248,6 +248,20 @@ describe("OTLP/HTTP refuses bad requests and stores nothing from them", () => {
     expect(rate.total_count).toBe(100);
   });
 
+  it("answers a request that is not OTLP (a browser, a bare curl) in readable JSON", async () => {
+    for (const [what, init] of [
+      ["GET from a browser", { method: "GET", headers: { accept: "text/html" } }],
+      ["curl -d without a content type", { method: "POST", body: "x", headers: { "content-type": "application/x-www-form-urlencoded" } }],
+    ] as const) {
+      const r = await fetch(`${colony.otlpUrl}/v1/traces`, init);
+      expect(r.headers.get("content-type"), what).toBe("application/json");
+      expect((await r.json()).message, what).toMatch(/use POST|unsupported content type/);
+    }
+    const wrongPath = await fetch(`${colony.otlpUrl}/`, { method: "GET" });
+    expect(wrongPath.status).toBe(404);
+    expect((await wrongPath.json()).message).toContain("/v1/traces");
+  });
+
   it("keeps the good spans of a request and reports the bad ones as a partial success", async () => {
     const spans = batch("cc", 10);
     spans[3]!.traceId = "00";
