@@ -49,16 +49,17 @@ function cellPaths(m: DescMessage, prefix = "", depth = 0): { path: string; fiel
   });
 }
 
-export function columnsOf(rpc: Rpc): { show: string[]; units: Record<string, string> } {
+export function columnsOf(rpc: Rpc): { show: string[]; wide: string[]; units: Record<string, string> } {
   const m = rowMessage(rpc);
-  if (!m) return { show: [], units: {} };
+  if (!m) return { show: [], wide: [], units: {} };
   const cells = cellPaths(m);
   const units: Record<string, string> = {};
   for (const c of cells) {
     const u = unitNames[unitOf(c.field)];
     if (u) units[c.path] = u;
   }
-  return { show: rpc.cli!.show.length ? rpc.cli!.show : cells.map((c) => c.path), units };
+  const wide = cells.map((c) => c.path);
+  return { show: rpc.cli!.show.length ? rpc.cli!.show : wide, wide, units };
 }
 
 /** The property name a flag's value lives in on the command class. */
@@ -92,7 +93,7 @@ function details(c: CliCommand): string {
     }
   }
   parts.push(
-    "Output: --output table (aligned, human units), json (raw values, proto field names) or csv. " +
+    "Output: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. " +
       "Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
   );
   return parts.join("\n\n");
@@ -154,6 +155,7 @@ function printCommand(f: GeneratedFile, c: CliCommand): void {
       f.print("      encoding: ", f.string(cellEncodingName(r.cli!.rowsEncoding)), ",");
     }
     f.print("      show: ", f.array(cols.show.map((s) => f.string(s))), ",");
+    f.print("      wide: ", f.array(cols.wide.map((s) => f.string(s))), ",");
     f.print("      units: { ", Object.entries(cols.units).map(([k, v]) => `${k}: "${v}"`).join(", "), " },");
     f.print("    },");
   }

@@ -44,7 +44,7 @@ function cliUsage(c: CliCommand, rpc?: Rpc): string {
   const parts = [`coral ${c.path.join(" ")}`];
   if (rpc?.cli?.variant) parts.push(rpc.cli.defaultVariant ? `[--${rpc.cli.variant}]` : `--${rpc.cli.variant}`);
   for (const p of params) parts.push(p.positional ? `<${p.metavar}>` : `[${p.flag} ${p.metavar}]`);
-  parts.push("[--output table|json|csv] [--colony HOST:PORT] [--token-file FILE]");
+  parts.push("[--output table|wide|json|csv] [--colony HOST:PORT] [--token-file FILE]");
   return parts.join(" ");
 }
 
@@ -117,7 +117,7 @@ function cliPage(commands: CliCommand[]): string {
     "| `--colony HOST:PORT` | Colony address (default: `$CORAL_COLONY_ADDR`, then `127.0.0.1:9090`) |",
     "| `--token-file FILE` | File holding the bearer token: one token, surrounding whitespace ignored; keep it `chmod 600` (default: `$CORAL_TOKEN`) |",
     "| `--token TOKEN` | The bearer token itself: works, with a warning, since every local user can read it in `ps` |",
-    "| `--output table\\|json\\|csv`, `-o` | `table` (default): aligned, human units such as `892.1ms`; `json`: the response with proto field names and raw values (pipe to `jq`; a streamed query prints one JSON object per line); `csv`: header row, raw values |",
+    "| `--output table\\|wide\\|json\\|csv`, `-o` | `table` (default): the main columns, aligned, human units such as `892.1ms`, times as ages (`5m ago`), text cut with `…` to fit the terminal; `wide`: every column, whole, times in ISO 8601; `json`: the response with proto field names and raw values (pipe to `jq`; a streamed query prints one JSON object per line); `csv`: header row, every column, raw values |",
     "",
     "Exit codes: `0` success, `1` error (colony unreachable, unknown service, wrong token), `2` usage error (unknown flag, malformed value such as `--threshold 5xs`, a value the colony refuses such as `--limit 1001` or SQL that is not one SELECT, a missing or unusable `--token-file`).",
     "",

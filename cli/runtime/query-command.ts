@@ -18,7 +18,7 @@ import { colonyTransport } from "./client.js";
 import { resolveColony } from "./colony-address.js";
 import { CoralCommand } from "./command.js";
 import { describeRpcError } from "./errors.js";
-import { formatCsv, formatJson, formatTable, outputFormats, type OutputFormat, type UnitName } from "./render.js";
+import { formatCsv, formatJson, formatTable, outputFormats, type OutputFormat, type TableView, type UnitName } from "./render.js";
 import { resolveToken } from "./token.js";
 
 /** How CLI text becomes a request field value. */
@@ -51,8 +51,10 @@ export interface Variant {
   columns?: string;
   /** How `rows` carries the cells (with `columns`). */
   encoding?: CellEncoding;
-  /** Columns to show, proto names. */
+  /** Columns of the default table, proto names. */
   show: string[];
+  /** Every column: `-o wide` and csv. */
+  wide: string[];
   units: Record<string, UnitName>;
 }
 
@@ -89,7 +91,7 @@ type Row = Record<string, Plain>;
 
 export abstract class QueryCommand extends CoralCommand {
   output = Option.String("--output,-o", "table", {
-    description: "Output format: table (aligned, human units), json (raw values) or csv",
+    description: "Output format: table (aligned, human units, fits the terminal), wide (every column, whole), json (raw values) or csv",
   });
   colony = Option.String("--colony", {
     description: "Colony address HOST:PORT (default: $CORAL_COLONY_ADDR, then 127.0.0.1:9090)",
@@ -176,18 +178,36 @@ export abstract class QueryCommand extends CoralCommand {
     return 0;
   }
 
-  /** Row objects of a response, and the columns to show. */
-  private rowsOf(variant: Variant, res: Row, columns?: string[]): { rows: Row[]; columns: string[] } {
-    if (!variant.rows) return { rows: [res], columns: variant.show };
+  /** Row objects of a response, and the columns to show in `format`. */
+  private rowsOf(variant: Variant, res: Row, format: OutputFormat, columns?: string[]): { rows: Row[]; columns: string[] } {
+    const named = format === "table" ? variant.show : variant.wide;
+    if (!variant.rows) return { rows: [res], columns: named };
     if (variant.columns) {
       const names = columns ?? ((res[variant.columns] ?? []) as Row[]).map((c) => String(c.name));
       return { rows: tableRows(names, res[variant.rows], variant.encoding ?? "list_values") as Row[], columns: names };
     }
-    return { rows: (res[variant.rows] ?? []) as Row[], columns: variant.show };
+    return { rows: (res[variant.rows] ?? []) as Row[], columns: named };
+  }
+
+  /**
+   * How a table looks. `table` is for reading at a terminal: the default columns, times as ages,
+   * cut to the terminal's width; `wide` has every column, whole. A SQL result keeps its own names
+   * and times: the user chose them.
+   */
+  private tableView(variant: Variant, format: OutputFormat, columns: string[]): TableView {
+    const sql = variant.columns !== undefined;
+    const stdout = this.context.stdout as NodeJS.WriteStream;
+    return {
+      columns,
+      units: variant.units,
+      rawHeaders: sql,
+      agesFrom: format === "table" && !sql ? new Date() : undefined,
+      maxWidth: format === "table" && stdout.isTTY ? stdout.columns : undefined,
+    };
   }
 
   private printOne(variant: Variant, format: OutputFormat, res: Row): void {
-    const { rows, columns } = this.rowsOf(variant, res);
+    const { rows, columns } = this.rowsOf(variant, res, format);
     const out = this.context.stdout;
     if (format === "json") {
       // Table-shaped results read best as row objects, like the SDK's db.query().
@@ -195,7 +215,7 @@ export abstract class QueryCommand extends CoralCommand {
     } else if (format === "csv") {
       out.write(formatCsv(rows, columns));
     } else {
-      out.write(formatTable(rows, { columns, units: variant.units }).text);
+      out.write(formatTable(rows, this.tableView(variant, format, columns)).text);
       this.footer(variant, res, rows.length);
     }
   }
@@ -220,7 +240,7 @@ export abstract class QueryCommand extends CoralCommand {
     let truncated = false;
     for await (const msg of stream) {
       const res = toPlain(variant.method.output as DescMessage, msg as never) as Row;
-      const page = this.rowsOf(variant, res, columns);
+      const page = this.rowsOf(variant, res, format, columns);
       const first = columns === undefined;
       columns ??= page.columns;
       total += page.rows.length;
@@ -231,11 +251,11 @@ export abstract class QueryCommand extends CoralCommand {
       } else if (format === "csv") {
         out.write(formatCsv(page.rows, columns, first));
       } else {
-        const t = formatTable(page.rows, { columns, units: variant.units }, widths);
+        const t = formatTable(page.rows, this.tableView(variant, format, columns), widths);
         widths = t.widths;
         out.write(t.text);
       }
     }
-    if (format === "table") this.footer(variant, { truncated }, total);
+    if (format === "table" || format === "wide") this.footer(variant, { truncated }, total);
   }
 }

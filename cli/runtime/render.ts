@@ -4,7 +4,7 @@
 import { formatBytes, formatDurationNs, formatPercent, formatRatio } from "../../sdk/units.js";
 import type { Plain } from "../../sdk/plain.js";
 
-export const outputFormats = ["table", "json", "csv"] as const;
+export const outputFormats = ["table", "wide", "json", "csv"] as const;
 export type OutputFormat = (typeof outputFormats)[number];
 
 /** Human units of a column, from the proto's `unit` annotation. */
@@ -13,6 +13,12 @@ export type UnitName = "ns" | "ratio" | "bytes" | "percent";
 export interface TableView {
   columns: string[];
   units: Record<string, UnitName>;
+  /** Timestamps as their age ("3m ago") measured from this instant, instead of ISO text. */
+  agesFrom?: Date;
+  /** Shrink text columns (never ids) with "…" until a line fits this many columns. */
+  maxWidth?: number;
+  /** Headers exactly as the columns are named (a SQL result's own names), only upper-cased. */
+  rawHeaders?: boolean;
 }
 
 type Row = Record<string, Plain>;
@@ -21,10 +27,21 @@ function isoSeconds(d: Date): string {
   return Number.isNaN(d.getTime()) ? "-" : d.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
+/** How long ago `d` was, as kubectl and gh print ages: "45s ago", "12m ago", "1h11m ago", "3d4h ago". */
+export function formatAge(d: Date, now: Date): string {
+  const s = Math.round((now.getTime() - d.getTime()) / 1000);
+  if (Number.isNaN(s)) return "-";
+  const a = Math.abs(s);
+  const text =
+    a < 60 ? `${a}s` : a < 3600 ? `${Math.floor(a / 60)}m` : a < 86_400 ? `${Math.floor(a / 3600)}h${Math.floor((a % 3600) / 60)}m` : `${Math.floor(a / 86_400)}d${Math.floor((a % 86_400) / 3600)}h`;
+  // A clock ahead of ours (the sender's) is not "negative ago".
+  return s < 0 ? `in ${text}` : `${text} ago`;
+}
+
 /** A cell as people read it. */
-export function humanCell(v: Plain | undefined, unit?: UnitName): string {
+export function humanCell(v: Plain | undefined, unit?: UnitName, agesFrom?: Date): string {
   if (v === null || v === undefined) return "-";
-  if (v instanceof Date) return isoSeconds(v);
+  if (v instanceof Date) return agesFrom ? formatAge(v, agesFrom) : isoSeconds(v);
   if (typeof v === "number" && unit) {
     switch (unit) {
       case "ns":
@@ -73,19 +90,66 @@ export function cellOf(row: Row, column: string): Plain | undefined {
   return v;
 }
 
+/** Suffixes a table drops from a header because its cells carry the unit ("DURATION" shows "2.07s"). */
+const UNIT_SUFFIX: Record<UnitName, RegExp> = { ns: /_ns$/, bytes: /_bytes$/, percent: /_percent$/, ratio: /$^/ };
+
+/**
+ * A column's header: the last part of a dotted path (SERVICE.NAME → NAME), without a unit suffix
+ * its cells already show, and `_count` as a plural (SPAN_COUNT → SPANS; TOTAL_COUNT → TOTAL).
+ * Raw names stay in json and csv, where programs read them.
+ */
+export function headerOf(column: string, unit?: UnitName): string {
+  let h = column.slice(column.lastIndexOf(".") + 1);
+  if (unit) h = h.replace(UNIT_SUFFIX[unit], "");
+  h = h.replace(/^total_count$/, "total").replace(/_count$/, "s");
+  return h.toUpperCase();
+}
+
+/** Shortens `s` to `n` columns, the cut marked. */
+function cut(s: string, n: number): string {
+  return s.length <= n ? s : `${s.slice(0, Math.max(0, n - 1))}…`;
+}
+
+/** Narrowest a text column is shrunk to before the table gives up fitting. */
+const MIN_TEXT_WIDTH = 8;
+
+/**
+ * Widths that fit `maxWidth`: the widest shrinkable column gives up a column at a time. Ids and
+ * numbers are never shrunk: a cut trace id is useless, a cut number is wrong.
+ */
+function fit(widths: number[], shrinkable: boolean[], maxWidth: number): number[] {
+  const w = [...widths];
+  const total = () => w.reduce((a, b) => a + b, 0) + 2 * (w.length - 1);
+  while (total() > maxWidth) {
+    let widest = -1;
+    for (let i = 0; i < w.length; i++) if (shrinkable[i] && w[i]! > MIN_TEXT_WIDTH && (widest < 0 || w[i]! > w[widest]!)) widest = i;
+    if (widest < 0) break;
+    w[widest]!--;
+  }
+  return w;
+}
+
 /** Aligned columns; numbers (and human durations) right-aligned. */
 export function formatTable(rows: Row[], view: TableView, widths?: number[]): { text: string; widths: number[] } {
-  const header = view.columns.map((c) => c.toUpperCase());
-  const cells = rows.map((r) => view.columns.map((c) => humanCell(cellOf(r, c), view.units[c])));
+  const header = view.columns.map((c) => (view.rawHeaders ? c.toUpperCase() : headerOf(c, view.units[c])));
+  const cells = rows.map((r) => view.columns.map((c) => humanCell(cellOf(r, c), view.units[c], view.agesFrom)));
   const rightAligned = view.columns.map((c) => rows.some((r) => typeof cellOf(r, c) === "number"));
-  const w = widths ?? header.map((h, i) => Math.max(h.length, ...cells.map((row) => row[i].length)));
+  let w = widths;
+  if (!w) {
+    w = header.map((h, i) => Math.max(h.length, ...cells.map((row) => row[i]!.length)));
+    if (view.maxWidth) {
+      const shrinkable = view.columns.map((c, i) => !rightAligned[i] && !/(^|[._])id$/.test(c) && rows.some((r) => typeof cellOf(r, c) === "string"));
+      w = fit(w, shrinkable, view.maxWidth);
+    }
+  }
+  const width = w;
   const line = (row: string[]) =>
     row
-      .map((cell, i) => (rightAligned[i] ? cell.padStart(w[i]) : cell.padEnd(w[i])))
+      .map((cell, i) => (rightAligned[i] ? cut(cell, width[i]!).padStart(width[i]!) : cut(cell, width[i]!).padEnd(width[i]!)))
       .join("  ")
       .trimEnd();
   const lines = widths ? cells.map(line) : [line(header), ...cells.map(line)];
-  return { text: lines.length ? lines.join("\n") + "\n" : "", widths: w };
+  return { text: lines.length ? lines.join("\n") + "\n" : "", widths: width };
 }
 
 export function formatCsv(rows: Row[], columns: string[], header = true): string {

@@ -34,7 +34,7 @@ function parseCsv(text: string): string[][] {
 
 describe("coral query, as the RFD writes it", () => {
   for (const [name, args] of Object.entries(rfdCommands)) {
-    for (const output of ["table", "json", "csv"]) {
+    for (const output of ["table", "wide", "json", "csv"]) {
       it(`${name} --output ${output}`, async () => {
         const r = await runCoral([...args, "--output", output], { env: env() });
         expect(r.stderr.replace(/^\(.*\)\n$/, "")).toBe("");
@@ -46,7 +46,7 @@ describe("coral query, as the RFD writes it", () => {
           expect(rows.length).toBeGreaterThan(0);
           expect(new Set(rows.map((row) => row.length)).size).toBe(1);
         }
-        if (output === "table") expect(r.stdout).not.toMatch(/\x1b\[/);
+        if (output === "table" || output === "wide") expect(r.stdout).not.toMatch(/\x1b\[/);
       });
     }
   }
@@ -54,7 +54,7 @@ describe("coral query, as the RFD writes it", () => {
   it("lists the demo services in an aligned table", async () => {
     const r = await runCoral(rfdCommands.services, { env: env() });
     const lines = r.stdout.trimEnd().split("\n");
-    expect(lines[0]).toMatch(/^NAME\s+NAMESPACE\s+REGION\s+INSTANCE_COUNT$/);
+    expect(lines[0]).toMatch(/^NAME\s+NAMESPACE\s+REGION\s+INSTANCES$/);
     const names = lines.slice(1).map((l) => l.split(/\s+/)[0]);
     expect(names).toEqual(expect.arrayContaining(["payments", "orders", "inventory", "legacy-api"]));
     // Aligned: every row is as wide as the header once trailing spaces are trimmed off the
@@ -64,7 +64,8 @@ describe("coral query, as the RFD writes it", () => {
 
   it("prints the percentile in human units, and raw nanoseconds in json", async () => {
     const table = await runCoral(rfdCommands.percentile, { env: env() });
-    expect(table.stdout).toMatch(/^\s*VALUE\s+UNIT\s+SAMPLE_COUNT\n\s*\d+(\.\d+)?(ms|s)\s+nanoseconds\s+\d+\n$/);
+    // The unit is in the value ("808.5ms"), so the table has no UNIT column; json keeps it.
+    expect(table.stdout).toMatch(/^\s*VALUE\s+SAMPLES\n\s*\d+(\.\d+)?(ms|s)\s+\d+\n$/);
     const json = JSON.parse((await runCoral([...rfdCommands.percentile, "-o", "json"], { env: env() })).stdout);
     expect(json.unit).toBe("nanoseconds");
     expect(typeof json.value).toBe("number");
@@ -116,6 +117,29 @@ describe("coral query, as the RFD writes it", () => {
     }
     const durations = traces.map((t) => t.duration_ns);
     expect(durations).toEqual([...durations].sort((a, b) => b - a));
+  });
+
+  it("traces: the default table has the main columns and ages; -o wide has every column and ISO times", async () => {
+    const table = (await runCoral(rfdCommands.slow, { env: env() })).stdout.trimEnd().split("\n");
+    expect(table[0]).toMatch(/^TRACE_ID\s+DURATION\s+TIMESTAMP\s+ROOT_NAME\s+SPANS\s+ERROR$/);
+    expect(table[1]).toMatch(/^[0-9a-f]{32}\s+\d+\.\d+s\s+\d+(s|m|h\d+m|d\d+h) ago\s/);
+    const wide = (await runCoral([...rfdCommands.slow, "-o", "wide"], { env: env() })).stdout.trimEnd().split("\n");
+    expect(wide[0]).toMatch(/^TRACE_ID\s+DURATION\s+TIMESTAMP\s+SERVICE\s+ROOT_NAME\s+SPANS\s+ERROR$/);
+    expect(wide[1]).toMatch(/\s\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+payments\s/);
+    const csv = (await runCoral([...rfdCommands.slow, "-o", "csv"], { env: env() })).stdout.split("\r\n");
+    expect(csv[0]).toBe("trace_id,duration_ns,timestamp,service,root_name,span_count,error");
+  });
+
+  it("a table on an 80-column terminal fits it: text is cut with …, trace ids never", async () => {
+    // A pty, as a user's terminal; `script` gives the command one.
+    const { execFileSync } = await import("node:child_process");
+    const bin = new URL("../../bin/coral.cjs", import.meta.url).pathname;
+    const cmd = [process.execPath, bin, ...rfdCommands.slow, "--colony", colony.addr].map((a) => `'${a}'`).join(" ");
+    const out = execFileSync("script", ["-qec", `stty cols 80; ${cmd}`, "/dev/null"], { encoding: "utf8", env: { ...process.env, NO_COLOR: "1" } });
+    const lines = out.replace(/\r/g, "").trimEnd().split("\n").filter((l) => /^[0-9a-f]{32}\s/.test(l));
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect(l.length).toBeLessThanOrEqual(80);
+    expect(lines.some((l) => l.includes("…"))).toBe(true);
   });
 
   it("error traces are failed traces", async () => {

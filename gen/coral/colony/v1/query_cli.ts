@@ -21,7 +21,7 @@ export class QueryServicesCommand extends QueryCommand {
   static override usage = Command.Usage({
     category: "Query",
     description: "Lists the services the colony has seen.",
-    details: "Lists the services the colony has seen. Each comes with its namespace, region and\nthe number of instances reporting.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+    details: "Lists the services the colony has seen. Each comes with its namespace, region and\nthe number of instances reporting.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
     examples: [
       ["Lists the services the colony has seen.", "coral query services"],
       ["Lists the services the colony has seen.", "coral query services --namespace shop --output json"],
@@ -41,6 +41,7 @@ export class QueryServicesCommand extends QueryCommand {
       ],
       rows: "services",
       show: ["name", "namespace", "region", "instance_count"],
+      wide: ["name", "namespace", "region", "instance_count"],
       units: {  },
     },
   ];
@@ -54,7 +55,7 @@ export class QueryServiceCommand extends QueryCommand {
   static override usage = Command.Usage({
     category: "Query",
     description: "Describes one service.",
-    details: "Describes one service. Its identity, when it was first and last seen, and its\nrequest and error counts over the window.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+    details: "Describes one service. Its identity, when it was first and last seen, and its\nrequest and error counts over the window.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
     examples: [
       ["Describes one service.", "coral query service payments"],
     ],
@@ -72,6 +73,7 @@ export class QueryServiceCommand extends QueryCommand {
         { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h" },
       ],
       show: ["service.name", "service.namespace", "service.region", "service.instance_count", "first_seen", "last_seen", "request_count", "error_count"],
+      wide: ["service.name", "service.namespace", "service.region", "service.instance_count", "first_seen", "last_seen", "request_count", "error_count"],
       units: {  },
     },
   ];
@@ -85,7 +87,7 @@ export class QueryMetricsCommand extends QueryCommand {
   static override usage = Command.Usage({
     category: "Query",
     description: "Returns a latency percentile of a service's metric over a window.",
-    details: "By default: Returns a latency percentile of a service's metric over a window. It is merged from\nthe per-minute log-bucket summaries: at most 1% relative error at every percentile,\nand a cost that does not grow with the number of spans.\n\nWith --error-rate: Returns the fraction of a service's requests that failed over a window. A request\nfailed when its span status is ERROR or its HTTP status is 500 or more; the counts\ncome with the rate.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+    details: "By default: Returns a latency percentile of a service's metric over a window. It is merged from\nthe per-minute log-bucket summaries: at most 1% relative error at every percentile,\nand a cost that does not grow with the number of spans.\n\nWith --error-rate: Returns the fraction of a service's requests that failed over a window. A request\nfailed when its span status is ERROR or its HTTP status is 500 or more; the counts\ncome with the rate.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
     examples: [
       ["Returns a latency percentile of a service's metric over a window.", "coral query metrics payments --metric http.server.duration --percentile 99"],
       ["Returns the fraction of a service's requests that failed over a window.", "coral query metrics payments --error-rate --window 5m"],
@@ -108,7 +110,8 @@ export class QueryMetricsCommand extends QueryCommand {
         { prop: "percentile", field: "percentile", flag: "--percentile", parse: "percent", default: "99" },
         { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h" },
       ],
-      show: ["value", "unit", "sample_count"],
+      show: ["value", "sample_count"],
+      wide: ["value", "unit", "sample_count"],
       units: { value: "ns" },
     },
     {
@@ -120,6 +123,7 @@ export class QueryMetricsCommand extends QueryCommand {
         { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h" },
       ],
       show: ["rate", "error_count", "total_count"],
+      wide: ["rate", "error_count", "total_count"],
       units: { rate: "ratio" },
     },
   ];
@@ -133,7 +137,7 @@ export class QueryTracesCommand extends QueryCommand {
   static override usage = Command.Usage({
     category: "Query",
     description: "Finds a service's slowest traces above a duration threshold, slowest first.",
-    details: "With --slow (the default): Finds a service's slowest traces above a duration threshold, slowest first.\n\nWith --errors: Finds a service's failed traces, most recent first.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+    details: "With --slow (the default): Finds a service's slowest traces above a duration threshold, slowest first.\n\nWith --errors: Finds a service's failed traces, most recent first.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
     examples: [
       ["Finds a service's slowest traces above a duration threshold, slowest first.", "coral query traces payments --slow --threshold 500ms --limit 10"],
       ["Finds a service's failed traces, most recent first.", "coral query traces payments --errors --window 1h"],
@@ -160,7 +164,8 @@ export class QueryTracesCommand extends QueryCommand {
         { prop: "limit", field: "limit", flag: "--limit", parse: "int", default: "100" },
       ],
       rows: "traces",
-      show: ["trace_id", "duration_ns", "timestamp", "service", "root_name", "span_count", "error"],
+      show: ["trace_id", "duration_ns", "timestamp", "root_name", "span_count", "error"],
+      wide: ["trace_id", "duration_ns", "timestamp", "service", "root_name", "span_count", "error"],
       units: { duration_ns: "ns" },
     },
     {
@@ -173,7 +178,8 @@ export class QueryTracesCommand extends QueryCommand {
         { prop: "limit", field: "limit", flag: "--limit", parse: "int", default: "100" },
       ],
       rows: "traces",
-      show: ["trace_id", "duration_ns", "timestamp", "service", "root_name", "span_count", "error"],
+      show: ["trace_id", "duration_ns", "timestamp", "root_name", "span_count"],
+      wide: ["trace_id", "duration_ns", "timestamp", "service", "root_name", "span_count", "error"],
       units: { duration_ns: "ns" },
     },
   ];
@@ -187,7 +193,7 @@ export class QuerySystemCommand extends QueryCommand {
   static override usage = Command.Usage({
     category: "Query",
     description: "Returns CPU and memory of the hosts running a service.",
-    details: "Returns CPU and memory of the hosts running a service. Utilisation is averaged over\nthe window; memory bytes are those of the latest sample.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+    details: "Returns CPU and memory of the hosts running a service. Utilisation is averaged over\nthe window; memory bytes are those of the latest sample.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
     examples: [
       ["Returns CPU and memory of the hosts running a service.", "coral query system payments --window 15m"],
     ],
@@ -205,6 +211,7 @@ export class QuerySystemCommand extends QueryCommand {
         { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h" },
       ],
       show: ["service", "cpu_percent", "memory_percent", "memory_used_bytes", "memory_total_bytes", "host_count", "sample_count"],
+      wide: ["service", "cpu_percent", "memory_percent", "memory_used_bytes", "memory_total_bytes", "host_count", "sample_count"],
       units: { cpu_percent: "percent", memory_percent: "percent", memory_used_bytes: "bytes", memory_total_bytes: "bytes" },
     },
   ];
@@ -218,7 +225,7 @@ export class QuerySqlCommand extends QueryCommand {
   static override usage = Command.Usage({
     category: "Query",
     description: "Runs one read-only SQL SELECT against the colony's tables.",
-    details: "By default: Runs one read-only SQL SELECT against the colony's tables. Guardrails: a single\nstatement, SELECT only, no file or network access, at most 10,000 rows (`truncated`\ntells when more existed), a statement timeout and a response size cap.\n\nWith --stream: Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches,\nfor results too large for one response. The same guardrails apply, except that the\nrow limit is `max_rows` and the size cap holds per batch. Batches hold up to 8,192\nrows or about 1 MiB of cells, whichever comes first; their cells travel as one\ncolumn-major JSON text each, not as a message per value.\n\nOutput: --output table (aligned, human units), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+    details: "By default: Runs one read-only SQL SELECT against the colony's tables. Guardrails: a single\nstatement, SELECT only, no file or network access, at most 10,000 rows (`truncated`\ntells when more existed), a statement timeout and a response size cap.\n\nWith --stream: Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches,\nfor results too large for one response. The same guardrails apply, except that the\nrow limit is `max_rows` and the size cap holds per batch. Batches hold up to 8,192\nrows or about 1 MiB of cells, whichever comes first; their cells travel as one\ncolumn-major JSON text each, not as a message per value.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
     examples: [
       ["Runs one read-only SQL SELECT against the colony's tables.", "coral query sql \"SELECT service_name, AVG(p99_duration_ns) FROM service_summary GROUP BY service_name\""],
       ["Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches, for results too large for one response.", "coral query sql --stream \"SELECT * FROM spans\" --output csv"],
@@ -240,6 +247,7 @@ export class QuerySqlCommand extends QueryCommand {
       columns: "columns",
       encoding: "list_values",
       show: [],
+      wide: [],
       units: {  },
     },
     {
@@ -254,6 +262,7 @@ export class QuerySqlCommand extends QueryCommand {
       columns: "columns",
       encoding: "json_columns",
       show: [],
+      wide: [],
       units: {  },
     },
   ];

@@ -96,7 +96,8 @@ export type Cli = Message<"coral.options.v1.Cli"> & {
   columns: string;
 
   /**
-   * Response fields to show in table/csv output, in order. Empty: every scalar field.
+   * Response fields of the default table (`--output table`), in order; `--output wide` and
+   * csv show every scalar field. Empty: every scalar field.
    *
    * @generated from field: repeated string show = 6;
    */
