@@ -413,4 +413,28 @@ describe("recovery after a kill, on a file reopened from disk", () => {
       await reopened.close();
     }
   });
+
+  it("saturates counts at the column's maximum instead of failing every later write of the minute", async () => {
+    // Each point passes validation (counts up to 2^53 - 1); 2,000 of them in one service-minute
+    // sum past 2^63. An overflow error would fail this batch and every later batch touching the
+    // minute — one client poisoning it for all. Counts stop at the maximum instead.
+    const huge = Number.MAX_SAFE_INTEGER;
+    const point = (): LatencyRecord => ({
+      serviceName: "svc",
+      metric: "http.server.duration",
+      timestampMs: T0,
+      buckets: new Map([[bucketIndex(1_000_000), huge]]),
+      errorCount: huge,
+      sumNs: huge * 1e6,
+      minNs: 1_000_000,
+      maxNs: 1_000_000,
+    });
+    for (let i = 0; i < 2; i++) await writer.writeMetrics([], Array.from({ length: 1000 }, point));
+    await writer.writeMetrics([], [{ ...point(), buckets: new Map([[bucketIndex(2_000_000), 5]]), errorCount: 0 }]);
+    const max = 2n ** 63n - 1n;
+    const row = await sql<{ n: bigint; e: bigint }>`SELECT request_count::VARCHAR AS n, error_count::VARCHAR AS e FROM service_summary WHERE service_name = 'svc'`.execute(store.db);
+    expect(row.rows.map((r) => [BigInt(r.n), BigInt(r.e)])).toEqual([[max, max]]);
+    const buckets = await sql<{ c: string }>`SELECT count::VARCHAR AS c FROM service_latency_buckets WHERE service_name = 'svc' ORDER BY bucket`.execute(store.db);
+    expect(buckets.rows.map((r) => BigInt(r.c))).toEqual([max, 5n]);
+  });
 });

@@ -777,8 +777,8 @@ async function mergeSummaries(conn: DuckDBConnection, deltas: SummaryDelta[]): P
     part.map((d) => tstz(d.minuteMs)),
     part.map((d) => d.serviceName),
     part.map((d) => d.metric),
-    part.map((d) => BigInt(d.count)),
-    part.map((d) => BigInt(d.errors)),
+    part.map((d) => saturated(d.count)),
+    part.map((d) => saturated(d.errors)),
     part.map((d) => d.sum),
     part.map((d) => BigInt(Math.round(d.min))),
     part.map((d) => BigInt(Math.round(d.max))),
@@ -789,7 +789,7 @@ async function mergeSummaries(conn: DuckDBConnection, deltas: SummaryDelta[]): P
     part.map((r) => r.d.serviceName),
     part.map((r) => r.d.metric),
     part.map((r) => r.bucket),
-    part.map((r) => BigInt(r.count)),
+    part.map((r) => saturated(r.count)),
   ]);
   // Bucket counts add up exactly, so one upsert merges them (the unique index finds the stored row of
   // each key); the same round trip reads back the merged sketch of every touched minute. Values
@@ -797,7 +797,7 @@ async function mergeSummaries(conn: DuckDBConnection, deltas: SummaryDelta[]): P
   const window = `b.timestamp >= ${tsLiteral(from.getTime())} AND b.timestamp < ${tsLiteral(to.getTime())}`;
   const merged = await conn.runAndReadAll(`
     INSERT INTO service_latency_buckets SELECT * FROM temp.bucket_delta
-    ON CONFLICT (timestamp, service_name, metric, bucket) DO UPDATE SET count = count + excluded.count;
+    ON CONFLICT (timestamp, service_name, metric, bucket) DO UPDATE SET count = ${saturatingSum("count")};
     SELECT epoch_ms(b.timestamp), b.service_name, b.metric, b.bucket, b.count FROM service_latency_buckets b
     SEMI JOIN temp.summary_delta k ON b.timestamp = k.timestamp AND b.service_name = k.service_name AND b.metric = k.metric
     WHERE ${window};`);
@@ -827,8 +827,8 @@ async function mergeSummaries(conn: DuckDBConnection, deltas: SummaryDelta[]): P
            d.max_duration_ns, p.p50_duration_ns, p.p95_duration_ns, p.p99_duration_ns
     FROM temp.summary_delta d JOIN temp.summary_pct p USING (timestamp, service_name, metric)
     ON CONFLICT (timestamp, service_name, metric) DO UPDATE SET
-      request_count = request_count + excluded.request_count,
-      error_count = error_count + excluded.error_count,
+      request_count = ${saturatingSum("request_count")},
+      error_count = ${saturatingSum("error_count")},
       sum_duration_ns = sum_duration_ns + excluded.sum_duration_ns,
       min_duration_ns = least(min_duration_ns, excluded.min_duration_ns),
       max_duration_ns = greatest(max_duration_ns, excluded.max_duration_ns),
@@ -838,6 +838,21 @@ async function mergeSummaries(conn: DuckDBConnection, deltas: SummaryDelta[]): P
     DELETE FROM temp.summary_delta;
     DELETE FROM temp.bucket_delta;
     DELETE FROM temp.summary_pct;`;
+}
+
+/**
+ * Counts are BIGINT. A client may send counts up to 2^53 − 1 per point (validate.ts), so enough of
+ * them in one service-minute pass 2^63; an overflow error would then fail that batch and every later
+ * one touching the minute — one client poisoning it for all. Counts stop at the maximum instead.
+ */
+const INT64_MAX = 2n ** 63n - 1n;
+
+function saturated(n: number): bigint {
+  return n >= 2 ** 63 ? INT64_MAX : BigInt(n);
+}
+
+function saturatingSum(column: string): string {
+  return `least(${column}::HUGEINT + excluded.${column}, ${INT64_MAX})::BIGINT`;
 }
 
 /**
