@@ -265,10 +265,6 @@ export function rpcOf(method: DescMethod): Rpc {
       show: c.show,
       examples: c.examples,
     };
-    if (!rpc.cli.variant && !rpc.cli.defaultVariant) {
-      // A lone RPC on its path needs neither a variant flag nor the default mark.
-      rpc.cli.defaultVariant = true;
-    }
   }
   if (o?.sdk) {
     const s = o.sdk;
@@ -323,11 +319,13 @@ export function cliCommands(rpcs: Rpc[]): CliCommand[] {
     byPath.set(key, [...(byPath.get(key) ?? []), r]);
   }
   return [...byPath.entries()].map(([key, group]) => {
-    const defaults = group.filter((r) => r.cli!.defaultVariant);
-    if (defaults.length > 1) throw new ModelError(`"${key}": more than one default variant`);
     if (group.length > 1 && group.some((r) => !r.cli!.variant && !r.cli!.defaultVariant)) {
       throw new ModelError(`"${key}": every variant needs a variant flag or the default mark`);
     }
+    // A lone RPC on its path needs neither a variant flag nor the default mark.
+    if (group.length === 1 && !group[0]!.cli!.variant) group[0]!.cli!.defaultVariant = true;
+    const defaults = group.filter((r) => r.cli!.defaultVariant);
+    if (defaults.length > 1) throw new ModelError(`"${key}": more than one default variant`);
     const params = new Map<string, Param>();
     for (const r of group) {
       for (const p of r.params) {
