@@ -2,7 +2,7 @@
 // variants that cli/runtime/query-command.ts executes.
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import type { GeneratedFile, Schema } from "@bufbuild/protoplugin";
-import { Parse, Unit, camel, cellEncodingName, cliCommands, cliDoc, pascal, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
+import { Parse, Unit, camel, cellEncodingName, cliCommands, cliDoc, pascal, rangeText, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
 
 const runtimePath = "./../cli/runtime/query-command.js";
 
@@ -74,7 +74,13 @@ const parseHint: Partial<Record<Parse, string>> = {
 };
 
 function flagHelp(p: Param): string {
-  const parts = [cliDoc(p), parseHint[p.parse], p.defaultText !== undefined ? `(default: ${p.defaultText})` : undefined];
+  const range = rangeText(p, "cli");
+  const parts = [
+    cliDoc(p),
+    parseHint[p.parse],
+    range ? `Range: ${range}.` : undefined,
+    p.defaultText !== undefined ? `(default: ${p.defaultText})` : undefined,
+  ];
   return parts.filter(Boolean).join(" ");
 }
 
@@ -143,9 +149,11 @@ function printCommand(f: GeneratedFile, c: CliCommand): void {
     f.print("      params: [");
     for (const p of r.params) {
       const def = p.defaultText !== undefined ? [", default: ", f.string(p.defaultText)] : [];
+      const min = p.min ? [", min: ", f.string(p.min.text), ...(p.min.exclusive ? [", minExclusive: true"] : [])] : [];
+      const max = p.max ? [", max: ", f.string(p.max.text)] : [];
       f.print(
         "        { prop: ", f.string(propOf(p)), ", field: ", f.string(p.localName), ", flag: ", f.string(p.flag),
-        ", parse: ", f.string(parseRule(p)), ...def, " },",
+        ", parse: ", f.string(parseRule(p)), ...def, ...min, ...max, " },",
       );
     }
     f.print("      ],");

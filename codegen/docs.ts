@@ -3,7 +3,7 @@
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import type { Schema } from "@bufbuild/protoplugin";
 import { columnsOf, commandClassName } from "./cli.js";
-import { Encoding, ResultShape, Unit, cellEncodingName, cliCommands, cliDoc, docComment, encodingOf, sdkParams, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
+import { Encoding, ResultShape, Unit, cellEncodingName, cliCommands, cliDoc, docComment, encodingOf, rangeText, sdkParams, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
 
 const cell = (s: string) => s.replace(/\s+/g, " ").replaceAll("|", "\\|").trim();
 
@@ -56,7 +56,9 @@ function fieldsTable(m: DescMessage, request: Map<string, Param> | undefined): s
     const doc = cell(docComment(f) ?? "");
     if (request) {
       const p = request.get(f.name)!;
-      lines.push(`| \`${f.name}\` | ${protoType(f)} | ${p.positional ? `\`<${p.metavar}>\`` : `\`${p.flag}\``} | ${p.defaultText !== undefined ? `\`${p.defaultText}\`` : ""} | ${doc} |`);
+      const range = rangeText(p, "api");
+      const described = range ? `${doc} Range: \`${range}\`.` : doc;
+      lines.push(`| \`${f.name}\` | ${protoType(f)} | ${p.positional ? `\`<${p.metavar}>\`` : `\`${p.flag}\``} | ${p.defaultText !== undefined ? `\`${p.defaultText}\`` : ""} | ${described} |`);
     } else {
       lines.push(`| \`${f.name}\` | ${protoType(f)} | ${unitText[unitOf(f)] ?? ""} | ${doc} |`);
     }
@@ -132,7 +134,11 @@ function cliPage(commands: CliCommand[]): string {
     }
     out.push("```", ...c.rpcs.map((r) => cliUsage(c, r)), "```", "");
     out.push("| Argument | Meaning | Default |", "|---|---|---|");
-    for (const p of c.params) out.push(`| \`${p.positional ? `<${p.metavar}>` : `${p.flag} ${p.metavar}`}\` | ${cell(cliDoc(p))} | ${p.defaultText !== undefined ? `\`${p.defaultText}\`` : ""} |`);
+    for (const p of c.params) {
+      const range = rangeText(p, "cli");
+      const meaning = range ? `${cell(cliDoc(p))} Range: \`${range}\`.` : cell(cliDoc(p));
+      out.push(`| \`${p.positional ? `<${p.metavar}>` : `${p.flag} ${p.metavar}`}\` | ${meaning} | ${p.defaultText !== undefined ? `\`${p.defaultText}\`` : ""} |`);
+    }
     for (const r of c.rpcs) if (r.cli!.variant) out.push(`| \`--${r.cli!.variant}\` | ${cell(r.summary)} | |`);
     out.push("", "Examples:", "", "```sh", ...c.rpcs.flatMap((r) => r.cli!.examples.map((e) => `coral ${e}`)), "```", "");
     out.push(`<!-- clipanion class: ${commandClassName(c)} -->`, "");

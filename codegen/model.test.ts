@@ -44,6 +44,36 @@ const cases: { rule: string; service: string; messages?: string; error: RegExp }
     error: /BadDefaultReq\.w: bad default "5xs"/,
   },
   {
+    rule: "a bound parses with the field's rule",
+    service: rpc("A", `cli: {path: "a"}`, "BadBoundReq"),
+    messages: `message BadBoundReq { int32 n = 1 [(coral.options.v1.field) = {max: "lots"}]; }`,
+    error: /BadBoundReq\.n: bad max "lots"/,
+  },
+  {
+    rule: "bounds only on numeric fields",
+    service: rpc("A", `cli: {path: "a"}`, "StringBoundReq"),
+    messages: `message StringBoundReq { string s = 1 [(coral.options.v1.field) = {min: "1"}]; }`,
+    error: /StringBoundReq\.s: min applies to numeric fields only/,
+  },
+  {
+    rule: "min is not above max",
+    service: rpc("A", `cli: {path: "a"}`, "CrossedReq"),
+    messages: `message CrossedReq { int32 n = 1 [(coral.options.v1.field) = {min: "10", max: "5"}]; }`,
+    error: /CrossedReq\.n: min 10 is above max 5/,
+  },
+  {
+    rule: "min_exclusive needs a min",
+    service: rpc("A", `cli: {path: "a"}`, "LoneExclusiveReq"),
+    messages: `message LoneExclusiveReq { int32 n = 1 [(coral.options.v1.field) = {min_exclusive: true}]; }`,
+    error: /LoneExclusiveReq\.n: min_exclusive without a min/,
+  },
+  {
+    rule: "the default lies within the bounds",
+    service: rpc("A", `cli: {path: "a"}`, "DefaultOutReq"),
+    messages: `message DefaultOutReq { int32 n = 1 [(coral.options.v1.field) = {default: "2000", min: "1", max: "1000"}]; }`,
+    error: /DefaultOutReq\.n: default "2000" is outside its bounds/,
+  },
+  {
     rule: "parse rules only on numeric fields",
     service: rpc("A", `cli: {path: "a"}`, "ParseStringReq"),
     messages: `message ParseStringReq { string w = 1 [(coral.options.v1.field) = {parse: PARSE_DURATION_MS}]; }`,

@@ -47,6 +47,9 @@ export interface Param {
   /** TypeScript type of the SDK parameter. */
   tsType: "string" | "number" | "boolean";
   int64: boolean;
+  /** Bounds as written in the annotation ("1", "0s") and as field values (checked after defaults). */
+  min?: { text: string; value: number; exclusive: boolean };
+  max?: { text: string; value: number };
 }
 
 export interface Rpc {
@@ -195,7 +198,54 @@ function paramOf(f: DescField): Param {
   if (p.parse !== Parse.UNSPECIFIED && tsType !== "number") {
     throw new ModelError(`${f.parent.typeName}.${f.name}: parse rules apply to numeric fields only`);
   }
+  const bound = (text: string, which: string): number => {
+    if (tsType !== "number") throw new ModelError(`${f.parent.typeName}.${f.name}: ${which} applies to numeric fields only`);
+    try {
+      return boundValue(p, text, isInteger(f));
+    } catch (e) {
+      throw new ModelError(`${f.parent.typeName}.${f.name}: bad ${which} "${text}": ${(e as Error).message}`);
+    }
+  };
+  if (o?.min) p.min = { text: o.min, value: bound(o.min, "min"), exclusive: o.minExclusive };
+  else if (o?.minExclusive) throw new ModelError(`${f.parent.typeName}.${f.name}: min_exclusive without a min`);
+  if (o?.max) p.max = { text: o.max, value: bound(o.max, "max") };
+  if (p.min && p.max && !(p.min.exclusive ? p.min.value < p.max.value : p.min.value <= p.max.value)) {
+    throw new ModelError(`${f.parent.typeName}.${f.name}: min ${p.min.text} is above max ${p.max.text}`);
+  }
+  if (typeof p.defaultValue === "number" && outOfBounds(p, p.defaultValue)) {
+    throw new ModelError(`${f.parent.typeName}.${f.name}: default "${p.defaultText}" is outside its bounds`);
+  }
   return p;
+}
+
+/**
+ * A bound as a field value. Like a default it is written as on the command line, but without the
+ * parse rule's own range check: a percentile's bound "0" is 0, though no user may type it.
+ */
+function boundValue(p: Pick<Param, "parse" | "tsType">, text: string, integer: boolean): number {
+  if (p.parse === Parse.PERCENT) return parseNumber(text) / 100;
+  return convertText(p, text, integer) as number;
+}
+
+/**
+ * The bounds as docs and help state them: in the API's terms ("1..1000", "(0, 1]") or as
+ * written on the command line ("(0, 100]"). Empty without bounds.
+ */
+export function rangeText(p: Pick<Param, "min" | "max" | "parse">, as: "api" | "cli"): string {
+  // A duration's lower bound of 0 goes without saying: nobody can write a negative one.
+  const duration = p.parse === Parse.DURATION_MS || p.parse === Parse.DURATION_NS;
+  if (duration && !p.max && p.min?.value === 0 && !p.min.exclusive) return "";
+  const v = (b: { text: string; value: number }) => (as === "cli" ? b.text : String(b.value));
+  if (p.min && p.max) return p.min.exclusive ? `(${v(p.min)}, ${v(p.max)}]` : `${v(p.min)}..${v(p.max)}`;
+  if (p.min) return `${p.min.exclusive ? ">" : "≥"} ${v(p.min)}`;
+  if (p.max) return `≤ ${v(p.max)}`;
+  return "";
+}
+
+/** Whether `v` lies outside the parameter's bounds. */
+export function outOfBounds(p: Pick<Param, "min" | "max">, v: number): boolean {
+  if (p.min && (p.min.exclusive ? v <= p.min.value : v < p.min.value)) return true;
+  return p.max !== undefined && v > p.max.value;
 }
 
 function responseField(m: DescMethod, name: string, what: string): DescField {

@@ -34,6 +34,10 @@ export interface VariantParam {
   parse: ParseRule;
   /** Default, written as on the command line. */
   default?: string;
+  /** Bounds, written as on the command line (the proto's `min`/`max`). */
+  min?: string;
+  minExclusive?: boolean;
+  max?: string;
 }
 
 export interface Variant {
@@ -85,6 +89,28 @@ function convert(p: VariantParam, text: string): unknown {
     case "string":
       return text;
   }
+}
+
+/**
+ * The value, if the proto's bounds allow it; the message says them as the user writes values
+ * ("--limit must be in 1..1000"), where the colony's would say the field's own units.
+ */
+function inBounds(p: VariantParam, value: unknown, text: string): unknown {
+  if (p.min === undefined && p.max === undefined) return value;
+  // A bound is written like a value but not range-checked as one: a percentile's bound "0" is 0.
+  const bound = (b: string) => (p.parse === "percent" ? parseNumber(b) / 100 : Number(convert(p, b)));
+  const v = Number(value);
+  // Zero is how the API says "the default" (proto3 cannot tell it from unset): the colony fills it in.
+  if (v === 0 && p.default !== undefined) return value;
+  const min = p.min === undefined ? undefined : bound(p.min);
+  const max = p.max === undefined ? undefined : bound(p.max);
+  const low = min !== undefined && (p.minExclusive ? v <= min : v < min);
+  if (!low && !(max !== undefined && v > max)) return value;
+  const range =
+    p.min !== undefined && p.max !== undefined
+      ? p.minExclusive ? `in (${p.min}, ${p.max}]` : `in ${p.min}..${p.max}`
+      : p.min !== undefined ? `${p.minExclusive ? "above" : "at least"} ${p.min}` : `at most ${p.max}`;
+  throw new UnitParseError(`must be ${range}; got ${text}`);
 }
 
 type Row = Record<string, Plain>;
@@ -141,7 +167,7 @@ export abstract class QueryCommand extends CoralCommand {
         continue;
       }
       try {
-        init[p.field] = convert(p, text);
+        init[p.field] = inBounds(p, convert(p, text), text);
         // The SDK takes fractions (0.99); here 0.99 is a valid but surprising percentile.
         if (p.parse === "percent" && Number(text) < 1) {
           const p99 = Number((Number(text) * 100).toPrecision(12));

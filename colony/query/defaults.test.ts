@@ -7,7 +7,8 @@ import {
   ListServicesRequestSchema,
   StreamQueryRequestSchema,
 } from "../../gen/coral/colony/v1/query_pb.js";
-import { applyDefaults } from "./defaults.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { applyDefaults, prepare } from "./defaults.js";
 
 // These use the table generated from query.proto's annotations, so they also check that the
 // generator turned "1h", "99" and "500ms" into values of the right JS type.
@@ -44,5 +45,40 @@ describe("applyDefaults", () => {
     const table = { "coral.colony.v1.ListServicesRequest": { region: "eu-west-1" } };
     const req = applyDefaults(ListServicesRequestSchema, create(ListServicesRequestSchema, {}), table);
     expect(req.region).toBe("eu-west-1");
+  });
+});
+
+// The bounds table is generated from the proto's `min`/`max` annotations too.
+describe("checkRequest", () => {
+  const check = <T extends Parameters<typeof create>[0]>(schema: T, init: Parameters<typeof create<T>>[1]) => () =>
+    prepare(schema, create(schema, init) as never);
+
+  it("refuses what breaks a bound, in the field's own terms, after defaults", () => {
+    expect(check(FindSlowTracesRequestSchema, { service: "x", limit: 1001 })).toThrow("limit must be in 1..1000; got 1001");
+    expect(check(FindSlowTracesRequestSchema, { service: "x", minDurationNs: -1n })).toThrow("min_duration_ns must be at least 0; got -1");
+    expect(check(GetPercentileRequestSchema, { service: "x", percentile: 0 })).toThrow("percentile must be in (0, 1]; got 0");
+    expect(check(StreamQueryRequestSchema, { sql: "SELECT 1", maxRows: -3n })).toThrow("max_rows must be at least 1; got -3");
+  });
+
+  it("a required (positional) field must be there and not blank", () => {
+    expect(check(GetPercentileRequestSchema, {})).toThrow("service is required");
+    expect(check(ExecuteQueryRequestSchema, { sql: " \n" })).toThrow("sql is required");
+  });
+
+  it("lets through the edges and what defaults fill in", () => {
+    expect(check(FindSlowTracesRequestSchema, { service: "x", limit: 1000, minDurationNs: 0n })).not.toThrow();
+    expect(check(FindSlowTracesRequestSchema, { service: "x", limit: 0 })).not.toThrow(); // 0 is "the default"
+    expect(check(GetPercentileRequestSchema, { service: "x", percentile: 1 })).not.toThrow();
+    expect(check(ListServicesRequestSchema, {})).not.toThrow();
+  });
+
+  it("answers invalid_argument", () => {
+    try {
+      check(FindSlowTracesRequestSchema, { service: "x", limit: 5000 })();
+    } catch (e) {
+      expect((e as ConnectError).code).toBe(Code.InvalidArgument);
+      return;
+    }
+    expect.unreachable();
   });
 });

@@ -1,5 +1,6 @@
 import { isFieldSet, type DescMessage, type Message } from "@bufbuild/protobuf";
-import { requestDefaults } from "../../gen/coral/colony/v1/query_defaults.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { requestDefaults, requestRules, type FieldRule } from "../../gen/coral/colony/v1/query_defaults.js";
 
 export type DefaultsTable = Record<string, Record<string, unknown>>;
 
@@ -20,4 +21,39 @@ export function applyDefaults<T extends Message>(schema: DescMessage, msg: T, ta
     (msg as Record<string, unknown>)[field.localName] = defaults[field.localName];
   }
   return msg;
+}
+
+/**
+ * Refuses a request (invalid_argument) whose fields break the bounds declared in query.proto
+ * (`min`, `max`, a positional that must be there), after defaults are applied: the checks the CLI
+ * makes before sending, made here for every client.
+ */
+export function checkRequest<T extends Message>(schema: DescMessage, msg: T, table: Record<string, Record<string, FieldRule>> = requestRules): T {
+  const rules = table[schema.typeName];
+  if (!rules) return msg;
+  for (const [prop, rule] of Object.entries(rules)) {
+    const v = (msg as Record<string, unknown>)[prop];
+    if (rule.required && (v === undefined || (typeof v === "string" ? v.trim() === "" : v === 0 || v === 0n))) {
+      throw new ConnectError(`${rule.name} is required`, Code.InvalidArgument);
+    }
+    if (typeof v !== "number" && typeof v !== "bigint") continue;
+    const n = Number(v);
+    const low = rule.min === undefined ? false : rule.minExclusive ? n <= rule.min : n < rule.min;
+    if (low || (rule.max !== undefined && n > rule.max)) {
+      throw new ConnectError(`${rule.name} must be ${range(rule)}; got ${v}`, Code.InvalidArgument);
+    }
+  }
+  return msg;
+}
+
+/** "in 1..1000", "in (0, 1]", "at least 0", "at most 10". */
+function range(r: FieldRule): string {
+  if (r.min !== undefined && r.max !== undefined) return r.minExclusive ? `in (${r.min}, ${r.max}]` : `in ${r.min}..${r.max}`;
+  if (r.min !== undefined) return r.minExclusive ? `above ${r.min}` : `at least ${r.min}`;
+  return `at most ${r.max}`;
+}
+
+/** A request as the handlers may trust it: defaults applied, then checked. */
+export function prepare<T extends Message>(schema: DescMessage, msg: T): T {
+  return checkRequest(schema, applyDefaults(schema, msg));
 }

@@ -146,8 +146,8 @@ describe("QueryService over the wire, on demo data", () => {
     it("negative windows and limits, and limits above 1000, are InvalidArgument", async () => {
       // Each call starts only when awaited: a rejection waiting for its turn would be "unhandled".
       const cases: [() => Promise<unknown>, string][] = [
-        [() => client.getErrorRate({ service: "payments", timeRangeMs: -1n }), "time_range_ms must not be negative; got -1"],
-        [() => client.findSlowTraces({ service: "payments", minDurationNs: -5n }), "min_duration_ns must not be negative; got -5"],
+        [() => client.getErrorRate({ service: "payments", timeRangeMs: -1n }), "time_range_ms must be at least 0; got -1"],
+        [() => client.findSlowTraces({ service: "payments", minDurationNs: -5n }), "min_duration_ns must be at least 0; got -5"],
         [() => client.findSlowTraces({ service: "payments", limit: 1001 }), "limit must be in 1..1000; got 1001"],
         [() => client.findErrorTraces({ service: "payments", limit: -1 }), "limit must be in 1..1000; got -1"],
       ];
@@ -157,7 +157,7 @@ describe("QueryService over the wire, on demo data", () => {
       const stream = async () => {
         for await (const _ of client.streamQuery({ sql: "SELECT 1", maxRows: -1n }));
       };
-      expect(await failure(stream())).toEqual({ code: "InvalidArgument", message: "max_rows must not be negative; got -1" });
+      expect(await failure(stream())).toEqual({ code: "InvalidArgument", message: "max_rows must be at least 1; got -1" });
     });
   });
 

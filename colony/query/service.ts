@@ -3,6 +3,7 @@ import { ListValueSchema, timestampFromDate, ValueSchema, type ListValue, type V
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   ColumnSchema,
+  ExecuteQueryRequestSchema,
   ExecuteQueryResponseSchema,
   FindErrorTracesRequestSchema,
   FindErrorTracesResponseSchema,
@@ -16,6 +17,7 @@ import {
   GetServiceResponseSchema,
   GetSystemMetricsRequestSchema,
   GetSystemMetricsResponseSchema,
+  ListServicesRequestSchema,
   ListServicesResponseSchema,
   QueryService,
   ServiceSchema,
@@ -27,7 +29,7 @@ import {
 } from "../../gen/coral/colony/v1/query_pb.js";
 import type { Queries, ServiceRow, TraceRow } from "../store/queries.js";
 import { SqlRejected, type SqlRunner, type SqlValue } from "../store/readonly-sql.js";
-import { applyDefaults } from "./defaults.js";
+import { prepare } from "./defaults.js";
 
 export interface QueryServiceDeps {
   queries: Queries;
@@ -35,9 +37,6 @@ export interface QueryServiceDeps {
   /** Clock for the look-back windows; tests pin it. */
   now?: () => number;
 }
-
-/** Most traces one call returns; more would be a bulk export, which is what StreamQuery is for. */
-const MAX_TRACE_LIMIT = 1000;
 
 /**
  * The QueryService handlers: defaults from the proto, argument checks with messages that say what
@@ -48,14 +47,12 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
   const now = deps.now ?? Date.now;
 
   const window = (timeRangeMs: bigint) => {
-    nonNegative("time_range_ms", timeRangeMs);
     const untilMs = now();
     // A window reaching before 1970 covers everything; a Date that far back would be invalid.
     return { sinceMs: Math.max(0, untilMs - toNumber(timeRangeMs)), untilMs };
   };
 
   const knownService = async (name: string): Promise<ServiceRow> => {
-    if (!name) throw invalid("service is required");
     const row = await queries.getService(name);
     if (!row) {
       throw new ConnectError(`service "${name}" not found — list services with: coral query services`, Code.NotFound);
@@ -64,7 +61,8 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
   };
 
   return {
-    async listServices(req) {
+    async listServices(raw) {
+      const req = prepare(ListServicesRequestSchema, raw);
       const rows = await queries.listServices({
         namespace: req.namespace || undefined,
         region: req.region || undefined,
@@ -73,7 +71,7 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
     },
 
     async getService(raw) {
-      const req = applyDefaults(GetServiceRequestSchema, raw);
+      const req = prepare(GetServiceRequestSchema, raw);
       const w = window(req.timeRangeMs);
       const row = await knownService(req.service);
       const counts = await queries.counts({ service: row.name, ...w });
@@ -87,12 +85,10 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
     },
 
     async getPercentile(raw) {
-      const req = applyDefaults(GetPercentileRequestSchema, raw);
       // `optional` in the proto: an explicit 0 arrives as 0 and is refused; only absence defaults.
-      const q = Number(req.percentile);
-      if (!(q > 0 && q <= 1)) throw invalid(`percentile must be in (0, 1]; got ${req.percentile}`);
+      const req = prepare(GetPercentileRequestSchema, raw);
+      const q = req.percentile!;
       const w = window(req.timeRangeMs);
-      if (!req.service) throw invalid("service is required");
       // The hot path is one query: samples prove the service and metric exist. Only an empty
       // answer pays for telling "unknown service/metric" from "no traffic in the window".
       const r = await queries.percentile({ service: req.service, metric: req.metric, q, ...w });
@@ -109,7 +105,7 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
     },
 
     async getErrorRate(raw) {
-      const req = applyDefaults(GetErrorRateRequestSchema, raw);
+      const req = prepare(GetErrorRateRequestSchema, raw);
       const w = window(req.timeRangeMs);
       const row = await knownService(req.service);
       const c = await queries.counts({ service: row.name, ...w });
@@ -121,10 +117,9 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
     },
 
     async findSlowTraces(raw) {
-      const req = applyDefaults(FindSlowTracesRequestSchema, raw);
-      const minDurationNs = req.minDurationNs!; // applyDefaults fills an absent threshold
-      nonNegative("min_duration_ns", minDurationNs);
-      const limit = traceLimit(req.limit);
+      const req = prepare(FindSlowTracesRequestSchema, raw);
+      const minDurationNs = req.minDurationNs!; // prepare fills an absent threshold
+      const limit = req.limit;
       const w = window(req.timeRangeMs);
       const row = await knownService(req.service);
       const r = await queries.slowTraces({ service: row.name, minDurationNs: toNumber(minDurationNs), limit, ...w });
@@ -132,8 +127,8 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
     },
 
     async findErrorTraces(raw) {
-      const req = applyDefaults(FindErrorTracesRequestSchema, raw);
-      const limit = traceLimit(req.limit);
+      const req = prepare(FindErrorTracesRequestSchema, raw);
+      const limit = req.limit;
       const w = window(req.timeRangeMs);
       const row = await knownService(req.service);
       const r = await queries.errorTraces({ service: row.name, limit, ...w });
@@ -141,7 +136,7 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
     },
 
     async getSystemMetrics(raw) {
-      const req = applyDefaults(GetSystemMetricsRequestSchema, raw);
+      const req = prepare(GetSystemMetricsRequestSchema, raw);
       const w = window(req.timeRangeMs);
       const row = await knownService(req.service);
       const m = await queries.systemMetrics({ service: row.name, ...w });
@@ -156,8 +151,8 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       });
     },
 
-    async executeQuery(req, ctx: HandlerContext) {
-      if (!req.sql.trim()) throw invalid("sql is required");
+    async executeQuery(raw, ctx: HandlerContext) {
+      const req = prepare(ExecuteQueryRequestSchema, raw);
       const r = await sqlErrors(() => sql.run(req.sql, ctx.signal));
       return create(ExecuteQueryResponseSchema, {
         columns: r.columns.map((c) => create(ColumnSchema, c)),
@@ -167,9 +162,7 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
     },
 
     async *streamQuery(raw, ctx: HandlerContext) {
-      const req = applyDefaults(StreamQueryRequestSchema, raw);
-      if (!req.sql.trim()) throw invalid("sql is required");
-      nonNegative("max_rows", req.maxRows);
+      const req = prepare(StreamQueryRequestSchema, raw);
       const batches = sql.stream(req.sql, { maxRows: toNumber(req.maxRows), signal: ctx.signal });
       let first = true;
       try {
@@ -194,19 +187,6 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       }
     },
   };
-}
-
-function invalid(message: string): ConnectError {
-  return new ConnectError(message, Code.InvalidArgument);
-}
-
-function nonNegative(name: string, v: bigint): void {
-  if (v < 0n) throw invalid(`${name} must not be negative; got ${v}`);
-}
-
-function traceLimit(limit: number): number {
-  if (limit < 1 || limit > MAX_TRACE_LIMIT) throw invalid(`limit must be in 1..${MAX_TRACE_LIMIT}; got ${limit}`);
-  return limit;
 }
 
 /** Windows and thresholds beyond 2^53 are meaningless here; clamping beats a RangeError downstream. */

@@ -150,10 +150,15 @@ describe("against a colony", () => {
     await colony?.stop();
   });
 
-  it("a value only the colony can check (--limit 1001) is a usage error too: exit 2", async () => {
-    const r = await runCoral(["query", "traces", "payments", "--limit", "1001", "--colony", colony.addr]);
+  it("a bound from the proto is checked before sending, named by its flag: exit 2", async () => {
+    const r = await runCoral(["query", "traces", "payments", "--limit", "1001", "--colony", "127.0.0.1:9"]);
+    expect(r).toMatchObject({ code: 2, stderr: "coral: --limit: must be in 1..1000; got 1001\n" });
+  });
+
+  it("a value only the colony can judge (SQL that is not one SELECT) is a usage error too: exit 2", async () => {
+    const r = await runCoral(["query", "sql", "DELETE FROM spans", "--colony", colony.addr]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain("1..1000");
+    expect(r.stderr).toContain("(invalid_argument)");
   });
 
   it.each([["table"], ["json"], ["csv"]])("`coral query sql --stream -o %s … | head -1` stops quietly, exit 0", async (format) => {

@@ -70,7 +70,7 @@ export class QueryServiceCommand extends QueryCommand {
       method: QueryService.method.getService,
       params: [
         { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
-        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h" },
+        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
       ],
       show: ["service.name", "service.namespace", "service.region", "service.instance_count", "first_seen", "last_seen", "request_count", "error_count"],
       wide: ["service.name", "service.namespace", "service.region", "service.instance_count", "first_seen", "last_seen", "request_count", "error_count"],
@@ -96,7 +96,7 @@ export class QueryMetricsCommand extends QueryCommand {
 
   service = Option.String({ name: "SERVICE", required: true });
   metric = Option.String("--metric", { arity: 1, description: "Metric name; latency of served requests is `http.server.duration`. (default: http.server.duration)" });
-  percentile = Option.String("--percentile", { arity: 1, description: "Percentile as a fraction in (0, 1]; on the CLI a percentage in (0, 100]. Written like 99 or 99.9. (default: 99)" });
+  percentile = Option.String("--percentile", { arity: 1, description: "Percentile as a fraction (0.99); on the CLI a percentage (99). Written like 99 or 99.9. Range: (0, 100]. (default: 99)" });
   window = Option.String("--window", { arity: 1, description: "Look-back window. Written like 30s, 5m, 1h. (default: 1h)" });
   errorRate = Option.Boolean("--error-rate", false, { description: "Returns the fraction of a service's requests that failed over a window." });
 
@@ -107,8 +107,8 @@ export class QueryMetricsCommand extends QueryCommand {
       params: [
         { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
         { prop: "metric", field: "metric", flag: "--metric", parse: "string", default: "http.server.duration" },
-        { prop: "percentile", field: "percentile", flag: "--percentile", parse: "percent", default: "99" },
-        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h" },
+        { prop: "percentile", field: "percentile", flag: "--percentile", parse: "percent", default: "99", min: "0", minExclusive: true, max: "100" },
+        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
       ],
       show: ["value", "sample_count"],
       wide: ["value", "unit", "sample_count"],
@@ -120,7 +120,7 @@ export class QueryMetricsCommand extends QueryCommand {
       method: QueryService.method.getErrorRate,
       params: [
         { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
-        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h" },
+        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
       ],
       show: ["rate", "error_count", "total_count"],
       wide: ["rate", "error_count", "total_count"],
@@ -147,7 +147,7 @@ export class QueryTracesCommand extends QueryCommand {
   service = Option.String({ name: "SERVICE", required: true });
   threshold = Option.String("--threshold", { arity: 1, description: "Only traces at least this long. Written like 250us, 500ms, 2s. (default: 500ms)" });
   window = Option.String("--window", { arity: 1, description: "Look-back window. Written like 30s, 5m, 1h. (default: 1h)" });
-  limit = Option.String("--limit", { arity: 1, description: "At most this many traces (1..1000; 0 means the default). (default: 100)" });
+  limit = Option.String("--limit", { arity: 1, description: "At most this many traces (0 means the default). Range: 1..1000. (default: 100)" });
   slow = Option.Boolean("--slow", false, { description: "Finds a service's slowest traces above a duration threshold, slowest first. (the default)" });
   errors = Option.Boolean("--errors", false, { description: "Finds a service's failed traces, most recent first." });
 
@@ -159,9 +159,9 @@ export class QueryTracesCommand extends QueryCommand {
       method: QueryService.method.findSlowTraces,
       params: [
         { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
-        { prop: "threshold", field: "minDurationNs", flag: "--threshold", parse: "durationNs", default: "500ms" },
-        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h" },
-        { prop: "limit", field: "limit", flag: "--limit", parse: "int", default: "100" },
+        { prop: "threshold", field: "minDurationNs", flag: "--threshold", parse: "durationNs", default: "500ms", min: "0s" },
+        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
+        { prop: "limit", field: "limit", flag: "--limit", parse: "int", default: "100", min: "1", max: "1000" },
       ],
       rows: "traces",
       show: ["trace_id", "duration_ns", "timestamp", "root_name", "span_count", "error"],
@@ -174,8 +174,8 @@ export class QueryTracesCommand extends QueryCommand {
       method: QueryService.method.findErrorTraces,
       params: [
         { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
-        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h" },
-        { prop: "limit", field: "limit", flag: "--limit", parse: "int", default: "100" },
+        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
+        { prop: "limit", field: "limit", flag: "--limit", parse: "int", default: "100", min: "1", max: "1000" },
       ],
       rows: "traces",
       show: ["trace_id", "duration_ns", "timestamp", "root_name", "span_count"],
@@ -208,7 +208,7 @@ export class QuerySystemCommand extends QueryCommand {
       method: QueryService.method.getSystemMetrics,
       params: [
         { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
-        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h" },
+        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
       ],
       show: ["service", "cpu_percent", "memory_percent", "memory_used_bytes", "memory_total_bytes", "host_count", "sample_count"],
       wide: ["service", "cpu_percent", "memory_percent", "memory_used_bytes", "memory_total_bytes", "host_count", "sample_count"],
@@ -233,7 +233,7 @@ export class QuerySqlCommand extends QueryCommand {
   });
 
   sql = Option.String({ name: "SQL", required: true });
-  maxRows = Option.String("--max-rows", { arity: 1, description: "At most this many rows in all (0 = 1,000,000). (default: 1000000)" });
+  maxRows = Option.String("--max-rows", { arity: 1, description: "At most this many rows in all (0 = 1,000,000). Range: ≥ 1. (default: 1000000)" });
   stream = Option.Boolean("--stream", false, { description: "Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches, for results too large for one response." });
 
   protected readonly variants: Variant[] = [
@@ -256,7 +256,7 @@ export class QuerySqlCommand extends QueryCommand {
       method: QueryService.method.streamQuery,
       params: [
         { prop: "sql", field: "sql", flag: "SQL", parse: "string" },
-        { prop: "maxRows", field: "maxRows", flag: "--max-rows", parse: "int64", default: "1000000" },
+        { prop: "maxRows", field: "maxRows", flag: "--max-rows", parse: "int64", default: "1000000", min: "1" },
       ],
       rows: "values_json",
       columns: "columns",

@@ -39,3 +39,57 @@ export const requestDefaults: Record<string, Record<string, unknown>> = {
     maxRows: 1000000n,
   },
 };
+
+/**
+ * What the colony checks in a request field once defaults are applied.
+ */
+export interface FieldRule {
+  /** Proto field name, as error messages name it. */
+  name: string;
+  /** Must be non-blank (a string) or non-zero. */
+  required?: boolean;
+  min?: number;
+  minExclusive?: boolean;
+  max?: number;
+}
+
+/**
+ * Request message type name → field (protobuf-es property) → rule.
+ */
+export const requestRules: Record<string, Record<string, FieldRule>> = {
+  "coral.colony.v1.GetServiceRequest": {
+    service: { name: "service", required: true },
+    timeRangeMs: { name: "time_range_ms", min: 0 },
+  },
+  "coral.colony.v1.GetPercentileRequest": {
+    service: { name: "service", required: true },
+    percentile: { name: "percentile", min: 0, minExclusive: true, max: 1 },
+    timeRangeMs: { name: "time_range_ms", min: 0 },
+  },
+  "coral.colony.v1.GetErrorRateRequest": {
+    service: { name: "service", required: true },
+    timeRangeMs: { name: "time_range_ms", min: 0 },
+  },
+  "coral.colony.v1.FindSlowTracesRequest": {
+    service: { name: "service", required: true },
+    minDurationNs: { name: "min_duration_ns", min: 0 },
+    timeRangeMs: { name: "time_range_ms", min: 0 },
+    limit: { name: "limit", min: 1, max: 1000 },
+  },
+  "coral.colony.v1.FindErrorTracesRequest": {
+    service: { name: "service", required: true },
+    timeRangeMs: { name: "time_range_ms", min: 0 },
+    limit: { name: "limit", min: 1, max: 1000 },
+  },
+  "coral.colony.v1.GetSystemMetricsRequest": {
+    service: { name: "service", required: true },
+    timeRangeMs: { name: "time_range_ms", min: 0 },
+  },
+  "coral.colony.v1.ExecuteQueryRequest": {
+    sql: { name: "sql", required: true },
+  },
+  "coral.colony.v1.StreamQueryRequest": {
+    sql: { name: "sql", required: true },
+    maxRows: { name: "max_rows", min: 1 },
+  },
+};
