@@ -2,30 +2,18 @@
 // variants that cli/runtime/query-command.ts executes.
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import type { GeneratedFile, Schema } from "@bufbuild/protoplugin";
-import { Parse, Unit, camel, cellEncodingName, cliCommands, cliDoc, pascal, rangeText, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
+import { PARSE, UNITS, type ParseRule } from "../surface/vocabulary.js";
+import { camel, cellEncodingName, cliCommands, cliDoc, pascal, rangeText, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
 
 const runtimePath = "./../cli/runtime/query-command.js";
 
-function parseRule(p: Param): string {
-  switch (p.parse) {
-    case Parse.DURATION_MS:
-      return "durationMs";
-    case Parse.DURATION_NS:
-      return "durationNs";
-    case Parse.PERCENT:
-      return "percent";
-  }
+function parseRule(p: Param): ParseRule {
+  const rule = PARSE[p.parse].rule;
+  if (rule) return rule;
   if (p.tsType !== "number") return p.tsType === "boolean" ? "bool" : "string";
   if (p.int64) return "int64";
   return [ScalarType.DOUBLE, ScalarType.FLOAT].includes(p.field.scalar!) ? "double" : "int";
 }
-
-const unitNames: Partial<Record<Unit, string>> = {
-  [Unit.NANOSECONDS]: "ns",
-  [Unit.RATIO]: "ratio",
-  [Unit.BYTES]: "bytes",
-  [Unit.PERCENT]: "percent",
-};
 
 /** The message whose fields are the table's columns. */
 function rowMessage(rpc: Rpc): DescMessage | undefined {
@@ -55,7 +43,7 @@ export function columnsOf(rpc: Rpc): { show: string[]; wide: string[]; units: Re
   const cells = cellPaths(m);
   const units: Record<string, string> = {};
   for (const c of cells) {
-    const u = unitNames[unitOf(c.field)];
+    const u = UNITS[unitOf(c.field)].name;
     if (u) units[c.path] = u;
   }
   const wide = cells.map((c) => c.path);
@@ -67,17 +55,11 @@ export function propOf(p: Param): string {
   return camel(p.positional ? p.name : p.flag.replace(/^--/, ""));
 }
 
-const parseHint: Partial<Record<Parse, string>> = {
-  [Parse.DURATION_MS]: "Written like 30s, 5m, 1h.",
-  [Parse.DURATION_NS]: "Written like 250us, 500ms, 2s.",
-  [Parse.PERCENT]: "Written like 99 or 99.9.",
-};
-
 function flagHelp(p: Param): string {
   const range = rangeText(p, "cli");
   const parts = [
     cliDoc(p),
-    parseHint[p.parse],
+    PARSE[p.parse].hint,
     range ? `Range: ${range}.` : undefined,
     p.defaultText !== undefined ? `(default: ${p.defaultText})` : undefined,
   ];

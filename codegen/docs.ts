@@ -3,7 +3,8 @@
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import type { Schema } from "@bufbuild/protoplugin";
 import { columnsOf, commandClassName } from "./cli.js";
-import { Encoding, ResultShape, Unit, cellEncodingName, cliCommands, cliDoc, docComment, encodingOf, rangeText, sdkParams, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
+import { UNITS } from "../surface/vocabulary.js";
+import { Encoding, ResultShape, cellEncodingName, cliCommands, cliDoc, docComment, encodingOf, rangeText, sdkParams, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
 
 const cell = (s: string) => s.replace(/\s+/g, " ").replaceAll("|", "\\|").trim();
 
@@ -26,13 +27,6 @@ function protoType(f: DescField): string {
   if (encoding !== Encoding.UNSPECIFIED) return `${base()} (${cellEncodingName(encoding)})`;
   return f.fieldKind === "list" ? `repeated ${base()}` : base();
 }
-
-const unitText: Partial<Record<Unit, string>> = {
-  [Unit.NANOSECONDS]: "nanoseconds",
-  [Unit.RATIO]: "ratio 0..1",
-  [Unit.BYTES]: "bytes",
-  [Unit.PERCENT]: "percent 0..100",
-};
 
 function sdkSignature(rpc: Rpc, fnName = rpc.sdk!.function, params = sdkParams(rpc)): string {
   const args = params.map((p) => `${p.name}${p.positional ? "" : "?"}`).join(", ");
@@ -60,7 +54,7 @@ function fieldsTable(m: DescMessage, request: Map<string, Param> | undefined): s
       const described = range ? `${doc} Range: \`${range}\`.` : doc;
       lines.push(`| \`${f.name}\` | ${protoType(f)} | ${p.positional ? `\`<${p.metavar}>\`` : `\`${p.flag}\``} | ${p.defaultText !== undefined ? `\`${p.defaultText}\`` : ""} | ${described} |`);
     } else {
-      lines.push(`| \`${f.name}\` | ${protoType(f)} | ${unitText[unitOf(f)] ?? ""} | ${doc} |`);
+      lines.push(`| \`${f.name}\` | ${protoType(f)} | ${UNITS[unitOf(f)].docs} | ${doc} |`);
     }
   }
   return lines;

@@ -20,6 +20,7 @@ import {
   method as methodExt,
   type Field as FieldOptions,
 } from "../gen/coral/options/v1/options_pb.js";
+import { ENCODINGS } from "../surface/vocabulary.js";
 import { parseDurationMs, parseDurationNs, parseNumber, parsePercent, parseBoolean } from "../sdk/units.js";
 
 export { Encoding, Parse, ResultShape, Unit };
@@ -277,7 +278,7 @@ function cellsField(m: DescMethod, f: DescField, what: string): Encoding {
 
 /** The runtime's name of a cell encoding (sdk/table.ts CellEncoding): "list_values", "json_columns". */
 export function cellEncodingName(e: Encoding): string {
-  return e === Encoding.UNSPECIFIED ? "list_values" : Encoding[e].toLowerCase();
+  return ENCODINGS[e];
 }
 
 export function rpcOf(method: DescMethod): Rpc {

@@ -14,6 +14,7 @@ import {
   parseNumber,
   parsePercent,
 } from "../../sdk/units.js";
+import type { ParseRule } from "../../surface/vocabulary.js";
 import { colonyTransport } from "./client.js";
 import { resolveColony } from "./colony-address.js";
 import { CoralCommand } from "./command.js";
@@ -21,8 +22,7 @@ import { describeRpcError } from "./errors.js";
 import { formatCsv, formatJson, formatTable, outputFormats, type OutputFormat, type TableView, type UnitName } from "./render.js";
 import { resolveToken } from "./token.js";
 
-/** How CLI text becomes a request field value. */
-export type ParseRule = "string" | "int" | "int64" | "double" | "bool" | "durationMs" | "durationNs" | "percent";
+export type { ParseRule };
 
 export interface VariantParam {
   /** Property of the command class holding the flag's text. */

@@ -1,14 +1,13 @@
 // Every `coral` result is printed here, in one of three formats:
 // table (people: aligned, human units), json (jq: raw values, proto field names),
 // csv (spreadsheets: header row, raw values).
-import { formatBytes, formatDurationNs, formatPercent, formatRatio } from "../../sdk/units.js";
 import type { Plain } from "../../sdk/plain.js";
+import { UNIT_FORMAT, type UnitName } from "../../surface/vocabulary.js";
 
 export const outputFormats = ["table", "wide", "json", "csv"] as const;
 export type OutputFormat = (typeof outputFormats)[number];
 
-/** Human units of a column, from the proto's `unit` annotation. */
-export type UnitName = "ns" | "ratio" | "bytes" | "percent";
+export type { UnitName };
 
 export interface TableView {
   columns: string[];
@@ -42,18 +41,7 @@ export function formatAge(d: Date, now: Date): string {
 export function humanCell(v: Plain | undefined, unit?: UnitName, agesFrom?: Date): string {
   if (v === null || v === undefined) return "-";
   if (v instanceof Date) return agesFrom ? formatAge(v, agesFrom) : isoSeconds(v);
-  if (typeof v === "number" && unit) {
-    switch (unit) {
-      case "ns":
-        return formatDurationNs(v);
-      case "ratio":
-        return formatRatio(v);
-      case "bytes":
-        return formatBytes(v);
-      case "percent":
-        return formatPercent(v);
-    }
-  }
+  if (typeof v === "number" && unit) return UNIT_FORMAT[unit](v);
   if (typeof v === "number") return Number.isInteger(v) ? String(v) : String(Number(v.toFixed(6)));
   if (typeof v === "object") return JSON.stringify(v);
   return visible(String(v));
