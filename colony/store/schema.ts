@@ -8,129 +8,148 @@ export type SpanStatus = "UNSET" | "OK" | "ERROR";
 /** The metric recorded for the duration of SERVER spans. */
 export const HTTP_SERVER_DURATION = "http.server.duration";
 
-export interface SpansTable {
-  trace_id: string;
-  span_id: string;
-  parent_span_id: string | null;
-  service_name: string;
-  name: string;
-  kind: SpanKind;
-  start_time: Date;
-  duration_ns: number;
-  status_code: SpanStatus;
-  http_status_code: number | null;
-  /** JSON text of the span's attributes. */
-  attributes: string;
+/** A column's SQL type; the JS type kysely sees follows from it (see Column). */
+type SqlType = "varchar" | "bigint" | "integer" | "double precision" | "boolean" | "timestamptz";
+
+/** One column: its SQL type and constraints, and (as a phantom) the JS type of its values. */
+interface Column<V> {
+  readonly type: SqlType;
+  readonly nullable: boolean;
+  readonly primaryKey: boolean;
+  /** Never set: carries V to the row types below. */
+  readonly js?: V;
 }
 
-export interface TraceSummaryTable {
-  trace_id: string;
-  service_name: string;
-  root_name: string;
-  timestamp: Date;
-  duration_ns: number;
-  span_count: number;
-  error: boolean;
-}
-
-export interface ServiceSummaryTable {
-  timestamp: Date;
-  service_name: string;
-  metric: string;
-  request_count: number;
-  error_count: number;
-  sum_duration_ns: number;
-  min_duration_ns: number;
-  max_duration_ns: number;
-  p50_duration_ns: number;
-  p95_duration_ns: number;
-  p99_duration_ns: number;
-}
-
-export interface ServiceLatencyBucketsTable {
-  timestamp: Date;
-  service_name: string;
-  metric: string;
-  bucket: number;
-  count: number;
-}
-
-/** Raw host samples; the rollup is recomputed from them so late or repeated batches never double count. */
-export interface HostSamplesTable {
-  timestamp: Date;
-  host_name: string;
-  service_name: string;
-  /** NULL when the source did not report it (an OTLP host sends CPU and memory as separate metrics). */
-  cpu_percent: number | null;
-  memory_percent: number | null;
-  memory_used_bytes: number | null;
-  memory_total_bytes: number | null;
-}
-
-export interface SystemMetricsRollupTable {
-  timestamp: Date;
-  host_name: string;
-  service_name: string;
-  cpu_percent: number | null;
-  memory_percent: number | null;
-  memory_used_bytes: number | null;
-  memory_total_bytes: number | null;
-  sample_count: number;
-}
-
-export interface ServicesTable {
-  name: string;
-  namespace: string;
-  region: string;
-  instance_count: number;
-  first_seen: Date;
-  last_seen: Date;
-}
-
-export interface ServiceInstancesTable {
-  service_name: string;
-  instance_id: string;
-  last_seen: Date;
-}
+const column =
+  <V>(type: SqlType) =>
+  (o: { nullable?: boolean; primaryKey?: boolean } = {}): Column<V> => ({ type, nullable: o.nullable ?? false, primaryKey: o.primaryKey ?? false });
+const text = <V extends string = string>(o?: { primaryKey?: boolean }) => column<V>("varchar")(o);
+const nullableText = () => column<string | null>("varchar")({ nullable: true });
+const bigint = () => column<number>("bigint")();
+const int = () => column<number>("integer")();
+const nullableInt = () => column<number | null>("integer")({ nullable: true });
+const nullableBigint = () => column<number | null>("bigint")({ nullable: true });
+const double = () => column<number>("double precision")();
+const nullableDouble = () => column<number | null>("double precision")({ nullable: true });
+const bool = () => column<boolean>("boolean")();
+const time = () => column<Date>("timestamptz")();
 
 /**
- * Minutes whose spans are committed but whose contributions to the span rollups (service_summary,
- * service_latency_buckets, trace_summary) are not merged yet. The Writer merges those in the
- * background, in larger batches than ingestion commits; after a crash, these minutes are rebuilt
- * from the raw spans when the colony starts.
+ * Every table, declared once, columns in their stored order (appenders write by position): the
+ * DDL that `migrate` runs and the row types kysely checks queries against both come from here.
  */
-export interface RollupPendingTable {
-  minute: Date;
-  /** The span commit that touched the minute, in the order this process committed them. */
-  seq: number;
-}
+const TABLES = {
+  spans: {
+    trace_id: text(),
+    span_id: text(),
+    parent_span_id: nullableText(),
+    service_name: text(),
+    name: text(),
+    kind: text<SpanKind>(),
+    start_time: time(),
+    duration_ns: bigint(),
+    status_code: text<SpanStatus>(),
+    http_status_code: nullableInt(),
+    /** JSON text of the span's attributes. */
+    attributes: text(),
+  },
+  trace_summary: {
+    trace_id: text(),
+    service_name: text(),
+    root_name: text(),
+    timestamp: time(),
+    duration_ns: bigint(),
+    span_count: int(),
+    error: bool(),
+  },
+  service_summary: {
+    timestamp: time(),
+    service_name: text(),
+    metric: text(),
+    request_count: bigint(),
+    error_count: bigint(),
+    sum_duration_ns: double(),
+    min_duration_ns: bigint(),
+    max_duration_ns: bigint(),
+    p50_duration_ns: double(),
+    p95_duration_ns: double(),
+    p99_duration_ns: double(),
+  },
+  service_latency_buckets: {
+    timestamp: time(),
+    service_name: text(),
+    metric: text(),
+    bucket: int(),
+    count: bigint(),
+  },
+  /** Raw host samples; the rollup is recomputed from them so late or repeated batches never double count. */
+  host_samples: {
+    timestamp: time(),
+    host_name: text(),
+    service_name: text(),
+    /** NULL when the source did not report it (an OTLP host sends CPU and memory as separate metrics). */
+    cpu_percent: nullableDouble(),
+    memory_percent: nullableDouble(),
+    memory_used_bytes: nullableBigint(),
+    memory_total_bytes: nullableBigint(),
+  },
+  system_metrics_rollup: {
+    timestamp: time(),
+    host_name: text(),
+    service_name: text(),
+    cpu_percent: nullableDouble(),
+    memory_percent: nullableDouble(),
+    memory_used_bytes: nullableBigint(),
+    memory_total_bytes: nullableBigint(),
+    sample_count: int(),
+  },
+  services: {
+    name: text({ primaryKey: true }),
+    namespace: text(),
+    region: text(),
+    instance_count: int(),
+    first_seen: time(),
+    last_seen: time(),
+  },
+  service_instances: {
+    service_name: text(),
+    instance_id: text(),
+    last_seen: time(),
+  },
+  /**
+   * Minutes whose spans are committed but whose contributions to the span rollups (service_summary,
+   * service_latency_buckets, trace_summary) are not merged yet. The Writer merges those in the
+   * background, in larger batches than ingestion commits; after a crash, these minutes are rebuilt
+   * from the raw spans when the colony starts.
+   */
+  rollup_pending: {
+    minute: time(),
+    /** The span commit that touched the minute, in the order this process committed them. */
+    seq: bigint(),
+  },
+  /** The last stored point of each cumulative histogram stream (see colony/ingest/cumulative.ts). */
+  histogram_streams: {
+    /** Service, metric and point attributes, as JSON. */
+    stream: text({ primaryKey: true }),
+    /** The stream's start, in ns since the epoch (text: the value exceeds 2^53). */
+    start_ns: text(),
+    sum_ns: double(),
+    /** Totals per sketch bucket, as JSON `[[bucket, count], …]`. */
+    buckets: text(),
+    updated_at: time(),
+  },
+} satisfies Record<string, Record<string, Column<unknown>>>;
 
-/** The last stored point of each cumulative histogram stream (see colony/ingest/cumulative.ts). */
-export interface HistogramStreamsTable {
-  /** Service, metric and point attributes, as JSON. */
-  stream: string;
-  /** The stream's start, in ns since the epoch (text: the value exceeds 2^53). */
-  start_ns: string;
-  sum_ns: number;
-  /** Totals per sketch bucket, as JSON `[[bucket, count], …]`. */
-  buckets: string;
-  updated_at: Date;
-}
+/** Keys of more than one column, as named constraints. */
+const COMPOSITE_KEYS: Partial<Record<keyof typeof TABLES, { name: string; columns: string[] }>> = {
+  service_instances: { name: "service_instances_pk", columns: ["service_name", "instance_id"] },
+};
 
-export interface Database {
-  spans: SpansTable;
-  trace_summary: TraceSummaryTable;
-  service_summary: ServiceSummaryTable;
-  service_latency_buckets: ServiceLatencyBucketsTable;
-  host_samples: HostSamplesTable;
-  system_metrics_rollup: SystemMetricsRollupTable;
-  services: ServicesTable;
-  service_instances: ServiceInstancesTable;
-  rollup_pending: RollupPendingTable;
-  histogram_streams: HistogramStreamsTable;
-}
+type RowOf<T> = { [K in keyof T]: T[K] extends Column<infer V> ? V : never };
 
-const tstz = sql`timestamptz`;
+export type Database = { [T in keyof typeof TABLES]: RowOf<(typeof TABLES)[T]> };
+export type ServicesTable = Database["services"];
+export type TraceSummaryTable = Database["trace_summary"];
 
 /** The key of each rollup table the Writer upserts into, and how duplicate rows of a key combine. */
 const ROLLUP_KEYS = [
@@ -160,121 +179,15 @@ const ROLLUP_KEYS = [
 
 /** Creates every table that does not exist yet; safe to run on every start. */
 export async function migrate(db: Kysely<Database>): Promise<void> {
-  await db.schema
-    .createTable("spans")
-    .ifNotExists()
-    .addColumn("trace_id", "varchar", (c) => c.notNull())
-    .addColumn("span_id", "varchar", (c) => c.notNull())
-    .addColumn("parent_span_id", "varchar")
-    .addColumn("service_name", "varchar", (c) => c.notNull())
-    .addColumn("name", "varchar", (c) => c.notNull())
-    .addColumn("kind", "varchar", (c) => c.notNull())
-    .addColumn("start_time", tstz, (c) => c.notNull())
-    .addColumn("duration_ns", "bigint", (c) => c.notNull())
-    .addColumn("status_code", "varchar", (c) => c.notNull())
-    .addColumn("http_status_code", "integer")
-    .addColumn("attributes", "varchar", (c) => c.notNull())
-    .execute();
-
-  await db.schema
-    .createTable("trace_summary")
-    .ifNotExists()
-    .addColumn("trace_id", "varchar", (c) => c.notNull())
-    .addColumn("service_name", "varchar", (c) => c.notNull())
-    .addColumn("root_name", "varchar", (c) => c.notNull())
-    .addColumn("timestamp", tstz, (c) => c.notNull())
-    .addColumn("duration_ns", "bigint", (c) => c.notNull())
-    .addColumn("span_count", "integer", (c) => c.notNull())
-    .addColumn("error", "boolean", (c) => c.notNull())
-    .execute();
-
-  await db.schema
-    .createTable("service_summary")
-    .ifNotExists()
-    .addColumn("timestamp", tstz, (c) => c.notNull())
-    .addColumn("service_name", "varchar", (c) => c.notNull())
-    .addColumn("metric", "varchar", (c) => c.notNull())
-    .addColumn("request_count", "bigint", (c) => c.notNull())
-    .addColumn("error_count", "bigint", (c) => c.notNull())
-    .addColumn("sum_duration_ns", "double precision", (c) => c.notNull())
-    .addColumn("min_duration_ns", "bigint", (c) => c.notNull())
-    .addColumn("max_duration_ns", "bigint", (c) => c.notNull())
-    .addColumn("p50_duration_ns", "double precision", (c) => c.notNull())
-    .addColumn("p95_duration_ns", "double precision", (c) => c.notNull())
-    .addColumn("p99_duration_ns", "double precision", (c) => c.notNull())
-    .execute();
-
-  await db.schema
-    .createTable("service_latency_buckets")
-    .ifNotExists()
-    .addColumn("timestamp", tstz, (c) => c.notNull())
-    .addColumn("service_name", "varchar", (c) => c.notNull())
-    .addColumn("metric", "varchar", (c) => c.notNull())
-    .addColumn("bucket", "integer", (c) => c.notNull())
-    .addColumn("count", "bigint", (c) => c.notNull())
-    .execute();
-
-  await db.schema
-    .createTable("host_samples")
-    .ifNotExists()
-    .addColumn("timestamp", tstz, (c) => c.notNull())
-    .addColumn("host_name", "varchar", (c) => c.notNull())
-    .addColumn("service_name", "varchar", (c) => c.notNull())
-    .addColumn("cpu_percent", "double precision")
-    .addColumn("memory_percent", "double precision")
-    .addColumn("memory_used_bytes", "bigint")
-    .addColumn("memory_total_bytes", "bigint")
-    .execute();
-
-  await db.schema
-    .createTable("system_metrics_rollup")
-    .ifNotExists()
-    .addColumn("timestamp", tstz, (c) => c.notNull())
-    .addColumn("host_name", "varchar", (c) => c.notNull())
-    .addColumn("service_name", "varchar", (c) => c.notNull())
-    .addColumn("cpu_percent", "double precision")
-    .addColumn("memory_percent", "double precision")
-    .addColumn("memory_used_bytes", "bigint")
-    .addColumn("memory_total_bytes", "bigint")
-    .addColumn("sample_count", "integer", (c) => c.notNull())
-    .execute();
-
-  await db.schema
-    .createTable("services")
-    .ifNotExists()
-    .addColumn("name", "varchar", (c) => c.primaryKey())
-    .addColumn("namespace", "varchar", (c) => c.notNull())
-    .addColumn("region", "varchar", (c) => c.notNull())
-    .addColumn("instance_count", "integer", (c) => c.notNull())
-    .addColumn("first_seen", tstz, (c) => c.notNull())
-    .addColumn("last_seen", tstz, (c) => c.notNull())
-    .execute();
-
-  await db.schema
-    .createTable("service_instances")
-    .ifNotExists()
-    .addColumn("service_name", "varchar", (c) => c.notNull())
-    .addColumn("instance_id", "varchar", (c) => c.notNull())
-    .addColumn("last_seen", tstz, (c) => c.notNull())
-    .addPrimaryKeyConstraint("service_instances_pk", ["service_name", "instance_id"])
-    .execute();
-
-  await db.schema
-    .createTable("rollup_pending")
-    .ifNotExists()
-    .addColumn("minute", tstz, (c) => c.notNull())
-    .addColumn("seq", "bigint", (c) => c.notNull())
-    .execute();
-
-  await db.schema
-    .createTable("histogram_streams")
-    .ifNotExists()
-    .addColumn("stream", "varchar", (c) => c.primaryKey())
-    .addColumn("start_ns", "varchar", (c) => c.notNull())
-    .addColumn("sum_ns", "double precision", (c) => c.notNull())
-    .addColumn("buckets", "varchar", (c) => c.notNull())
-    .addColumn("updated_at", tstz, (c) => c.notNull())
-    .execute();
+  for (const [table, columns] of Object.entries(TABLES) as [keyof typeof TABLES, Record<string, Column<unknown>>][]) {
+    let create = db.schema.createTable(table).ifNotExists();
+    for (const [name, c] of Object.entries(columns)) {
+      create = create.addColumn(name, sql.raw(c.type), (b) => (c.primaryKey ? b.primaryKey() : c.nullable ? b : b.notNull()));
+    }
+    const key = COMPOSITE_KEYS[table];
+    if (key) create = create.addPrimaryKeyConstraint(key.name, key.columns as never);
+    await create.execute();
+  }
 
   // One row per key in the rollups the Writer merges into: a unique index lets each batch merge with
   // one upsert that looks keys up in the index, instead of scanning the last hour of the table.
