@@ -1,4 +1,5 @@
-import type { HostSample, ResourceRecord, SpanRecord, Writer } from "../ingest/writer.js";
+import type { Writer } from "../ingest/writer.js";
+import type { HostSample, ResourceRecord, SpanRecord } from "../ingest/records.js";
 
 /**
  * A small shop, generated deterministically: the same seed and `nowMs` give the same rows, so docs,

@@ -1,6 +1,6 @@
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import * as http from "node:http";
-import type { SpanRecord } from "../ingest/writer.js";
+import type { SpanRecord } from "../ingest/records.js";
 import { DemoTraffic, demoServices } from "./demo.js";
 import { ProtoWriter } from "./proto-writer.js";
 

@@ -7,7 +7,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Store } from "../store/store.js";
 import { bucketIndex } from "../store/sketch.js";
 import { IngestPipeline } from "./otlp/pipeline.js";
-import { Writer, type LatencyRecord, type SpanRecord } from "./writer.js";
+import { Writer } from "./writer.js";
+import type { LatencyRecord, SpanRecord } from "./records.js";
 
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
 let dir: string;

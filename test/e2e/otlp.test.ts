@@ -14,7 +14,7 @@ import { AggregationType, MeterProvider, PeriodicExportingMetricReader } from "@
 import { BasicTracerProvider, BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeTraces } from "../../colony/demo/load.js";
-import type { SpanRecord } from "../../colony/ingest/writer.js";
+import type { SpanRecord } from "../../colony/ingest/records.js";
 import { runCoral, spawnColony, type SpawnedColony } from "../helpers/colony.js";
 
 let colony: SpawnedColony;

@@ -16,7 +16,7 @@ import {
   type NumberDataPoint,
 } from "../../../gen/opentelemetry/proto/metrics/v1/metrics_pb.js";
 import { bucketIndex, bucketValue } from "../../store/sketch.js";
-import type { HostSample, LatencyRecord, ResourceRecord } from "../writer.js";
+import type { HostSample, LatencyRecord, ResourceRecord } from "../records.js";
 import { resourceInfo } from "./traces.js";
 import { exponentialProblem, histogramProblem, MAX_COUNT, MAX_MAGNITUDE, NO_RECORDED_VALUE, numberPointProblem, Rejections } from "./validate.js";
 

@@ -9,7 +9,8 @@ import { Span_SpanKind, SpanSchema } from "../../../gen/opentelemetry/proto/trac
 import { DemoTraffic } from "../../demo/demo.js";
 import { encodeTraces } from "../../demo/load.js";
 import { Store } from "../../store/store.js";
-import { Writer, type SpanRecord, type WriterOptions } from "../writer.js";
+import { Writer, type WriterOptions } from "../writer.js";
+import type { SpanRecord } from "../records.js";
 import { BackpressureError, IngestPipeline, UnavailableError } from "./pipeline.js";
 import { tracesJsonToBinary } from "./receiver.js";
 import { decodeTraces, OtlpDecodeError } from "./traces.js";

@@ -1,4 +1,5 @@
-import type { HostSample, LatencyRecord, PreparedSpans, ResourceRecord, SpanRecord, Writer } from "../writer.js";
+import type { PreparedSpans, Writer } from "../writer.js";
+import type { HostSample, LatencyRecord, ResourceRecord, SpanRecord } from "../records.js";
 import { rowsProblem } from "./validate.js";
 
 /** The queue is full: the client should retry later (HTTP 429). */

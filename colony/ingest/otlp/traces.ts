@@ -18,7 +18,7 @@
 // 30 runs: 582k vs 621k spans/s).
 
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-import type { ResourceRecord, SpanRecord } from "../writer.js";
+import type { ResourceRecord, SpanRecord } from "../records.js";
 import { DEFAULT_REQUEST_LIMITS, LimitError, OtlpDecodeError, Tally, type RequestLimits } from "./limits.js";
 
 export { OtlpDecodeError };

@@ -11,7 +11,7 @@ import type {
   HistogramDataPoint,
   NumberDataPoint,
 } from "../../../gen/opentelemetry/proto/metrics/v1/metrics_pb.js";
-import type { HostSample, LatencyRecord, ResourceRecord, SpanRecord } from "../writer.js";
+import type { HostSample, LatencyRecord, ResourceRecord, SpanRecord } from "../records.js";
 
 /** 2200-01-01T00:00:00Z: past it, times no longer fit the store's arithmetic (as for spans, see traces.ts). */
 export const LATEST_MS = Date.UTC(2200, 0, 1);

@@ -2,7 +2,8 @@
 // still waiting in memory, then dies the way `kill -9` kills a colony.
 import { DemoTraffic } from "../../demo/demo.js";
 import { Store } from "../../store/store.js";
-import { Writer, type SpanRecord } from "../writer.js";
+import { Writer } from "../writer.js";
+import type { SpanRecord } from "../records.js";
 
 const [path, startMs] = [process.argv[2]!, Number(process.argv[3])];
 const store = await Store.open(path);
