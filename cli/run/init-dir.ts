@@ -25,7 +25,7 @@ export async function initScriptsDir(
 
   // The whole SDK directory: the .d.ts beside the bundle may reference further declaration files.
   const target = join(dir, SDK_DIR);
-  await mkdir(target, { recursive: true });
+  await makeDirs(target);
   await cp(dirname(sdkModule), target, { recursive: true, force: true });
   const written: string[] = [target + "/"];
   const js = await readFile(sdkModule, "utf8");
@@ -51,4 +51,22 @@ export async function initScriptsDir(
   await writeFile(denoJson, `${JSON.stringify(config, null, 2)}\n`);
   written.unshift(denoJson);
   return written;
+}
+
+/**
+ * `mkdir -p`, one level at a time. Node's recursive mkdir never returns when a level cannot be
+ * created and does not exist either (`coral init /proc/x` spun forever): here that level's error
+ * (ENOENT) ends it.
+ */
+async function makeDirs(path: string): Promise<void> {
+  const missing: string[] = [];
+  for (let p = resolve(path); !existsSync(p); p = dirname(p)) {
+    missing.unshift(p);
+    if (dirname(p) === p) break;
+  }
+  for (const p of missing) {
+    await mkdir(p).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== "EEXIST") throw e;
+    });
+  }
 }

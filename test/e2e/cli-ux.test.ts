@@ -141,6 +141,13 @@ describe("mistakes", () => {
   });
 });
 
+describe("coral init", () => {
+  it("a directory that cannot be created fails at once with one line (it used to spin forever)", async () => {
+    const r = await runCoral(["init", "/proc/coral-init-test/scripts"]);
+    expect(r).toEqual({ code: 1, stdout: "", stderr: "coral: cannot set up /proc/coral-init-test/scripts: no such file or directory (/proc/coral-init-test)\n" });
+  });
+});
+
 describe("against a colony", () => {
   let colony: SpawnedColony;
   beforeAll(async () => {
