@@ -192,7 +192,7 @@ async function measureSize(ctx: BenchContext, n: number, rounds: number): Promis
 
     // Accuracy: every quantile both ways (untimed).
     const apiValues: number[] = [];
-    for (const q of QUANTILES) apiValues.push((await api(q)).value);
+    for (const q of QUANTILES) apiValues.push((await api(q)).value ?? NaN);
     const exactValues = await sqlValue(`quantile_cont(duration_ns, ${list})`);
     const approxValues = await sqlValue(`approx_quantile(duration_ns, ${list})`);
     const count = Number((await api(0.99)).sampleCount);

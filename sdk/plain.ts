@@ -1,9 +1,11 @@
 // Protobuf messages → the plain objects scripts and `--output json` see: proto field
 // names (`trace.duration_ns`), 64-bit integers as numbers (so `p99 / 1_000_000` works),
-// timestamps as Date, google.protobuf.Value/ListValue/Struct as their JSON values.
+// timestamps as Date, google.protobuf.Value/ListValue/Struct as their JSON values, an unset
+// `optional` field (no data) as null.
 import { toJson, type DescField, type DescMessage, type Message, type MessageShape } from "@bufbuild/protobuf";
 import { reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import {
+  FeatureSet_FieldPresence,
   ListValueSchema,
   StructSchema,
   ValueSchema,
@@ -55,6 +57,8 @@ function toPlainMessage(r: ReflectMessage): Plain {
 function fieldToPlain(r: ReflectMessage, f: DescField): Plain {
   switch (f.fieldKind) {
     case "scalar":
+      // A field with presence (proto3 `optional`) left unset is "no data", not its zero value.
+      if (f.presence === FeatureSet_FieldPresence.EXPLICIT && !r.isSet(f)) return null;
       return scalar(r.get(f));
     case "enum": {
       const v = r.get(f) as number;

@@ -64,7 +64,7 @@ describe("QueryService over the wire, on demo data", () => {
       expect(same(bare) || same(bareAfter), `${bare.value}/${bareAfter.value} vs ${explicit.value}`).toBe(true);
 
       const p50 = await client.getPercentile({ service: "payments", percentile: 0.5 });
-      expect(p50.value).toBeLessThan(bare.value);
+      expect(p50.value).toBeLessThan(bare.value!);
     });
 
     it("a window longer than time itself covers everything (no error)", async () => {
@@ -110,7 +110,26 @@ describe("QueryService over the wire, on demo data", () => {
       expect(r.hostCount).toBeGreaterThan(0);
       expect(r.cpuPercent).toBeGreaterThan(0);
       expect(r.cpuPercent).toBeLessThanOrEqual(100);
-      expect(r.memoryUsedBytes).toBeLessThanOrEqual(r.memoryTotalBytes);
+      expect(r.memoryUsedBytes).toBeLessThanOrEqual(r.memoryTotalBytes!);
+    });
+
+    it("no data is no value, not a 0: an empty window leaves the percentile, the rate and host metrics unset", async () => {
+      // A service whose one request was two hours ago and which never sent host metrics.
+      const startNs = BigInt(Date.now() - 2 * 3_600_000) * 1_000_000n;
+      const span = { traceId: "ab".repeat(16), spanId: "cd".repeat(8), name: "GET /", kind: 2, startTimeUnixNano: String(startNs), endTimeUnixNano: String(startNs + 5_000_000n) };
+      const body = { resourceSpans: [{ resource: { attributes: [{ key: "service.name", value: { stringValue: "quiet" } }] }, scopeSpans: [{ spans: [span] }] }] };
+      const posted = await fetch(`${colony.otlpUrl}/v1/traces`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      expect(posted.status).toBe(200);
+
+      const p = await client.getPercentile({ service: "quiet", timeRangeMs: 60_000n });
+      expect(p.sampleCount).toBe(0n);
+      expect(p.value).toBeUndefined();
+      const e = await client.getErrorRate({ service: "quiet", timeRangeMs: 60_000n });
+      expect(e.totalCount).toBe(0n);
+      expect(e.rate).toBeUndefined();
+      const m = await client.getSystemMetrics({ service: "quiet" });
+      expect(m.sampleCount).toBe(0n);
+      expect([m.cpuPercent, m.memoryPercent, m.memoryUsedBytes, m.memoryTotalBytes]).toEqual([undefined, undefined, undefined, undefined]);
     });
   });
 

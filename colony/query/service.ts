@@ -101,7 +101,8 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
           );
         }
       }
-      return create(GetPercentileResponseSchema, { value: r.value, unit: "nanoseconds", sampleCount: BigInt(r.count) });
+      // No samples in the window: no value (unset), rather than a 0 that reads as a measurement.
+      return create(GetPercentileResponseSchema, { value: r.count > 0 ? r.value : undefined, unit: "nanoseconds", sampleCount: BigInt(r.count) });
     },
 
     async getErrorRate(raw) {
@@ -110,7 +111,7 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       const row = await knownService(req.service);
       const c = await queries.counts({ service: row.name, ...w });
       return create(GetErrorRateResponseSchema, {
-        rate: c.total > 0 ? c.errors / c.total : 0,
+        rate: c.total > 0 ? c.errors / c.total : undefined,
         errorCount: BigInt(c.errors),
         totalCount: BigInt(c.total),
       });
@@ -142,10 +143,10 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       const m = await queries.systemMetrics({ service: row.name, ...w });
       return create(GetSystemMetricsResponseSchema, {
         service: row.name,
-        cpuPercent: m.cpuPercent,
-        memoryPercent: m.memoryPercent,
-        memoryUsedBytes: BigInt(Math.round(m.memoryUsedBytes)),
-        memoryTotalBytes: BigInt(Math.round(m.memoryTotalBytes)),
+        cpuPercent: m.cpuPercent ?? undefined,
+        memoryPercent: m.memoryPercent ?? undefined,
+        memoryUsedBytes: m.memoryUsedBytes === null ? undefined : BigInt(Math.round(m.memoryUsedBytes)),
+        memoryTotalBytes: m.memoryTotalBytes === null ? undefined : BigInt(Math.round(m.memoryTotalBytes)),
         hostCount: m.hostCount,
         sampleCount: BigInt(m.sampleCount),
       });

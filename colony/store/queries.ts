@@ -22,11 +22,12 @@ export interface TraceRow {
   error: boolean;
 }
 
+/** A metric no host reported in the window is null: no data, not a measured 0. */
 export interface SystemMetrics {
-  cpuPercent: number;
-  memoryPercent: number;
-  memoryUsedBytes: number;
-  memoryTotalBytes: number;
+  cpuPercent: number | null;
+  memoryPercent: number | null;
+  memoryUsedBytes: number | null;
+  memoryTotalBytes: number | null;
   hostCount: number;
   sampleCount: number;
 }
@@ -147,13 +148,13 @@ export class Queries {
 
   /**
    * Averages per host sample over the window (minutes weighted by how many samples they hold), so a
-   * host that reported more often is not under-represented; zeros when the service has no samples.
+   * host that reported more often is not under-represented; null for a metric with no samples.
    */
   async systemMetrics(a: { service: string; sinceMs: number; untilMs: number }): Promise<SystemMetrics> {
     const [since, until] = minuteWindow(a.sinceMs, a.untilMs);
     const weighted = (column: "cpu_percent" | "memory_percent" | "memory_used_bytes" | "memory_total_bytes") =>
       // Weighted over the minutes that reported the metric: a host sending only CPU does not dilute memory.
-      sql<number>`coalesce(sum(${sql.ref(column)} * sample_count) / nullif(sum(sample_count) FILTER (WHERE ${sql.ref(column)} IS NOT NULL), 0), 0)`;
+      sql<number | null>`sum(${sql.ref(column)} * sample_count) / nullif(sum(sample_count) FILTER (WHERE ${sql.ref(column)} IS NOT NULL), 0)`;
     const row = await this.db
       .selectFrom("system_metrics_rollup")
       .select((eb) => [
