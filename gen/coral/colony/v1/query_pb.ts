@@ -94,7 +94,8 @@ export type Service = Message<"coral.colony.v1.Service"> & {
   region: string;
 
   /**
-   * Number of distinct instances that reported in the last hour.
+   * Number of distinct instances (`service.instance.id`) the colony has seen for the service, over
+   * all its data: instances that stopped reporting still count.
    *
    * @generated from field: int32 instance_count = 4;
    */
@@ -751,7 +752,7 @@ export const StreamQueryResponseSchema: GenMessage<StreamQueryResponse> = /*@__P
 export const QueryService: GenService<{
   /**
    * Lists the services the colony has seen. Each comes with its namespace, region and
-   * the number of instances reporting.
+   * the number of instances seen.
    *
    * @generated from rpc coral.colony.v1.QueryService.ListServices
    */
