@@ -21,7 +21,7 @@ export class QueryServicesCommand extends QueryCommand {
   static override usage = Command.Usage({
     category: "Query",
     description: "Lists the services the colony has seen.",
-    details: "Lists the services the colony has seen. Each comes with its namespace, region and\nthe number of instances reporting.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+    details: "Lists the services the colony has seen. Each comes with its namespace, region and\nthe number of instances seen.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
     examples: [
       ["Lists the services the colony has seen.", "coral query services"],
       ["Lists the services the colony has seen.", "coral query services --namespace shop --output json"],
