@@ -2,7 +2,7 @@
 // names (`trace.duration_ns`), 64-bit integers as numbers (so `p99 / 1_000_000` works),
 // timestamps as Date, google.protobuf.Value/ListValue/Struct as their JSON values, an unset
 // `optional` field (no data) as null.
-import { toJson, type DescField, type DescMessage, type Message, type MessageShape } from "@bufbuild/protobuf";
+import { toJson, type DescEnum, type DescField, type DescMessage, type Message, type MessageShape } from "@bufbuild/protobuf";
 import { reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import {
   FeatureSet_FieldPresence,
@@ -44,6 +44,11 @@ function wellKnown(typeName: string, msg: Message): Plain | undefined {
   return undefined;
 }
 
+/** An enum value by its name, as the SDK's types declare it (a number the proto does not name stays a number). */
+function enumName(e: DescEnum, v: number): string | number {
+  return e.values.find((x) => x.number === v)?.name ?? v;
+}
+
 function toPlainMessage(r: ReflectMessage): Plain {
   const known = wellKnown(r.desc.typeName, r.message);
   if (known !== undefined) return known;
@@ -60,10 +65,8 @@ function fieldToPlain(r: ReflectMessage, f: DescField): Plain {
       // A field with presence (proto3 `optional`) left unset is "no data", not its zero value.
       if (f.presence === FeatureSet_FieldPresence.EXPLICIT && !r.isSet(f)) return null;
       return scalar(r.get(f));
-    case "enum": {
-      const v = r.get(f) as number;
-      return f.enum.values.find((e) => e.number === v)?.name ?? v;
-    }
+    case "enum":
+      return enumName(f.enum, r.get(f) as number);
     case "message": {
       if (!r.isSet(f)) return null;
       return toPlainMessage(r.get(f));
@@ -72,14 +75,14 @@ function fieldToPlain(r: ReflectMessage, f: DescField): Plain {
       const list = r.get(f);
       const out: Plain[] = [];
       for (const item of list) {
-        out.push(f.listKind === "message" ? toPlainMessage(item as ReflectMessage) : f.listKind === "enum" ? (item as number) : scalar(item));
+        out.push(f.listKind === "message" ? toPlainMessage(item as ReflectMessage) : f.listKind === "enum" ? enumName(f.enum, item as number) : scalar(item));
       }
       return out;
     }
     case "map": {
       const out: Record<string, Plain> = {};
       for (const [k, v] of r.get(f)) {
-        out[String(k)] = f.mapKind === "message" ? toPlainMessage(v as ReflectMessage) : (scalar(v) as Plain);
+        out[String(k)] = f.mapKind === "message" ? toPlainMessage(v as ReflectMessage) : f.mapKind === "enum" ? enumName(f.enum, v as number) : scalar(v);
       }
       return out;
     }
