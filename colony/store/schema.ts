@@ -34,6 +34,18 @@ const nullableDouble = () => column<number | null>("double precision")({ nullabl
 const bool = () => column<boolean>("boolean")();
 const time = () => column<Date>("timestamptz")();
 
+/** One host's reading, raw (host_samples) or averaged over a minute (system_metrics_rollup). */
+const HOST_READING = {
+  timestamp: time(),
+  host_name: text(),
+  service_name: text(),
+  /** NULL when the source did not report it (an OTLP host sends CPU and memory as separate metrics). */
+  cpu_percent: nullableDouble(),
+  memory_percent: nullableDouble(),
+  memory_used_bytes: nullableBigint(),
+  memory_total_bytes: nullableBigint(),
+};
+
 /**
  * Every table, declared once, columns in their stored order (appenders write by position): the
  * DDL that `migrate` runs and the row types kysely checks queries against both come from here.
@@ -83,26 +95,8 @@ const TABLES = {
     count: bigint(),
   },
   /** Raw host samples; the rollup is recomputed from them so late or repeated batches never double count. */
-  host_samples: {
-    timestamp: time(),
-    host_name: text(),
-    service_name: text(),
-    /** NULL when the source did not report it (an OTLP host sends CPU and memory as separate metrics). */
-    cpu_percent: nullableDouble(),
-    memory_percent: nullableDouble(),
-    memory_used_bytes: nullableBigint(),
-    memory_total_bytes: nullableBigint(),
-  },
-  system_metrics_rollup: {
-    timestamp: time(),
-    host_name: text(),
-    service_name: text(),
-    cpu_percent: nullableDouble(),
-    memory_percent: nullableDouble(),
-    memory_used_bytes: nullableBigint(),
-    memory_total_bytes: nullableBigint(),
-    sample_count: int(),
-  },
+  host_samples: HOST_READING,
+  system_metrics_rollup: { ...HOST_READING, sample_count: int() },
   services: {
     name: text({ primaryKey: true }),
     namespace: text(),
