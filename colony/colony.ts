@@ -1,16 +1,21 @@
-import { isIP } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { QueryService } from "../gen/coral/colony/v1/query_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { LiveDemo, seedDemo } from "./demo/demo.js";
 import { IngestPipeline } from "./ingest/otlp/pipeline.js";
 import { listenOtlp, type OtlpReceiver } from "./ingest/otlp/receiver.js";
 import { Writer } from "./ingest/writer.js";
 import { queryServiceImpl } from "./query/service.js";
+import { healthRoutes } from "./server/health.js";
+import { reflectionRoutes } from "./server/reflection.js";
+import { listenError, parseListen } from "./server/address.js";
 import { assertExposureAllowed, formatAddress } from "./server/auth.js";
 import { ColonyStartError } from "./server/errors.js";
-import { listen, type ConnectionLimits } from "./server/listen.js";
+import { listen, type ConnectionLimits, type ListeningSocket } from "./server/listen.js";
 import { Queries } from "./store/queries.js";
-import { SqlRunner } from "./store/readonly-sql.js";
+import { SqlRunner, type SqlRejected } from "./store/readonly-sql.js";
 import { InMemoryDatabaseError, Store } from "./store/store.js";
+import { lockHolder } from "./supervisor/process.js";
 
 export { ColonyStartError };
 
@@ -44,12 +49,20 @@ export interface ColonyOptions {
   retentionMs?: number;
   /** Progress for humans (seeding, keeping data); the caller decides where it goes. */
   log?: (line: string) => void;
+  /**
+   * Sockets already listening on `listen` and `otlp`, kept by the supervisor from the colony's
+   * previous worker (see colony/supervisor): accepted from instead of binding the ports again, so
+   * clients that connected meanwhile are served, not refused.
+   */
+  sockets?: { query?: ListeningSocket; otlp?: ListeningSocket };
+  /** Called when a user query is abandoned while DuckDB is still inside it (see Colony.oldestRunawaySince). */
+  onRunaway?: () => void;
 }
 
 /** How often `--demo` writes the traffic of the seconds since the previous tick. */
 const LIVE_DEMO_TICK_MS = 5_000;
 
-export const DEFAULT_OTLP_MAX_BODY_BYTES = 16 * 2 ** 20;
+const DEFAULT_OTLP_MAX_BODY_BYTES = 16 * 2 ** 20;
 export const DEFAULT_RETENTION_MS = 24 * 3_600_000;
 export const DEFAULT_QUERY_MEMORY_BYTES = 2 * 2 ** 30;
 
@@ -65,6 +78,15 @@ export interface Colony {
    * commit is durable by then, so ending it with SIGKILL loses nothing.
    */
   readonly stuck: boolean;
+  /**
+   * Answers every user SQL query running now with `why` and interrupts it; resolves with how many
+   * DuckDB is still inside shortly after (queries in an operator it cannot interrupt).
+   */
+  stopUserSql(why: SqlRejected): Promise<number>;
+  /** Since when (ms since the epoch) the oldest query DuckDB could not interrupt has been abandoned, if one runs. */
+  readonly oldestRunawaySince: number | undefined;
+  /** The listening sockets of the two ports (see ColonyOptions.sockets). */
+  sockets: { query: ListeningSocket; otlp?: ListeningSocket };
 }
 
 /** Opens the store, seeds demo data when asked, and serves QueryService on one port. */
@@ -75,7 +97,7 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
   // Before opening (and perhaps seeding) the database, so a refused start costs nothing.
   assertExposureAllowed(host, port, o.token);
   if (otlp) assertExposureAllowed(otlp.host, otlp.port, o.token);
-  const store = await openStore(o.db, o.queryMemoryBytes ?? DEFAULT_QUERY_MEMORY_BYTES);
+  const store = await openStore(o.db, o.queryMemoryBytes ?? DEFAULT_QUERY_MEMORY_BYTES, log);
   const writer = new Writer(store);
   const cleanups: (() => Promise<void>)[] = [];
   try {
@@ -94,11 +116,17 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
       if (!seedNow) log(`${o.db} already holds ${existing.length} services; keeping its data instead of seeding demo data`);
     }
     const sql = new SqlRunner(store, { timeoutMs: o.queryTimeoutMs });
+    sql.onRunaway = o.onRunaway;
     const server = await listen({
       host,
       port,
+      socket: o.sockets?.query,
       token: o.token || undefined,
-      routes: (router) => router.service(QueryService, queryServiceImpl({ queries, sql })),
+      routes: (router) => {
+        router.service(QueryService, queryServiceImpl({ queries, sql }));
+        healthRoutes([QueryService])(router);
+        reflectionRoutes([QueryService, Health])(router);
+      },
       // Every request first brings the rollups up to date with every span already acknowledged
       // (Writer.settle), so an answer never lags data the colony has said it stored.
       interceptors: [(next) => async (req) => (await writer.settle(), next(req))],
@@ -119,6 +147,7 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
           maxBodyBytes: o.otlpMaxBodyBytes ?? DEFAULT_OTLP_MAX_BODY_BYTES,
           maxInflightBytes: o.otlpMaxInflightBytes,
           limits: o.otlpLimits,
+          socket: o.sockets?.otlp,
         });
       } catch (err) {
         throw listenError(err as NodeJS.ErrnoException, otlp.host, otlp.port, "--otlp");
@@ -129,6 +158,7 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
     let live: LiveDemo | undefined;
     if (seedNow) {
       const nowMs = Date.now();
+      log("seeding three hours of demo telemetry (a few seconds)…");
       const seeded = await seedDemo(writer, { nowMs });
       log(`seeded demo data: ${seeded.spans} spans from ${seeded.services.length} services (${seeded.services.join(", ")})`);
       // Only a database seeded now gets live traffic: --demo must never add made-up spans to
@@ -155,6 +185,11 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
     return {
       get stuck() {
         return stuck;
+      },
+      stopUserSql: (why) => sql.stopAll(why),
+      sockets: { query: server.socket, otlp: receiver?.socket },
+      get oldestRunawaySince() {
+        return sql.oldestRunawaySince;
       },
       address: formatAddress(server.address.host, server.address.port),
       otlpAddress: receiver && formatAddress(receiver.address.host, receiver.address.port),
@@ -190,70 +225,60 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
   }
 }
 
-function listenError(err: NodeJS.ErrnoException, host: string, port: number, flag: string): Error {
-  const where = formatAddress(host, port);
-  switch (err.code) {
-    case "EADDRINUSE":
-      return new ColonyStartError(`cannot listen on ${where}: the port is already in use (another colony?) — pick another with ${flag} or turn it off with ${flag} off`);
-    case "EADDRNOTAVAIL":
-      return new ColonyStartError(`cannot listen on ${where}: this machine has no such address`);
-    case "EACCES":
-      return new ColonyStartError(`cannot listen on ${where}: permission denied (ports below 1024 need privileges)`);
-    default:
-      return new ColonyStartError(`cannot listen on ${where}: ${err.message}`);
-  }
-}
-
-/** Parses `host:port` (`[v6]:port` for IPv6). A bare port is refused: which interface matters. */
-export function parseListen(value: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(value.trim());
-  const host = m?.[1] ?? m?.[2];
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || !host || port > 65535 || (m[1] !== undefined && isIP(m[1]) !== 6)) {
-    throw new ColonyStartError(
-      `invalid listen address "${value}": expected HOST:PORT, e.g. 127.0.0.1:9090, 0.0.0.0:9090 or [::1]:9090`,
-    );
-  }
-  return { host, port };
-}
-
 /**
  * Store.open with DuckDB's errors turned into one line that names the file and the way out.
  * DuckDB refuses a file it cannot lock or does not recognise before writing to it, so a failed
  * open leaves the existing file as it was.
  */
-async function openStore(path: string, memoryLimitBytes: number): Promise<Store> {
-  try {
-    return await Store.open(path, { memoryLimitBytes });
-  } catch (err) {
-    if (err instanceof InMemoryDatabaseError) {
-      throw new ColonyStartError(
-        path === ""
-          ? "--db is empty — name a database file, e.g. --db ./coral.duckdb"
-          : `${path} is not a database file (DuckDB would keep the data only in memory; ${path} is left untouched) — point --db at a .duckdb file`,
-      );
+async function openStore(path: string, memoryLimitBytes: number, log: (line: string) => void): Promise<Store> {
+  const waitUntil = Date.now() + EXITING_HOLDER_WAIT_MS;
+  for (let waited = false; ; waited = true) {
+    try {
+      return await Store.open(path, { memoryLimitBytes });
+    } catch (err) {
+      const pid = /\(PID (\d+)\)/.exec(err instanceof Error ? err.message : String(err))?.[1];
+      const holder = pid === undefined ? undefined : lockHolder(Number(pid));
+      if (!holder?.exiting || Date.now() > waitUntil) throw openError(path, err, holder?.pid);
+      if (!waited) log(`waiting for PID ${holder.pid}, the worker of a colony that was stopped, to let go of ${path}…`);
+      await sleep(100);
     }
-    const msg = err instanceof Error ? err.message : String(err);
-    const pid = /\(PID (\d+)\)/.exec(msg)?.[1];
-    if (/Could not set lock|Conflicting lock/i.test(msg)) {
-      throw new ColonyStartError(
-        `database ${path} is in use by another process${pid ? ` (PID ${pid})` : ""} — is another colony running? Stop it or use --db OTHER.duckdb`,
-      );
-    }
-    if (/not a valid DuckDB database file/i.test(msg)) {
-      throw new ColonyStartError(`${path} is not a DuckDB database (left untouched) — point --db at another file`);
-    }
-    if (/No such file or directory/i.test(msg)) {
-      throw new ColonyStartError(`cannot create database ${path}: its directory does not exist`);
-    }
-    if (/Permission denied|Read-only file system/i.test(msg)) {
-      throw new ColonyStartError(`cannot open database ${path}: permission denied`);
-    }
-    if (/Is a directory/i.test(msg)) {
-      throw new ColonyStartError(`cannot open database ${path}: it is a directory, not a file`);
-    }
-    throw new ColonyStartError(`cannot open database ${path}: ${msg.split("\n")[0]}`);
   }
+}
+
+/**
+ * How long a start waits for the worker of a killed colony to release the database: it notices
+ * its supervisor is gone and ends itself at once, so this is ample, and a restart right after a
+ * kill -9 of the colony just works.
+ */
+const EXITING_HOLDER_WAIT_MS = 10_000;
+
+function openError(path: string, err: unknown, holderPid: number | undefined): ColonyStartError {
+  if (err instanceof InMemoryDatabaseError) {
+    return new ColonyStartError(
+      path === ""
+        ? "--db is empty — name a database file, e.g. --db ./coral.duckdb"
+        : `${path} is not a database file (DuckDB would keep the data only in memory; ${path} is left untouched) — point --db at a .duckdb file`,
+    );
+  }
+  const msg = err instanceof Error ? err.message : String(err);
+  if (/Could not set lock|Conflicting lock/i.test(msg)) {
+    return new ColonyStartError(
+      `database ${path} is in use by another process${holderPid ? ` (PID ${holderPid})` : ""} — is another colony running? Stop it or use --db OTHER.duckdb`,
+    );
+  }
+  if (/not a valid DuckDB database file/i.test(msg)) {
+    return new ColonyStartError(`${path} is not a DuckDB database (left untouched) — point --db at another file`);
+  }
+  if (/No such file or directory/i.test(msg)) {
+    return new ColonyStartError(`cannot create database ${path}: its directory does not exist`);
+  }
+  if (/Permission denied|Read-only file system/i.test(msg)) {
+    return new ColonyStartError(`cannot open database ${path}: permission denied`);
+  }
+  if (/Is a directory/i.test(msg)) {
+    return new ColonyStartError(`cannot open database ${path}: it is a directory, not a file`);
+  }
+  return new ColonyStartError(`cannot open database ${path}: ${msg.split("\n")[0]}`);
 }
 
 /** Folding the WAL into the file on the way out means the next start need not replay it. */

@@ -4,6 +4,7 @@ import { CoralCommand } from "../runtime/command.js";
 import { CliError, UsageError } from "../runtime/errors.js";
 import { ExitCode } from "../runtime/exit.js";
 import { resolveToken } from "../runtime/token.js";
+import { WORKER_FLAG } from "../../colony/supervisor/process.js";
 
 export class ColonyStartCommand extends CoralCommand {
   static override paths = [["colony", "start"]];
@@ -22,6 +23,13 @@ export class ColonyStartCommand extends CoralCommand {
 
       When ready it prints \`otlp listening on HOST:PORT\` (if on), then \`colony listening on HOST:PORT
       (db FILE)\` to stdout; everything else goes to stderr. Ctrl-C (SIGINT) or SIGTERM stops it cleanly and checkpoints the database.
+
+      The colony runs as a worker process under this one, which keeps the ports open and restarts
+      the worker when user SQL cannot be stopped otherwise: when its memory passes \`--memory-limit\`
+      (user SQL is stopped first; the worker is restarted if that does not bring it back), or when a
+      query DuckDB cannot interrupt runs on past its \`--query-timeout\`. A restart takes about a
+      second; acknowledged data is never lost, clients connecting meanwhile wait, and each restart is
+      logged on stderr with its reason.
 
       \`--demo\` fills an empty database with three hours of realistic, deterministic telemetry
       (payments, orders, inventory, ...) and keeps the demo traffic flowing while the colony runs,
@@ -78,10 +86,23 @@ export class ColonyStartCommand extends CoralCommand {
   demoStatic = Option.Boolean("--demo-static", false, {
     description: "with --demo: seed only, no live traffic afterwards (numbers that do not move, e.g. for tests)",
   });
+  memoryLimit = Option.String("--memory-limit", {
+    description: `resident memory of the colony's worker process beyond which user SQL is stopped, and the worker restarted if that does not free it (default --query-memory + ${OWN_MEMORY_TEXT})`,
+  });
+  // The colony proper, started by the supervisor (this command without the flag); see colony/supervisor.
+  supervisedWorker = Option.Boolean(WORKER_FLAG, false, { hidden: true });
 
   async run(): Promise<number> {
-    // DuckDB and the server load only here: every other command starts without them.
-    const { ColonyStartError, DEFAULT_OTLP_MAX_BODY_BYTES, parseListen, startColony } = await import("../../colony/colony.js");
+    if (this.supervisedWorker) {
+      // DuckDB and the server load only here: every other command, the supervisor included, starts without them.
+      const { runWorker } = await import("../../colony/supervisor/worker.js");
+      return runWorker();
+    }
+    const [{ parseListen }, { ColonyStartError }, { superviseColony }] = await Promise.all([
+      import("../../colony/server/address.js"),
+      import("../../colony/server/errors.js"),
+      import("../../colony/supervisor/supervisor.js"),
+    ]);
     try {
       parseListen(this.listen);
     } catch (err) {
@@ -103,13 +124,13 @@ export class ColonyStartCommand extends CoralCommand {
     if (retentionMs > 100 * 365 * 86_400_000) {
       throw new UsageError(`--retention: "${this.retention}" is longer than 100 years; 0 keeps raw spans forever`);
     }
-    let maxBody: number;
+    let maxBody: number | undefined;
     try {
-      maxBody = this.otlpMaxBody === undefined ? DEFAULT_OTLP_MAX_BODY_BYTES : parseNumber(this.otlpMaxBody, true);
+      maxBody = this.otlpMaxBody === undefined ? undefined : parseNumber(this.otlpMaxBody, true);
     } catch (err) {
       throw new UsageError(`--otlp-max-body: ${(err as Error).message}`);
     }
-    if (maxBody <= 0) throw new UsageError(`--otlp-max-body: must be a positive number of bytes`);
+    if (maxBody !== undefined && maxBody <= 0) throw new UsageError(`--otlp-max-body: must be a positive number of bytes`);
     let maxInflight: number | undefined;
     try {
       maxInflight = this.otlpMaxInflight === undefined ? undefined : parseNumber(this.otlpMaxInflight, true);
@@ -127,17 +148,30 @@ export class ColonyStartCommand extends CoralCommand {
     const queryMemoryBytes = parseBytes(this.queryMemory);
     if (queryMemoryBytes === undefined) throw new UsageError(`--query-memory: "${this.queryMemory}" is not a size; write it like 512MiB or 4GiB`);
     if (queryMemoryBytes < 64 * 2 ** 20) throw new UsageError(`--query-memory: "${this.queryMemory}" is below 64MiB, too little for DuckDB to work in`);
+    let memoryLimitBytes = queryMemoryBytes + OWN_MEMORY_BYTES;
+    if (this.memoryLimit !== undefined) {
+      const limit = parseBytes(this.memoryLimit);
+      if (limit === undefined) throw new UsageError(`--memory-limit: "${this.memoryLimit}" is not a size; write it like 1GiB or 8GiB`);
+      if (limit < queryMemoryBytes + MIN_OWN_MEMORY_BYTES) {
+        throw new UsageError(
+          `--memory-limit: "${this.memoryLimit}" leaves less than ${MIN_OWN_MEMORY_TEXT} beyond --query-memory (${this.queryMemory}) for the colony itself; raise it or lower --query-memory`,
+        );
+      }
+      memoryLimitBytes = limit;
+    }
     const token = resolveToken({ token: this.token, tokenFile: this.tokenFile }, this.context.stderr);
     const { stdout, stderr } = this.context;
 
     // Listen for signals before starting: a Ctrl-C during a long demo seed must still end cleanly.
     let onSignal: ((signal: NodeJS.Signals) => void) | undefined;
     let stopRequested = false;
+    let colony: Awaited<ReturnType<typeof superviseColony>> | undefined;
     const stopped = new Promise<void>((resolve) => {
       onSignal = (signal) => {
         if (stopRequested) {
           // A second Ctrl-C means "now": the user has stopped waiting for a clean shutdown.
           stderr.write("coral: stopping without a clean shutdown\n");
+          colony?.kill();
           process.exit(signal === "SIGINT" ? 130 : 143);
         }
         stopRequested = true;
@@ -147,10 +181,10 @@ export class ColonyStartCommand extends CoralCommand {
     process.on("SIGINT", onSignal!);
     process.on("SIGTERM", onSignal!);
 
+    const asCliError = (err: unknown) => (err instanceof ColonyStartError ? new CliError(err.message) : err);
     try {
-      let colony;
-      try {
-        colony = await startColony({
+      colony = await superviseColony({
+        colony: {
           db: this.db,
           listen: this.listen,
           token,
@@ -161,22 +195,20 @@ export class ColonyStartCommand extends CoralCommand {
           retentionMs,
           queryTimeoutMs,
           queryMemoryBytes,
-          log: (line) => stderr.write(`${line}\n`),
-        });
-      } catch (err) {
-        if (err instanceof ColonyStartError) throw new CliError(err.message);
-        throw err;
-      }
+        },
+        memoryLimitBytes,
+        log: (line) => stderr.write(`${line}\n`),
+      }).catch((err: unknown) => {
+        throw asCliError(err);
+      });
       if (colony.otlpAddress) stdout.write(`otlp listening on ${colony.otlpAddress}\n`);
       stdout.write(`colony listening on ${colony.address} (db ${this.db})\n`);
-      await stopped;
+      // For a person at a terminal: what to do next. Scripts read the two lines above.
+      if ((stderr as NodeJS.WriteStream).isTTY) stderr.write(nextSteps(colony.address, colony.otlpAddress));
+      // Ended by a signal, or by a worker that could not be started again (its error, exit 1).
+      await Promise.race([stopped, colony.ended.catch((err: unknown) => Promise.reject(asCliError(err)))]);
       stderr.write("stopping colony\n");
-      await colony.close();
-      if (colony.stuck) {
-        // exit() would wait for the thread DuckDB is stuck in, for as long as that query runs.
-        stderr.write("coral: ending the process (all acknowledged data is committed)\n");
-        process.kill(process.pid, "SIGKILL");
-      }
+      await colony.stop();
       return ExitCode.ok;
     } finally {
       process.off("SIGINT", onSignal!);
@@ -184,6 +216,17 @@ export class ColonyStartCommand extends CoralCommand {
     }
   }
 }
+
+/**
+ * What the colony needs beyond DuckDB's memory_limit, for the default --memory-limit: Node and its
+ * heap, DuckDB outside its buffer manager, and OTLP bodies held and decoded (--otlp-max-inflight,
+ * 256 MiB, peaks at ~860 MiB under 40 clients sending 15 MiB bodies at once; see docs/reliability.md).
+ */
+const OWN_MEMORY_BYTES = 2 ** 30;
+const OWN_MEMORY_TEXT = "1GiB";
+/** The least --memory-limit may leave beyond --query-memory: an idle colony with the demo data takes ~110 MiB. */
+const MIN_OWN_MEMORY_BYTES = 256 * 2 ** 20;
+const MIN_OWN_MEMORY_TEXT = "256MiB";
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
 
@@ -194,4 +237,18 @@ function parseBytes(text: string): number | undefined {
   if (!m || unit === undefined) return undefined;
   const n = Number(m[1]) * unit;
   return Number.isFinite(n) && n <= 2 ** 50 ? Math.floor(n) : undefined;
+}
+
+/** Where data goes in and how to look at it, as a new user needs it after the colony starts. */
+export function nextSteps(address: string, otlpAddress: string | undefined): string {
+  const colonyFlag = address === "127.0.0.1:9090" ? "" : ` --colony ${address}`;
+  const lines = [""];
+  if (otlpAddress) {
+    lines.push(
+      `Send telemetry: point an OpenTelemetry SDK or Collector at http://${otlpAddress}`,
+      `  (OTEL_EXPORTER_OTLP_ENDPOINT=http://${otlpAddress}), or try: coral demo load --otlp ${otlpAddress}`,
+    );
+  }
+  lines.push(`Look at it: coral query services${colonyFlag}   ·   Stop: Ctrl-C`, "");
+  return lines.join("\n");
 }

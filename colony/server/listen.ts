@@ -1,13 +1,14 @@
+import { HEALTH_PATHS, HEALTH_SERVICE } from "./health.js";
 import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { Code, ConnectError, createContextKey, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
-import { assertExposureAllowed, bearerAuth, bearerChecker, formatAddress, refuseUnauthenticated } from "./auth.js";
+import { listenError } from "./address.js";
+import { assertExposureAllowed, bearerAuth, bearerChecker, refuseUnauthenticated } from "./auth.js";
 import { ByteBudget, withDefaults, type Lease } from "../admission.js";
 import { dropBody } from "./drop-body.js";
-import { ColonyStartError } from "./errors.js";
 
 /**
  * How long a connection may take over each phase, and how many may be open at once. Every value
@@ -78,6 +79,7 @@ function openFilesLimit(): number | undefined {
   }
 }
 
+
 /**
  * Largest request message, after decompression. Requests carry SQL text and a few parameters;
  * 4 MiB is gRPC's own default limit, so no client is surprised by it, and it bounds what a gzip or
@@ -115,15 +117,34 @@ export interface ListenOptions {
   readMaxBytes?: number;
   /** Bytes of request messages held at once (default DEFAULT_MAX_INFLIGHT_BYTES). */
   maxInflightBytes?: number;
+  /** A socket already listening on host:port, received from another process, to accept from instead of binding one. */
+  socket?: ListeningSocket;
+}
+
+/**
+ * A listening socket as Node passes it between processes (child_process `send` with a handle): the
+ * colony's supervisor keeps its ports open this way while it restarts the worker that serves them.
+ */
+export type ListeningSocket = object;
+
+/** The listening socket (libuv's handle) of a server that is listening, to pass on to another process. */
+export function listeningSocket(server: net.Server): ListeningSocket {
+  // `_handle` is how Node's own docs name what server.listen(handle) takes.
+  return (server as unknown as { _handle: ListeningSocket })._handle;
 }
 
 export interface Listener {
   address: { host: string; port: number };
   /** Bytes of request messages held now (see maxInflightBytes). */
   readonly inflightBytes: number;
+  /** The listening socket (see ListenOptions.socket). */
+  socket: ListeningSocket;
   /** Stops accepting, cancels the calls in flight and waits (briefly) for their handlers to end. */
   close(): Promise<void>;
 }
+
+/** Health probes carry no credentials (see server/health.ts). */
+const PUBLIC_PATHS = new Set(HEALTH_PATHS);
 
 // Every HTTP/2 connection opens with this preface (RFC 9113 §3.4); no HTTP/1.x request can.
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
@@ -189,7 +210,7 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
 
   const adapter = connectNodeAdapter({
     routes: opts.routes,
-    interceptors: [decoded, track, ...(opts.token ? [bearerAuth(opts.token)] : []), ...(opts.interceptors ?? [])],
+    interceptors: [decoded, track, ...(opts.token ? [bearerAuth(opts.token, new Set([HEALTH_SERVICE]))] : []), ...(opts.interceptors ?? [])],
     contextValues: (req) => createContextValues().set(leaseKey, leases.get(req)),
     connect: true,
     grpc: true,
@@ -208,7 +229,7 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
   const handle = (req: NodeRequest, res: NodeResponse) => {
     // The token is checked here, on the raw request, because connect-es reads and inflates the whole
     // body before any interceptor runs: a 1 MB gzip bomb without a token took the colony to 2 GB.
-    if (accepts && !accepts(req.headers.authorization)) return refuseUnauthenticated(req, res, readMaxBytes);
+    if (accepts && !PUBLIC_PATHS.has(req.url ?? "") && !accepts(req.headers.authorization)) return refuseUnauthenticated(req, res, readMaxBytes);
     // connect-es waits for 'drain' or 'error' after a write that filled the buffer; a response
     // closed under it (client gone, session destroyed at shutdown) emits neither, and the handler —
     // with the DuckDB query behind a stream — would wait forever. Its next write then fails.
@@ -255,8 +276,9 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
   if (limits.maxConnections > 0) front.maxConnections = limits.maxConnections;
 
   await new Promise<void>((resolve, reject) => {
-    front.once("error", (err: NodeJS.ErrnoException) => reject(describeListenError(err, opts.host, opts.port)));
-    front.listen({ host: opts.host, port: opts.port }, () => resolve());
+    front.once("error", (err: NodeJS.ErrnoException) => reject(listenError(err, opts.host, opts.port, "--listen")));
+    if (opts.socket) front.listen(opts.socket, () => resolve());
+    else front.listen({ host: opts.host, port: opts.port }, () => resolve());
   });
   const bound = front.address() as net.AddressInfo;
   // After start-up the only server errors are failed accepts (EMFILE, ECONNABORTED): transient and
@@ -269,6 +291,7 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
     get inflightBytes() {
       return budget.used;
     },
+    socket: listeningSocket(front),
     close() {
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => front.close(() => resolve()));
@@ -445,21 +468,4 @@ function sniff(socket: net.Socket, timeoutMs: number, decide: (isH2: boolean) =>
     if (!matches) socket.resume();
   };
   socket.on("data", onData);
-}
-
-function describeListenError(err: NodeJS.ErrnoException, host: string, port: number): Error {
-  const where = formatAddress(host, port);
-  switch (err.code) {
-    case "EADDRINUSE":
-      return new ColonyStartError(`cannot listen on ${where}: the port is already in use (another colony?) — pick another with --listen`);
-    case "EADDRNOTAVAIL":
-      return new ColonyStartError(`cannot listen on ${where}: this machine has no such address`);
-    case "EACCES":
-      return new ColonyStartError(`cannot listen on ${where}: permission denied (ports below 1024 need privileges)`);
-    case "ENOTFOUND":
-    case "EAI_AGAIN":
-      return new ColonyStartError(`cannot listen on ${where}: host "${host}" not found`);
-    default:
-      return new ColonyStartError(`cannot listen on ${where}: ${err.message}`);
-  }
 }

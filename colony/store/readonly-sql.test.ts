@@ -286,6 +286,24 @@ describe("SqlRunner governance", () => {
   });
 });
 
+describe("SqlRunner.stopAll (the supervisor's memory limit)", () => {
+  it("answers every running query with the reason; one DuckDB lets go of ends, one it cannot interrupt is counted and keeps its slot", async () => {
+    const runner = new SqlRunner(store, { timeoutMs: 60_000 });
+    let abandonedAt: number | undefined;
+    runner.onRunaway = () => (abandonedAt = runner.oldestRunawaySince);
+    const interruptible = rejection(runner.run("SELECT count(*) FROM range(100000000000) t(i) WHERE i % 7 = 3"));
+    const stuck = rejection(runner.run("SELECT repeat('a', 150) GLOB '*a*a*a*a*b'"));
+    await new Promise((r) => setTimeout(r, 300));
+    const why = new SqlRejected("resource_exhausted", "the colony's memory went over its limit");
+    expect(await runner.stopAll(why)).toBe(1);
+    for (const e of [await interruptible, await stuck]) expect({ code: e.code, message: e.message }).toEqual({ code: "resource_exhausted", message: why.message });
+    expect(runner.runaways).toBe(1);
+    expect(abandonedAt).toBe(runner.oldestRunawaySince);
+    await vi.waitFor(() => expect(runner.runaways).toBe(0), { timeout: 30_000, interval: 100 });
+    expect(runner.oldestRunawaySince).toBeUndefined();
+  });
+});
+
 describe("SqlRunner cancellation", () => {
   it("interrupts DuckDB when the caller's signal aborts, and never passes a cut result off as whole", async () => {
     const runner = new SqlRunner(store);

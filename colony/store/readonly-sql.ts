@@ -103,17 +103,43 @@ export class SqlRunner {
     this.slots = new Slots(this.limits.maxConcurrent);
   }
 
-  /** Connections of the queries running now, for `close`. */
-  private readonly open = new Set<DuckDBConnection>();
+  /** The queries running now, by connection, with the way to stop each (for `close`, `stopAll`). */
+  private readonly open = new Map<DuckDBConnection, { stop(why: SqlRejected): void; abandon(): void }>();
 
   /**
-   * Queries abandoned past their deadline that DuckDB is still running (see SqlLimits.abandonAfterMs).
-   * Each keeps its slot until DuckDB lets go of it, so runaways cannot pile up.
+   * Queries abandoned (past their deadline, or stopped) that DuckDB is still running, by when they
+   * were abandoned. Each keeps its slot until DuckDB lets go of it, so runaways cannot pile up.
    */
-  private runawayCount = 0;
+  private readonly runawaysSince = new Set<{ since: number }>();
 
   get runaways(): number {
-    return this.runawayCount;
+    return this.runawaysSince.size;
+  }
+
+  /** When the longest-running of the runaways was abandoned (ms since the epoch), if any runs. */
+  get oldestRunawaySince(): number | undefined {
+    let oldest: number | undefined;
+    for (const r of this.runawaysSince) oldest = Math.min(oldest ?? r.since, r.since);
+    return oldest;
+  }
+
+  /** Called when a query is abandoned while DuckDB is still inside it (see oldestRunawaySince). */
+  onRunaway?: () => void;
+
+  /**
+   * Interrupts every running query, whose caller gets `why`; those DuckDB has not let go of after
+   * `graceMs` are abandoned (their callers answered now, their slots held until DuckDB returns).
+   * Resolves with how many that is.
+   */
+  async stopAll(why: SqlRejected, graceMs = 500): Promise<number> {
+    for (const [conn, query] of this.open) {
+      query.stop(why);
+      conn.interrupt();
+    }
+    const until = Date.now() + graceMs;
+    while (this.open.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    for (const query of this.open.values()) query.abandon();
+    return this.open.size;
   }
 
   /**
@@ -122,7 +148,7 @@ export class SqlRunner {
    * query); committed data is in the WAL regardless, so exiting without is safe.
    */
   async close(graceMs = 1_000): Promise<boolean> {
-    for (const conn of this.open) conn.interrupt();
+    for (const conn of this.open.keys()) conn.interrupt();
     const until = Date.now() + graceMs;
     while (this.open.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
     return this.open.size === 0;
@@ -169,13 +195,15 @@ export class SqlRunner {
     const deadline = Date.now() + timeoutMs;
     const release = await this.admit(deadline);
     const conn = await this.store.connect();
-    this.open.add(conn);
     // Every DuckDB call of the query goes through `call`: raced against abandonment, so a query
     // stuck in an operator DuckDB cannot interrupt (a GLOB that backtracks for hours) still ends,
     // for its caller, shortly after the deadline. `running` is the call DuckDB is still busy with.
     let running: Promise<unknown> | undefined;
     let timedOut = false;
-    let abandoned = false;
+    /** Why the caller was answered while DuckDB may still be inside the query, once it was. */
+    let abandoned: SqlRejected | undefined;
+    /** Why the query was stopped from outside (stopAll), which its caller is told however it ends. */
+    let stopped: SqlRejected | undefined;
     // The calls waiting on DuckDB, to reject when the query is abandoned. A set rather than a race
     // against one long-lived promise: each race would leave a reaction on it holding its chunk,
     // and a long stream would keep every chunk it ever read.
@@ -187,15 +215,17 @@ export class SqlRunner {
     const onAbort = () => conn.interrupt();
     signal?.addEventListener("abort", onAbort, { once: true });
     if (signal?.aborted) conn.interrupt();
-    const abandonTimer = setTimeout(() => {
-      abandoned = true;
-      for (const reject of waiting) reject(deadlineExceeded(timeoutMs));
+    const abandon = (why: SqlRejected) => {
+      abandoned ??= why;
+      for (const reject of waiting) reject(abandoned);
       waiting.clear();
-    }, Math.max(0, deadline - Date.now()) + abandonAfterMs);
+    };
+    this.open.set(conn, { stop: (why) => (stopped ??= why), abandon: () => abandon(stopped ?? deadlineExceeded(timeoutMs)) });
+    const abandonTimer = setTimeout(() => abandon(deadlineExceeded(timeoutMs)), Math.max(0, deadline - Date.now()) + abandonAfterMs);
     const call = <T>(p: Promise<T>): Promise<T> => {
       running = p;
       return new Promise<T>((resolve, reject) => {
-        if (abandoned) return reject(deadlineExceeded(timeoutMs));
+        if (abandoned) return reject(abandoned);
         waiting.add(reject);
         p.then(
           (v) => {
@@ -298,6 +328,7 @@ export class SqlRunner {
       }
       // An interrupted DuckDB result ends like a complete one (an empty chunk): without this
       // check a stream cut by the deadline would pass for the whole result.
+      if (abandoned ?? stopped) throw abandoned ?? stopped;
       if (timedOut) throw deadlineExceeded(timeoutMs);
       if (signal?.aborted) throw cancelled();
       const last = take();
@@ -305,6 +336,7 @@ export class SqlRunner {
       yield last;
     } catch (err) {
       if (err instanceof SqlRejected) throw err;
+      if (abandoned ?? stopped) throw abandoned ?? stopped;
       if (timedOut) throw deadlineExceeded(timeoutMs);
       if (signal?.aborted) throw cancelled();
       throw classify(err);
@@ -317,11 +349,13 @@ export class SqlRunner {
         // DuckDB is still inside the query. Closing the connection now would block this thread
         // until it returns; instead the slot stays taken (so runaways cannot pile up) and is
         // given back, with the connection, when DuckDB is done.
-        this.runawayCount++;
+        const runaway = { since: Date.now() };
+        this.runawaysSince.add(runaway);
+        this.onRunaway?.();
         void busy.catch(() => undefined).finally(() => {
           this.open.delete(conn);
           conn.closeSync();
-          this.runawayCount--;
+          this.runawaysSince.delete(runaway);
           release();
         });
       } else {
@@ -339,10 +373,10 @@ export class SqlRunner {
   /** A slot to run in: at once, after waiting (within the deadline) behind at most maxQueued others, or a refusal. */
   private async admit(deadline: number): Promise<() => void> {
     const { maxConcurrent, maxQueued, timeoutMs } = this.limits;
-    if (this.runawayCount >= maxConcurrent) {
+    if (this.runaways >= maxConcurrent) {
       throw new SqlRejected(
         "resource_exhausted",
-        `${this.runawayCount} earlier queries are still running past their deadline (DuckDB cannot interrupt the operator they are in); SQL is refused until they end — the other RPCs are unaffected`,
+        `${this.runaways} earlier queries are still running past their deadline (DuckDB cannot interrupt the operator they are in); SQL is refused until they end — the other RPCs are unaffected`,
       );
     }
     if (this.slots.active >= maxConcurrent && this.slots.waiting >= maxQueued) {
@@ -421,7 +455,9 @@ function classify(err: unknown): Error {
     return new SqlRejected("invalid_argument", message);
   }
   if (/^Out of Memory Error:/i.test(message)) {
-    return new SqlRejected("resource_exhausted", `the query needs more memory than the colony allows: ${message.replace(/^Out of Memory Error:\s*/i, "")}`);
+    // Only the first line: DuckDB goes on with advice (SET threads=…) a user of the colony cannot follow.
+    const what = message.replace(/^Out of Memory Error:\s*/i, "").split("\n")[0];
+    return new SqlRejected("resource_exhausted", `the query needs more memory than the colony allows (--query-memory): ${what}`);
   }
   if (/^INTERRUPT Error:/i.test(message)) return new SqlRejected("deadline_exceeded", message);
   return err instanceof Error ? err : new Error(message);

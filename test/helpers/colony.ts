@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -54,7 +54,17 @@ export interface SpawnedColony {
   /** `http://host:port` of the OTLP/HTTP receiver: POST to `${otlpUrl}/v1/traces`. */
   otlpUrl?: string;
   dbPath: string;
+  /**
+   * The `coral colony start` process: the supervisor, which holds the ports and runs the colony
+   * proper (database, queries, ingestion) as a worker process it restarts when needed.
+   */
   proc: ChildProcess;
+  /** PID of the worker serving now (it changes when the supervisor restarts it). */
+  workerPid(): number | undefined;
+  /** Memory of the colony's processes together (supervisor and worker), in MiB; see colonyMemoryMiB. */
+  memoryMiB(field?: "VmRSS" | "VmHWM"): number;
+  /** Everything the colony wrote to stderr so far. */
+  stderr(): string;
   /** SIGTERM, then wait for exit; resolves with the exit code. Removes the temp dir it created. */
   stop(): Promise<number | null>;
 }
@@ -110,6 +120,9 @@ export async function spawnColony(
     otlpUrl: otlpAddr && `http://${otlpAddr}`,
     dbPath,
     proc,
+    workerPid: () => colonyPids(proc.pid!)[1],
+    memoryMiB: (field) => colonyMemoryMiB(proc.pid!, field),
+    stderr: () => stderr,
     stop() {
       stopping ??= (async () => {
         if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
@@ -120,6 +133,63 @@ export async function spawnColony(
       return stopping;
     },
   };
+}
+
+/**
+ * The processes of the colony `coral colony start` runs as `pid`: the supervisor, then its worker
+ * (once started). Found by their parent in /proc/PID/stat: /proc/PID/task/TID/children may miss a
+ * child while the parent is forking.
+ */
+export function colonyPids(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      // After the command name, which is in parentheses and may hold spaces: state, then the parent's PID.
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid) children.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return [pid, ...children];
+}
+
+/**
+ * Whether any thread of `pid` is still running or exiting. Not just the process's own state: a
+ * killed multi-threaded process shows as a zombie while its other threads still exit, holding its
+ * files (DuckDB's lock among them).
+ */
+export function processLives(pid: number): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/task`).some((tid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+        return stat[stat.lastIndexOf(")") + 2] !== "Z";
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A memory figure of /proc/PID/status summed over the colony's processes, in MiB: VmRSS (resident
+ * now) or VmHWM (each process's peak since it started: their sum bounds the peak of the whole).
+ * A process that is gone counts nothing.
+ */
+export function colonyMemoryMiB(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): number {
+  let kb = 0;
+  for (const p of colonyPids(pid)) {
+    try {
+      kb += Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(readFileSync(`/proc/${p}/status`, "utf8"))?.[1] ?? 0);
+    } catch {
+      // gone between listing and reading
+    }
+  }
+  return kb / 1024;
 }
 
 /**

@@ -11,9 +11,10 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { encodeTraces } from "../../colony/demo/load.js";
-import type { SpanRecord } from "../../colony/ingest/writer.js";
+import type { SpanRecord } from "../../colony/ingest/records.js";
 import { prng } from "../../colony/demo/demo.js";
 import { ExecuteQueryResponseSchema, QueryService } from "../../gen/coral/colony/v1/query_pb.js";
+import { colonyPids, processLives } from "./colony.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -72,7 +73,10 @@ export interface KillableColony {
   ready: Promise<{ addr: string; otlpUrl: string; readyMs: number }>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stderr(): string;
-  /** SIGKILL, then wait for the process to be gone (its file lock with it). */
+  /**
+   * SIGKILL to both of the colony's processes (the supervisor and its worker, which holds the
+   * database) at once, then waits until both are gone (the file lock with them).
+   */
   kill(): Promise<void>;
 }
 
@@ -109,8 +113,19 @@ export function startKillableColony(bin: string, dbPath: string): KillableColony
     exited,
     stderr: () => stderr,
     async kill() {
+      const worker = colonyPids(proc.pid!)[1];
       if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+      if (worker !== undefined) {
+        try {
+          process.kill(worker, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
       await exited;
+      // Not this process's child: gone once /proc no longer lists it (or lists a zombie, which holds no lock).
+      while (worker !== undefined && processLives(worker)) await new Promise((r) => setTimeout(r, 5));
+      // A worker spawned between the listing and the kill ends by itself, at once, when it finds its supervisor gone.
     },
   };
 }

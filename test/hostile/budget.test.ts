@@ -6,13 +6,12 @@
 // With --otlp-max-inflight the bodies held at once stay within the budget and the rest are
 // answered 429 with Retry-After before they are read; exporters retry those, and in the end every
 // request is stored exactly once.
-import { readFileSync } from "node:fs";
 import { toJson } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecuteQueryResponseSchema, QueryService } from "../../gen/coral/colony/v1/query_pb.js";
-import { spawnColony, type SpawnedColony } from "../helpers/colony.js";
+import { colonyMemoryMiB, spawnColony, type SpawnedColony } from "../helpers/colony.js";
 import { ld, varint } from "../helpers/protobuf-wire.js";
 
 const MIB = 2 ** 20;
@@ -38,8 +37,9 @@ afterAll(async () => {
   await colony?.stop();
 });
 
+/** The peaks of the colony's processes (supervisor and worker), added up. */
 function peakRssMib(pid: number): number {
-  return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
+  return colonyMemoryMiB(pid, "VmHWM");
 }
 
 async function sql(text: string): Promise<unknown[][]> {

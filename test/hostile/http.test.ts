@@ -5,7 +5,7 @@
 // while the attack runs, sockets closed by the colony, exit codes and times.
 // The timeouts themselves, with short values, are tested in-process in colony/server/limits.test.ts.
 import { once } from "node:events";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QueryService } from "../../gen/coral/colony/v1/query_pb.js";
 import { DEFAULT_LIMITS } from "../../colony/server/listen.js";
 import { Store } from "../../colony/store/store.js";
-import { spawnColony, transports, type SpawnedColony } from "../helpers/colony.js";
+import { colonyMemoryMiB, spawnColony, transports, type SpawnedColony } from "../helpers/colony.js";
 
 const TOKEN = "hostile-token-5b2e";
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -38,9 +38,9 @@ function envelope(payload: Buffer, flags: number): Buffer {
   return Buffer.concat([prefix, payload]);
 }
 
+/** The colony's processes together (supervisor and worker). */
 function rssBytes(pid: number): number {
-  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-  return Number(kb) * 1024;
+  return colonyMemoryMiB(pid) * 2 ** 20;
 }
 
 /** Samples the process's RSS every 25 ms until stopped; returns the highest. */

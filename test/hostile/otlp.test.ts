@@ -10,7 +10,6 @@
 //   request that shared the failed group commit. Now the bad point is rejected on its own (partial
 //   success, which clients must not retry) or the request gets 400, and a client that follows the
 //   spec — retrying 429/502/503/504 up to 3 times — ends up with every good point stored exactly once.
-import { readFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { create, fromBinary, toBinary, toJson } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
@@ -19,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecuteQueryResponseSchema, QueryService } from "../../gen/coral/colony/v1/query_pb.js";
 import { ExportMetricsServiceRequestSchema, ExportMetricsServiceResponseSchema } from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import { AggregationTemporality } from "../../gen/opentelemetry/proto/metrics/v1/metrics_pb.js";
-import { spawnColony, type SpawnedColony } from "../helpers/colony.js";
+import { colonyMemoryMiB, spawnColony, type SpawnedColony } from "../helpers/colony.js";
 import { ld, varint } from "../helpers/protobuf-wire.js";
 
 /**
@@ -38,9 +37,9 @@ afterAll(async () => {
   await colony?.stop();
 });
 
+/** The colony's processes together (supervisor and worker). */
 function status(pid: number, field: "VmRSS" | "VmHWM"): number {
-  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(m![1]) / 1024;
+  return colonyMemoryMiB(pid, field);
 }
 
 async function sql(text: string): Promise<any[][]> {

@@ -8,7 +8,7 @@ import { ExportMetricsServiceResponseSchema } from "../../../gen/opentelemetry/p
 import { ExportTraceServiceResponseSchema } from "../../../gen/opentelemetry/proto/collector/trace/v1/trace_service_pb.js";
 import { ByteBudget, Slots, withDefaults, type Lease } from "../../admission.js";
 import { dropBody } from "../../server/drop-body.js";
-import { createHttp1Server, DEFAULT_LIMITS, type ConnectionLimits } from "../../server/listen.js";
+import { createHttp1Server, DEFAULT_LIMITS, listeningSocket, type ConnectionLimits, type ListeningSocket } from "../../server/listen.js";
 import { decodeRequest, type DecodedRequest } from "./decode.js";
 import { DEFAULT_REQUEST_LIMITS, LimitError, type RequestLimits } from "./limits.js";
 import { BackpressureError, InvalidDataError, UnavailableError, type IngestPipeline } from "./pipeline.js";
@@ -35,6 +35,8 @@ export interface OtlpReceiverOptions {
   maxInflightBytes?: number;
   /** Requests inflated and decoded at once in each lane (small bodies, large bodies); default 2. */
   maxDecodes?: number;
+  /** A socket already listening on host:port, received from another process, to accept from instead of binding one. */
+  socket?: ListeningSocket;
 }
 
 /**
@@ -74,6 +76,8 @@ export const DEFAULT_OTLP_LIMITS: Readonly<ConnectionLimits> = { ...DEFAULT_LIMI
 
 export interface OtlpReceiver {
   address: { host: string; port: number };
+  /** The listening socket (see OtlpReceiverOptions.socket). */
+  socket: ListeningSocket;
   /** Bytes of requests held now (see maxInflightBytes). */
   readonly inflightBytes: number;
   close(): Promise<void>;
@@ -121,7 +125,7 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
     handle(req, res).catch((err: unknown) => {
       if (err instanceof ClientGone) return;
       const e = err instanceof HttpError ? err : new HttpError(500, `internal error: ${(err as Error).message}`);
-      const format = mediaFormat(req.headers["content-type"]) ?? "protobuf";
+      const format = mediaFormat(req.headers["content-type"]) ?? fallbackFormat(req);
       reply(req, res, e.status, format, statusBody(e, format), e.headers);
     });
   });
@@ -134,12 +138,12 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
     const format = mediaFormat(req.headers["content-type"]);
     const fail = (e: HttpError) => {
       drainAndClose(req, res);
-      reply(req, res, e.status, format ?? "protobuf", statusBody(e, format ?? "protobuf"), e.headers);
+      reply(req, res, e.status, format ?? fallbackFormat(req), statusBody(e, format ?? fallbackFormat(req)), e.headers);
     };
     const refuse = () => {
       discard(req, o.maxBodyBytes);
       const e = overBudget();
-      reply(req, res, e.status, format ?? "protobuf", statusBody(e, format ?? "protobuf"), e.headers);
+      reply(req, res, e.status, format ?? fallbackFormat(req), statusBody(e, format ?? fallbackFormat(req)), e.headers);
     };
     if (!signal) return fail(new HttpError(404, `no such path ${path}: OTLP/HTTP uses /v1/traces and /v1/metrics`));
     if (req.method !== "POST") return fail(new HttpError(405, `use POST for ${path}`, { allow: "POST" }));
@@ -243,13 +247,15 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen({ host: o.host, port: o.port }, () => resolve());
+    if (o.socket) server.listen(o.socket, () => resolve());
+    else server.listen({ host: o.host, port: o.port }, () => resolve());
   });
   server.on("error", () => {});
   const bound = server.address() as net.AddressInfo;
   let closing: Promise<void> | undefined;
   return {
     address: { host: o.host, port: bound.port },
+    socket: listeningSocket(server),
     get inflightBytes() {
       return budget.used;
     },
@@ -276,6 +282,14 @@ function tooLarge(max: number): HttpError {
 
 function digest(s: string): Buffer {
   return createHash("sha256").update(s, "utf8").digest();
+}
+
+/**
+ * The encoding of an error answer to a request that is not OTLP (no OTLP content type: a browser, a
+ * bare curl, a wrong path): JSON, which a person can read, unless it asked for protobuf.
+ */
+function fallbackFormat(req: http.IncomingMessage): Format {
+  return /application\/x-protobuf/i.test(String(req.headers.accept ?? "")) ? "protobuf" : "json";
 }
 
 function mediaFormat(contentType: string | undefined): Format | undefined {
