@@ -65,11 +65,16 @@ export interface ProcResult {
   ms: number;
 }
 
-/** Runs a process to completion; wall time from spawn to exit. */
-export function runProcess(cmd: string, args: string[], o: { env?: Record<string, string>; cwd?: string } = {}): Promise<ProcResult> {
+/** Runs a process to completion; wall time from spawn to exit. `onSpawn` gets its pid. */
+export function runProcess(
+  cmd: string,
+  args: string[],
+  o: { env?: Record<string, string>; cwd?: string; onSpawn?: (pid: number) => void } = {},
+): Promise<ProcResult> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(cmd, args, { cwd: o.cwd ?? root, env: o.env ?? cleanEnv(), stdio: ["ignore", "pipe", "pipe"] });
+    if (child.pid !== undefined) o.onSpawn?.(child.pid);
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
@@ -77,6 +82,16 @@ export function runProcess(cmd: string, args: string[], o: { env?: Record<string
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout, stderr, ms: performance.now() - t0 }));
   });
+}
+
+/** Resident memory of a live process in MB (Linux), or undefined once it has exited. */
+export function rssMb(pid: number): number | undefined {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function mustSucceed(what: string, r: ProcResult): ProcResult {

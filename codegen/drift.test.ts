@@ -14,10 +14,11 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 it("gen/ and docs/reference/ are up to date with the protos and the plugin", { timeout: 180_000 }, () => {
   // Same templates as `npm run gen`, in a copy of the repo's generator inputs.
-  for (const p of ["proto", "codegen", "sdk", "buf.yaml", "buf.gen.yaml", "buf.gen.options.yaml", "gen/coral/options"]) {
+  for (const p of ["proto", "codegen", "sdk", "surface", "buf.yaml", "buf.gen.yaml", "buf.gen.options.yaml", "gen/coral/options"]) {
     cpSync(join(root, p), join(work, p), { recursive: true });
   }
-  // The plugin imports the options it reads from gen/ and its units from sdk/, as in the repo.
+  // The plugin imports the options it reads from gen/, its vocabulary from surface/ and its units
+  // from sdk/, as in the repo.
   const buf = join(root, "node_modules/.bin/buf");
   const env = { ...process.env, NODE_OPTIONS: `--import=${import.meta.resolve("tsx")}` };
   writeFileSync(join(work, "package.json"), '{"type":"module"}');

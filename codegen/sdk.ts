@@ -1,6 +1,7 @@
 // Emits the @coral/sdk functions (`coral.metrics.getPercentile(...)` …) with TSDoc from
 // the proto comments, the plain result interfaces, and the bound helpers on services.
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
+import { FeatureSet_FieldPresence } from "@bufbuild/protobuf/wkt";
 import type { GeneratedFile, Printable, Schema } from "@bufbuild/protoplugin";
 import { ResultShape, cellEncodingName, clean, docComment, sdkModules, sdkParams, type Param, type Rpc } from "./model.js";
 
@@ -40,7 +41,8 @@ function plainType(f: DescField, named: Set<DescMessage>): string {
   switch (f.fieldKind) {
     case "scalar":
     case "enum":
-      return base(f.fieldKind, f);
+      // A field with presence (proto3 `optional`) left unset is null: no data (sdk/plain.ts).
+      return f.presence === FeatureSet_FieldPresence.EXPLICIT ? `${base(f.fieldKind, f)} | null` : base(f.fieldKind, f);
     case "message":
       return `${base("message", f)} | null`;
     case "list":
@@ -81,13 +83,16 @@ function paramList(params: Param[]): string {
   return params.map((p) => `${p.name}${p.positional ? "" : "?"}: ${p.tsType}`).join(", ");
 }
 
-/** The request init object: defaults from the annotations, int64 through int64(). */
+/**
+ * The request in proto3 JSON (keys are the fields' JSON names): defaults from the annotations,
+ * int64 through int64(). `coral run` turns it into the message; the SDK carries no descriptors.
+ */
 function requestInit(f: GeneratedFile, params: Param[]): Printable[] {
   const int64 = f.import("int64", runtimePath);
   const out: Printable[] = ["{ "];
   for (const p of [...params].sort((a, b) => a.field.number - b.field.number)) {
     const value = p.defaultValue !== undefined ? `${p.name} ?? ${JSON.stringify(p.defaultValue)}` : p.name;
-    out.push(`${p.localName}: `);
+    out.push(`${p.field.jsonName}: `);
     if (p.int64) {
       if (p.defaultValue === undefined) out.push(`${p.name} === undefined ? undefined : `);
       out.push(int64, `(${JSON.stringify(p.name)}, ${value})`);
@@ -139,15 +144,15 @@ function printFunction(f: GeneratedFile, rpc: Rpc, named: Set<DescMessage>): voi
   const ret = resultType(rpc, named);
   f.print(f.jsDoc(docFor(rpc, params), "  "));
   const init = requestInit(f, sdkParams(rpc));
-  const method = [f.importSchema(rpc.service), ".method.", rpc.method.localName];
+  const method = JSON.stringify(rpc.method.name);
   if (s.shape === ResultShape.TABLE_STREAM) {
     f.print("  ", s.function, generic, "(", paramList(params), "): ", ret, " {");
-    f.print("    return ", f.import("asTableStream", tablePath), "<Row>(", f.import("callStream", runtimePath), "(", ...method, ", ", ...init, "), ", tableFields(rpc), ");");
+    f.print("    return ", f.import("asTableStream", tablePath), "<Row>(", f.import("callStream", runtimePath), "(", method, ", ", ...init, "), ", tableFields(rpc), ");");
     f.print("  },");
     return;
   }
   f.print("  async ", s.function, generic, "(", paramList(params), "): Promise<", ret, "> {");
-  f.print("    const res = await ", f.import("call", runtimePath), "(", ...method, ", ", ...init, ");");
+  f.print("    const res = await ", f.import("call", runtimePath), "(", method, ", ", ...init, ");");
   if (s.shape === ResultShape.TABLE) {
     f.print("    return ", f.import("asTable", tablePath), "<Row>(res, ", tableFields(rpc), ");");
   } else if (s.unwrap && s.bind) {

@@ -32,9 +32,10 @@ function ratio(text: string): number {
 
 interface Row {
   service: string;
-  errorRate: number;
-  cpuPercent: number;
-  memoryPercent: number;
+  /** null: no data in the window (no requests, no host metrics), not a 0. */
+  errorRate: number | null;
+  cpuPercent: number | null;
+  memoryPercent: number | null;
   /** Correlation of errors/minute with CPU/minute; null when it cannot be computed. */
   errorsVsCpu: number | null;
 }
@@ -83,18 +84,20 @@ for (const svc of services) {
   });
 }
 
-const pct = (r: number) => `${(r * 100).toFixed(2)}%`;
+const pct = (r: number | null) => (r === null ? "-" : `${(r * 100).toFixed(2)}%`);
+const pctOf = (p: number | null) => (p === null ? "-" : `${p.toFixed(1)}%`);
+const unhealthyRate = (r: Row) => r.errorRate !== null && r.errorRate > maxErrorRate;
 console.log(`Cross-service correlation, last ${windowMs / 60_000} min (unhealthy above ${pct(maxErrorRate)} errors)\n`);
 console.log(`${"SERVICE".padEnd(12)} ${"ERRORS".padStart(7)} ${"CPU".padStart(6)} ${"MEMORY".padStart(7)}  ERRORS~CPU`);
 for (const r of rows) {
   const corr = r.errorsVsCpu === null ? "n/a" : r.errorsVsCpu.toFixed(2);
-  const flag = r.errorRate > maxErrorRate ? "  ⚠️  unhealthy" : "";
+  const flag = unhealthyRate(r) ? "  ⚠️  unhealthy" : "";
   console.log(
-    `${r.service.padEnd(12)} ${pct(r.errorRate).padStart(7)} ${r.cpuPercent.toFixed(1).padStart(5)}% ${r.memoryPercent.toFixed(1).padStart(6)}%  ${corr.padStart(10)}${flag}`,
+    `${r.service.padEnd(12)} ${pct(r.errorRate).padStart(7)} ${pctOf(r.cpuPercent).padStart(6)} ${pctOf(r.memoryPercent).padStart(7)}  ${corr.padStart(10)}${flag}`,
   );
 }
 
-const unhealthy = rows.filter((r) => r.errorRate > maxErrorRate);
+const unhealthy = rows.filter(unhealthyRate);
 console.log();
 if (unhealthy.length >= 2) {
   console.log(`⚠️  Cascading failure suspected: ${unhealthy.map((r) => r.service).join(", ")} are failing together.`);

@@ -9,6 +9,6 @@ declare namespace Deno {
   let exitCode: number;
   /** Ends the script now with `code`. */
   function exit(code?: number): never;
-  /** Environment variables (a script may read only CORAL_COLONY_ADDR, CORAL_TOKEN, CORAL_PARAMS). */
+  /** Environment variables (a script may read only CORAL_PARAMS and CORAL_MODE). */
   const env: { get(name: string): string | undefined };
 }

@@ -27,8 +27,10 @@ const intervalMs = coral.params.durationMs("interval", "30s");
 const iterations = coral.params.number("iterations", 1);
 const only = coral.params.has("service") ? coral.params.string("service") : undefined;
 
-const ms = (ns: number) => `${(ns / 1_000_000).toFixed(1)}ms`;
-const pct = (r: number) => `${(r * 100).toFixed(2)}%`;
+// null is "no data in the window": shown as such, never as a 0 that would look healthy.
+const ms = (ns: number | null) => (ns === null ? "no data" : `${(ns / 1_000_000).toFixed(1)}ms`);
+const pct = (r: number | null) => (r === null ? "no data" : `${(r * 100).toFixed(2)}%`);
+const pctOf = (p: number | null) => (p === null ? "no data" : `${p.toFixed(1)}%`);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One pass over the services; resolves to the number of alerts raised. */
@@ -44,13 +46,15 @@ async function check(): Promise<number> {
     const p99 = await svc.metrics.getP99("http.server.duration", windowMs);
     const errorRate = await svc.metrics.getErrorRate(windowMs);
     const reasons: string[] = [];
-    if (p99 > p99LimitNs) reasons.push(`P99 ${ms(p99)} > ${ms(p99LimitNs)}`);
-    if (errorRate > errorRateLimit) reasons.push(`errors ${pct(errorRate)} > ${pct(errorRateLimit)}`);
+    // A service that stopped reporting is an alert too, not a quiet pass.
+    if (p99 === null) reasons.push("no latency data in the window");
+    else if (p99 > p99LimitNs) reasons.push(`P99 ${ms(p99)} > ${ms(p99LimitNs)}`);
+    if (errorRate !== null && errorRate > errorRateLimit) reasons.push(`errors ${pct(errorRate)} > ${pct(errorRateLimit)}`);
     if (reasons.length === 0) continue;
 
     alerts++;
     const system = await svc.system.getMetrics(windowMs);
-    console.log(`🚨 ${svc.name}: ${reasons.join(", ")} (memory ${system.memory_percent.toFixed(1)}%, CPU ${system.cpu_percent.toFixed(1)}%)`);
+    console.log(`🚨 ${svc.name}: ${reasons.join(", ")} (memory ${pctOf(system.memory_percent)}, CPU ${pctOf(system.cpu_percent)})`);
     for (const t of await svc.traces.findSlow(p99LimitNs, windowMs, 3)) {
       console.log(`     slow  ${t.trace_id}  ${ms(t.duration_ns).padStart(9)}  ${t.root_name}  ${t.timestamp?.toISOString()}`);
     }

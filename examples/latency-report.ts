@@ -15,7 +15,8 @@ import * as coral from "@coral/sdk";
 
 const windowMs = coral.params.durationMs("window", "1h");
 const thresholdNs = coral.params.durationNs("threshold", "500ms");
-const ms = (ns: number) => `${(ns / 1_000_000).toFixed(1)}ms`;
+// null is "no data in the window", shown as such rather than as 0.
+const ms = (ns: number | null) => (ns === null ? "no data" : `${(ns / 1_000_000).toFixed(1)}ms`);
 
 const services = await coral.services.list();
 
@@ -29,8 +30,8 @@ for (const svc of services) {
   console.log(`${svc.name}:`);
   console.log(`  P50: ${ms(p50)}`);
   console.log(`  P99: ${ms(p99)}`);
-  console.log(`  Errors: ${(errorRate * 100).toFixed(2)}%`);
-  if (p99 > thresholdNs) {
+  console.log(`  Errors: ${errorRate === null ? "no requests" : `${(errorRate * 100).toFixed(2)}%`}`);
+  if (p99 !== null && p99 > thresholdNs) {
     console.log(`  ⚠️  High latency detected!`);
   }
   console.log();

@@ -25,8 +25,10 @@ const namespace = coral.params.has("namespace") ? coral.params.string("namespace
 const slowNs = coral.params.durationNs("slow", "500ms");
 
 // Units: durations from the SDK are nanoseconds, windows are milliseconds, rates are 0..1.
-const ms = (ns: number) => `${(ns / 1_000_000).toFixed(1)}ms`;
-const pct = (r: number) => `${(r * 100).toFixed(2)}%`;
+// null is "no data in the window", shown as "-" rather than as a 0.
+const ms = (ns: number | null) => (ns === null ? "-" : `${(ns / 1_000_000).toFixed(1)}ms`);
+const pct = (r: number | null) => (r === null ? "-" : `${(r * 100).toFixed(2)}%`);
+const pctOf = (p: number | null) => (p === null ? "-" : `${p.toFixed(1)}%`);
 const col = (s: string | number, w: number) => String(s).padStart(w);
 
 async function refresh(n: number): Promise<void> {
@@ -47,7 +49,7 @@ async function refresh(n: number): Promise<void> {
     ]);
     console.log(
       `${svc.name.padEnd(11)} ${col(svc.instance_count, 4)} ${col(info.request_count, 6)} ${col(ms(p50), 9)} ${col(ms(p95), 9)} ${col(ms(p99), 9)} ` +
-        `${col(pct(errorRate), 7)} ${col(system.cpu_percent.toFixed(1) + "%", 6)} ${col(system.memory_percent.toFixed(1) + "%", 6)} ${col(slow.length, 5)}`,
+        `${col(pct(errorRate), 7)} ${col(pctOf(system.cpu_percent), 6)} ${col(pctOf(system.memory_percent), 6)} ${col(slow.length, 5)}`,
     );
   }
 

@@ -1,14 +1,20 @@
-// The SDK as scripts see it: one self-contained ES module (Connect over fetch, no imports
-// left) plus its type declarations, which `coral run` maps to `@coral/sdk`.
+// The SDK as scripts see it: one self-contained ES module (plain JSON messages to `coral run`,
+// no protobuf or Connect runtime, no imports left) plus its type declarations, which `coral run`
+// maps to `@coral/sdk`.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export async function buildSdk(root) {
-  const out = `${root}/dist/sdk`;
-  await build({
+  // Built beside the old one and swapped in with renames, as the CLI is (build.mjs): a `coral run
+  // --check` meanwhile must not find the bundle without its declarations.
+  const final = `${root}/dist/sdk`;
+  const out = `${root}/dist/sdk.building-${process.pid}`;
+  rmSync(out, { recursive: true, force: true });
+  const { metafile } = await build({
     absWorkingDir: root,
+    metafile: true,
     entryPoints: ["sdk/mod.ts"],
     outfile: `${out}/coral-sdk.js`,
     bundle: true,
@@ -21,7 +27,10 @@ export async function buildSdk(root) {
     banner: { js: '/// <reference types="./coral-sdk.d.ts" />' },
     logLevel: "warning",
   });
-  rmSync(`${out}/types`, { recursive: true, force: true });
+  // The SDK speaks plain JSON to `coral run`, which holds the API's descriptors: a dependency in
+  // the bundle (protobuf-es, Connect) would bring back the start-up cost this design removed.
+  const dependencies = Object.keys(metafile.inputs).filter((f) => f.includes("node_modules/"));
+  if (dependencies.length) throw new Error(`the SDK bundle must not include dependencies: ${dependencies.join(", ")}`);
   execFileSync(
     process.execPath,
     [`${root}/node_modules/typescript/bin/tsc`, "-p", `${root}/sdk/tsconfig.json`, "--outDir", `${out}/types`],
@@ -34,5 +43,9 @@ export async function buildSdk(root) {
     writeFileSync(file, readFileSync(file, "utf8").replace(/(from\s+["']\.{1,2}\/[^"']+)\.js(["'])/g, "$1.d.ts$2"));
   }
   writeFileSync(`${out}/coral-sdk.d.ts`, 'export * from "./types/sdk/mod.d.ts";\n');
-  return readFileSync(`${out}/coral-sdk.js`).length;
+  const retired = `${root}/dist/sdk.old-${process.pid}`;
+  if (existsSync(final)) renameSync(final, retired);
+  renameSync(out, final);
+  rmSync(retired, { recursive: true, force: true });
+  return readFileSync(`${final}/coral-sdk.js`).length;
 }

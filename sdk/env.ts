@@ -1,4 +1,4 @@
-// The environment `coral run` hands a script (CORAL_COLONY_ADDR, CORAL_TOKEN, CORAL_PARAMS),
+// The environment `coral run` hands a script (CORAL_PARAMS, CORAL_MODE),
 // read the same way under Deno (scripts) and Node (tests). Kept free of imports: the SDK's type
 // declarations must load in Deno without npm.
 

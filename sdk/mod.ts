@@ -10,11 +10,11 @@
  * }
  * ```
  *
- * `coral run script.ts` connects the SDK to the colony; results are plain objects with
- * the API's field names (`trace.duration_ns`), numbers in nanoseconds and milliseconds.
+ * Scripts run under `coral run script.ts`, which asks the colony on the SDK's behalf; results
+ * are plain objects with the API's field names (`trace.duration_ns`), numbers in nanoseconds
+ * and milliseconds.
  * @module
  */
 export * from "../gen/coral/colony/v1/query_sdk.js";
 export { CoralError, type CoralErrorCode } from "./errors.js";
-export { configure, type ConfigureOptions } from "./configure.js";
 export { params, type ParamReaders, type Params } from "./params.js";

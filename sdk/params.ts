@@ -20,8 +20,14 @@ export interface ParamReaders {
   has(name: string): boolean;
 }
 
-/** The parameters: `params.threshold === "500"`, plus the typed readers. */
+/**
+ * The parameters: `params.threshold === "500"`, plus the typed readers. A parameter named like a
+ * reader (`--param has=1`) does not replace it: `params.has` stays the function, and the value is
+ * read with a reader, `params.string("has")`; `Object.keys(params)` still lists it, JSON leaves it out.
+ */
 export type Params = Readonly<Record<string, string>> & ParamReaders;
+
+const READER_NAMES: ReadonlySet<string> = new Set(["string", "number", "durationMs", "durationNs", "boolean", "has"]);
 
 function read(values: Record<string, string>, name: string, hasFallback: boolean): string | undefined {
   if (Object.hasOwn(values, name)) return values[name];
@@ -53,8 +59,18 @@ export function createParams(values: Record<string, string>): Params {
     has: (name) => Object.hasOwn(values, name),
   };
   // Readers live on the prototype: own enumerable keys are exactly the parameters, so
-  // `Object.keys(params)` and `JSON.stringify(params)` show only what the user passed.
-  return Object.freeze(Object.assign(Object.create(readers), values)) as Params;
+  // `Object.keys(params)` and `JSON.stringify(params)` show only what the user passed. A parameter
+  // named like a reader is an own accessor that reads as the reader, so it cannot shadow it yet
+  // still shows in the keys (JSON leaves it out, as it does every function). defineProperty, not
+  // assignment, also keeps a parameter named `__proto__` an ordinary key.
+  const target = Object.create(readers) as Record<string, unknown>;
+  for (const [name, text] of Object.entries(values)) {
+    const property: PropertyDescriptor = READER_NAMES.has(name)
+      ? { get: () => readers[name as keyof ParamReaders], enumerable: true }
+      : { value: text, enumerable: true };
+    Object.defineProperty(target, name, property);
+  }
+  return Object.freeze(target) as Params;
 }
 
 function fromEnv(): Record<string, string> {

@@ -1,82 +1,108 @@
-// What the generated SDK functions (gen/…/query_sdk.ts) stand on: the connection to the
-// colony, errors, and the result shapes. Portable across Deno (scripts) and Node (tests).
-import type { DescMessage, DescMethodServerStreaming, DescMethodUnary, MessageInitShape } from "@bufbuild/protobuf";
-import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-web";
-import { readEnv } from "./env.js";
-import { CoralError, errorCodeName } from "./errors.js";
-import { toPlain, type Plain } from "./plain.js";
+// What the generated SDK functions (gen/…/query_sdk.ts) stand on: the channel to `coral run`,
+// errors, and int64 arguments. A script holds no network permission and no token: each call is
+// a JSON message to its parent over the IPC channel Deno opens from NODE_CHANNEL_FD (Node's own
+// format, newline-delimited JSON), and the parent asks the colony. docs/scripting.md, "The wire",
+// describes the messages.
+import { CoralError, type CoralErrorCode } from "./errors.js";
+import type { Plain } from "./plain.js";
+import { fromWire, requestToWire } from "./wire.js";
 
-
-interface Connection {
-  address: string;
-  transport: Transport;
+interface Channel {
+  send(message: unknown): boolean;
+  on(event: "message" | "error" | "disconnect", listener: (message: unknown) => void): void;
+  channel?: { ref(): void; unref(): void };
 }
 
-let connection: Connection | undefined;
+const CLOSED: NonNullable<Reply["error"]> = {
+  code: "unavailable",
+  message: "the SDK's channel to coral run is closed (did the script call process.disconnect()?); no further calls can be made",
+};
+let closed = false;
 
-/** Sets the colony the SDK talks to; see configure.ts for the public entry. */
-export function connect(o: { colony?: string; token?: string } = {}): void {
-  const address = o.colony ?? readEnv("CORAL_COLONY_ADDR") ?? "127.0.0.1:9090";
-  const token = o.token ?? readEnv("CORAL_TOKEN");
-  const baseUrl = /^https?:\/\//.test(address) ? address : `http://${address}`;
-  connection = {
-    address,
-    transport: createConnectTransport({
-      baseUrl,
-      useBinaryFormat: true,
-      interceptors: token
-        ? [
-            (next) => (req) => {
-              req.header.set("authorization", `Bearer ${token}`);
-              return next(req);
-            },
-          ]
-        : [],
-    }),
-  };
-}
-
-function current(): Connection {
-  if (!connection) connect();
-  return connection!;
-}
-
-const clients = new WeakMap<Transport, Map<string, Client<never>>>();
-
-function clientFor(method: DescMethodUnary | DescMethodServerStreaming): Record<string, (req: unknown) => unknown> {
-  const { transport } = current();
-  let byService = clients.get(transport);
-  if (!byService) clients.set(transport, (byService = new Map()));
-  let client = byService.get(method.parent.typeName);
-  if (!client) byService.set(method.parent.typeName, (client = createClient(method.parent, transport) as Client<never>));
-  return client as unknown as Record<string, (req: unknown) => unknown>;
-}
-
-/** The innermost causes' messages, where fetch implementations put "Connection refused". */
-function causeText(err: unknown): string {
-  const parts: string[] = [];
-  for (let e: unknown = err, depth = 0; e && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
-    parts.push(String((e as Error).message ?? e));
+/**
+ * Sends on the channel; once it is closed (a script can close it through node:process), every call
+ * fails with one CoralError instead of Node's "Channel closed" and a stack through the bundle.
+ */
+function post(message: unknown): boolean {
+  if (closed) return false;
+  try {
+    channel!.send(message);
+    return true;
+  } catch {
+    closeAll();
+    return false;
   }
-  return parts.join(" / ");
 }
 
-function coralError(err: unknown, address: string): CoralError {
-  if (err instanceof CoralError) return err;
-  const ce = ConnectError.from(err);
-  const causes = causeText(err);
-  if (/refused/i.test(causes)) {
-    return new CoralError("unavailable", `cannot reach colony at ${address} (connection refused) — start one with: coral colony start`);
+function closeAll(): void {
+  closed = true;
+  for (const w of [...waiters.values()]) w({ error: CLOSED });
+}
+
+/** Calls in flight at once; more wait here. `coral run` refuses a script that sends more. */
+export const MAX_IN_FLIGHT = 16;
+/** Stream batches the parent may send before the script has taken them. */
+const STREAM_WINDOW = 4;
+
+interface Reply {
+  result?: unknown;
+  item?: unknown;
+  end?: true;
+  error?: { code: CoralErrorCode; message: string };
+}
+
+type Waiter = (reply: Reply) => void;
+
+let channel: Channel | undefined;
+const waiters = new Map<number, Waiter>();
+let nextId = 1;
+let inFlight = 0;
+const queued: (() => void)[] = [];
+// The channel keeps the script alive only while something awaits an answer, so a script ends
+// when its code is done, as it would with fetch.
+let awaiting = 0;
+
+function hold(): void {
+  if (awaiting++ === 0) channel!.channel?.ref();
+}
+
+function release(): void {
+  if (--awaiting === 0) channel!.channel?.unref();
+}
+
+function open(): Channel {
+  if (channel) return channel;
+  const p = (globalThis as { process?: Partial<Channel> }).process;
+  if (typeof p?.send !== "function" || typeof p.on !== "function") {
+    throw new CoralError("unavailable", "@coral/sdk reaches the colony through coral run; run the script with: coral run SCRIPT");
   }
-  if (ce.code === Code.Unavailable || /fetch failed|error sending request/i.test(causes)) {
-    return new CoralError("unavailable", `cannot reach colony at ${address} (${ce.rawMessage})`);
+  channel = p as Channel;
+  channel.on("message", (m) => {
+    const { id, ...reply } = m as Reply & { id: number };
+    waiters.get(id)?.(reply);
+  });
+  channel.on("error", closeAll);
+  channel.on("disconnect", closeAll);
+  channel.channel?.unref();
+  return channel;
+}
+
+async function slot(): Promise<void> {
+  if (inFlight < MAX_IN_FLIGHT) {
+    inFlight++;
+    return;
   }
-  if (ce.code === Code.Unauthenticated) {
-    return new CoralError("unauthenticated", `colony at ${address} rejected the request: ${ce.rawMessage} — pass --token to coral run or set CORAL_TOKEN`);
-  }
-  return new CoralError(errorCodeName(Code[ce.code]), `${ce.rawMessage} (colony ${address})`);
+  await new Promise<void>((resolve) => queued.push(resolve));
+}
+
+function freeSlot(): void {
+  const next = queued.shift();
+  if (next) next();
+  else inFlight--;
+}
+
+function failure(e: NonNullable<Reply["error"]>): CoralError {
+  return new CoralError(e.code, e.message);
 }
 
 // In a script, an SDK failure nobody caught ends the run with its one-line message and
@@ -92,40 +118,77 @@ if (scope.Deno && scope.addEventListener) {
   });
 }
 
-/** Calls a unary RPC; resolves to the plain response. */
-export async function call<I extends DescMessage, O extends DescMessage>(
-  method: DescMethodUnary<I, O>,
-  init: MessageInitShape<I>,
-): Promise<Record<string, Plain>> {
-  const { address } = current();
+/** Calls a unary RPC by method name with its request in proto3 JSON; resolves to the plain response. */
+export async function call(method: string, request: Record<string, unknown>): Promise<Record<string, Plain>> {
+  open();
+  await slot();
+  const id = nextId++;
+  hold();
   try {
-    const res = await clientFor(method)[method.localName](create(method.input, init));
-    return toPlain(method.output, res as never) as Record<string, Plain>;
-  } catch (err) {
-    throw coralError(err, address);
+    const reply = await new Promise<Reply>((resolve) => {
+      waiters.set(id, resolve);
+      if (!post({ id, method, request: requestToWire(request) })) resolve({ error: CLOSED });
+    });
+    if (reply.error) throw failure(reply.error);
+    return fromWire(reply.result) as Record<string, Plain>;
+  } finally {
+    waiters.delete(id);
+    release();
+    freeSlot();
   }
 }
 
-/** Calls a server-streaming RPC; yields plain responses. */
-export async function* callStream<I extends DescMessage, O extends DescMessage>(
-  method: DescMethodServerStreaming<I, O>,
-  init: MessageInitShape<I>,
-): AsyncGenerator<Record<string, Plain>> {
-  const { address } = current();
+/**
+ * Calls a server-streaming RPC; yields plain responses. The parent sends at most STREAM_WINDOW
+ * responses ahead of the script, so a slow consumer holds the stream, not memory.
+ */
+export async function* callStream(method: string, request: Record<string, unknown>): AsyncGenerator<Record<string, Plain>> {
+  open();
+  await slot();
+  const id = nextId++;
+  const replies: Reply[] = [];
+  let wake: (() => void) | undefined;
+  let ended = false;
+  waiters.set(id, (reply) => {
+    replies.push(reply);
+    wake?.();
+  });
   try {
-    for await (const res of clientFor(method)[method.localName](create(method.input, init)) as AsyncIterable<unknown>) {
-      yield toPlain(method.output, res as never) as Record<string, Plain>;
+    if (!post({ id, method, request: requestToWire(request) }) || !post({ id, credit: STREAM_WINDOW })) replies.push({ error: CLOSED });
+    for (;;) {
+      if (replies.length === 0) {
+        hold();
+        try {
+          await new Promise<void>((resolve) => (wake = resolve));
+        } finally {
+          wake = undefined;
+          release();
+        }
+        continue;
+      }
+      const reply = replies.shift()!;
+      if (reply.error) {
+        ended = true;
+        throw failure(reply.error);
+      }
+      if (reply.end) {
+        ended = true;
+        return;
+      }
+      post({ id, credit: 1 });
+      yield fromWire(reply.item) as Record<string, Plain>;
     }
-  } catch (err) {
-    throw coralError(err, address);
+  } finally {
+    waiters.delete(id);
+    if (!ended) post({ id, cancel: true });
+    freeSlot();
   }
 }
 
 /** An int64 request value from a script's number, refusing what would be silently wrong. */
-export function int64(name: string, v: number): bigint {
+export function int64(name: string, v: number): number {
   if (typeof v !== "number" || !Number.isFinite(v)) {
     throw new CoralError("invalid_argument", `${name} must be a finite number; got ${String(v)}`);
   }
-  return BigInt(Math.trunc(v));
+  return Math.trunc(v);
 }
-

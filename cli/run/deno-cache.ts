@@ -1,7 +1,7 @@
 // A warm start for Deno without shared state between runs.
 //
-// Every run gets a fresh DENO_DIR (see childEnv in sandbox.ts): that is what keeps localStorage and
-// anything else Deno stores per origin from reaching the next run. A fresh DENO_DIR also means cold
+// Every run gets a fresh DENO_DIR (see childEnv in sandbox.ts), so that nothing Deno caches while
+// one script runs reaches the next (origin storage is shut altogether: closeStorage). It also means cold
 // caches: `deno info` re-parses the SDK bundle to find its imports, and `deno run` compiles the
 // bundle and the runtime modules the SDK pulls in lazily (fetch, streams, timers) from source.
 // Measured here (Deno 2.9.6): ~25 ms of a one-call script's ~100 ms, and a third of `deno info`.
@@ -12,7 +12,8 @@
 // them into its own fresh DENO_DIR; Deno updates the copies, never the template. Only the names in
 // CACHE_FILES are copied: no origin storage (location_data/), no emitted or downloaded modules. A
 // template that does not match (another Deno, a rebuilt bundle) is simply a cache miss.
-import { execFile } from "node:child_process";
+import { spawn } from "node:child_process";
+import type { Socket } from "node:net";
 import { realpathSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -54,19 +55,19 @@ export async function seedDenoDir(denoDir: string, templateDir: string): Promise
 }
 
 /**
- * The warm-up: imports the SDK and touches what an SDK call loads lazily in Deno (timers, fetch
- * and its streams), so their compiled code lands in the cache. Nothing listens on port 1.
+ * The warm-up: imports the SDK and makes one call, so that what a call loads lazily in Deno (the
+ * Node-compatible process object and its IPC channel, timers) lands in the cache. The builder
+ * answers the call with an error.
  */
 const WARM_UP = `import * as sdk from "@coral/sdk";
-void sdk;
 clearTimeout(setTimeout(() => {}, 0));
-try { await (await fetch("http://127.0.0.1:1/")).arrayBuffer(); } catch { /* nothing listens there */ }
+await sdk.services?.list().catch(() => {}); // a bundle without it (a test's stub) warms its import only
 `;
 
 /**
  * Builds the template for `sdkModule` with the Deno at `deno`, replacing any previous one. Run by
- * the build (scripts/build.mjs) after the SDK bundle; the warm-up runs under the same flags as a
- * script (no read, no write, network to a closed port only).
+ * the build (scripts/build.mjs) after the SDK bundle; the warm-up runs under the same flags and
+ * environment as a script.
  */
 export async function buildCacheTemplate(sdkModule: string, deno = denoPath(), memoryMb = 512): Promise<string> {
   const target = cacheTemplateDir(sdkModule);
@@ -78,13 +79,25 @@ export async function buildCacheTemplate(sdkModule: string, deno = denoPath(), m
     await writeFile(importMap, JSON.stringify({ imports: { "@coral/sdk": pathToFileURL(realpathSync(sdkModule)).href } }));
     const script = join(work, "warm-up.ts");
     await writeFile(script, WARM_UP);
-    const colony = "127.0.0.1:1";
-    const flags = runFlags({ importMap, colony, location: "http://warm-up.coral.invalid/", memoryMb, denyRead: [] });
-    await new Promise<void>((resolve, reject) =>
-      execFile(deno, [...flags, script], { env: childEnv({ denoDir, colony, params: {} }) }, (err, _out, stderr) =>
-        err ? reject(new Error(`warming Deno's cache failed: ${stderr || err.message}`)) : resolve(),
-      ),
-    );
+    const flags = runFlags({ importMap, memoryMb, denyRead: [] });
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(deno, [...flags, script], {
+        env: childEnv({ denoDir, params: {}, channel: true }),
+        stdio: ["ignore", "ignore", "pipe", "pipe"],
+      });
+      let stderr = "";
+      child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
+      const channel = child.stdio[3] as Socket;
+      channel.on("error", () => {});
+      channel.on("data", (c: Buffer) => {
+        for (const line of c.toString().split("\n").filter(Boolean)) {
+          const { id } = JSON.parse(line) as { id: number };
+          channel.write(`${JSON.stringify({ id, error: { code: "unavailable", message: "warm-up" } })}\n`);
+        }
+      });
+      child.on("error", reject);
+      child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`warming Deno's cache failed: ${stderr || `exit ${code}`}`))));
+    });
     const staged = join(work, "template");
     await seedDenoDir(staged, denoDir);
     await rm(target, { recursive: true, force: true });

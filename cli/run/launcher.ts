@@ -1,21 +1,27 @@
 import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
-import { existsSync, realpathSync, statSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { constants as osConstants, tmpdir } from "node:os";
-import { basename, dirname, join, resolve } from "node:path";
+import type { Socket } from "node:net";
+import { existsSync, fstatSync, realpathSync, statSync } from "node:fs";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { constants as osConstants } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { Broker, preloadColony } from "./broker.js";
+import { DEFAULT_BUDGET, type Budget } from "./broker-budget.js";
 import { cacheTemplateDir, seedDenoDir } from "./deno-cache.js";
 import { judgeGraph, sdkDirOf, type DenoInfo } from "./graph.js";
+import { makeRunDir, sweepStaleRunDirs } from "./run-dir.js";
 import { defaultSdkModule, denoPath } from "./paths.js";
 import {
   childEnv,
-  dataLimitBytes,
+  closeStorage,
+  FILE_SIZE_LIMIT_MIB,
   parseColony,
   resolutionFlags,
   runFlags,
   SandboxError,
+  tiedToParent,
   vetReadDir,
-  withDataLimit,
+  withLimits,
 } from "./sandbox.js";
 import { StderrFilter } from "./stderr-filter.js";
 
@@ -27,10 +33,14 @@ export interface RunOptions {
   script: string;
   /** Passed to the script as Deno.args. */
   args: string[];
-  /** "host:port" of the colony, the only address the script may connect to. */
+  /** "host:port" of the colony, which `coral run` asks on the script's behalf. */
   colony: string;
-  /** Passed to the script as CORAL_TOKEN. */
+  /** Bearer token for the colony; stays in `coral run`, never reaches the script. */
   token?: string;
+  /** Limits on the script's calls; default DEFAULT_BUDGET. */
+  budget?: Budget;
+  /** Open file descriptor of the audit log: one JSON line per call. */
+  auditFd?: number;
   /** Passed to the script as CORAL_PARAMS (JSON). */
   params: Record<string, string>;
   /** Wall-clock limit of one run; 0 disables it. Default 60. */
@@ -58,6 +68,23 @@ export interface RunOptions {
  */
 export const EXIT = { refused: 1, timeout: 124, aborted: 130, outOfMemory: 137 } as const;
 
+/**
+ * The exit code of a run stopped through `signal`: 128+N when it was aborted because `coral run`
+ * received signal N (the command passes the signal's name as the abort reason), else 130.
+ */
+export function abortedCode(signal: AbortSignal | undefined): number {
+  const n = typeof signal?.reason === "string" ? osConstants.signals[signal.reason as NodeJS.Signals] : undefined;
+  return n ? 128 + n : EXIT.aborted;
+}
+
+function isRegularFile(fd: number): boolean {
+  try {
+    return fstatSync(fd).isFile();
+  } catch {
+    return false;
+  }
+}
+
 /** Time a script gets between SIGTERM and SIGKILL. */
 const KILL_GRACE_MS = 2000;
 
@@ -75,7 +102,9 @@ export interface RunOutcome {
 /** One run with its own temp dir; shared by runScript and watchScript. */
 export async function runOnce(o: RunOptions, signal?: AbortSignal, stdinSource?: string): Promise<RunOutcome> {
   const stderr = o.stderr ?? process.stderr;
-  const work = await mkdtemp(join(tmpdir(), "coral-run-"));
+  // Runs that were SIGKILLed could not remove their directories; this one removes them.
+  const sweeping = sweepStaleRunDirs();
+  const work = await makeRunDir();
   try {
     return await runIn(work, o, stderr, signal, stdinSource);
   } catch (e) {
@@ -85,7 +114,7 @@ export async function runOnce(o: RunOptions, signal?: AbortSignal, stdinSource?:
     }
     throw e;
   } finally {
-    await rm(work, { recursive: true, force: true });
+    await Promise.all([rm(work, { recursive: true, force: true }), sweeping]);
   }
 }
 
@@ -97,6 +126,7 @@ async function runIn(
   stdinSource: string | undefined,
 ): Promise<RunOutcome> {
   parseColony(o.colony);
+  void preloadColony();
   const deno = denoPath();
   const sdkModule = resolve(o.sdkModule ?? defaultSdkModule());
   if (!existsSync(sdkModule)) {
@@ -122,11 +152,11 @@ async function runIn(
 
   // The run's own DENO_DIR, seeded with the SDK's compilation caches (deno-cache.ts).
   const denoDir = join(work, "deno_dir");
-  const env = childEnv({ denoDir, colony: o.colony, token: o.token, params: o.params });
+  const env = childEnv({ denoDir, params: o.params });
   const sdkUrl = pathToFileURL(realpathSync(sdkModule)).href;
   const importMap = join(work, "import_map.json");
   await Promise.all([
-    seedDenoDir(denoDir, cacheTemplateDir(sdkModule)),
+    seedDenoDir(denoDir, cacheTemplateDir(sdkModule)).then(() => closeStorage(denoDir)),
     writeFile(importMap, JSON.stringify({ imports: { "@coral/sdk": sdkUrl } })),
   ]);
 
@@ -134,12 +164,14 @@ async function runIn(
   const vetting = o.allowRead ? vetReadDir(o.allowRead) : undefined;
   vetting?.catch(() => {}); // Awaited below, after the graph verdict, so that its error comes second.
   const info = await captureDeno(deno, ["info", "--json", ...resolutionFlags(importMap), script], env, signal);
-  if (signal?.aborted) return { code: EXIT.aborted, localFiles: [] };
+  if (signal?.aborted) return { code: abortedCode(signal), localFiles: [] };
   if (info.code !== 0) {
     stderr.write(info.stderr);
     return { code: EXIT.refused, localFiles: [script] };
   }
-  const verdict = judgeGraph(JSON.parse(info.stdout) as DenoInfo, { scriptDir, sdkDir: sdkDirOf(sdkModule) });
+  // An unusable --allow-read directory grants nothing here; its own error is reported below.
+  const readRoot = (await vetting?.catch(() => undefined))?.root;
+  const verdict = judgeGraph(JSON.parse(info.stdout) as DenoInfo, { scriptDir, sdkDir: sdkDirOf(sdkModule), readRoot });
   const localFiles = verdict.localFiles.length > 0 ? verdict.localFiles : [script];
   if (!verdict.ok) {
     stderr.write(`${verdict.message}\n`);
@@ -150,19 +182,15 @@ async function runIn(
 
   if (o.check) {
     const code = await checkTypes(deno, work, sdkModule, script, env, o, signal);
-    if (signal?.aborted) return { code: EXIT.aborted, localFiles };
+    if (signal?.aborted) return { code: abortedCode(signal), localFiles };
     if (code !== 0) return { code: EXIT.refused, localFiles };
   }
 
-  const argv = withDataLimit(
+  const argv = withLimits(
     [
       deno,
       ...runFlags({
         importMap,
-        colony: o.colony,
-        // Unique per run like the temp dir it is named after (mkdtemp's random suffix); loading
-        // node:crypto for a UUID would cost ~3 ms of start-up. Storage is per run anyway (DENO_DIR).
-        location: `http://${basename(work).toLowerCase()}.coral.invalid/`,
         memoryMb: o.memoryMb,
         allowRead: read?.root,
         denyRead: read?.denyRead ?? [],
@@ -170,9 +198,32 @@ async function runIn(
       script,
       ...o.args,
     ],
-    dataLimitBytes(o.memoryMb),
+    o.memoryMb,
   );
-  const code = await supervise(argv, env, o, stderr, signal, o.script === "-");
+  let broker: Broker | undefined;
+  // Deno's stderr is a pipe to us either way; colour codes belong only on a terminal (NO_COLOR
+  // for Deno would also take the colours off a script's stdout on a terminal).
+  const filter = new StderrFilter(stderr, { plain: !(stderr as NodeJS.WriteStream).isTTY });
+  const code = await supervise(argv, childEnv({ denoDir, params: o.params, channel: true }), o, filter, stderr, signal, o.script === "-", (child) => {
+    if (!child.stdio[3]) return; // spawn failed; supervise reports it
+    const b = new Broker(child.stdio[3] as Socket, {
+      colony: o.colony,
+      token: o.token,
+      budget: o.budget ?? DEFAULT_BUDGET,
+      auditFd: o.auditFd,
+      onViolation: () => child.kill("SIGKILL"),
+    });
+    // A socket paused on a flood of calls would never see the end of the script, and the child's
+    // "close" waits for every stdio stream.
+    child.once("exit", () => b.close());
+    broker = b;
+  });
+  const report = broker?.report();
+  if (report) filter.ownLine(report);
+  if (broker?.violation) {
+    filter.ownLine(broker.violation);
+    return { code: EXIT.refused, localFiles };
+  }
   return { code, localFiles };
 }
 
@@ -208,15 +259,20 @@ function supervise(
   argv: string[],
   env: Record<string, string>,
   o: RunOptions,
+  filter: StderrFilter,
   stderr: NodeJS.WritableStream,
   signal: AbortSignal | undefined,
   stdinConsumed: boolean,
+  onSpawn: (child: ChildProcess) => void,
 ): Promise<number> {
-  const inheritOut = o.stdout === undefined || o.stdout === process.stdout;
+  // RLIMIT_FSIZE (withLimits) would also cap a stdout redirected to a file; through a pipe it cannot.
+  const inheritOut = (o.stdout === undefined || o.stdout === process.stdout) && !isRegularFile(1);
   const inheritIn = o.stdin === undefined || o.stdin === process.stdin;
   const stdio: StdioOptions = [
     stdinConsumed ? "ignore" : inheritIn ? "inherit" : "pipe",
     inheritOut ? "inherit" : "pipe",
+    "pipe",
+    // fd 3, the SDK's channel (CHANNEL_ENV): a socketpair, read by broker.ts with its own limits.
     "pipe",
   ];
   return new Promise((resolvePromise, reject) => {
@@ -227,11 +283,15 @@ function supervise(
       reject(e);
       return;
     }
-    // Deno's stderr is a pipe to us either way; colour codes belong only on a terminal (NO_COLOR
-    // for Deno would also take the colours off a script's stdout on a terminal).
-    const filter = new StderrFilter(stderr, { plain: !(stderr as NodeJS.WriteStream).isTTY });
-    child.stderr!.on("data", (c: Buffer) => filter.write(c));
-    if (child.stdout) child.stdout.pipe(o.stdout!, { end: false });
+    onSpawn(child);
+    child.stderr!.on("data", (c: Buffer) => {
+      // A slow reader of our stderr slows the script down instead of growing our memory.
+      if (!filter.write(c)) {
+        child.stderr!.pause();
+        stderr.once("drain", () => child.stderr!.resume());
+      }
+    });
+    if (child.stdout) child.stdout.pipe(o.stdout ?? process.stdout, { end: false });
     if (child.stdin) {
       // The script may exit without reading its input; that is not our error.
       child.stdin.on("error", () => {});
@@ -266,13 +326,18 @@ function supervise(
       const failed = exitCode !== 0 || exitSignal !== null;
       const oom = filter.finish(failed && ending === undefined);
       if (ending === "timeout") {
-        stderr.write(`script timed out after ${o.timeoutSec} s\n`);
+        filter.ownLine(`script timed out after ${o.timeoutSec} s`);
         resolvePromise(EXIT.timeout);
       } else if (ending === "aborted") {
-        resolvePromise(EXIT.aborted);
+        resolvePromise(abortedCode(signal));
       } else if (oom) {
-        stderr.write(`script exceeded its memory limit (${o.memoryMb} MB)\n`);
+        filter.ownLine(`script exceeded its memory limit (${o.memoryMb} MB)`);
         resolvePromise(EXIT.outOfMemory);
+      } else if (exitSignal === "SIGXFSZ") {
+        filter.ownLine(
+          `script stopped: it made Deno cache more than ${FILE_SIZE_LIMIT_MIB} MiB of compiled code (modules created at run time); scripts cannot write to disk`,
+        );
+        resolvePromise(128 + osConstants.signals.SIGXFSZ);
       } else if (exitSignal) {
         resolvePromise(128 + (osConstants.signals[exitSignal] ?? 0));
       } else {
@@ -290,7 +355,8 @@ function captureDeno(
   signal: AbortSignal | undefined,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(deno, args, { env, stdio: ["ignore", "pipe", "pipe"], signal });
+    const [command, ...rest] = tiedToParent([deno, ...args]);
+    const child = spawn(command, rest, { env, stdio: ["ignore", "pipe", "pipe"], signal });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on("data", (c: Buffer) => out.push(c));

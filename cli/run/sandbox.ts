@@ -1,10 +1,20 @@
 import { existsSync } from "node:fs";
-import { lstat, opendir, realpath, stat } from "node:fs/promises";
+import { lstat, mkdir, opendir, realpath, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isInside } from "./graph.js";
 
-/** The only environment variables a script can read. */
-export const SCRIPT_ENV = ["CORAL_COLONY_ADDR", "CORAL_TOKEN", "CORAL_PARAMS"] as const;
+/**
+ * The only environment variables a script can read. The colony's address and token are not among
+ * them, nor in the process at all: the SDK asks `coral run` over its channel (broker.ts).
+ */
+export const SCRIPT_ENV = ["CORAL_PARAMS", "CORAL_MODE"] as const;
+
+/**
+ * How Deno finds the SDK's channel to `coral run`: the Node IPC convention, which Deno implements
+ * without any permission. fd 3 is a socketpair the launcher opens; the script cannot read these
+ * variables, and reaches the channel only through `process.send` / `process.on("message")`.
+ */
+export const CHANNEL_ENV = { NODE_CHANNEL_FD: "3", NODE_CHANNEL_SERIALIZATION_MODE: "json" } as const;
 
 /**
  * Flags shared by `deno info`, `deno check` and `deno run`, so the graph we vet is the graph that
@@ -17,8 +27,6 @@ export function resolutionFlags(importMap: string): string[] {
 
 export interface RunFlagsInput {
   importMap: string;
-  colony: string;
-  location: string;
   memoryMb: number;
   allowRead?: string;
   denyRead: string[];
@@ -30,13 +38,13 @@ export function runFlags(i: RunFlagsInput): string[] {
     // Without --no-prompt a script could ask the user's terminal for any permission.
     "--no-prompt",
     ...resolutionFlags(i.importMap),
-    `--allow-net=${i.colony}`,
+    // No network at all: the SDK's calls go through `coral run` (broker.ts).
+    "--deny-net",
     "--deny-write",
     "--deny-run",
     "--deny-ffi",
     "--deny-sys",
     `--allow-env=${SCRIPT_ENV.join(",")}`,
-    `--location=${i.location}`,
     `--v8-flags=--max-old-space-size=${i.memoryMb}`,
   ];
   if (i.allowRead) flags.push(`--allow-read=${i.allowRead}`);
@@ -48,29 +56,25 @@ export function runFlags(i: RunFlagsInput): string[] {
  * The child's whole environment. Deno starts from a cleared one so that nothing of the user's
  * (cloud credentials, SSH agent, tokens) is even present in the process.
  *
- * - DENO_DIR: a directory of this run only. Deno keeps origin storage (localStorage) under
- *   DENO_DIR/location_data, so a shared DENO_DIR would let one run leave data for the next. A
- *   fresh one starts with cold compile caches (~40 ms of `deno info` + `deno run` here), so the
+ * - DENO_DIR: a directory of this run only, so that nothing Deno caches in it reaches the next run
+ *   (and closeStorage can shut what a script could fill). A fresh one starts with cold compile caches (~40 ms of `deno info` + `deno run` here), so the
  *   launcher seeds it with copies of a build-time template holding only those caches
  *   (deno-cache.ts). With DENO_DIR set, Deno needs no HOME, so HOME is not passed.
  * - DENO_NO_UPDATE_CHECK: the update check would otherwise contact dl.deno.land from our process.
+ * - CORAL_PARAMS, CORAL_MODE=cli: what the script may read (SCRIPT_ENV); the mode tells a script it
+ *   runs under `coral run` (RFD 076). With `channel`, CHANNEL_ENV for the SDK's channel.
  * - NO_COLOR, TZ, LANG, LC_ALL: presentation only, copied when the user has them; the script
  *   cannot read them (only the CORAL_* names are granted) and they change no permission.
  */
-export function childEnv(o: {
-  denoDir: string;
-  colony: string;
-  token?: string;
-  params: Record<string, string>;
-}): Record<string, string> {
+export function childEnv(o: { denoDir: string; params: Record<string, string>; channel?: boolean }): Record<string, string> {
   const env: Record<string, string> = {
     DENO_DIR: o.denoDir,
     DENO_NO_UPDATE_CHECK: "1",
     DENO_NO_PACKAGE_JSON: "1",
-    CORAL_COLONY_ADDR: o.colony,
     CORAL_PARAMS: JSON.stringify(o.params),
+    CORAL_MODE: "cli",
+    ...(o.channel ? CHANNEL_ENV : {}),
   };
-  if (o.token !== undefined) env.CORAL_TOKEN = o.token;
   for (const name of ["NO_COLOR", "TZ", "LANG", "LC_ALL"]) {
     const v = process.env[name];
     if (v !== undefined) env[name] = v;
@@ -159,15 +163,57 @@ export function dataLimitBytes(memoryMb: number): number {
 export const RUNTIME_BASE_MIB = 768;
 
 /**
- * The command that starts `argv` under the data ceiling. prlimit(1) and `ulimit -d` both set the
- * limit and then exec, so the pid we signal on timeout is Deno's own. Other platforms (macOS does
- * not enforce RLIMIT_DATA) run without the OS ceiling; the V8 heap limit still applies.
+ * The largest file the script's Deno may grow (RLIMIT_FSIZE), in MiB. A script cannot write files,
+ * and closeStorage shuts origin storage, but every module it creates at run time
+ * (`import("data:…")`, blob: URLs) is added to Deno's compile caches in DENO_DIR: three SQLite
+ * files and their write-ahead logs, 680 MB for 2,000 such imports (measured). This caps each of
+ * them; the seeded caches hold about 1 MiB. A Deno that reaches it dies of SIGXFSZ.
  */
-export function withDataLimit(argv: string[], bytes: number): string[] {
+export const FILE_SIZE_LIMIT_MIB = 32;
+
+/**
+ * The command that starts the script's `argv` under the OS limits: the data ceiling, the file-size
+ * cap, no core dump (a crashing Deno would otherwise write its whole memory into the current
+ * directory), and tied to our life (tiedToParent). prlimit(1) and `ulimit` set the limits and then
+ * exec, so the pid we signal on timeout is Deno's own. Other platforms (macOS does not enforce
+ * RLIMIT_DATA) run without the OS limits; the V8 heap limit still applies.
+ */
+export function withLimits(argv: string[], memoryMb: number): string[] {
   if (process.platform !== "linux") return argv;
-  for (const prlimit of ["/usr/bin/prlimit", "/bin/prlimit"]) {
-    if (existsSync(prlimit)) return [prlimit, `--data=${bytes}`, "--", ...argv];
-  }
-  const kib = Math.floor(bytes / 1024);
-  return ["/bin/sh", "-c", `ulimit -d ${kib} && exec "$@"`, "coral-run", ...argv];
+  const data = dataLimitBytes(memoryMb);
+  const fsize = FILE_SIZE_LIMIT_MIB * 1024 * 1024;
+  const prlimit = firstExisting(["/usr/bin/prlimit", "/bin/prlimit"]);
+  if (prlimit) return tiedToParent([prlimit, `--data=${data}`, `--fsize=${fsize}`, "--core=0", "--", ...argv]);
+  // POSIX sh counts -d in KiB and -f in 512-byte blocks.
+  const limits = `ulimit -d ${Math.floor(data / 1024)} -f ${fsize / 512} -c 0`;
+  return tiedToParent(["/bin/sh", "-c", `${limits} && exec "$@"`, "coral-run", ...argv]);
+}
+
+/**
+ * `argv` made to die with us: setpriv(1) sets the parent-death signal to SIGKILL and execs, and the
+ * setting survives the further execs into Deno. So a `coral run` that is itself SIGKILLed (and
+ * cannot stop Deno) takes Deno with it. setpriv is in util-linux, like prlimit; where it is missing
+ * the child runs untied.
+ */
+export function tiedToParent(argv: string[]): string[] {
+  if (process.platform !== "linux") return argv;
+  const setpriv = firstExisting(["/usr/bin/setpriv", "/bin/setpriv"]);
+  return setpriv ? [setpriv, "--pdeathsig=KILL", "--", ...argv] : argv;
+}
+
+function firstExisting(paths: string[]): string | undefined {
+  return paths.find((p) => existsSync(p));
+}
+
+/**
+ * Makes the places where Deno would store what a script puts into the Cache API, localStorage and
+ * the emit cache of data:/blob: modules plain empty files. Deno creates directories there on
+ * demand; a file in the way makes every such write fail (ENOTDIR), whatever the user's privileges
+ * (root included, unlike a read-only mode). `caches.open` then throws and localStorage throws on
+ * use; sessionStorage stays in memory. Emits of the script's own files (gen/file/) still work: they
+ * are bounded by the module graph.
+ */
+export async function closeStorage(denoDir: string): Promise<void> {
+  await mkdir(join(denoDir, "gen"), { recursive: true });
+  await Promise.all(["location_data", "gen/data", "gen/blob"].map((p) => writeFile(join(denoDir, p), "")));
 }

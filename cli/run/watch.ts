@@ -1,6 +1,6 @@
 import { existsSync, realpathSync, watch, type FSWatcher } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
-import { EXIT, runOnce, type RunOptions } from "./launcher.js";
+import { abortedCode, EXIT, runOnce, type RunOptions } from "./launcher.js";
 
 /** Editors save in bursts (write, rename, chmod); one restart per burst is enough. */
 const DEBOUNCE_MS = 120;
@@ -8,7 +8,8 @@ const DEBOUNCE_MS = 120;
 /**
  * Runs the script, and again whenever it or a local module it imports changes, until `signal`
  * aborts. Each run gets the timeout on its own; a change during a run stops that run (SIGTERM,
- * then SIGKILL) and starts the next. Resolves to 130 once aborted, like an interrupted shell job.
+ * then SIGKILL) and starts the next. Once `signal` aborts, the current run is stopped the same way
+ * and the session resolves to 128+N for the signal that aborted it (abortedCode), else 130.
  */
 export async function watchScript(o: RunOptions, signal?: AbortSignal): Promise<number> {
   const stderr = o.stderr ?? process.stderr;
@@ -34,7 +35,7 @@ export async function watchScript(o: RunOptions, signal?: AbortSignal): Promise<
       if (finished) return;
       finished = true;
       watcher.close();
-      resolveSession(EXIT.aborted);
+      resolveSession(abortedCode(signal));
     };
     const start = () => {
       const run = new AbortController();

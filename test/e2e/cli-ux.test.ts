@@ -141,6 +141,38 @@ describe("mistakes", () => {
   });
 });
 
+describe("coral colony start", () => {
+  it("at a terminal, says where to send data and how to look at it (stdout keeps its two ready lines)", async () => {
+    const { execFileSync } = await import("node:child_process");
+    const { mkdtempSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = mkdtempSync(join(tmpdir(), "coral-hint-"));
+    try {
+      // A pty, as a user's terminal; `timeout` ends the colony once it has had time to start.
+      const cmd = `timeout -s INT 8 '${process.execPath}' '${bin}' colony start --db '${join(dir, "c.duckdb")}' --listen 127.0.0.1:0 --otlp 127.0.0.1:0`;
+      const out = execFileSync("script", ["-qc", cmd, "/dev/null"], { encoding: "utf8", env: { ...process.env, NO_COLOR: "1" } }).replace(/\r/g, "");
+      const otlp = /otlp listening on (\S+)/.exec(out)![1];
+      expect(out).toContain(`Send telemetry: point an OpenTelemetry SDK or Collector at http://${otlp}`);
+      expect(out).toContain(`or try: coral demo load --otlp ${otlp}`);
+      expect(out).toMatch(/Look at it: coral query services --colony 127\.0\.0\.1:\d+/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("with --demo, says it is seeding before the seconds it takes", async () => {
+    const colony = await spawnColony({ demo: true, otlp: "off" });
+    try {
+      const err = colony.stderr();
+      expect(err.indexOf("seeding three hours of demo telemetry")).toBeGreaterThanOrEqual(0);
+      expect(err.indexOf("seeding three hours")).toBeLessThan(err.indexOf("seeded demo data"));
+    } finally {
+      await colony.stop();
+    }
+  });
+});
+
 describe("coral init", () => {
   it("a directory that cannot be created fails at once with one line (it used to spin forever)", async () => {
     const r = await runCoral(["init", "/proc/coral-init-test/scripts"]);

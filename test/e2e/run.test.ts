@@ -24,6 +24,12 @@ afterAll(async () => {
 });
 
 let scriptCount = 0;
+function tokenFile(): string {
+  const file = join(dir, "token");
+  writeFileSync(file, TOKEN, { mode: 0o600 });
+  return file;
+}
+
 function script(source: string, where = dir): string {
   const file = join(where, `script-${++scriptCount}.ts`);
   writeFileSync(file, source);
@@ -219,7 +225,7 @@ try {
   it("without a token, a colony that requires one answers unauthenticated", async () => {
     const r = await run(whoami, { token: null });
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^unauthenticated colony at 127\.0\.0\.1:\d+ rejected the request: .* — pass --token to coral run or set CORAL_TOKEN\n$/);
+    expect(r.stdout).toMatch(/^unauthenticated colony at 127\.0\.0\.1:\d+ rejected the request: .* — pass --token-file FILE or set CORAL_TOKEN\n$/);
     expect(r.stdout).toContain(colony.addr);
   });
 
@@ -233,14 +239,46 @@ try {
     expect((await run(whoami, { token: null, env: { CORAL_TOKEN: TOKEN } })).stdout).toBe("ok 0\n");
   });
 
-  it("configure() sets the token (and address) from inside the script", async () => {
+  it("the script cannot read the token or the colony's address, by any variable or /proc", async () => {
     const file = script(`${SDK}
-coral.configure({ colony: ${JSON.stringify(colony.addr)}, token: ${JSON.stringify(TOKEN)} });
-console.log("ok", (await coral.services.list()).length);
+const attempts = {
+  token: () => Deno.env.get("CORAL_TOKEN"),
+  address: () => Deno.env.get("CORAL_COLONY_ADDR"),
+  all: () => JSON.stringify(Deno.env.toObject()),
+  environ: () => Deno.readTextFileSync("/proc/self/environ"),
+  parentEnviron: () => Deno.readTextFileSync("/proc/" + Deno.ppid + "/environ"),
+  parentCmdline: () => Deno.readTextFileSync("/proc/" + Deno.ppid + "/cmdline"),
+  nodeEnv: () => JSON.stringify(process.env),
+};
+for (const [name, read] of Object.entries(attempts)) {
+  try { console.log(name, "READ", read()); } catch (e) { console.log(name, e.name); }
+}
+console.log("services", (await coral.services.list()).length);
 `);
-    const r = await run(file, { token: null });
-    expect(r.stderr).toBe("");
-    expect(r.stdout).toBe("ok 0\n");
+    for (const flags of [[], ["--token", TOKEN], ["--token-file", tokenFile()]]) {
+      const r = await run(file, { flags, token: flags.length ? null : TOKEN });
+      expect(r.code).toBe(0);
+      expect(r.stdout).not.toContain(TOKEN);
+      expect(r.stdout).not.toContain(colony.addr);
+      expect(r.stdout).not.toContain(colony.addr.split(":")[1]);
+      expect(r.stdout).not.toContain("READ");
+      expect(r.stdout).toContain("services 0\n");
+    }
+  });
+
+  it("the script cannot reach the colony, or anything else, without the SDK", async () => {
+    const file = script(`
+const targets = ["http://${colony.addr}/coral.colony.v1.QueryService/ListServices", "http://127.0.0.1:8080/", "https://example.com/"];
+for (const url of targets) {
+  try { await fetch(url, { method: "POST" }); console.log("REACHED", url); } catch (e) { console.log(e.name); }
+}
+for (const [hostname, port] of [["127.0.0.1", ${colony.addr.split(":")[1]}], ["localhost", 80]]) {
+  try { (await Deno.connect({ hostname, port })).close(); console.log("CONNECTED", port); } catch (e) { console.log(e.name); }
+}
+`);
+    const r = await run(file);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("NotCapable\n".repeat(5));
   });
 
   it("an uncaught unauthenticated error is one line, exit 1", async () => {
@@ -277,7 +315,7 @@ console.log(first, p99);
     writeFileSync(file, "");
     const r = await runCoral(["init", join(file, "scripts")]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`coral: cannot set up ${join(file, "scripts")}: a path in it is a file, not a directory (${join(file, "scripts", ".coral")})\n`);
+    expect(r.stderr).toBe(`coral: cannot set up ${join(file, "scripts")}: a path in it is a file, not a directory (${join(file, "scripts")})\n`);
   });
 
   it("--check reports SDK type errors with file:line and does not run the script", async () => {

@@ -9,7 +9,6 @@
 /* eslint-disable */
 
 import { call, callStream, int64 } from "../../../../sdk/runtime.js";
-import { QueryService } from "./query_pb.js";
 import type { Column, QueryResult } from "../../../../sdk/table.js";
 import { asTable, asTableStream } from "../../../../sdk/table.js";
 
@@ -19,7 +18,7 @@ import { asTable, asTableStream } from "../../../../sdk/table.js";
 export const services = {
   /**
    * Lists the services the colony has seen. Each comes with its namespace, region and
-   * the number of instances reporting.
+   * the number of instances seen.
    *
    * @param namespace Only services in this namespace.
    * @param region Only services in this region.
@@ -29,7 +28,7 @@ export const services = {
    * RPC: coral.colony.v1.QueryService.ListServices
    */
   async list(namespace?: string, region?: string): Promise<Bound<Service>[]> {
-    const res = await call(QueryService.method.listServices, { namespace: namespace, region: region, });
+    const res = await call("ListServices", { namespace: namespace, region: region, });
     return (res.services as unknown as Service[]).map((x) => bind(x, x.name));
   },
   /**
@@ -43,7 +42,7 @@ export const services = {
    * RPC: coral.colony.v1.QueryService.GetService
    */
   async get(service: string, time_range_ms?: number): Promise<GetServiceResponse> {
-    const res = await call(QueryService.method.getService, { service: service, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), });
+    const res = await call("GetService", { service: service, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), });
     return res as unknown as GetServiceResponse;
   },
 };
@@ -59,16 +58,16 @@ export const metrics = {
    *
    * @param service Service name.
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
-   * @param percentile Percentile as a fraction in (0, 1]; on the CLI a percentage in (0, 100]. Default: 0.99.
+   * @param percentile Percentile as a fraction (0.99); on the CLI a percentage (99). Default: 0.99.
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which).
+   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which). Unset (null in JSON and the SDK, `-` in tables) when the window holds no samples: no data, not a 0.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
    *
    * RPC: coral.colony.v1.QueryService.GetPercentile
    */
-  async getPercentile(service: string, metric?: string, percentile?: number, time_range_ms?: number): Promise<number> {
-    const res = await call(QueryService.method.getPercentile, { service: service, metric: metric ?? "http.server.duration", percentile: percentile ?? 0.99, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), });
-    return res.value as unknown as number;
+  async getPercentile(service: string, metric?: string, percentile?: number, time_range_ms?: number): Promise<number | null> {
+    const res = await call("GetPercentile", { service: service, metric: metric ?? "http.server.duration", percentile: percentile ?? 0.99, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), });
+    return res.value as unknown as number | null;
   },
   /**
    * The median (p50) of a service's metric, in nanoseconds.
@@ -80,12 +79,12 @@ export const metrics = {
    * @param service Service name.
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which).
+   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which). Unset (null in JSON and the SDK, `-` in tables) when the window holds no samples: no data, not a 0.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
    *
    * RPC: coral.colony.v1.QueryService.GetPercentile
    */
-  getP50(service: string, metric?: string, time_range_ms?: number): Promise<number> {
+  getP50(service: string, metric?: string, time_range_ms?: number): Promise<number | null> {
     return metrics.getPercentile(service, metric, 0.5, time_range_ms);
   },
   /**
@@ -98,12 +97,12 @@ export const metrics = {
    * @param service Service name.
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which).
+   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which). Unset (null in JSON and the SDK, `-` in tables) when the window holds no samples: no data, not a 0.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
    *
    * RPC: coral.colony.v1.QueryService.GetPercentile
    */
-  getP95(service: string, metric?: string, time_range_ms?: number): Promise<number> {
+  getP95(service: string, metric?: string, time_range_ms?: number): Promise<number | null> {
     return metrics.getPercentile(service, metric, 0.95, time_range_ms);
   },
   /**
@@ -116,12 +115,12 @@ export const metrics = {
    * @param service Service name.
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which).
+   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which). Unset (null in JSON and the SDK, `-` in tables) when the window holds no samples: no data, not a 0.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
    *
    * RPC: coral.colony.v1.QueryService.GetPercentile
    */
-  getP99(service: string, metric?: string, time_range_ms?: number): Promise<number> {
+  getP99(service: string, metric?: string, time_range_ms?: number): Promise<number | null> {
     return metrics.getPercentile(service, metric, 0.99, time_range_ms);
   },
   /**
@@ -131,14 +130,14 @@ export const metrics = {
    *
    * @param service Service name.
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @returns Failed requests / all requests, 0..1 (0 when there were no requests).
+   * @returns Failed requests / all requests, 0..1. Unset (null, `-`) when there were no requests.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
    *
    * RPC: coral.colony.v1.QueryService.GetErrorRate
    */
-  async getErrorRate(service: string, time_range_ms?: number): Promise<number> {
-    const res = await call(QueryService.method.getErrorRate, { service: service, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), });
-    return res.rate as unknown as number;
+  async getErrorRate(service: string, time_range_ms?: number): Promise<number | null> {
+    const res = await call("GetErrorRate", { service: service, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), });
+    return res.rate as unknown as number | null;
   },
 };
 
@@ -152,14 +151,14 @@ export const traces = {
    * @param service Service name.
    * @param min_duration_ns Only traces at least this long, in nanoseconds. Default: 500000000.
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @param limit At most this many traces (1..1000; 0 means the default). Default: 100.
+   * @param limit At most this many traces (0 means the default). Default: 100.
    * @returns The traces, slowest first.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
    *
    * RPC: coral.colony.v1.QueryService.FindSlowTraces
    */
   async findSlow(service: string, min_duration_ns?: number, time_range_ms?: number, limit?: number): Promise<Trace[]> {
-    const res = await call(QueryService.method.findSlowTraces, { service: service, minDurationNs: int64("min_duration_ns", min_duration_ns ?? 500000000), timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), limit: limit ?? 100, });
+    const res = await call("FindSlowTraces", { service: service, minDurationNs: int64("min_duration_ns", min_duration_ns ?? 500000000), timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), limit: limit ?? 100, });
     return res.traces as unknown as Trace[];
   },
   /**
@@ -167,14 +166,14 @@ export const traces = {
    *
    * @param service Service name.
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @param limit At most this many traces (1..1000; 0 means the default). Default: 100.
+   * @param limit At most this many traces (0 means the default). Default: 100.
    * @returns The traces, most recent first.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
    *
    * RPC: coral.colony.v1.QueryService.FindErrorTraces
    */
   async findErrors(service: string, time_range_ms?: number, limit?: number): Promise<Trace[]> {
-    const res = await call(QueryService.method.findErrorTraces, { service: service, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), limit: limit ?? 100, });
+    const res = await call("FindErrorTraces", { service: service, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), limit: limit ?? 100, });
     return res.traces as unknown as Trace[];
   },
 };
@@ -194,7 +193,7 @@ export const system = {
    * RPC: coral.colony.v1.QueryService.GetSystemMetrics
    */
   async getMetrics(service: string, time_range_ms?: number): Promise<GetSystemMetricsResponse> {
-    const res = await call(QueryService.method.getSystemMetrics, { service: service, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), });
+    const res = await call("GetSystemMetrics", { service: service, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), });
     return res as unknown as GetSystemMetricsResponse;
   },
 };
@@ -214,7 +213,7 @@ export const db = {
    * RPC: coral.colony.v1.QueryService.ExecuteQuery
    */
   async query<Row = Record<string, unknown>>(sql: string): Promise<QueryResult<Row>> {
-    const res = await call(QueryService.method.executeQuery, { sql: sql, });
+    const res = await call("ExecuteQuery", { sql: sql, });
     return asTable<Row>(res, { rows: "rows", columns: "columns", encoding: "list_values" });
   },
   /**
@@ -231,7 +230,7 @@ export const db = {
    * RPC: coral.colony.v1.QueryService.StreamQuery
    */
   stream<Row = Record<string, unknown>>(sql: string, max_rows?: number): AsyncGenerator<Row[]> {
-    return asTableStream<Row>(callStream(QueryService.method.streamQuery, { sql: sql, maxRows: int64("max_rows", max_rows ?? 1000000), }), { rows: "values_json", columns: "columns", encoding: "json_columns" });
+    return asTableStream<Row>(callStream("StreamQuery", { sql: sql, maxRows: int64("max_rows", max_rows ?? 1000000), }), { rows: "values_json", columns: "columns", encoding: "json_columns" });
   },
 };
 
@@ -245,15 +244,15 @@ export interface ServiceHelpers {
   };
   metrics: {
     /** Like `metrics.getPercentile`, for this service. */
-    getPercentile(metric?: string, percentile?: number, time_range_ms?: number): Promise<number>;
+    getPercentile(metric?: string, percentile?: number, time_range_ms?: number): Promise<number | null>;
     /** Like `metrics.getP50`, for this service. */
-    getP50(metric?: string, time_range_ms?: number): Promise<number>;
+    getP50(metric?: string, time_range_ms?: number): Promise<number | null>;
     /** Like `metrics.getP95`, for this service. */
-    getP95(metric?: string, time_range_ms?: number): Promise<number>;
+    getP95(metric?: string, time_range_ms?: number): Promise<number | null>;
     /** Like `metrics.getP99`, for this service. */
-    getP99(metric?: string, time_range_ms?: number): Promise<number>;
+    getP99(metric?: string, time_range_ms?: number): Promise<number | null>;
     /** Like `metrics.getErrorRate`, for this service. */
-    getErrorRate(time_range_ms?: number): Promise<number>;
+    getErrorRate(time_range_ms?: number): Promise<number | null>;
   };
   traces: {
     /** Like `traces.findSlow`, for this service. */
@@ -331,21 +330,22 @@ export interface GetSystemMetricsResponse {
    */
   service: string;
   /**
-   * Average CPU utilisation of the service's hosts, percent (0..100).
+   * Average CPU utilisation of the service's hosts, percent (0..100). Unset (null, `-`) when
+   * no host reported it in the window; likewise for the memory fields.
    */
-  cpu_percent: number;
+  cpu_percent: number | null;
   /**
    * Average memory utilisation of the service's hosts, percent (0..100).
    */
-  memory_percent: number;
+  memory_percent: number | null;
   /**
    * Memory in use at the latest sample, bytes, summed over hosts.
    */
-  memory_used_bytes: number;
+  memory_used_bytes: number | null;
   /**
    * Memory installed at the latest sample, bytes, summed over hosts.
    */
-  memory_total_bytes: number;
+  memory_total_bytes: number | null;
   /**
    * Hosts that reported in the window.
    */
@@ -373,7 +373,8 @@ export interface Service {
    */
   region: string;
   /**
-   * Number of distinct instances that reported in the last hour.
+   * Number of distinct instances (`service.instance.id`) the colony has seen for the service, over
+   * all its data: instances that stopped reporting still count.
    */
   instance_count: number;
 }
