@@ -135,11 +135,12 @@ describe("Queries on demo data", () => {
     expect(m.memoryPercent).toBeGreaterThan(0);
     expect(m.memoryTotalBytes).toBe(8 * 2 ** 30);
     expect(m.memoryUsedBytes).toBeGreaterThan(0);
+    // No samples: no data (null), not a measured 0.
     expect(await queries.systemMetrics({ service: "nope", sinceMs: NOW - HOUR, untilMs: NOW })).toEqual({
-      cpuPercent: 0,
-      memoryPercent: 0,
-      memoryUsedBytes: 0,
-      memoryTotalBytes: 0,
+      cpuPercent: null,
+      memoryPercent: null,
+      memoryUsedBytes: null,
+      memoryTotalBytes: null,
       hostCount: 0,
       sampleCount: 0,
     });
