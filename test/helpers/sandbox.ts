@@ -6,7 +6,7 @@
 // (Linux), while the run goes on and after it ended.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, type Stats } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -76,28 +76,31 @@ export function scene(source: string, extra: Record<string, string> = {}): Scene
   return { tag, dir, proj, outside, home, tmp, script };
 }
 
+/** Calls `visit` with every entry below `dir` (not following symlinks); entries that vanish meanwhile are skipped. */
+function walkTree(dir: string, visit: (path: string, st: Stats) => void): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const p = join(dir, name);
+    let st: Stats;
+    try {
+      st = lstatSync(p);
+    } catch {
+      continue; // removed while we looked
+    }
+    visit(p, st);
+    if (st.isDirectory()) walkTree(p, visit);
+  }
+}
+
 /** Every entry below `dir` with its type, size and mtime: what a script may not change. */
 export function snapshot(dir: string): Map<string, string> {
   const out = new Map<string, string>();
-  const walk = (d: string) => {
-    let names: string[];
-    try {
-      names = readdirSync(d);
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      const p = join(d, name);
-      try {
-        const st = lstatSync(p);
-        out.set(p, `${st.isDirectory() ? "d" : st.isSymbolicLink() ? "l" : "f"} ${st.size} ${st.mtimeMs} ${st.mode}`);
-        if (st.isDirectory()) walk(p);
-      } catch {
-        // removed while we looked
-      }
-    }
-  };
-  walk(dir);
+  walkTree(dir, (p, st) => out.set(p, `${st.isDirectory() ? "d" : st.isSymbolicLink() ? "l" : "f"} ${st.size} ${st.mtimeMs} ${st.mode}`));
   return out;
 }
 
@@ -112,25 +115,9 @@ export function changes(before: Map<string, string>, after: Map<string, string>)
 /** Total bytes of the regular files below `dir`. */
 export function bytesUnder(dir: string): number {
   let total = 0;
-  const walk = (d: string) => {
-    let names: string[];
-    try {
-      names = readdirSync(d);
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      const p = join(d, name);
-      try {
-        const st = lstatSync(p);
-        if (st.isDirectory()) walk(p);
-        else if (st.isFile()) total += st.size;
-      } catch {
-        // removed while we looked
-      }
-    }
-  };
-  walk(dir);
+  walkTree(dir, (_, st) => {
+    if (st.isFile()) total += st.size;
+  });
   return total;
 }
 

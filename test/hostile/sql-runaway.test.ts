@@ -10,10 +10,11 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QueryService } from "../../gen/coral/colony/v1/query_pb.js";
 import { processLives, runCoral, spawnColony, transports, type SpawnedColony } from "../helpers/colony.js";
+import { failureOf } from "../helpers/rpc.js";
 import { AckedLoad, querySql, seededRandom } from "../helpers/crash.js";
 
 const LIMIT_MIB = 1024;
@@ -21,15 +22,6 @@ const LIMIT_MIB = 1024;
 const MARGIN_MIB = 512;
 const LIMITS = ["--query-memory", "256MiB", "--memory-limit", `${LIMIT_MIB}MiB`];
 
-async function failure(p: Promise<unknown>): Promise<{ code: Code; message: string }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = ConnectError.from(err);
-    return { code: e.code, message: e.rawMessage };
-  }
-  throw new Error("expected the call to fail");
-}
 
 /** The colony's processes' memory together, sampled every 10 ms while `work` runs; the highest. */
 async function peakWhile<T>(colony: SpawnedColony, work: Promise<T>): Promise<{ result: T; peakMiB: number }> {
@@ -81,7 +73,7 @@ describe("memory bombs: the colony stays under --memory-limit and keeps its data
     it(sql, async () => {
       const client = createClient(QueryService, transports["Connect over HTTP/1.1"]!(colony.baseUrl));
       const before = restarts(colony);
-      const { result: e, peakMiB } = await peakWhile(colony, failure(client.executeQuery({ sql })));
+      const { result: e, peakMiB } = await peakWhile(colony, failureOf(client.executeQuery({ sql })));
       expect(e.code, e.message).toBe(Code.ResourceExhausted);
       expect(e.message).toMatch(/memory/);
       expect(e.message.split("\n")).toHaveLength(1);
@@ -107,7 +99,7 @@ describe("queries DuckDB cannot interrupt", () => {
       const client = createClient(QueryService, transports["Connect over HTTP/2"]!(colony.baseUrl));
       // Minutes of backtracking in one GLOB evaluation, which never looks at DuckDB's interrupt flag.
       const runaway = "SELECT repeat('a', 2000) GLOB '*a*a*a*a*b' AS m";
-      const answers = Promise.all(Array.from({ length: 4 }, () => failure(client.executeQuery({ sql: runaway }))));
+      const answers = Promise.all(Array.from({ length: 4 }, () => failureOf(client.executeQuery({ sql: runaway }))));
       // A probe from another client every 200 ms until SQL is served again: each answered, or
       // (its connection cut by the restart) answered when retried.
       let probing = true;
@@ -154,7 +146,7 @@ describe("a worker restart under OTLP load", () => {
       during.start();
       await new Promise((r) => setTimeout(r, 1_000));
       // The worker is killed for memory while the load runs.
-      const bomb = await failure(createClient(QueryService, transports["Connect over HTTP/1.1"]!(colony.baseUrl)).executeQuery({ sql: "SELECT len(range(100000000))" }));
+      const bomb = await failureOf(createClient(QueryService, transports["Connect over HTTP/1.1"]!(colony.baseUrl)).executeQuery({ sql: "SELECT len(range(100000000))" }));
       expect(bomb.code).toBe(Code.ResourceExhausted);
       await expect.poll(() => restarts(colony), { timeout: 60_000, interval: 100 }).toBe(1);
       await during.stop();

@@ -5,23 +5,15 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, createClient, type Client } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QueryService } from "../../gen/coral/colony/v1/query_pb.js";
 import { spawnColony, transports, type SpawnedColony } from "../helpers/colony.js";
+import { failureOf } from "../helpers/rpc.js";
 
 let colony: SpawnedColony;
 let client: Client<typeof QueryService>;
 
-async function codeOf(p: Promise<unknown>): Promise<{ code: Code; message: string }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = ConnectError.from(err);
-    return { code: e.code, message: e.rawMessage };
-  }
-  throw new Error("expected the call to fail");
-}
 
 /** Times a cheap RPC from a second client: the colony must keep answering others while it is attacked. */
 async function probe(target: SpawnedColony = colony, demoData = true): Promise<number> {
@@ -57,7 +49,7 @@ describe("hostile SQL against a running colony", () => {
       "SELECT * FROM pg_settings",
       `SELECT * FROM '${db}'`,
     ]) {
-      const e = await codeOf(client.executeQuery({ sql }));
+      const e = await failureOf(client.executeQuery({ sql }));
       expect(e.code, sql).toBe(Code.InvalidArgument);
       expect(e.message, sql).not.toContain(db);
     }
@@ -71,8 +63,8 @@ describe("hostile SQL against a running colony", () => {
       "SELECT repeat('a', 200000000) AS s",
       "SELECT list(range) AS l FROM range(3000000)",
     ];
-    const answers = bombs.map((sql) => codeOf(client.executeQuery({ sql })));
-    const streamed = codeOf(
+    const answers = bombs.map((sql) => failureOf(client.executeQuery({ sql })));
+    const streamed = failureOf(
       (async () => {
         for await (const _ of client.streamQuery({ sql: "SELECT list_transform(range(2000), x -> repeat('b', 1000)) AS l FROM range(100000)" }));
       })(),
@@ -94,13 +86,13 @@ describe("hostile SQL against a running colony", () => {
     // One GLOB evaluation that backtracks for ~5 s of CPU and never looks at DuckDB's interrupt flag.
     const runaway = "SELECT repeat('a', 190) GLOB '*a*a*a*a*b' AS m";
     const t = performance.now();
-    const answers = await Promise.all(Array.from({ length: 6 }, () => codeOf(client.executeQuery({ sql: runaway }))));
+    const answers = await Promise.all(Array.from({ length: 6 }, () => failureOf(client.executeQuery({ sql: runaway }))));
     const answeredMs = performance.now() - t;
     // Four run (the concurrency limit) and are abandoned at the deadline; the rest wait their deadline for a slot.
     for (const a of answers) expect([Code.DeadlineExceeded, Code.ResourceExhausted]).toContain(a.code);
     expect(answers.filter((a) => /ran longer than the 1000 ms/.test(a.message)).length).toBe(4);
     // The four still hold their slots (DuckDB is inside them), so more SQL is refused at once...
-    const held = await codeOf(client.executeQuery({ sql: "SELECT 1" }));
+    const held = await failureOf(client.executeQuery({ sql: "SELECT 1" }));
     expect(held.code).toBe(Code.ResourceExhausted);
     expect(held.message).toMatch(/4 earlier queries are still running past their deadline/);
     // ...while the other RPCs are answered, DuckDB burning both cores on them or not.
