@@ -113,7 +113,7 @@ try { await fetch("http://127.0.0.1:${colony.port}/"); console.log("fetched"); }
 
   it("reports a missing SDK bundle in one line", async () => {
     const r = await runSource(sb, "console.log(1);\n", { sdkModule: join(sb.root, "nope", "coral-sdk.js") });
-    expect(r.stderr).toMatch(/^the @coral\/sdk bundle is missing at .*nope\/coral-sdk\.js/);
+    expect(r.stderr).toMatch(/^coral: the @coral\/sdk bundle is missing at .*nope\/coral-sdk\.js/);
     expect(r.code).toBe(1);
   });
 

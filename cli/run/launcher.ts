@@ -109,7 +109,7 @@ export async function runOnce(o: RunOptions, signal?: AbortSignal, stdinSource?:
     return await runIn(work, o, stderr, signal, stdinSource);
   } catch (e) {
     if (e instanceof SandboxError) {
-      stderr.write(`${e.message}\n`);
+      stderr.write(`coral: ${e.message}\n`);
       return { code: EXIT.refused, localFiles: [] };
     }
     throw e;
@@ -174,7 +174,7 @@ async function runIn(
   const verdict = judgeGraph(JSON.parse(info.stdout) as DenoInfo, { scriptDir, sdkDir: sdkDirOf(sdkModule), readRoot });
   const localFiles = verdict.localFiles.length > 0 ? verdict.localFiles : [script];
   if (!verdict.ok) {
-    stderr.write(`${verdict.message}\n`);
+    stderr.write(`coral: ${verdict.message}\n`);
     return { code: EXIT.refused, localFiles };
   }
 

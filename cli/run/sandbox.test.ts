@@ -274,13 +274,13 @@ describe("limits", () => {
     );
     expect(r.stdout).toContain("started");
     expect(r.stdout).toContain("ignoring SIGTERM");
-    expect(r.stderr.trim()).toBe("script timed out after 2 s");
+    expect(r.stderr.trim()).toBe("coral: script timed out after 2 s");
     expect(r.code).toBe(124);
   });
 
   it("a heap bomb ends with one line about the memory limit, not a V8 dump", async () => {
     const r = await runSource(sb, 'const a = [];\nwhile (true) a.push({ s: "x" + Math.random() });\n', { memoryMb: 64 });
-    expect(r.stderr).toBe("script exceeded its memory limit (64 MB)\n");
+    expect(r.stderr).toBe("coral: script exceeded its memory limit (64 MB)\n");
     expect(r.code).toBe(137);
   });
 
@@ -298,7 +298,7 @@ console.log("ESCAPED");
     const totals = [...r.stdout.matchAll(/allocated (\d+)/g)].map((m) => Number(m[1]));
     expect(r.stdout).not.toContain("ESCAPED");
     expect(Math.max(0, ...totals)).toBeLessThan(RUNTIME_BASE_MIB + 64);
-    expect(r.stderr).toBe("script exceeded its memory limit (64 MB)\n");
+    expect(r.stderr).toBe("coral: script exceeded its memory limit (64 MB)\n");
     expect(r.code).toBe(137);
   });
 });

@@ -111,11 +111,11 @@ describe("coral run's own lines", () => {
   };
 
   it("start on a fresh line after a script's last line without a newline", () => {
-    expect(run(true, "progress 99%")).toBe("progress 99%\nscript timed out after 8 s\n");
-    expect(run(true, "done\n")).toBe("done\nscript timed out after 8 s\n");
+    expect(run(true, "progress 99%")).toBe("progress 99%\ncoral: script timed out after 8 s\n");
+    expect(run(true, "done\n")).toBe("done\ncoral: script timed out after 8 s\n");
   });
 
   it("reset the script's text attributes on a terminal, so a hide-text escape cannot hide them", () => {
-    expect(run(false, "\x1b[8mhidden")).toBe("\x1b[8mhidden\n\x1b[0mscript timed out after 8 s\n");
+    expect(run(false, "\x1b[8mhidden")).toBe("\x1b[8mhidden\n\x1b[0mcoral: script timed out after 8 s\n");
   });
 });

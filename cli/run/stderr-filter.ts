@@ -112,7 +112,9 @@ export class StderrFilter {
   ownLine(text: string): void {
     const fresh = this.atLineStart ? "" : "\n";
     this.atLineStart = true;
-    this.out.write(`${fresh}${this.o.plain ? "" : "\x1b[0m"}${text}\n`);
+    // Prefixed like every line coral writes of its own, so it cannot pass for the script's.
+    const own = text.startsWith("coral") ? text : `coral: ${text}`;
+    this.out.write(`${fresh}${this.o.plain ? "" : "\x1b[0m"}${own}\n`);
   }
 
   private hold(line: string): void {

@@ -14,12 +14,12 @@ const DEBOUNCE_MS = 120;
 export async function watchScript(o: RunOptions, signal?: AbortSignal): Promise<number> {
   const stderr = o.stderr ?? process.stderr;
   if (o.script === "-") {
-    stderr.write("--watch needs a script file; a script read from stdin cannot change\n");
+    stderr.write("coral: --watch needs a script file; a script read from stdin cannot change\n");
     return 2;
   }
   const script = resolve(o.script);
   if (!existsSync(script)) {
-    stderr.write(`script not found: ${o.script}\n`);
+    stderr.write(`coral: script not found: ${o.script}\n`);
     return EXIT.refused;
   }
   const root = dirname(realpathSync(script));

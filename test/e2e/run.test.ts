@@ -170,9 +170,9 @@ describe("exit codes", () => {
 
   it("a missing script, a directory or a device is refused before Deno starts, exit 1", async () => {
     for (const [path, message] of [
-      ["no-such-script.ts", "script not found: no-such-script.ts\n"],
-      ["examples", "not a script file: examples\n"],
-      ["/dev/zero", "not a script file: /dev/zero\n"],
+      ["no-such-script.ts", "coral: script not found: no-such-script.ts\n"],
+      ["examples", "coral: not a script file: examples\n"],
+      ["/dev/zero", "coral: not a script file: /dev/zero\n"],
     ]) {
       const r = await run(path);
       expect(r.code, path).toBe(1);

@@ -817,7 +817,7 @@ Deno.exit(0);
       it(`${what}: exit 137 with one clear line; coral run stays small`, async () => {
         const r = await attempt(source, { memoryMb: 64 });
         expect(r.stdout).not.toContain("ESCAPED");
-        expect(r.stderr).toBe("script exceeded its memory limit (64 MB)\n");
+        expect(r.stderr).toBe("coral: script exceeded its memory limit (64 MB)\n");
         expect(r.code).toBe(137);
         expect(r.cliPeakMiB).toBeLessThan(benign.cliPeakMiB + CLI_HEADROOM_MIB);
       });
@@ -966,7 +966,7 @@ await probe("read", () => Deno.readTextFileSync("/etc/passwd"));
     it("a script's stderr left mid-line does not run into coral run's own timeout line", async () => {
       const r = await attempt('Deno.stderr.writeSync(new TextEncoder().encode("\\x1b[8mhidden, and no newline"));\nwhile (true) {}\n', { timeoutSec: 8 });
       expect(r.code).toBe(124);
-      expect(r.stderr).toMatch(/(^|\n)script timed out after 8 s\n$/);
+      expect(r.stderr).toMatch(/(^|\n)coral: script timed out after 8 s\n$/);
     });
   });
 });
