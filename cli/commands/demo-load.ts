@@ -1,9 +1,10 @@
 import { Command, Option } from "clipanion";
 import { runLoad, type LoadStats } from "../../colony/demo/load.js";
-import { parseDurationMs, parseNumber, UnitParseError } from "../../sdk/units.js";
+import { parseDurationMs, UnitParseError } from "../../sdk/units.js";
 import { CoralCommand } from "../runtime/command.js";
 import { CliError, UsageError } from "../runtime/errors.js";
 import { ExitCode } from "../runtime/exit.js";
+import { numberFlag } from "../runtime/number-flag.js";
 import { resolveToken } from "../runtime/token.js";
 
 export class DemoLoadCommand extends CoralCommand {
@@ -48,23 +49,12 @@ export class DemoLoadCommand extends CoralCommand {
   tokenFile = Option.String("--token-file", { description: "file holding the bearer token (default: $CORAL_TOKEN)" });
 
   async run(): Promise<number> {
-    const num = (flag: string, text: string, integer: boolean, min: number, max = Infinity) => {
-      let v: number;
-      try {
-        v = parseNumber(text, integer);
-      } catch (err) {
-        throw new UsageError(`${flag}: ${(err as Error).message}`);
-      }
-      if (v < min) throw new UsageError(`${flag}: must be at least ${min}`);
-      if (v > max) throw new UsageError(`${flag}: must be at most ${max}`);
-      return v;
-    };
-    const rate = this.rate.trim() === "max" ? Infinity : num("--rate", this.rate, false, 1);
+    const rate = this.rate.trim() === "max" ? Infinity : numberFlag("--rate", this.rate, { min: 1 });
     const durationS = this.duration === undefined ? Infinity : seconds("--duration", this.duration);
     // Beyond these a run only exhausts the sender's memory or sockets.
-    const batch = num("--batch", this.batch, true, 1, 100_000);
-    const concurrency = num("--concurrency", this.concurrency, true, 1, 1024);
-    const seed = num("--seed", this.seed, true, 0);
+    const batch = numberFlag("--batch", this.batch, { min: 1, max: 100_000, integer: true });
+    const concurrency = numberFlag("--concurrency", this.concurrency, { min: 1, max: 1024, integer: true });
+    const seed = numberFlag("--seed", this.seed, { min: 0, integer: true });
     const url = otlpUrl(this.otlp);
     const { stdout, stderr } = this.context;
     const token = resolveToken({ token: this.token, tokenFile: this.tokenFile }, stderr);

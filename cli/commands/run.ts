@@ -4,6 +4,7 @@ import { DEFAULT_BUDGET, formatBudget, parseBudget } from "../run/broker-budget.
 import { runScript, watchScript, type RunOptions } from "../run/launcher.js";
 import { resolveColony } from "../runtime/colony-address.js";
 import { CoralCommand } from "../runtime/command.js";
+import { numberFlag } from "../runtime/number-flag.js";
 import { resolveToken } from "../runtime/token.js";
 
 const DEFAULT_TIMEOUT_SEC = 60;
@@ -69,17 +70,12 @@ export class RunCommand extends CoralCommand {
 
   /** Validates the command line into launcher options; every problem names its flag. */
   options(): RunOptions {
-    const timeoutSec = parseNumber(
-      ...flagOrEnv("--timeout", this.timeout, "CORAL_SCRIPT_TIMEOUT"),
-      DEFAULT_TIMEOUT_SEC,
-      // Node's timers stop at 2^31 ms (~24.8 days).
-      { min: 0, max: 2_147_483, integer: false },
-    );
-    const memoryMb = parseNumber(...flagOrEnv("--memory", this.memory, "CORAL_SCRIPT_MEMORY"), DEFAULT_MEMORY_MB, {
-      min: 16,
-      max: 1_048_576, // 1 TiB; far beyond it V8's heap flag overflows and Deno crashes
-      integer: true,
-    });
+    const [timeoutFrom, timeoutText] = flagOrEnv("--timeout", this.timeout, "CORAL_SCRIPT_TIMEOUT");
+    // Node's timers stop at 2^31 ms (~24.8 days).
+    const timeoutSec = timeoutText === undefined ? DEFAULT_TIMEOUT_SEC : numberFlag(timeoutFrom, timeoutText, { min: 0, max: 2_147_483 });
+    const [memoryFrom, memoryText] = flagOrEnv("--memory", this.memory, "CORAL_SCRIPT_MEMORY");
+    // 1 TiB at most; far beyond it V8's heap flag overflows and Deno crashes.
+    const memoryMb = memoryText === undefined ? DEFAULT_MEMORY_MB : numberFlag(memoryFrom, memoryText, { min: 16, max: 1_048_576, integer: true });
     const params: Record<string, string> = Object.create(null);
     for (const p of this.params) {
       const eq = p.indexOf("=");
@@ -188,21 +184,6 @@ function flagOrEnv(flag: string, value: string | undefined, env: string): [strin
 function envOrUndefined(name: string): string | undefined {
   const v = process.env[name];
   return v === undefined || v.trim() === "" ? undefined : v;
-}
-
-function parseNumber(
-  flag: string,
-  raw: string | undefined,
-  fallback: number,
-  rule: { min: number; max: number; integer: boolean },
-): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw.trim());
-  if (raw.trim() === "" || !Number.isFinite(n) || n < rule.min || n > rule.max || (rule.integer && !Number.isInteger(n))) {
-    const what = `${rule.integer ? "a whole number" : "a number"} from ${rule.min} to ${rule.max}`;
-    throw new UsageError(`${flag}: expected ${what}, got "${raw}"`);
-  }
-  return n;
 }
 
 /**
