@@ -13,7 +13,8 @@ rmSync(staging, { recursive: true, force: true });
 await build({
   absWorkingDir: root,
   // deno-cache: for this script, to warm Deno's caches for the SDK bundle below.
-  entryPoints: { coral: "cli/main.ts", "deno-cache": "cli/run/deno-cache.ts" },
+  // otlp-decode-worker: the thread that decodes large OTLP bodies (colony/ingest/otlp/decoder.ts).
+  entryPoints: { coral: "cli/main.ts", "deno-cache": "cli/run/deno-cache.ts", "otlp-decode-worker": "colony/ingest/otlp/decode-worker.ts" },
   outdir: staging,
   outExtension: { ".js": ".mjs" },
   // Commands import their heavy parts (DuckDB, the server) lazily; splitting keeps those in

@@ -10,6 +10,7 @@ import { ByteBudget, Slots, withDefaults, type Lease } from "../../admission.js"
 import { dropBody } from "../../server/drop-body.js";
 import { createHttp1Server, DEFAULT_LIMITS, listeningSocket, type ConnectionLimits, type ListeningSocket } from "../../server/listen.js";
 import { decodeRequest, type DecodedRequest } from "./decode.js";
+import { offThreadDecoder } from "./decoder.js";
 import { DEFAULT_REQUEST_LIMITS, LimitError, type RequestLimits } from "./limits.js";
 import { BackpressureError, InvalidDataError, UnavailableError, type IngestPipeline } from "./pipeline.js";
 
@@ -35,6 +36,12 @@ export interface OtlpReceiverOptions {
   maxInflightBytes?: number;
   /** Requests inflated and decoded at once in each lane (small bodies, large bodies); default 2. */
   maxDecodes?: number;
+  /**
+   * Threads decoding large bodies off the event loop (default 1; 0 decodes them inline, paced).
+   * One is enough on small machines: the large lane still admits `maxDecodes` bodies, and a second
+   * thread would only compete with DuckDB for the cores.
+   */
+  decodeThreads?: number;
   /** A socket already listening on host:port, received from another process, to accept from instead of binding one. */
   socket?: ListeningSocket;
 }
@@ -49,9 +56,9 @@ export interface OtlpReceiverOptions {
 export const DEFAULT_OTLP_MAX_INFLIGHT_BYTES = 256 * 2 ** 20;
 
 /**
- * Bodies up to this size on the wire decode in a lane of their own. Decoding a large body holds
- * the event loop for seconds (~2 s for 15 MiB of metrics); in one queue, an exporter's small batch
- * would wait behind every large body already read.
+ * Bodies up to this size on the wire decode in a lane of their own. A large body decodes on a
+ * thread (decoder.ts); inline it would hold the event loop for seconds (~2 s for 15 MiB of
+ * metrics), and in one queue an exporter's small batch would wait behind every large body read.
  */
 const SMALL_BODY_BYTES = 1 << 20;
 
@@ -110,6 +117,7 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
   const limits = withDefaults<ConnectionLimits>(DEFAULT_OTLP_LIMITS, o.limits);
   const budget = new ByteBudget(o.maxInflightBytes ?? DEFAULT_OTLP_MAX_INFLIGHT_BYTES);
   const lanes = { small: new Slots(o.maxDecodes ?? 2), large: new Slots(o.maxDecodes ?? 2) };
+  const offThread = offThreadDecoder(o.decodeThreads ?? 1);
   const overBudget = () =>
     new HttpError(429, `the colony is holding ${budget.used} bytes of requests already (limit ${budget.maxBytes}): retry after the delay`, { "retry-after": BUDGET_RETRY_AFTER_S });
   let nextLargeDecodeAt = 0;
@@ -193,16 +201,21 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
           lease.add(body.length);
           if (gone.signal.aborted) return;
         }
-        if (large) await largeDecodeTurn();
         const started = performance.now();
         try {
-          decoded = decodeRequest(signal, format, body, Date.now(), requestLimits);
+          // A large body decodes on a thread of its own (decoder.ts): the event loop only takes
+          // its records back. Without threads (offThread: 0) large decodes are paced instead.
+          if (large && offThread) decoded = await offThread.decode(signal, format, body, Date.now(), requestLimits);
+          else {
+            if (large) await largeDecodeTurn();
+            decoded = decodeRequest(signal, format, body, Date.now(), requestLimits);
+          }
         } catch (err) {
           if (err instanceof HttpError) throw err;
           if (err instanceof LimitError) throw new HttpError(err.status, err.message);
           throw new HttpError(400, `malformed ${format === "json" ? "OTLP JSON" : "OTLP protobuf"} ${signal} request: ${(err as Error).message}`);
         } finally {
-          if (large) nextLargeDecodeAt = performance.now() + (performance.now() - started) * LARGE_DECODE_PAUSE;
+          if (large && !offThread) nextLargeDecodeAt = performance.now() + (performance.now() - started) * LARGE_DECODE_PAUSE;
         }
       } finally {
         free();
@@ -261,7 +274,7 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
     },
     close() {
       closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        server.close(() => void (offThread?.close() ?? Promise.resolve()).then(() => resolve()));
         server.closeIdleConnections();
         // Requests in flight finish (their data is committed by the pipeline's close); idle sockets go now.
         setTimeout(() => {
