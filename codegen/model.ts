@@ -20,6 +20,7 @@ import {
   method as methodExt,
   type Field as FieldOptions,
 } from "../gen/coral/options/v1/options_pb.js";
+import { outside } from "../surface/bounds.js";
 import { ENCODINGS } from "../surface/vocabulary.js";
 import { parseDurationMs, parseDurationNs, parseNumber, parsePercent, parseBoolean } from "../sdk/units.js";
 
@@ -245,8 +246,7 @@ export function rangeText(p: Pick<Param, "min" | "max" | "parse">, as: "api" | "
 
 /** Whether `v` lies outside the parameter's bounds. */
 export function outOfBounds(p: Pick<Param, "min" | "max">, v: number): boolean {
-  if (p.min && (p.min.exclusive ? v <= p.min.value : v < p.min.value)) return true;
-  return p.max !== undefined && v > p.max.value;
+  return outside(v, { min: p.min?.value, max: p.max?.value, minExclusive: p.min?.exclusive });
 }
 
 function responseField(m: DescMethod, name: string, what: string): DescField {

@@ -14,6 +14,7 @@ import {
   parseNumber,
   parsePercent,
 } from "../../sdk/units.js";
+import { boundsPhrase, outside } from "../../surface/bounds.js";
 import type { ParseRule } from "../../surface/vocabulary.js";
 import { colonyTransport } from "./client.js";
 import { resolveColony } from "./colony-address.js";
@@ -102,15 +103,9 @@ function inBounds(p: VariantParam, value: unknown, text: string): unknown {
   const v = Number(value);
   // Zero is how the API says "the default" (proto3 cannot tell it from unset): the colony fills it in.
   if (v === 0 && p.default !== undefined) return value;
-  const min = p.min === undefined ? undefined : bound(p.min);
-  const max = p.max === undefined ? undefined : bound(p.max);
-  const low = min !== undefined && (p.minExclusive ? v <= min : v < min);
-  if (!low && !(max !== undefined && v > max)) return value;
-  const range =
-    p.min !== undefined && p.max !== undefined
-      ? p.minExclusive ? `in (${p.min}, ${p.max}]` : `in ${p.min}..${p.max}`
-      : p.min !== undefined ? `${p.minExclusive ? "above" : "at least"} ${p.min}` : `at most ${p.max}`;
-  throw new UnitParseError(`must be ${range}; got ${text}`);
+  const values = { min: p.min === undefined ? undefined : bound(p.min), max: p.max === undefined ? undefined : bound(p.max), minExclusive: p.minExclusive };
+  if (!outside(v, values)) return value;
+  throw new UnitParseError(`must be ${boundsPhrase(p)}; got ${text}`);
 }
 
 type Row = Record<string, Plain>;

@@ -1,6 +1,7 @@
 import { isFieldSet, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { requestDefaults, requestRules, type FieldRule } from "../../gen/coral/colony/v1/query_defaults.js";
+import { boundsPhrase, outside } from "../../surface/bounds.js";
 
 export type DefaultsTable = Record<string, Record<string, unknown>>;
 
@@ -37,20 +38,9 @@ export function checkRequest<T extends Message>(schema: DescMessage, msg: T, tab
       throw new ConnectError(`${rule.name} is required`, Code.InvalidArgument);
     }
     if (typeof v !== "number" && typeof v !== "bigint") continue;
-    const n = Number(v);
-    const low = rule.min === undefined ? false : rule.minExclusive ? n <= rule.min : n < rule.min;
-    if (low || (rule.max !== undefined && n > rule.max)) {
-      throw new ConnectError(`${rule.name} must be ${range(rule)}; got ${v}`, Code.InvalidArgument);
-    }
+    if (outside(Number(v), rule)) throw new ConnectError(`${rule.name} must be ${boundsPhrase(rule)}; got ${v}`, Code.InvalidArgument);
   }
   return msg;
-}
-
-/** "in 1..1000", "in (0, 1]", "at least 0", "at most 10". */
-function range(r: FieldRule): string {
-  if (r.min !== undefined && r.max !== undefined) return r.minExclusive ? `in (${r.min}, ${r.max}]` : `in ${r.min}..${r.max}`;
-  if (r.min !== undefined) return r.minExclusive ? `above ${r.min}` : `at least ${r.min}`;
-  return `at most ${r.max}`;
 }
 
 /** A request as the handlers may trust it: defaults applied, then checked. */
