@@ -30,10 +30,10 @@ export function bearerChecker(token: string): (authorization: string | null | un
  * raw request (see refuseUnauthenticated). This stays as a second line should a route ever reach
  * the adapter some other way.
  */
-export function bearerAuth(token: string, publicServices: ReadonlySet<string> = new Set()): Interceptor {
+export function bearerAuth(token: string, publicMethods: ReadonlySet<string> = new Set()): Interceptor {
   const accepts = bearerChecker(token);
   return (next) => async (req) => {
-    if (!publicServices.has(req.service.typeName) && !accepts(req.header.get("authorization"))) {
+    if (!publicMethods.has(`${req.service.typeName}/${req.method.name}`) && !accepts(req.header.get("authorization"))) {
       throw new ConnectError(TOKEN_REFUSED, Code.Unauthenticated);
     }
     return next(req);

@@ -1,13 +1,14 @@
 // The standard gRPC health service (grpc.health.v1) on the query port, for Kubernetes gRPC probes,
-// grpc_health_probe and load balancers. Answered without a token (listen.ts PUBLIC_PATHS): a probe
-// carries no credentials, and "serving" tells nobody anything about the telemetry.
+// grpc_health_probe and load balancers. Check is answered without a token (a probe carries no
+// credentials, and "serving" tells nobody anything about the telemetry). Watch is not: it holds its
+// stream open until shutdown, and open streams without a token would let anyone fill the port's
+// connections.
 import { create, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { Health, HealthCheckResponseSchema, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
 
-/** The service, and its paths, a client may call without the bearer token. */
-export const HEALTH_SERVICE = Health.typeName;
-export const HEALTH_PATHS = Health.methods.map((m) => `/${Health.typeName}/${m.name}`);
+/** The one method a client may call without the bearer token, as "service/method". */
+export const PUBLIC_METHOD = `${Health.typeName}/${Health.method.check.name}`;
 
 /**
  * Health routes for `services`. "" (the server as a whole) and each served service are SERVING

@@ -1,4 +1,4 @@
-import { HEALTH_PATHS, HEALTH_SERVICE } from "./health.js";
+import { PUBLIC_METHOD } from "./health.js";
 import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
@@ -144,7 +144,7 @@ export interface Listener {
 }
 
 /** Health probes carry no credentials (see server/health.ts). */
-const PUBLIC_PATHS = new Set(HEALTH_PATHS);
+const PUBLIC_PATHS = new Set([`/${PUBLIC_METHOD}`]);
 
 // Every HTTP/2 connection opens with this preface (RFC 9113 §3.4); no HTTP/1.x request can.
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
@@ -210,7 +210,7 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
 
   const adapter = connectNodeAdapter({
     routes: opts.routes,
-    interceptors: [decoded, track, ...(opts.token ? [bearerAuth(opts.token, new Set([HEALTH_SERVICE]))] : []), ...(opts.interceptors ?? [])],
+    interceptors: [decoded, track, ...(opts.token ? [bearerAuth(opts.token, new Set([PUBLIC_METHOD]))] : []), ...(opts.interceptors ?? [])],
     contextValues: (req) => createContextValues().set(leaseKey, leases.get(req)),
     connect: true,
     grpc: true,

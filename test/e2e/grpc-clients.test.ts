@@ -84,9 +84,14 @@ describe("grpc.health.v1", () => {
     await expect(health().check({ service: "no.such.Service" })).rejects.toMatchObject({ code: 5 });
   });
 
-  it("Watch sends the current status first", async () => {
+  it("Watch needs the token (it holds its stream open), and then sends the current status first", async () => {
+    const refused = (async () => {
+      for await (const _ of health().watch({ service: "" })) return;
+    })();
+    await expect(refused).rejects.toMatchObject({ code: 16 });
     const abort = new AbortController();
-    for await (const res of health().watch({ service: "" }, { signal: abort.signal })) {
+    const withToken = { signal: abort.signal, headers: { authorization: `Bearer ${TOKEN}` } };
+    for await (const res of health().watch({ service: "" }, withToken)) {
       expect(res.status).toBe(HealthCheckResponse_ServingStatus.SERVING);
       break;
     }
