@@ -1,7 +1,8 @@
 import { openSync } from "node:fs";
 import { Command, Option, UsageError } from "clipanion";
 import { DEFAULT_BUDGET, formatBudget, parseBudget } from "../run/broker-budget.js";
-import { runScript, watchScript, type RunOptions } from "../run/launcher.js";
+import { runScript, type RunOptions } from "../run/launcher.js";
+import { watchScript } from "../run/watch.js";
 import { resolveColony } from "../runtime/colony-address.js";
 import { CoralCommand } from "../runtime/command.js";
 import { numberFlag } from "../runtime/number-flag.js";

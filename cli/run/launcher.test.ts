@@ -7,7 +7,8 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { initScriptsDir } from "./init-dir.js";
-import { watchScript, type RunOptions } from "./launcher.js";
+import type { RunOptions } from "./launcher.js";
+import { watchScript } from "./watch.js";
 import { capture, emptyStdin, httpServer, makeSandbox, run, runSource, type Sandbox } from "./testing.js";
 
 let sb: Sandbox;

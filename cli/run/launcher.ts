@@ -26,7 +26,6 @@ import {
 import { StderrFilter } from "./stderr-filter.js";
 
 export { denoPath } from "./paths.js";
-export { watchScript } from "./watch.js";
 
 export interface RunOptions {
   /** Path of the script, or "-" to read its source from stdin. */
