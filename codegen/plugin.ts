@@ -4,6 +4,7 @@ import { createEcmaScriptPlugin, runNodeJs, type Schema } from "@bufbuild/protop
 import { emitCli } from "./cli.js";
 import { emitDefaults } from "./defaults.js";
 import { emitDocs } from "./docs.js";
+import { emitMcp } from "./mcp.js";
 import { rpcsOf, type Rpc } from "./model.js";
 import { emitSdk } from "./sdk.js";
 
@@ -28,6 +29,7 @@ function generate(schema: Schema<Options>): void {
     emitCli(schema, rpcsByFile);
     emitSdk(schema, rpcsByFile);
     emitDefaults(schema, rpcsByFile);
+    emitMcp(schema, rpcsByFile);
   }
 }
 

@@ -11,6 +11,7 @@ const groups: Record<string, () => Promise<CommandClass[]>> = {
   demo: async () => [(await import("./demo-load.js")).DemoLoadCommand],
   query: async () => (await import("../../gen/coral/colony/v1/query_cli.js")).commands,
   run: async () => [(await import("./run.js")).RunCommand],
+  mcp: async () => [(await import("./mcp.js")).McpCommand],
   init: async () => [(await import("./init.js")).InitCommand],
 };
 

@@ -1,0 +1,158 @@
+// `coral mcp`: the colony's query API as a Model Context Protocol server — the generated tools, the
+// run_script tool, the reference and examples as resources, the RFD's analyses as prompts — over
+// stdio (what desktop and IDE clients launch) or Streamable HTTP on a loopback port.
+//
+// Built on the SDK's low-level Server rather than McpServer: McpServer takes zod schemas, and ours
+// are JSON Schemas generated from the proto (gen/…/query_mcp.ts).
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
+import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  GetPromptRequestSchema,
+  ListPromptsRequestSchema,
+  ListResourcesRequestSchema,
+  ListToolsRequestSchema,
+  McpError,
+  ReadResourceRequestSchema,
+} from "@modelcontextprotocol/sdk/types.js";
+import { getPrompt, promptList, PromptError } from "./prompts.js";
+import { library, sqlTables } from "./resources.js";
+import { runScriptTool, SCRIPT_TOOL, scriptListing, type ScriptSettings } from "./script.js";
+import { sdkDeclarations } from "./sdk-types.js";
+import { callTool, listing, queryTools, toolError, type Colony } from "./tools.js";
+
+export interface McpSettings {
+  /** Package root of the coral checkout: docs/, examples/ and dist/sdk/ live there. */
+  root: string;
+  colony: Colony;
+  script: ScriptSettings & { sdkModule: string };
+  version: string;
+}
+
+const INSTRUCTIONS =
+  "Coral answers questions about services' latency, errors, traces and hosts from a colony's telemetry. " +
+  "Start with list_services. Tool arguments are written as on the coral command line: durations as text (\"5m\", \"500ms\"), percentiles as percentages (99). " +
+  "For a question spanning several services or needing arithmetic, write one run_script call instead of many tool calls.";
+
+/**
+ * A maker of MCP server instances (stdio connects one; HTTP one per request). What they list is read
+ * once, here: the SDK's declarations, the docs and examples.
+ */
+export function serverFactory(s: McpSettings): () => Server {
+  const declarations = sdkDeclarations(s.script.sdkModule);
+  const tables = sqlTables(s.root);
+  const lib = library(s.root, declarations);
+  const tools = [...queryTools.map((t) => listing(t, tables)), scriptListing(s.script, declarations, tables)];
+  const byName = new Map(queryTools.map((t) => [t.name, t]));
+  return () => mcpServer(s, { lib, tools, byName });
+}
+
+function mcpServer(
+  s: McpSettings,
+  { lib, tools, byName }: { lib: ReturnType<typeof library>; tools: ReturnType<typeof listing>[]; byName: Map<string, (typeof queryTools)[number]> },
+): Server {
+  const server = new Server(
+    { name: "coral", title: "Coral", version: s.version },
+    { capabilities: { tools: {}, resources: {}, prompts: {} }, instructions: INSTRUCTIONS },
+  );
+  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools }));
+  server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
+    const { name, arguments: args } = req.params;
+    try {
+      if (name === SCRIPT_TOOL) return await runScriptTool(args, s.script, extra.signal);
+      const tool = byName.get(name);
+      if (!tool) throw new McpError(ErrorCode.InvalidParams, `unknown tool "${name}"; the tools are ${tools.map((t) => t.name).join(", ")}`);
+      return await callTool(tool, args, s.colony, extra.signal);
+    } catch (e) {
+      if (e instanceof McpError) throw e;
+      // A failure of ours still reaches the model as one line, not a stack (CORAL_DEBUG=1 logs it).
+      if (process.env.CORAL_DEBUG) process.stderr.write(`${(e as Error)?.stack ?? e}\n`);
+      return toolError(`internal error in coral mcp: ${(e as Error)?.message ?? String(e)}`);
+    }
+  });
+  server.setRequestHandler(ListResourcesRequestSchema, async () => ({ resources: lib.resources }));
+  server.setRequestHandler(ReadResourceRequestSchema, async (req) => {
+    const content = lib.read(req.params.uri);
+    if (!content) throw new McpError(ErrorCode.InvalidParams, `unknown resource "${req.params.uri}"; list them with resources/list`);
+    return { contents: [content] };
+  });
+  server.setRequestHandler(ListPromptsRequestSchema, async () => ({ prompts: promptList() }));
+  server.setRequestHandler(GetPromptRequestSchema, async (req) => {
+    try {
+      return getPrompt(req.params.name, req.params.arguments, lib);
+    } catch (e) {
+      if (e instanceof PromptError) throw new McpError(ErrorCode.InvalidParams, e.message);
+      throw e;
+    }
+  });
+  return server;
+}
+
+/** Serves one client on stdin/stdout until it closes them; stdout carries only protocol messages. */
+export async function serveStdio(s: McpSettings): Promise<void> {
+  const server = serverFactory(s)();
+  const closed = new Promise<void>((resolve) => (server.onclose = resolve));
+  await server.connect(new StdioServerTransport());
+  // The transport does not notice stdin's end by itself: a client that exits must end us too.
+  process.stdin.once("end", () => void server.close());
+  await closed;
+}
+
+/**
+ * Serves Streamable HTTP at http://HOST:PORT/mcp, statelessly: each POST gets a fresh server and
+ * transport, so no session state can pile up or leak between clients. Answers are plain JSON.
+ * Host and Origin headers are checked against the loopback address (DNS rebinding: a web page
+ * must not reach a local server through a name it controls).
+ */
+export function serveHttp(s: McpSettings, host: string, port: number): Promise<{ server: HttpServer; url: string }> {
+  const make = serverFactory(s);
+  const hostPart = host.includes(":") ? `[${host}]` : host;
+  const names = [...new Set([...loopbackNames, hostPart])];
+  const http = createHttpServer((req, res) => void handle(make, names, req, res));
+  return new Promise((resolve, reject) => {
+    http.once("error", reject);
+    http.listen(port, host, () => {
+      http.off("error", reject);
+      const addr = http.address() as { port: number };
+      resolve({ server: http, url: `http://${hostPart}:${addr.port}/mcp` });
+    });
+  });
+}
+
+async function handle(make: () => Server, names: string[], req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const path = (req.url ?? "/").split("?")[0];
+  if (path !== "/mcp") {
+    res.writeHead(404, { "content-type": "text/plain" }).end("coral mcp serves MCP at /mcp\n");
+    return;
+  }
+  if (req.method !== "POST") {
+    // Stateless: no server-initiated stream to GET, no session to DELETE.
+    res.writeHead(405, { allow: "POST", "content-type": "text/plain" }).end("coral mcp: POST MCP requests to /mcp\n");
+    return;
+  }
+  const localPort = req.socket.localPort;
+  const server = make();
+  const transport = new StreamableHTTPServerTransport({
+    sessionIdGenerator: undefined,
+    enableJsonResponse: true,
+    enableDnsRebindingProtection: true,
+    allowedHosts: names.map((h) => `${h}:${localPort}`),
+    allowedOrigins: names.flatMap((h) => [`http://${h}:${localPort}`, `https://${h}:${localPort}`]),
+  });
+  res.on("close", () => {
+    void transport.close();
+    void server.close();
+  });
+  try {
+    await server.connect(transport);
+    await transport.handleRequest(req, res);
+  } catch (e) {
+    if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" }).end(`coral mcp: ${(e as Error).message}\n`);
+  }
+}
+
+/** The names a loopback listener answers to, in Host and Origin headers. */
+export const loopbackNames = ["127.0.0.1", "localhost", "[::1]"];
