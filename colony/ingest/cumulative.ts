@@ -28,14 +28,39 @@ function total(buckets: Map<number, number>): number {
   return n;
 }
 
-/** What `next` adds over `prev`; all of it when the stream restarted (new start, or totals went down). */
+/**
+ * What `next` adds over `prev`; all of it when the stream restarted (new start, or totals went down).
+ *
+ * A bucket's total can go down while the stream's total goes up: the stored bucket of an open-ended
+ * explicit bucket follows the point's min or max, an SDK may lower its exponential scale, and the
+ * bucket migration of an old file re-placed stored totals by value (store/migrations.ts). Dropping such
+ * negative differences would count observations twice; instead each is cancelled against the
+ * nearest buckets that went up, so the increment's total is exact and counts that merely moved
+ * are not counted again.
+ */
 export function increment(prev: StreamPoint | undefined, next: StreamPoint): Increment {
   const count = total(next.buckets);
   if (!prev || prev.startNs !== next.startNs || total(prev.buckets) > count) return { count, sumNs: next.sumNs, buckets: next.buckets };
   const buckets = new Map<number, number>();
+  const down = new Map<number, number>();
   for (const [b, n] of next.buckets) {
     const d = n - (prev.buckets.get(b) ?? 0);
     if (d > 0) buckets.set(b, d);
+    else if (d < 0) down.set(b, -d);
+  }
+  for (const [b, n] of prev.buckets) if (!next.buckets.has(b) && n > 0) down.set(b, n);
+  // Went up in total (else it is a restart), so every decrease finds increases to cancel.
+  for (const [b, n] of down) {
+    let left = n;
+    while (left > 0 && buckets.size > 0) {
+      let nearest: number | undefined;
+      for (const k of buckets.keys()) if (nearest === undefined || Math.abs(k - b) < Math.abs(nearest - b)) nearest = k;
+      if (nearest === undefined) break;
+      const take = Math.min(left, buckets.get(nearest)!);
+      left -= take;
+      if (take === buckets.get(nearest)) buckets.delete(nearest);
+      else buckets.set(nearest, buckets.get(nearest)! - take);
+    }
   }
   return { count: count - total(prev.buckets), sumNs: next.sumNs - prev.sumNs, buckets };
 }

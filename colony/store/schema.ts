@@ -132,6 +132,11 @@ const TABLES = {
     buckets: text(),
     updated_at: time(),
   },
+  /** The data versions this file has been brought to, one row each (colony/store/migrations.ts). */
+  schema_migrations: {
+    version: int(),
+    applied_at: time(),
+  },
 } satisfies Record<string, Record<string, Column<unknown>>>;
 
 /** Keys of more than one column, as named constraints. */
@@ -171,8 +176,13 @@ const ROLLUP_KEYS = [
   },
 ] as const;
 
-/** Creates every table that does not exist yet; safe to run on every start. */
-export async function migrate(db: Kysely<Database>): Promise<void> {
+/**
+ * Creates every table that does not exist yet; safe to run on every start. `fresh`: the file had
+ * none of them, so there is no older data to bring up to date (migrations.ts).
+ */
+export async function migrate(db: Kysely<Database>): Promise<{ fresh: boolean }> {
+  const existing = await sql<{ n: number }>`SELECT count(*) AS n FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'spans'`.execute(db);
+  const fresh = Number(existing.rows[0]!.n) === 0;
   for (const [table, columns] of Object.entries(TABLES) as [keyof typeof TABLES, Record<string, Column<unknown>>][]) {
     let create = db.schema.createTable(table).ifNotExists();
     for (const [name, c] of Object.entries(columns)) {
@@ -212,4 +222,5 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
       await sql`ALTER TABLE ${sql.table(table)} ALTER COLUMN ${sql.ref(column)} DROP NOT NULL`.execute(db);
     }
   }
+  return { fresh };
 }

@@ -31,6 +31,7 @@ describe("Store", () => {
         "histogram_streams",
         "host_samples",
         "rollup_pending",
+        "schema_migrations",
         "service_instances",
         "service_latency_buckets",
         "service_summary",

@@ -1,6 +1,7 @@
 import { DuckDBInstance, type DuckDBConnection } from "@duckdb/node-api";
 import { Kysely } from "kysely";
 import { DuckDBDialect } from "./dialect.js";
+import { upgradeData } from "./migrations.js";
 import { migrate, type Database } from "./schema.js";
 
 /** The colony's one DuckDB database file: schema, the shared kysely handle, and raw connections. */
@@ -13,8 +14,9 @@ export class Store {
   ) {}
 
   /**
-   * Opens (creating if needed) the database at `path` (":memory:" works too), brings the schema up to
-   * date, then locks the instance down. From then on no connection — including the ones handed to
+   * Opens (creating if needed) the database at `path` (":memory:" works too), brings the schema and
+   * the data up to date (a file of an older version is rewritten once: migrations.ts), then locks the
+   * instance down. From then on no connection — including the ones handed to
    * user SQL — can touch files or the network, attach databases, load extensions or change settings.
    */
   static async open(path: string, o: { memoryLimitBytes?: number } = {}): Promise<Store> {
@@ -36,7 +38,8 @@ export class Store {
     }
     const db = new Kysely<Database>({ dialect: new DuckDBDialect(await instance.connect()) });
     try {
-      await migrate(db);
+      const { fresh } = await migrate(db);
+      await upgradeData(db, fresh);
       const hardening = await instance.connect();
       try {
         // Order matters: once the configuration is locked, nothing (not even we) can turn access back on.

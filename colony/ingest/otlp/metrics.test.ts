@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { ExportMetricsServiceRequestSchema } from "../../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import { AggregationTemporality } from "../../../gen/opentelemetry/proto/metrics/v1/metrics_pb.js";
+import { bucketIndex, bucketValue, RELATIVE_ERROR } from "../../store/sketch.js";
 import { mapMetrics } from "./metrics.js";
 import { rowsProblem } from "./validate.js";
 
@@ -92,6 +93,40 @@ describe("mapMetrics: a bad data point is rejected on its own, the rest is store
     const out = mapMetrics(request([exponential([{ ...goodExp, count: 5n, negative: { offset: 0, bucketCounts: [2n] } }])]), 0);
     expect(out.rejected).toBe(0);
     expect([...out.latency[0]!.buckets.values()].reduce((a, b) => a + b)).toBe(5);
+  });
+
+  /** Values far from any bucket edge of `scale` (a naive log2 then indexes them right), and their OpenTelemetry point. */
+  function otelPoint(values: number[], scale: number) {
+    const index = (v: number) => Math.ceil(Math.log2(v) * 2 ** scale) - 1;
+    const counts = new Map<number, number>();
+    for (const v of values) counts.set(index(v), (counts.get(index(v)) ?? 0) + 1);
+    const offset = Math.min(...counts.keys());
+    const bucketCounts = Array.from({ length: Math.max(...counts.keys()) - offset + 1 }, (_, k) => BigInt(counts.get(offset + k) ?? 0));
+    return { timeUnixNano: T, count: BigInt(values.length), scale, zeroCount: 0n, positive: { offset, bucketCounts } };
+  }
+  const spread = (n: number, lo: number, hi: number, scale: number) =>
+    Array.from({ length: n }, (_, i) => lo * (hi / lo) ** ((i + 0.37) / n)).filter((v) => {
+      const t = Math.log2(v) * 2 ** scale;
+      return Math.abs(t - Math.round(t)) > 1e-6;
+    });
+
+  it.each([6, 7, 10, 20])("exponential histogram in ns at scale %i: lands in exactly the buckets of the raw values", (scale) => {
+    // At most ~100k buckets of the source scale: 25 doublings at scale 6, a tenth of one at 20.
+    const values = spread(5000, 1e6, 1e6 * 2 ** Math.min(25, 2 ** 17 / 2 ** scale), scale);
+    const out = mapMetrics(request([{ ...exponential([otelPoint(values, scale)]), unit: "ns" }]), 0);
+    expect(out.rejected).toBe(0);
+    const raw = new Map<number, number>();
+    for (const v of values) raw.set(bucketIndex(v), (raw.get(bucketIndex(v)) ?? 0) + 1);
+    expect(new Map([...out.latency[0]!.buckets].sort((a, b) => a[0] - b[0]))).toEqual(new Map([...raw].sort((a, b) => a[0] - b[0])));
+  });
+
+  it("exponential histogram in seconds (no power-of-two ratio to ns): each value within 0.54 % plus half its bucket", () => {
+    const scale = 8;
+    const values = spread(2000, 1e-4, 20, scale);
+    const out = mapMetrics(request([exponential([otelPoint(values, scale)])]), 0);
+    const stored = [...out.latency[0]!.buckets].sort((a, b) => a[0] - b[0]).flatMap(([b, n]) => Array<number>(n).fill(bucketValue(b)));
+    const bound = (1 + RELATIVE_ERROR) * 2 ** (2 ** -scale / 2) - 1;
+    values.forEach((v, i) => expect(Math.abs(stored[i]! / (v * 1e9) - 1)).toBeLessThanOrEqual(bound));
   });
 
   it("refuses the points of one service and minute past 2^53 − 1 observations (sums would overflow the store)", () => {

@@ -15,7 +15,7 @@ import {
   type Metric,
   type NumberDataPoint,
 } from "../../../gen/opentelemetry/proto/metrics/v1/metrics_pb.js";
-import { bucketIndex, bucketValue } from "../../store/sketch.js";
+import { bucketIndex, bucketValue, downscaledIndex, SCALE } from "../../store/sketch.js";
 import type { HostSample, LatencyRecord, ResourceRecord } from "../records.js";
 import { resourceInfo } from "./traces.js";
 import { exponentialProblem, histogramProblem, MAX_COUNT, MAX_MAGNITUDE, NO_RECORDED_VALUE, numberPointProblem, Rejections } from "./validate.js";
@@ -116,22 +116,34 @@ function explicitBuckets(p: HistogramDataPoint, scale: number): Map<number, numb
 }
 
 /**
- * Exponential buckets (base 2^(2^-scale)) → sketch buckets, each at its geometric midpoint. The
- * midpoint is computed as one power of 2, not as a power of the base: at scale −10 the base itself
- * (2^1024) is no double. Negative buckets count at 0 ns, as negative values of explicit buckets do.
+ * Exponential buckets (base 2^(2^-scale)) → stored buckets. The stored ones are this same mapping at
+ * scale 6 in ns, so a point in ns of scale ≥ 6 merges exactly: each bucket nests in one stored
+ * bucket (downscaledIndex). Any other point — another unit (1 s = 10^9 ns is no power of two, so the
+ * edges do not line up), or a coarser scale — places each bucket's count at its geometric midpoint;
+ * its observations can then be off by up to half that bucket's width (as a ratio) on top of the
+ * store's 0.54 %. The midpoint is computed as one power of 2, not as a power of the base: at scale
+ * −10 the base itself (2^1024) is no double. Negative buckets count at 0 ns, as negative values of
+ * explicit buckets do.
  */
-function exponentialBuckets(p: ExponentialHistogramDataPoint, scale: number): Map<number, number> | string {
+function exponentialBuckets(p: ExponentialHistogramDataPoint, nsPerUnit: number): Map<number, number> | string {
   const out = new Map<number, number>();
   let atZero = Number(p.zeroCount);
   for (const c of p.negative?.bucketCounts ?? []) atZero += Number(c);
   addBucket(out, 0, atZero);
+  const exact = nsPerUnit === 1 && p.scale >= SCALE;
   const width = Math.pow(2, -p.scale);
   const offset = p.positive?.offset ?? 0;
   const counts = p.positive?.bucketCounts ?? [];
   for (let k = 0; k < counts.length; k++) {
     const n = Number(counts[k]!);
     if (n === 0) continue;
-    const v = Math.pow(2, (offset + k + 0.5) * width) * scale;
+    if (exact) {
+      const b = downscaledIndex(offset + k, p.scale);
+      if (!(bucketValue(b) <= MAX_MAGNITUDE)) return TOO_LONG;
+      out.set(b, (out.get(b) ?? 0) + n);
+      continue;
+    }
+    const v = Math.pow(2, (offset + k + 0.5) * width) * nsPerUnit;
     if (!(v <= MAX_MAGNITUDE)) return TOO_LONG;
     addBucket(out, v, n);
   }

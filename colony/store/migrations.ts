@@ -1,0 +1,105 @@
+// Versioned, one-time rewrites of a colony file's data, run at start-up after the tables exist.
+//
+// `schema_migrations` holds one row per data version a file has been brought to. A file that has
+// the tables but no row was written before versions existed (version 1); a file created now starts
+// at the current version. Each step runs in one transaction that also records its version, so a
+// kill at any point leaves the file either wholly before the step (the next start redoes it) or
+// wholly after it.
+import { sql, type Kysely, type Transaction } from "kysely";
+import { HTTP_SERVER_DURATION, type Database } from "./schema.js";
+import { bucketIndex, bucketIndexSql } from "./sketch.js";
+
+/**
+ * 1: latency buckets were DDSketch log buckets with α = 1 % (γ = 1.01/0.99; bucket i held
+ *    (γ^(i−1), γ^i] and reported 2γ^i/(γ+1)).
+ * 2: latency buckets are OpenTelemetry's exponential mapping at scale 6 (sketch.ts).
+ */
+export const DATA_VERSION = 2;
+
+const LEGACY_GAMMA = 1.01 / 0.99;
+
+/** The value a version-1 bucket reported for its observations (within 1 % of each). */
+export function legacyBucketValue(index: number): number {
+  return (2 * Math.pow(LEGACY_GAMMA, index)) / (LEGACY_GAMMA + 1);
+}
+
+/** Brings the file's data to DATA_VERSION. `fresh`: the tables were created by this start. */
+export async function upgradeData(db: Kysely<Database>, fresh: boolean): Promise<void> {
+  const row = await db.selectFrom("schema_migrations").select((eb) => eb.fn.max("version").as("v")).executeTakeFirst();
+  const version = row?.v ?? (fresh ? 0 : 1);
+  // An empty file (or one whose first start died before this line) has nothing to rewrite.
+  if (version === 0) {
+    await recordVersion(db, DATA_VERSION);
+    return;
+  }
+  if (version < 2) {
+    await db.transaction().execute(async (trx) => rebucket(trx));
+    // Not inside the transaction: DuckDB refuses to create an index under the name of one dropped
+    // by the same transaction. Killed before this, the next start's `migrate` builds it.
+    await sql`CREATE UNIQUE INDEX IF NOT EXISTS service_latency_buckets_key ON service_latency_buckets (timestamp, service_name, metric, bucket)`.execute(db);
+  }
+}
+
+async function recordVersion(db: Kysely<Database>, version: number): Promise<void> {
+  await db.insertInto("schema_migrations").values({ version, applied_at: new Date() }).execute();
+}
+
+/**
+ * Version 1 → 2: every latency bucket row in the new buckets. A (service, minute) of span latency
+ * whose raw SERVER spans are all still stored (their count equals the summary's request count) is
+ * rebuilt from them, exactly as ingestion would have bucketed them. Any other row — minutes whose
+ * spans retention deleted, latency from OTLP histograms, and the stored totals of cumulative
+ * histogram streams — has only its old buckets: each old bucket's count moves to the new bucket of
+ * the value it reported. Those observations can then be off by up to 1 % (the old bucket) plus
+ * 0.54 % (the new one); service_summary keeps its counts, sums, extremes and percentile columns.
+ */
+async function rebucket(trx: Transaction<Database>): Promise<void> {
+  const old = await sql<{ bucket: number }>`SELECT DISTINCT bucket FROM service_latency_buckets`.execute(trx);
+  await sql`CREATE OR REPLACE TEMP TABLE rebucket_map (old INTEGER, new INTEGER)`.execute(trx);
+  // Mapped in TypeScript: the new index of a value is bucketIndex's, by definition. A few thousand
+  // rows at most (old buckets of 1 ns … 2^63 ns).
+  const pairs = old.rows.map((r) => [r.bucket, bucketIndex(legacyBucketValue(r.bucket))] as const);
+  for (let i = 0; i < pairs.length; i += 1000) {
+    const values = pairs.slice(i, i + 1000).map(([o, n]) => sql`(${sql.lit(o)}, ${sql.lit(n)})`);
+    await sql`INSERT INTO temp.rebucket_map VALUES ${sql.join(values)}`.execute(trx);
+  }
+  await sql`
+    CREATE OR REPLACE TEMP TABLE rebucket_exact AS
+    SELECT s.timestamp, s.service_name FROM service_summary s
+    JOIN (SELECT service_name, date_trunc('minute', start_time) AS timestamp, count(*) AS n
+          FROM spans WHERE kind = 'SERVER' GROUP BY ALL) r USING (timestamp, service_name)
+    WHERE s.metric = ${HTTP_SERVER_DURATION} AND r.n = s.request_count`.execute(trx);
+  await sql`
+    CREATE OR REPLACE TEMP TABLE rebucket_rows AS
+    SELECT date_trunc('minute', s.start_time) AS timestamp, s.service_name, ${HTTP_SERVER_DURATION} AS metric,
+           ${sql.raw(bucketIndexSql("s.duration_ns"))} AS bucket, count(*) AS count
+    FROM spans s SEMI JOIN temp.rebucket_exact e ON e.service_name = s.service_name AND e.timestamp = date_trunc('minute', s.start_time)
+    WHERE s.kind = 'SERVER'
+    GROUP BY ALL
+    UNION ALL
+    SELECT b.timestamp, b.service_name, b.metric, m.new AS bucket,
+           -- Old rows were saturated at 2^63 − 1 (rollups.ts); two of them merging must not overflow.
+           CAST(least(sum(b.count::HUGEINT), 9223372036854775807) AS BIGINT) AS count
+    FROM service_latency_buckets b JOIN temp.rebucket_map m ON m.old = b.bucket
+    WHERE NOT EXISTS (SELECT 1 FROM temp.rebucket_exact e
+                      WHERE b.metric = ${HTTP_SERVER_DURATION} AND e.service_name = b.service_name AND e.timestamp = b.timestamp)
+    GROUP BY ALL`.execute(trx);
+  // The table's rows are replaced wholesale, without its unique index (upgradeData builds it again
+  // after the commit): an index DuckDB loaded from the file refuses a key deleted and inserted again
+  // in one transaction.
+  await sql`DROP INDEX IF EXISTS service_latency_buckets_key`.execute(trx);
+  await sql`DELETE FROM service_latency_buckets`.execute(trx);
+  await sql`INSERT INTO service_latency_buckets BY NAME SELECT timestamp, service_name, metric, bucket, count FROM temp.rebucket_rows`.execute(trx);
+
+  const streams = await trx.selectFrom("histogram_streams").select(["stream", "buckets"]).execute();
+  for (const s of streams) {
+    const moved = new Map<number, number>();
+    for (const [b, n] of JSON.parse(s.buckets) as [number, number][]) {
+      const to = bucketIndex(legacyBucketValue(b));
+      moved.set(to, (moved.get(to) ?? 0) + n);
+    }
+    await trx.updateTable("histogram_streams").set({ buckets: JSON.stringify([...moved]) }).where("stream", "=", s.stream).execute();
+  }
+  for (const t of ["rebucket_map", "rebucket_exact", "rebucket_rows"]) await sql`DROP TABLE temp.${sql.raw(t)}`.execute(trx);
+  await recordVersion(trx, 2);
+}
