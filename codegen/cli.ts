@@ -1,13 +1,14 @@
-// Emits one clipanion command per CLI path: its flags, help text and the table of RPC
-// variants that cli/runtime/query-command.ts executes.
+// Emits one command spec per CLI path — its flags, help text and the table of RPC variants — as
+// plain data typed by surface/cli.ts; cli/runtime/query-command.ts turns each into a command.
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import type { GeneratedFile, Schema } from "@bufbuild/protoplugin";
-import { PARSE, UNITS, type ParseRule } from "../surface/vocabulary.js";
-import { camel, cellEncodingName, cliCommands, cliDoc, pascal, rangeText, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
+import { LAYOUTS, PARSE, UNITS, type ParseRule } from "../surface/vocabulary.js";
+import { camel, cellEncodingName, cliCommands, cliDoc, rangeText, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
 
-const runtimePath = "./../cli/runtime/query-command.js";
+const runtimePath = "./../surface/cli.js";
 
-function parseRule(p: Param): ParseRule {
+/** The runtime's parse rule of a parameter: the annotation's, else the field's type decides. */
+export function parseRule(p: Param): ParseRule {
   const rule = PARSE[p.parse].rule;
   if (rule) return rule;
   if (p.tsType !== "number") return p.tsType === "boolean" ? "bool" : "string";
@@ -66,10 +67,6 @@ function flagHelp(p: Param): string {
   return parts.filter(Boolean).join(" ");
 }
 
-export function commandClassName(c: CliCommand): string {
-  return `${c.path.map(pascal).join("")}Command`;
-}
-
 function details(c: CliCommand): string {
   const parts: string[] = [];
   if (c.rpcs.length === 1) {
@@ -88,70 +85,73 @@ function details(c: CliCommand): string {
 }
 
 function printCommand(f: GeneratedFile, c: CliCommand): void {
-  const cls = commandClassName(c);
-  f.print(f.jsDoc(`\`coral ${c.path.join(" ")}\`: ${c.rpcs.map((r) => r.method.name).join(", ")}.`));
-  f.print(f.export("class", cls), " extends ", f.import("QueryCommand", runtimePath), " {");
-  f.print("  static override paths = [", f.array(c.path.map((w) => f.string(w))), "];");
-  f.print("  static override usage = ", f.import("Command", "clipanion"), ".Usage({");
-  f.print("    category: ", f.string("Query"), ",");
-  f.print("    description: ", f.string(c.rpcs.length === 1 ? c.rpcs[0].summary : (c.defaultRpc ?? c.rpcs[0]).summary), ",");
-  f.print("    details: ", f.string(details(c)), ",");
+  f.print("  // `coral ", c.path.join(" "), "`: ", c.rpcs.map((r) => r.method.name).join(", "), ".");
+  f.print("  {");
+  f.print("    path: ", f.array(c.path.map((w) => f.string(w))), ",");
+  f.print("    usage: {");
+  f.print("      category: ", f.string("Query"), ",");
+  f.print("      description: ", f.string(c.rpcs.length === 1 ? c.rpcs[0].summary : (c.defaultRpc ?? c.rpcs[0]).summary), ",");
+  f.print("      details: ", f.string(details(c)), ",");
   const examples = c.rpcs.flatMap((r) => r.cli!.examples.map((e) => [r.summary, `coral ${e}`]));
-  f.print("    examples: [");
-  for (const [what, cmd] of examples) f.print("      [", f.string(what), ", ", f.string(cmd), "],");
-  f.print("    ],");
-  f.print("  });");
-  f.print();
-  const option = f.import("Option", "clipanion");
+  f.print("      examples: [");
+  for (const [what, cmd] of examples) f.print("        [", f.string(what), ", ", f.string(cmd), "],");
+  f.print("      ],");
+  f.print("    },");
+  f.print("    options: [");
   for (const p of c.params) {
+    const prop = f.string(propOf(p));
     if (p.positional) {
-      f.print("  ", propOf(p), " = ", option, ".String({ name: ", f.string(p.metavar), ", required: true });");
-    } else if (p.tsType === "boolean") {
-      f.print("  ", propOf(p), " = ", option, ".Boolean(", f.string(p.flag), ", { description: ", f.string(flagHelp(p)), " });");
+      f.print("      { kind: \"positional\", prop: ", prop, ", metavar: ", f.string(p.metavar), " },");
     } else {
-      f.print("  ", propOf(p), " = ", option, ".String(", f.string(p.flag), ", { arity: 1, description: ", f.string(flagHelp(p)), " });");
+      const kind = f.string(p.tsType === "boolean" ? "boolean" : "string");
+      f.print("      { kind: ", kind, ", prop: ", prop, ", flag: ", f.string(p.flag), ", description: ", f.string(flagHelp(p)), " },");
     }
   }
   for (const r of c.rpcs) {
-    if (!r.cli!.variant) continue;
+    // A variant selected by one of its parameters (`--by KEY`) has that flag already.
+    if (!r.cli!.variant || r.cli!.variantParam) continue;
     const help = `${r.summary}${r.cli!.defaultVariant ? " (the default)" : ""}`;
-    f.print("  ", camel(r.cli!.variant), " = ", option, ".Boolean(", f.string(`--${r.cli!.variant}`), ", false, { description: ", f.string(help), " });");
+    f.print(
+      "      { kind: \"boolean\", prop: ", f.string(camel(r.cli!.variant)), ", flag: ", f.string(`--${r.cli!.variant}`),
+      ", description: ", f.string(help), ", initial: false },",
+    );
   }
-  f.print();
-  f.print("  protected readonly variants: ", f.import("Variant", runtimePath, true), "[] = [");
+  f.print("    ],");
+  f.print("    variants: [");
   for (const r of c.rpcs) {
     const cols = columnsOf(r);
-    f.print("    {");
-    if (r.cli!.defaultVariant) f.print("      isDefault: true,");
+    f.print("      {");
+    if (r.cli!.defaultVariant) f.print("        isDefault: true,");
     if (r.cli!.variant) {
-      f.print("      select: ", f.string(camel(r.cli!.variant)), ",");
-      f.print("      selectFlag: ", f.string(`--${r.cli!.variant}`), ",");
+      f.print("        select: ", f.string(camel(r.cli!.variant)), ",");
+      f.print("        selectFlag: ", f.string(`--${r.cli!.variant}`), ",");
     }
-    f.print("      method: ", f.importSchema(r.service), ".method.", r.method.localName, ",");
-    f.print("      params: [");
+    f.print("        method: ", f.importSchema(r.service), ".method.", r.method.localName, ",");
+    f.print("        params: [");
     for (const p of r.params) {
       const def = p.defaultText !== undefined ? [", default: ", f.string(p.defaultText)] : [];
       const min = p.min ? [", min: ", f.string(p.min.text), ...(p.min.exclusive ? [", minExclusive: true"] : [])] : [];
       const max = p.max ? [", max: ", f.string(p.max.text)] : [];
       f.print(
-        "        { prop: ", f.string(propOf(p)), ", field: ", f.string(p.localName), ", flag: ", f.string(p.flag),
+        "          { prop: ", f.string(propOf(p)), ", field: ", f.string(p.localName), ", flag: ", f.string(p.flag),
         ", parse: ", f.string(parseRule(p)), ...def, ...min, ...max, " },",
       );
     }
-    f.print("      ],");
-    if (r.cli!.rows) f.print("      rows: ", f.string(r.cli!.rows.name), ",");
+    f.print("        ],");
+    if (r.cli!.rows) f.print("        rows: ", f.string(r.cli!.rows.name), ",");
     if (r.cli!.columns) {
-      f.print("      columns: ", f.string(r.cli!.columns.name), ",");
-      f.print("      encoding: ", f.string(cellEncodingName(r.cli!.rowsEncoding)), ",");
+      f.print("        columns: ", f.string(r.cli!.columns.name), ",");
+      f.print("        encoding: ", f.string(cellEncodingName(r.cli!.rowsEncoding)), ",");
     }
-    f.print("      show: ", f.array(cols.show.map((s) => f.string(s))), ",");
-    f.print("      wide: ", f.array(cols.wide.map((s) => f.string(s))), ",");
-    f.print("      units: { ", Object.entries(cols.units).map(([k, v]) => `${k}: "${v}"`).join(", "), " },");
-    f.print("    },");
+    f.print("        show: ", f.array(cols.show.map((s) => f.string(s))), ",");
+    f.print("        wide: ", f.array(cols.wide.map((s) => f.string(s))), ",");
+    f.print("        units: { ", Object.entries(cols.units).map(([k, v]) => `${k}: "${v}"`).join(", "), " },");
+    const layout = LAYOUTS[r.cli!.layout];
+    if (layout) f.print("        layout: ", f.string(layout), ",");
+    f.print("      },");
   }
-  f.print("  ];");
-  f.print("}");
-  f.print();
+  f.print("    ],");
+  f.print("  },");
 }
 
 /** Writes `<proto file>_cli.ts` for every file with a service that has CLI annotations. */
@@ -162,8 +162,9 @@ export function emitCli(schema: Schema, rpcsByFile: Map<string, Rpc[]>): void {
     if (commands.length === 0) continue;
     const f = schema.generateFile(`${file.name}_cli.ts`);
     f.preamble(file);
+    f.print(f.jsDoc("Every command generated from this file, as data for the CLI to register (cli/runtime/query-command.ts)."));
+    f.print(f.export("const", "commands"), ": ", f.import("CommandSpec", runtimePath, true), "[] = [");
     for (const c of commands) printCommand(f, c);
-    f.print(f.jsDoc("Every command generated from this file, for registration with the CLI."));
-    f.print(f.export("const", "commands"), " = [", commands.map(commandClassName).join(", "), "];");
+    f.print("];");
   }
 }

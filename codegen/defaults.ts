@@ -4,8 +4,8 @@
 import type { Schema } from "@bufbuild/protoplugin";
 import type { Param, Rpc } from "./model.js";
 
-/** Whether the colony has something to check in the field: a bound, or a positional that must be there. */
-const checked = (p: Param) => p.min !== undefined || p.max !== undefined || p.positional;
+/** Whether the colony has something to check in the field: a bound, or a required field that must be there. */
+const checked = (p: Param) => p.min !== undefined || p.max !== undefined || p.required;
 
 export function emitDefaults(schema: Schema, rpcsByFile: Map<string, Rpc[]>): void {
   for (const file of schema.files) {
@@ -45,7 +45,7 @@ export function emitDefaults(schema: Schema, rpcsByFile: Map<string, Rpc[]>): vo
       f.print("  ", f.string(r.method.input.typeName), ": {");
       for (const p of r.params.filter(checked)) {
         const parts = [`name: ${JSON.stringify(p.name)}`];
-        if (p.positional) parts.push("required: true");
+        if (p.required) parts.push("required: true");
         if (p.min) parts.push(`min: ${p.min.value}`, ...(p.min.exclusive ? ["minExclusive: true"] : []));
         if (p.max) parts.push(`max: ${p.max.value}`);
         f.print("    ", p.localName, ": { ", parts.join(", "), " },");

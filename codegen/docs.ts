@@ -2,9 +2,9 @@
 // one page for the whole `coral query` CLI.
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import type { Schema } from "@bufbuild/protoplugin";
-import { columnsOf, commandClassName } from "./cli.js";
-import { UNITS } from "../surface/vocabulary.js";
-import { Encoding, ResultShape, cellEncodingName, cliCommands, cliDoc, docComment, encodingOf, rangeText, sdkParams, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
+import { columnsOf } from "./cli.js";
+import { LAYOUTS, UNITS } from "../surface/vocabulary.js";
+import { Encoding, ResultShape, cellEncodingName, cliCommands, cliDoc, docComment, encodingOf, rangeText, sdkParams, sdkReturns, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
 
 const cell = (s: string) => s.replace(/\s+/g, " ").replaceAll("|", "\\|").trim();
 
@@ -29,15 +29,16 @@ function protoType(f: DescField): string {
 }
 
 function sdkSignature(rpc: Rpc, fnName = rpc.sdk!.function, params = sdkParams(rpc)): string {
-  const args = params.map((p) => `${p.name}${p.positional ? "" : "?"}`).join(", ");
+  const args = params.map((p) => `${p.name}${p.required ? "" : "?"}`).join(", ");
   return `coral.${rpc.sdk!.module}.${fnName}(${args})`;
 }
 
 function cliUsage(c: CliCommand, rpc?: Rpc): string {
   const params = rpc ? c.params.filter((p) => rpc.params.some((q) => q.flag === p.flag)) : c.params;
   const parts = [`coral ${c.path.join(" ")}`];
-  if (rpc?.cli?.variant) parts.push(rpc.cli.defaultVariant ? `[--${rpc.cli.variant}]` : `--${rpc.cli.variant}`);
-  for (const p of params) parts.push(p.positional ? `<${p.metavar}>` : `[${p.flag} ${p.metavar}]`);
+  const selecting = rpc?.cli?.variantParam?.flag;
+  if (rpc?.cli?.variant && !selecting) parts.push(rpc.cli.defaultVariant ? `[--${rpc.cli.variant}]` : `--${rpc.cli.variant}`);
+  for (const p of params) parts.push(p.positional ? `<${p.metavar}>` : p.flag === selecting ? `${p.flag} ${p.metavar}` : `[${p.flag} ${p.metavar}]`);
   parts.push("[--output table|wide|json|csv] [--colony HOST:PORT] [--token-file FILE]");
   return parts.join(" ");
 }
@@ -79,19 +80,29 @@ function rpcPage(rpc: Rpc, commands: CliCommand[]): string {
     out.push("## CLI", "", "```", cliUsage(c, rpc), "```", "");
     for (const e of rpc.cli!.examples) out.push("```sh", `coral ${e}`, "```", "");
     const cols = columnsOf(rpc);
-    if (cols.show.length) out.push(`Table columns: ${cols.show.map((s) => `\`${s}\``).join(", ")}.`, "");
+    if (LAYOUTS[rpc.cli!.layout] === "waterfall") {
+      out.push(
+        "`--output table` (80 columns, fewer on a narrower terminal) and `wide` (span ids, names whole) draw the spans as a waterfall: the tree indented by depth, a bar per span on the trace's time line, `█` on the critical path, `!` on failed spans. `json` gives the spans as the API returns them; `csv` one row per span.",
+        "",
+      );
+    } else if (cols.show.length) out.push(`Table columns: ${cols.show.map((s) => `\`${s}\``).join(", ")}.`, "");
   }
   if (rpc.sdk) {
     out.push("## SDK", "", "```ts", `import * as coral from "@coral/sdk";`, "", sdkSignature(rpc));
     for (const a of rpc.sdk.aliases) out.push(`${sdkSignature(rpc, a.function, sdkParams(rpc, a.fixed))} // ${a.doc}`);
     out.push("```", "");
     const s = rpc.sdk;
-    if (s.shape === ResultShape.TABLE) out.push("Returns `{ columns, rows, truncated }` with rows as objects keyed by column name; the result is iterable over its rows.", "");
-    else if (s.shape === ResultShape.TABLE_STREAM) out.push("Returns an async iterator over batches of row objects.", "");
-    else if (s.unwrap) out.push(`Returns the response's \`${s.unwrap.name}\` field.${s.bind ? " Each object also carries the service helpers (`svc.metrics.getP99()` …)." : ""}`, "");
-    else out.push(`Returns the whole \`${rpc.method.output.name}\` as a plain object.`, "");
+    let shape: string;
+    if (s.shape === ResultShape.TABLE) shape = "`{ columns, rows, truncated }` with rows as objects keyed by column name; the result is iterable over its rows";
+    else if (s.shape === ResultShape.TABLE_STREAM) shape = "an async iterator over batches of row objects";
+    else if (s.unwrap) shape = `the response's \`${s.unwrap.name}\` field${s.bind ? "; each object also carries the service helpers (`svc.metrics.getP99()` …)" : ""}`;
+    else shape = `the whole response as a plain object, typed \`${s.result}\``;
+    out.push(`Resolves to ${shape}. ${cell(sdkReturns(rpc))}`, "");
     const refs = sdkParams(rpc).filter((p) => p.serviceRef);
-    if (refs.length) out.push(`Also bound on service objects: \`svc.${s.module}.${s.function}(${sdkParams(rpc).filter((p) => !p.serviceRef).map((p) => `${p.name}?`).join(", ")})\`.`, "");
+    if (refs.length) out.push(`Also bound on service objects: \`svc.${s.module}.${s.function}(${sdkParams(rpc).filter((p) => !p.serviceRef).map((p) => `${p.name}${p.required ? "" : "?"}`).join(", ")})\`.`, "");
+    out.push("Example:", "", "```ts", `import * as coral from "@coral/sdk";`, "", s.example.trimEnd());
+    for (const a of s.aliases) out.push("", a.example.trimEnd());
+    out.push("```", "");
   }
   const byName = new Map(rpc.params.map((p) => [p.name, p]));
   out.push(`## Request: ${rpc.method.input.name}`, "", ...fieldsTable(rpc.method.input, byName), "");
@@ -133,9 +144,8 @@ function cliPage(commands: CliCommand[]): string {
       const meaning = range ? `${cell(cliDoc(p))} Range: \`${range}\`.` : cell(cliDoc(p));
       out.push(`| \`${p.positional ? `<${p.metavar}>` : `${p.flag} ${p.metavar}`}\` | ${meaning} | ${p.defaultText !== undefined ? `\`${p.defaultText}\`` : ""} |`);
     }
-    for (const r of c.rpcs) if (r.cli!.variant) out.push(`| \`--${r.cli!.variant}\` | ${cell(r.summary)} | |`);
+    for (const r of c.rpcs) if (r.cli!.variant && !r.cli!.variantParam) out.push(`| \`--${r.cli!.variant}\` | ${cell(r.summary)} | |`);
     out.push("", "Examples:", "", "```sh", ...c.rpcs.flatMap((r) => r.cli!.examples.map((e) => `coral ${e}`)), "```", "");
-    out.push(`<!-- clipanion class: ${commandClassName(c)} -->`, "");
   }
   return out.join("\n").trimEnd() + "\n";
 }

@@ -2,11 +2,10 @@
 // from the request fields (types, defaults, bounds, descriptions from the proto comments) and the
 // table view its answer is rendered with. Arguments are written as on the command line ("5m",
 // percentile 99), so an agent and a person ask the colony the same way and get the same answer.
-import { ScalarType } from "@bufbuild/protobuf";
 import type { GeneratedFile, Schema } from "@bufbuild/protoplugin";
 import type { JsonSchema, McpArg } from "../surface/mcp.js";
 import { PARSE, type ParseRule } from "../surface/vocabulary.js";
-import { columnsOf } from "./cli.js";
+import { columnsOf, parseRule } from "./cli.js";
 import { cellEncodingName, cliDoc, firstSentence, ModelError, rangeText, type Param, type Rpc } from "./model.js";
 
 const runtimePath = "./../surface/mcp.js";
@@ -34,14 +33,6 @@ const RULES: Record<ParseRule, { type: "string" | "number" | "integer" | "boolea
   durationNs: { type: "string", pattern: DURATION_PATTERN },
   percent: { type: "number", note: "Here as on the CLI: a percentage, written like 99 or 99.9." },
 };
-
-function parseRule(p: Param): ParseRule {
-  const rule = PARSE[p.parse].rule;
-  if (rule) return rule;
-  if (p.tsType !== "number") return p.tsType === "boolean" ? "bool" : "string";
-  if (p.int64) return "int64";
-  return [ScalarType.DOUBLE, ScalarType.FLOAT].includes(p.field.scalar!) ? "double" : "int";
-}
 
 /** The argument's name: the CLI flag in snake_case ("max_rows"), or the field for positionals. */
 export function argName(p: Param): string {

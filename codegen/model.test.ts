@@ -148,6 +148,42 @@ const cases: { rule: string; service: string; messages?: string; error: RegExp }
     error: /A: a positional \(required\) field follows an optional one/,
   },
   {
+    rule: "an SDK function has an example",
+    service: rpc("A", `sdk: {module: "m", function: "f", unwrap: "value"}`),
+    error: /A: sdk\.example is required: TypeScript calling coral\.m\.f\(…\)/,
+  },
+  {
+    rule: "a blank example is no example",
+    service: rpc("A", `sdk: {module: "m", function: "f", unwrap: "value", example: " \\n "}`),
+    error: /A: sdk\.example is required/,
+  },
+  {
+    rule: "the example calls its own function",
+    service: rpc("A", `sdk: {module: "m", function: "f", unwrap: "value", example: "await coral.m.g(1);"}`),
+    error: /A: sdk\.example does not call m\.f\(…\)/,
+  },
+  {
+    rule: "an alias has an example of its own",
+    service: rpc("A", `sdk: {module: "m", function: "f", unwrap: "value", example: "await coral.m.f(\\"s\\");", aliases: [{function: "g", fixed: {key: "time_range_ms", value: "1"}}]}`),
+    error: /A: the example of alias g is required: TypeScript calling coral\.m\.g\(…\)/,
+  },
+  {
+    rule: "a function returning the whole response names its result type",
+    service: rpc("A", `sdk: {module: "m", function: "f", example: "await coral.m.f(\\"s\\");"}`, "Req", "WholeResponse"),
+    messages: "message WholeResponse { int64 n = 1; }",
+    error: /A: sdk\.result is required when the function returns the whole WholeResponse: the name scripts know it by/,
+  },
+  {
+    rule: "sdk.result only for a whole response",
+    service: rpc("A", `sdk: {module: "m", function: "f", unwrap: "value", result: "Value", example: "await coral.m.f(\\"s\\");"}`),
+    error: /A: sdk\.result applies only to a function returning the whole response/,
+  },
+  {
+    rule: "sdk.result is a type name",
+    service: rpc("A", `sdk: {module: "m", function: "f", result: "my result", example: "await coral.m.f(\\"s\\");"}`),
+    error: /A: sdk\.result "my result" is not a PascalCase type name/,
+  },
+  {
     rule: "one default variant per path",
     service: [rpc("A", `cli: {path: "a", default_variant: true}`), rpc("B", `cli: {path: "a", variant: "b", default_variant: true}`)].join("\n"),
     error: /"a": more than one default variant/,
@@ -169,6 +205,24 @@ message WindowRawReq { int64 window = 1; }`,
     service: [rpc("A", `cli: {path: "a", default_variant: true}`, "PosReq"), rpc("B", `cli: {path: "a", variant: "b"}`)].join("\n"),
     messages: `message PosReq { string service = 1 [(coral.options.v1.field) = {positional: true}]; }`,
     error: /"a": variants must take the same positional arguments/,
+  },
+  {
+    rule: "a variant selected by its own field needs a value to select it by",
+    service: [rpc("A", `cli: {path: "a", default_variant: true}`), rpc("B", `cli: {path: "a", variant: "by"}`, "BoolByReq")].join("\n"),
+    messages: `message BoolByReq { bool by = 1; }`,
+    error: /B: variant "by" is selected by its field by, which must be a non-boolean field without a default/,
+  },
+  {
+    rule: "the waterfall layout draws repeated span messages",
+    service: rpc("A", `cli: {path: "a", rows: "rows", columns: "columns", layout: LAYOUT_WATERFALL}`),
+    error: /A: the waterfall layout needs cli\.rows naming a repeated message/,
+  },
+  {
+    rule: "the waterfall layout needs every field it draws",
+    service: rpc("A", `cli: {path: "a", rows: "spans", layout: LAYOUT_WATERFALL}`, "Req", "SpansRes"),
+    messages: `message SpansRes { repeated NoEndSpan spans = 1; }
+message NoEndSpan { string span_id = 1; string parent_span_id = 2; string service = 3; string name = 4; int64 start_offset_ns = 5; bool error = 6; }`,
+    error: /A: the waterfall layout needs a int64 field "duration_ns" in t\.case\d+\.NoEndSpan/,
   },
 ];
 
@@ -203,7 +257,7 @@ import "coral/options/v1/options.proto";
 import "google/protobuf/struct.proto";
 ${PLAIN}
 service S {
-${rpc("A", `cli: {path: "a"} sdk: {module: "m", function: "f"}`)}
+${rpc("A", `cli: {path: "a"} sdk: {module: "m", function: "f", result: "Result", example: "const r = await coral.m.f(\\"s\\");", aliases: [{function: "g", fixed: {key: "time_range_ms", value: "1"}, example: "await coral.m.g<number>(\\"s\\");"}]}`)}
 }
 `,
   );
@@ -229,5 +283,6 @@ describe("annotation model checks", () => {
     const commands = cliCommands(rpcsOf(files.get("control")!.services));
     expect(commands.map((c) => c.path.join(" "))).toEqual(["a"]);
     expect(commands[0]!.rpcs.map((r) => r.sdk?.function)).toEqual(["f"]);
+    expect(commands[0]!.rpcs[0]!.sdk).toMatchObject({ result: "Result", example: 'const r = await coral.m.f("s");' });
   });
 });

@@ -13,6 +13,7 @@ import {
 import { getComments } from "@bufbuild/protoplugin";
 import {
   Encoding,
+  Layout,
   Parse,
   ResultShape,
   Unit,
@@ -24,7 +25,7 @@ import { outside } from "../surface/bounds.js";
 import { ENCODINGS } from "../surface/vocabulary.js";
 import { parseDurationMs, parseDurationNs, parseNumber, parsePercent, parseBoolean } from "../sdk/units.js";
 
-export { Encoding, Parse, ResultShape, Unit };
+export { Encoding, Layout, Parse, ResultShape, Unit };
 
 /** A request field as a parameter of the CLI and the SDK. */
 export interface Param {
@@ -36,6 +37,8 @@ export interface Param {
   doc: string;
   /** Required everywhere: a positional CLI argument and a leading SDK parameter. */
   positional: boolean;
+  /** Required in the SDK and by the colony: positional, or the flag that selects its CLI variant. */
+  required: boolean;
   /** CLI flag with dashes, e.g. "--window"; for positionals the metavar. */
   flag: string;
   metavar: string;
@@ -72,17 +75,26 @@ export interface Rpc {
     columns?: DescField;
     show: string[];
     examples: string[];
+    layout: Layout;
+    /** The variant is selected by giving this parameter (`--by KEY`), not by a switch of its own. */
+    variantParam?: Param;
   };
   sdk?: {
     module: string;
     function: string;
     unwrap?: DescField;
-    aliases: { function: string; fixed: Record<string, string>; doc: string }[];
+    aliases: { function: string; fixed: Record<string, string>; doc: string; example: string }[];
     shape: ResultShape;
     /** Field of each result object that fills service_ref parameters. */
     bind?: string;
     /** Table shapes only: the fields holding the cells and the columns, and the cells' encoding. */
     table?: { rows: DescField; columns: DescField; encoding: Encoding };
+    /** TypeScript calling the function, as a script would. */
+    example: string;
+    /** What the function returns, in the SDK's terms; undefined: the unwrapped field's doc. */
+    returns?: string;
+    /** Name of the result type of a function returning the whole response. */
+    result?: string;
   };
 }
 
@@ -181,6 +193,7 @@ function paramOf(f: DescField): Param {
     localName: f.localName,
     doc: clean(docComment(f)),
     positional: o?.positional ?? false,
+    required: o?.positional ?? false,
     flag: o?.positional ? metavar : `--${o?.flag || kebab(f.name)}`,
     metavar,
     parse: o?.parse ?? Parse.UNSPECIFIED,
@@ -315,7 +328,10 @@ export function rpcOf(method: DescMethod): Rpc {
       columns,
       show: c.show,
       examples: c.examples,
+      layout: c.layout,
+      variantParam: variantParam(method, rpc.params, c.variant, c.defaultVariant),
     };
+    if (c.layout === Layout.WATERFALL) checkWaterfall(method, rows);
   }
   if (o?.sdk) {
     const s = o.sdk;
@@ -324,9 +340,12 @@ export function rpcOf(method: DescMethod): Rpc {
       module: s.module,
       function: s.function,
       unwrap: s.unwrap ? responseField(method, s.unwrap, "sdk.unwrap") : undefined,
-      aliases: s.aliases.map((a) => ({ function: a.function, fixed: { ...a.fixed }, doc: a.doc })),
+      aliases: s.aliases.map((a) => ({ function: a.function, fixed: { ...a.fixed }, doc: a.doc, example: a.example })),
       shape: s.shape,
       bind: s.bind || undefined,
+      example: s.example,
+      returns: s.returns || undefined,
+      result: s.result || undefined,
     };
     if (s.shape !== ResultShape.UNSPECIFIED) {
       const rows = responseField(method, s.rows || "rows", "sdk.rows");
@@ -341,12 +360,89 @@ export function rpcOf(method: DescMethod): Rpc {
       }
     }
     const params = sdkParams(rpc);
-    const firstOptional = params.findIndex((p) => !p.positional);
-    if (firstOptional >= 0 && params.slice(firstOptional).some((p) => p.positional)) {
+    const firstOptional = params.findIndex((p) => !p.required);
+    if (firstOptional >= 0 && params.slice(firstOptional).some((p) => p.required)) {
       throw new ModelError(`${method.name}: a positional (required) field follows an optional one in field-number order`);
     }
+    checkResult(method, rpc.sdk);
+    checkExample(method, s.module, s.function, s.example, "sdk.example");
+    for (const a of s.aliases) checkExample(method, s.module, a.function, a.example, `the example of alias ${a.function}`);
   }
   return rpc;
+}
+
+/**
+ * The parameter whose flag is the variant's own (`variant: "by"` and a field with flag `--by`):
+ * giving it selects the variant, so it is required there.
+ */
+function variantParam(m: DescMethod, params: Param[], variant: string, isDefault: boolean): Param | undefined {
+  const p = params.find((x) => variant && x.flag === `--${variant}`);
+  if (!p) return undefined;
+  if (p.tsType === "boolean" || p.defaultText !== undefined || isDefault) {
+    throw new ModelError(`${m.name}: variant "${variant}" is selected by its field ${p.name}, which must be a non-boolean field without a default, of a variant that is not the default`);
+  }
+  p.required = true;
+  return p;
+}
+
+/** The row fields the waterfall layout draws (cli/runtime/waterfall.ts), and their kinds. */
+const WATERFALL_FIELDS: Record<string, "string" | "int64" | "bool"> = {
+  span_id: "string",
+  parent_span_id: "string",
+  service: "string",
+  name: "string",
+  start_offset_ns: "int64",
+  duration_ns: "int64",
+  error: "bool",
+};
+
+function checkWaterfall(m: DescMethod, rows: DescField | undefined): void {
+  const row = rows?.fieldKind === "list" && rows.listKind === "message" && !rows.message.typeName.startsWith("google.protobuf.") ? rows.message : undefined;
+  if (!row) throw new ModelError(`${m.name}: the waterfall layout needs cli.rows naming a repeated message (the spans)`);
+  for (const [name, kind] of Object.entries(WATERFALL_FIELDS)) {
+    const f = row.fields.find((x) => x.name === name);
+    const ok =
+      f?.fieldKind === "scalar" &&
+      (kind === "int64" ? isInt64(f) : f.scalar === (kind === "string" ? ScalarType.STRING : ScalarType.BOOL));
+    if (!ok) throw new ModelError(`${m.name}: the waterfall layout needs a ${kind} field "${name}" in ${row.typeName}`);
+  }
+}
+
+/**
+ * Every SDK function has an example, and it calls that function (`coral.metrics.getP99(` or the
+ * bound `svc.metrics.getP99(`): the docs show it next to the signature, and a test runs it.
+ */
+function checkExample(m: DescMethod, module: string, fn: string, example: string, what: string): void {
+  if (!example.trim()) {
+    throw new ModelError(`${m.name}: ${what} is required: TypeScript calling coral.${module}.${fn}(…) as a script would`);
+  }
+  // Type arguments may come between the name and the call: `coral.db.query<Row>(`.
+  if (!new RegExp(`\\.${module}\\.${fn}(<[\\s\\S]*?>)?\\(`).test(example)) {
+    throw new ModelError(`${m.name}: ${what} does not call ${module}.${fn}(…)`);
+  }
+}
+
+/**
+ * A function returning the whole response names its result type as scripts know it: the message
+ * name (`GetServiceResponse`) is the wire's, and means nothing in a script.
+ */
+function checkResult(m: DescMethod, s: NonNullable<Rpc["sdk"]>): void {
+  const whole = !s.unwrap && s.shape === ResultShape.UNSPECIFIED;
+  if (whole && !s.result) {
+    throw new ModelError(`${m.name}: sdk.result is required when the function returns the whole ${m.output.name}: the name scripts know it by, e.g. "${m.output.name.replace(/^Get|Response$/g, "")}Details"`);
+  }
+  if (!whole && s.result) throw new ModelError(`${m.name}: sdk.result applies only to a function returning the whole response (no unwrap, no shape)`);
+  if (s.result && !/^[A-Z][A-Za-z0-9]*$/.test(s.result)) throw new ModelError(`${m.name}: sdk.result "${s.result}" is not a PascalCase type name`);
+}
+
+/** What the SDK function resolves to, in the SDK's terms (its @returns). */
+export function sdkReturns(rpc: Rpc): string {
+  const s = rpc.sdk!;
+  if (s.returns) return s.returns;
+  if (s.unwrap) return docComment(s.unwrap);
+  if (s.result) return `The ${s.result}.`;
+  if (s.shape === ResultShape.TABLE_STREAM) return "Batches of row objects keyed by column name.";
+  return "The rows as objects keyed by column name, with the columns and whether the result was cut.";
 }
 
 /** Parameters of the SDK function, in field-number order. */

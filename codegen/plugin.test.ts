@@ -47,6 +47,7 @@ describe("protoc-gen-coral", () => {
       "docs/rpc/Query.md",
       "gen/coral/fixture/v1/fixture_cli.ts",
       "gen/coral/fixture/v1/fixture_defaults.ts",
+      "gen/coral/fixture/v1/fixture_mcp.ts",
       "gen/coral/fixture/v1/fixture_sdk.ts",
     ]);
     for (const f of files) {
@@ -61,7 +62,7 @@ describe("protoc-gen-coral", () => {
     }
   });
 
-  it("turns one added annotated RPC into a CLI command, an SDK function and a docs page", () => {
+  it("turns one added annotated RPC into a CLI command, an SDK function, an MCP tool and a docs page", () => {
     const proto = readFileSync(join(root, "proto/coral/colony/v1/query.proto"), "utf8");
     const extra = proto
       .replace(
@@ -71,7 +72,7 @@ describe("protoc-gen-coral", () => {
   rpc CountSpans(CountSpansRequest) returns (CountSpansResponse) {
     option (coral.options.v1.method) = {
       cli: {path: "query span-count", examples: ["query span-count payments"]}
-      sdk: {module: "spans", function: "count", unwrap: "count"}
+      sdk: {module: "spans", function: "count", unwrap: "count", example: "console.log(await coral.spans.count(\\"payments\\"));"}
     };
   }
 `,
@@ -94,14 +95,14 @@ message CountSpansResponse {
     writeFileSync(join(src, "coral/colony/v1/query.proto"), extra);
     const out = generate(src, "extra");
     const cli = readFileSync(join(out, "gen/coral/colony/v1/query_cli.ts"), "utf8");
-    expect(cli).toContain("export class QuerySpanCountCommand extends QueryCommand");
-    expect(cli).toContain('static override paths = [["query", "span-count"]]');
+    expect(cli).toContain('path: ["query", "span-count"],');
     expect(cli).toContain('{ prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "15m" }');
-    expect(cli).toMatch(/export const commands = \[.*QuerySpanCountCommand.*\]/);
+    expect(cli).toContain("method: QueryService.method.countSpans,");
     const sdk = readFileSync(join(out, "gen/coral/colony/v1/query_sdk.ts"), "utf8");
     expect(sdk).toContain("export const spans = {");
     expect(sdk).toContain("async count(service: string, time_range_ms?: number): Promise<number>");
     expect(sdk).toContain("Counts a service's spans over a window.");
+    expect(sdk).toContain('   * @example\n   * ```ts\n   * console.log(await coral.spans.count("payments"));\n   * ```');
     expect(sdk).toContain("count: (time_range_ms?: number) => spans.count(name, time_range_ms),");
     const defaults = readFileSync(join(out, "gen/coral/colony/v1/query_defaults.ts"), "utf8");
     expect(defaults).toContain('"coral.colony.v1.CountSpansRequest": {\n    timeRangeMs: 900000n,');
@@ -109,6 +110,10 @@ message CountSpansResponse {
     expect(page).toContain("# CountSpans");
     expect(page).toContain("coral query span-count payments");
     expect(page).toContain("coral.spans.count(service, time_range_ms?)");
+    expect(page).toContain('console.log(await coral.spans.count("payments"));');
     expect(readFileSync(join(out, "docs/cli.md"), "utf8")).toContain("## coral query span-count");
+    const mcp = readFileSync(join(out, "gen/coral/colony/v1/query_mcp.ts"), "utf8");
+    expect(mcp).toContain('name: "count_spans"');
+    expect(mcp).toContain('{ name: "window", field: "timeRangeMs", parse: "durationMs", default: "15m" }');
   });
 });

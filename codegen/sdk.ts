@@ -3,10 +3,13 @@
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import { FeatureSet_FieldPresence } from "@bufbuild/protobuf/wkt";
 import type { GeneratedFile, Printable, Schema } from "@bufbuild/protoplugin";
-import { ResultShape, cellEncodingName, clean, docComment, sdkModules, sdkParams, type Param, type Rpc } from "./model.js";
+import { ModelError, Parse, ResultShape, cellEncodingName, clean, docComment, firstSentence, rangeText, sdkModules, sdkReturns, sdkParams, type Param, type Rpc } from "./model.js";
 
 const runtimePath = "./../sdk/runtime.js";
 const tablePath = "./../sdk/table.js";
+// The generated SDK lives in gen/ and the markdown reference in docs/reference/ (buf.gen.yaml);
+// a doc comment links from one to the other through the repository root.
+const referenceDir = "docs/reference";
 
 /** TypeScript type of a response field in its plain form (see sdk/plain.ts). */
 function plainType(f: DescField, named: Set<DescMessage>): string {
@@ -56,18 +59,28 @@ function tsdocLines(text: string): string[] {
   return clean(text).split("\n");
 }
 
-/** Plain interfaces for every message reachable from the SDK's results. */
-function printInterfaces(f: GeneratedFile, roots: DescMessage[]): void {
+/**
+ * Plain interfaces for every message reachable from the SDK's results, each under the name scripts
+ * know it by: `sdk.result` for a whole response, the message name otherwise.
+ */
+function printInterfaces(f: GeneratedFile, roots: DescMessage[], results: Map<DescMessage, Rpc>): void {
   const done = new Set<DescMessage>();
+  const names = new Map<string, DescMessage>();
   const queue = [...roots];
   while (queue.length) {
     const m = queue.shift()!;
     if (done.has(m)) continue;
     done.add(m);
+    const rpc = results.get(m);
+    const name = rpc?.sdk?.result ?? m.name;
+    const clash = names.get(name);
+    if (clash) throw new ModelError(`${rpc?.method.name ?? m.typeName}: the SDK type ${name} would stand for both ${clash.typeName} and ${m.typeName}`);
+    names.set(name, m);
     const named = new Set<DescMessage>();
     const fields = m.fields.map((fd) => ({ fd, type: plainType(fd, named) }));
-    f.print(f.jsDoc(docComment(m) || `The response of ${m.name.replace(/Response$/, "")}.`));
-    f.print(f.export("interface", m.name), " {");
+    const doc = docComment(m) || (rpc ? `What ${sdkName(rpc)} returns.` : "");
+    f.print(f.jsDoc(doc));
+    f.print(f.export("interface", name), " {");
     for (const { fd, type } of fields) {
       const doc = clean(docComment(fd));
       if (doc) f.print(f.jsDoc(doc, "  "));
@@ -80,7 +93,7 @@ function printInterfaces(f: GeneratedFile, roots: DescMessage[]): void {
 }
 
 function paramList(params: Param[]): string {
-  return params.map((p) => `${p.name}${p.positional ? "" : "?"}: ${p.tsType}`).join(", ");
+  return params.map((p) => `${p.name}${p.required ? "" : "?"}: ${p.tsType}`).join(", ");
 }
 
 /**
@@ -114,22 +127,47 @@ function resultType(rpc: Rpc, named: Set<DescMessage>): string {
     return s.bind ? t.replace(/^(\w+)(\[\])?$/, "Bound<$1>$2") : t;
   }
   named.add(rpc.method.output);
-  return rpc.method.output.name;
+  return s.result!;
 }
 
-function docFor(rpc: Rpc, params: Param[], extra?: string): string {
-  const lines = [...(extra ? [extra, ""] : []), ...tsdocLines(rpc.doc), ""];
-  for (const p of params) {
-    const def = p.defaultValue !== undefined ? ` Default: ${JSON.stringify(p.defaultValue)}.` : "";
-    lines.push(`@param ${p.name} ${p.doc.replace(/\s+/g, " ")}${def}`);
+const sdkName = (rpc: Rpc, fn = rpc.sdk!.function) => `\`coral.${rpc.sdk!.module}.${fn}\``;
+
+/** A parameter's doc with what the signature cannot say: its range and its default, with the unit as written on the CLI. */
+function paramDoc(p: Param): string {
+  const parts = [p.doc.replace(/\s+/g, " ").trim()];
+  const range = rangeText(p, "api");
+  if (range) parts.push(`Range: ${range}.`);
+  if (p.defaultValue !== undefined) {
+    const duration = p.parse === Parse.DURATION_MS || p.parse === Parse.DURATION_NS;
+    parts.push(`Default: ${JSON.stringify(p.defaultValue)}${duration ? ` (${p.defaultText})` : ""}.`);
   }
-  const u = rpc.sdk!.unwrap;
-  if (u) lines.push(`@returns ${clean(docComment(u)).replace(/\s+/g, " ")}`);
+  return parts.join(" ");
+}
+
+/** TSDoc of the function: the RPC's doc (or the alias's own), parameters, result, errors, example, and where the API is described. */
+type Alias = NonNullable<Rpc["sdk"]>["aliases"][number];
+
+function docFor(rpc: Rpc, params: Param[], alias?: Alias): string {
+  const s = rpc.sdk!;
+  const lines: string[] = [];
+  if (alias) {
+    const fixed = Object.entries(alias.fixed).map(([k, v]) => `\`${k}\` = ${v}`);
+    lines.push(alias.doc, "", `Shorthand for {@link ${s.module}.${s.function}} with ${fixed.join(", ")}.`, "");
+  } else {
+    lines.push(...tsdocLines(rpc.doc), "");
+  }
+  for (const p of params) lines.push(`@param ${p.name} ${paramDoc(p)}`);
+  lines.push(`@returns ${sdkReturns(rpc).replace(/\s+/g, " ")}`);
   const codes = [...(rpc.params.some((p) => p.serviceRef) ? ['"not_found"'] : []), '"invalid_argument"', '"unavailable"'];
   lines.push(`@throws CoralError with a code such as ${codes.slice(0, -1).join(", ")} or ${codes.at(-1)}.`);
-  lines.push("", `RPC: ${rpc.service.typeName}.${rpc.method.name}`);
+  lines.push("@example", "```ts", ...(alias ? alias.example : s.example).trimEnd().split("\n"), "```");
+  const depth = rpc.method.parent.file.name.split("/").length;
+  const page = `${"../".repeat(depth)}${referenceDir}/rpc/${rpc.method.name}.md`;
+  const cli = rpc.cli ? `, with its command \`coral ${rpc.cli.path.join(" ")}\`` : "";
+  lines.push(`@see [${rpc.method.name}](${page}): the colony API call behind it${cli}.`);
   return lines.join("\n");
 }
+
 
 /** The TableFields literal telling sdk/table.ts where a table response keeps its cells. */
 function tableFields(rpc: Rpc): string {
@@ -166,7 +204,7 @@ function printFunction(f: GeneratedFile, rpc: Rpc, named: Set<DescMessage>): voi
   for (const a of s.aliases) {
     const aparams = sdkParams(rpc, a.fixed);
     const args = sdkParams(rpc).map((p) => (p.name in a.fixed ? a.fixed[p.name] : p.name));
-    f.print(f.jsDoc(docFor(rpc, aparams, a.doc), "  "));
+    f.print(f.jsDoc(docFor(rpc, aparams, a), "  "));
     f.print("  ", a.function, "(", paramList(aparams), "): Promise<", ret, "> {");
     f.print("    return ", s.module, ".", s.function, "(", args.join(", "), ");");
     f.print("  },");
@@ -199,7 +237,7 @@ function printBinding(f: GeneratedFile, rpcs: Rpc[]): void {
   for (const m of modules) {
     f.print("  ", m, ": {");
     for (const b of fns.filter((x) => x.module === m)) {
-      f.print(`    /** Like \`${m}.${b.fn}\`, for this service. */`);
+      f.print(`    /** {@link ${m}.${b.fn}} for this service. */`);
       f.print("    ", b.fn, "(", paramList(b.params), "): Promise<", b.ret, ">;");
     }
     f.print("  };");
@@ -225,6 +263,28 @@ function printBinding(f: GeneratedFile, rpcs: Rpc[]): void {
   f.print();
 }
 
+/**
+ * A module's doc: its functions with what each answers, one line each. `@namespace` makes TypeDoc
+ * show the object as what scripts use it as, a module of functions, not a constant of a type literal.
+ */
+function moduleDoc(module: string, rpcs: Rpc[], binder: Rpc | undefined): string {
+  const lines = [`\`coral.${module}\`:`, ""];
+  for (const r of rpcs) {
+    lines.push(`- {@link ${module}.${r.sdk!.function} | ${r.sdk!.function}}: ${firstSentence(r.doc)}`);
+    const aliases = r.sdk!.aliases.map((a) => `{@link ${module}.${a.function} | ${a.function}}`);
+    if (aliases.length) lines.push(`- ${aliases.join(", ")}: ${aliases.length > 1 ? "shorthands" : "a shorthand"} for \`${r.sdk!.function}\`.`);
+  }
+  const bound = rpcs.find((r) => r.params.some((p) => p.serviceRef));
+  if (binder && bound) {
+    const ref = bound.params.find((p) => p.serviceRef)!.name;
+    const u = binder.sdk!.unwrap;
+    const item = u?.fieldKind === "list" && u.listKind === "message" ? u.message.name.replace(/^\w/, (c) => c.toLowerCase()) : "item";
+    lines.push("", `The functions that take a \`${ref}\` are also on each ${item} \`coral.${binder.sdk!.module}.${binder.sdk!.function}()\` returns, for that ${item}: \`${item}.${module}.${bound.sdk!.function}()\`.`);
+  }
+  lines.push("", "@namespace");
+  return lines.join("\n");
+}
+
 export function emitSdk(schema: Schema, rpcsByFile: Map<string, Rpc[]>): void {
   for (const file of schema.files) {
     const rpcs = (rpcsByFile.get(file.name) ?? []).filter((r) => r.sdk);
@@ -232,8 +292,9 @@ export function emitSdk(schema: Schema, rpcsByFile: Map<string, Rpc[]>): void {
     const f = schema.generateFile(`${file.name}_sdk.ts`);
     f.preamble(file);
     const named = new Set<DescMessage>();
+    const binder = rpcs.find((r) => r.sdk!.bind);
     for (const { module, rpcs: mods } of sdkModules(rpcs)) {
-      f.print(f.jsDoc(`\`coral.${module}\`: ${mods.map((r) => r.method.name).join(", ")}.`));
+      f.print(f.jsDoc(moduleDoc(module, mods, binder)));
       f.print(f.export("const", module), " = {");
       for (const r of mods) printFunction(f, r, named);
       f.print("};");
@@ -244,6 +305,7 @@ export function emitSdk(schema: Schema, rpcsByFile: Map<string, Rpc[]>): void {
       f.print("export type { ", f.import("QueryResult", tablePath, true), ", ", f.import("Column", tablePath, true), " };");
       f.print();
     }
-    printInterfaces(f, [...named].sort((a, b) => a.name.localeCompare(b.name)));
+    const results = new Map(rpcs.filter((r) => r.sdk!.result).map((r) => [r.method.output, r]));
+    printInterfaces(f, [...named].sort((a, b) => a.name.localeCompare(b.name)), results);
   }
 }

@@ -81,5 +81,10 @@ function fromEnv(): Record<string, string> {
   return Object.fromEntries(Object.entries(parsed).map(([k, v]) => [k, String(v)]));
 }
 
-/** The parameters given to this run of the script. */
+/**
+ * The parameters given to this run of the script (`coral run script.ts --param threshold=500ms`):
+ * `params.threshold` is the text as given, and the readers below convert and check it, e.g.
+ * `params.durationNs("threshold", "500ms")`.
+ * @namespace
+ */
 export const params: Params = createParams(fromEnv());

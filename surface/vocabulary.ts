@@ -2,7 +2,7 @@
 // rendering and the docs read these tables instead of keeping their own partial lists, so a new
 // enum value in options.proto is a compile error here until it says what it means on every
 // surface (a UNIT_MILLISECONDS added once was silently shown as a bare number).
-import { Encoding, Parse, Unit } from "../gen/coral/options/v1/options_pb.js";
+import { Encoding, Layout, Parse, Unit } from "../gen/coral/options/v1/options_pb.js";
 import { formatBytes, formatDurationNs, formatPercent, formatRatio } from "../sdk/units.js";
 
 /** A unit as generated code and the table renderer name it. */
@@ -39,4 +39,13 @@ export const PARSE: Record<Parse, { rule?: ParseRule; hint?: string }> = {
 export const ENCODINGS: Record<Encoding, "list_values" | "json_columns"> = {
   [Encoding.UNSPECIFIED]: "list_values",
   [Encoding.JSON_COLUMNS]: "json_columns",
+};
+
+/** A layout as generated code names it. */
+export type LayoutName = "waterfall";
+
+/** How the CLI draws rows for people (cli/runtime/query-command.ts); none: aligned columns. */
+export const LAYOUTS: Record<Layout, LayoutName | undefined> = {
+  [Layout.UNSPECIFIED]: undefined,
+  [Layout.WATERFALL]: "waterfall",
 };

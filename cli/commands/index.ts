@@ -9,7 +9,13 @@ import type { CommandClass } from "clipanion";
 const groups: Record<string, () => Promise<CommandClass[]>> = {
   colony: async () => [(await import("./colony-start.js")).ColonyStartCommand],
   demo: async () => [(await import("./demo-load.js")).DemoLoadCommand],
-  query: async () => (await import("../../gen/coral/colony/v1/query_cli.js")).commands,
+  query: async () => {
+    const [{ commands }, { queryCommand }] = await Promise.all([
+      import("../../gen/coral/colony/v1/query_cli.js"),
+      import("../runtime/query-command.js"),
+    ]);
+    return commands.map(queryCommand);
+  },
   run: async () => [(await import("./run.js")).RunCommand],
   mcp: async () => [(await import("./mcp.js")).McpCommand],
   init: async () => [(await import("./init.js")).InitCommand],

@@ -1,9 +1,10 @@
-// The behaviour behind every generated `coral query …` command. Generated classes
-// (gen/…/query_cli.ts) declare their flags and a table of variants from the proto
-// annotations; this class turns flags into a request, calls the colony and renders.
+// The behaviour behind every generated `coral query …` command. The generated specs
+// (gen/…/query_cli.ts, typed by surface/cli.ts) declare each command's flags and a table of
+// variants from the proto annotations; queryCommand() makes a command of one, which turns the
+// flags into a request, calls the colony and renders.
 import { create, type DescMessage, type DescMethodServerStreaming, type DescMethodUnary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
-import { Option, UsageError } from "clipanion";
+import { Command, Option, UsageError, type CommandClass } from "clipanion";
 import { toPlain, type Plain } from "../../sdk/plain.js";
 import { tableRows, type CellEncoding } from "../../sdk/table.js";
 import {
@@ -15,53 +16,14 @@ import {
   parsePercent,
 } from "../../sdk/units.js";
 import { boundsPhrase, outside } from "../../surface/bounds.js";
-import type { ParseRule } from "../../surface/vocabulary.js";
+import type { CommandOption, CommandSpec, Variant, VariantParam } from "../../surface/cli.js";
 import { colonyTransport } from "./client.js";
 import { resolveColony } from "./colony-address.js";
 import { CoralCommand } from "./command.js";
 import { describeRpcError } from "./errors.js";
-import { formatCsv, formatJson, formatTable, outputFormats, type OutputFormat, type TableView, type UnitName } from "./render.js";
+import { formatCsv, formatJson, formatTable, outputFormats, type OutputFormat, type TableView } from "./render.js";
 import { resolveToken } from "./token.js";
-
-export type { ParseRule };
-
-export interface VariantParam {
-  /** Property of the command class holding the flag's text. */
-  prop: string;
-  /** protobuf-es property of the request message. */
-  field: string;
-  /** The flag as the user writes it ("--window") or the positional's metavar. */
-  flag: string;
-  parse: ParseRule;
-  /** Default, written as on the command line. */
-  default?: string;
-  /** Bounds, written as on the command line (the proto's `min`/`max`). */
-  min?: string;
-  minExclusive?: boolean;
-  max?: string;
-}
-
-export interface Variant {
-  /** Runs when no selecting flag is given. */
-  isDefault?: boolean;
-  /** Property of the boolean flag selecting this variant. */
-  select?: string;
-  /** The selecting flag as the user writes it ("--error-rate"). */
-  selectFlag?: string;
-  method: DescMethodUnary | DescMethodServerStreaming;
-  params: VariantParam[];
-  /** Response field (proto name) holding the rows; absent: the response is one row. */
-  rows?: string;
-  /** Response field (proto name) naming the columns when `rows` holds cells. */
-  columns?: string;
-  /** How `rows` carries the cells (with `columns`). */
-  encoding?: CellEncoding;
-  /** Columns of the default table, proto names. */
-  show: string[];
-  /** Every column: `-o wide` and csv. */
-  wide: string[];
-  units: Record<string, UnitName>;
-}
+import { formatWaterfall } from "./waterfall.js";
 
 /** The field's integer type bounds what a flag may say; beyond them the request cannot be encoded. */
 function inRange(v: number, max: number, text: string, what = `out of range (at most ${max.toLocaleString("en-US")})`): number {
@@ -110,7 +72,9 @@ function inBounds(p: VariantParam, value: unknown, text: string): unknown {
 
 type Row = Record<string, Plain>;
 
-export abstract class QueryCommand extends CoralCommand {
+const WATERFALL_WIDTH = 80;
+
+abstract class QueryCommand extends CoralCommand {
   output = Option.String("--output,-o", "table", {
     description: "Output format: table (aligned, human units, fits the terminal), wide (every column, whole), json (raw values) or csv",
   });
@@ -132,7 +96,12 @@ export abstract class QueryCommand extends CoralCommand {
   }
 
   private pickVariant(): Variant {
-    const chosen = this.variants.filter((v) => v.select && (this as unknown as Record<string, boolean>)[v.select]);
+    // A switch (`--error-rate`) or a parameter of the variant's own (`--by KEY`, even `--by ""`) selects it.
+    const given = (v: Variant) => {
+      const value = v.select === undefined ? undefined : this.flagText(v.select);
+      return value !== undefined && value !== false;
+    };
+    const chosen = this.variants.filter(given);
     if (chosen.length > 1) {
       throw new UsageError(`choose one of ${chosen.map((v) => v.selectFlag).join(", ")}`);
     }
@@ -235,10 +204,22 @@ export abstract class QueryCommand extends CoralCommand {
       out.write(formatJson(variant.columns ? { ...res, [variant.rows!]: rows } : res));
     } else if (format === "csv") {
       out.write(formatCsv(rows, columns));
+    } else if (variant.layout === "waterfall") {
+      out.write(this.waterfall(res, rows, format));
+      this.footer(variant, res, rows.length);
     } else {
       out.write(formatTable(rows, this.tableView(variant, format, columns)).text);
       this.footer(variant, res, rows.length);
     }
+  }
+
+  /** A waterfall fits 80 columns (fewer on a narrower terminal); `wide` takes what it needs. */
+  private waterfall(res: Row, rows: Row[], format: OutputFormat): string {
+    const stdout = this.context.stdout as NodeJS.WriteStream;
+    const width = Math.min(WATERFALL_WIDTH, stdout.isTTY && stdout.columns ? stdout.columns : WATERFALL_WIDTH);
+    const duration = typeof res.duration_ns === "number" ? res.duration_ns : undefined;
+    const traceId = typeof res.trace_id === "string" ? res.trace_id : undefined;
+    return formatWaterfall(rows, { width, wide: format === "wide", traceDurationNs: duration, traceId });
   }
 
   /** Response-level facts (total_count, truncated) that a table has no column for. */
@@ -279,4 +260,31 @@ export abstract class QueryCommand extends CoralCommand {
     }
     if (format === "table" || format === "wide") this.footer(variant, { truncated }, total);
   }
+}
+
+function optionOf(o: CommandOption): unknown {
+  switch (o.kind) {
+    case "positional":
+      return Option.String({ name: o.metavar, required: true });
+    case "string":
+      return Option.String(o.flag, { arity: 1, description: o.description });
+    case "boolean":
+      return o.initial === undefined
+        ? Option.Boolean(o.flag, { description: o.description })
+        : Option.Boolean(o.flag, o.initial, { description: o.description });
+  }
+}
+
+/** The command a generated spec describes; its flags are declared as clipanion finds them, on the instance. */
+export function queryCommand(spec: CommandSpec): CommandClass {
+  const Generated = class extends QueryCommand {
+    static override paths = [spec.path];
+    static override usage = Command.Usage(spec.usage);
+    protected readonly variants = spec.variants;
+    constructor() {
+      super();
+      for (const o of spec.options) (this as unknown as Record<string, unknown>)[o.prop] = optionOf(o);
+    }
+  };
+  return Generated as unknown as CommandClass;
 }

@@ -1,5 +1,13 @@
-import { create } from "@bufbuild/protobuf";
-import { ListValueSchema, timestampFromDate, ValueSchema, type ListValue, type Value } from "@bufbuild/protobuf/wkt";
+import { create, type JsonObject } from "@bufbuild/protobuf";
+import {
+  ListValueSchema,
+  TimestampSchema,
+  timestampFromDate,
+  ValueSchema,
+  type ListValue,
+  type Timestamp,
+  type Value,
+} from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   ColumnSchema,
@@ -26,14 +34,24 @@ import {
   TraceSchema,
   type Service,
   type Trace,
+  AttributeGroupSchema,
+  GetTraceRequestSchema,
+  GetTraceResponseSchema,
+  GroupByAttributeRequestSchema,
+  GroupByAttributeResponseSchema,
+  SpanSchema,
+  type AttributeGroup,
+  type Span,
 } from "../../gen/coral/colony/v1/query_pb.js";
-import type { Queries, ServiceRow, TraceRow } from "../store/queries.js";
-import { SqlRejected, type SqlRunner, type SqlValue } from "../store/readonly-sql.js";
+import type { ReadStore, UserSql } from "../store/engine.js";
+import type { AttributeGroupRow, ServiceRow, TraceRow, TraceSpanRow } from "../store/queries.js";
+import { SqlRejected, type SqlValue } from "../store/readonly-sql.js";
 import { prepare } from "./defaults.js";
 
 export interface QueryServiceDeps {
-  queries: Queries;
-  sql: SqlRunner;
+  /** Engine-neutral (colony/store/engine.ts): DuckDB today. */
+  queries: ReadStore;
+  sql: UserSql;
   /** Clock for the look-back windows; tests pin it. */
   now?: () => number;
 }
@@ -187,7 +205,104 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
         await batches.return(undefined);
       }
     },
+
+    async getTrace(raw) {
+      const req = prepare(GetTraceRequestSchema, raw);
+      const traceId = traceIdOf(req.traceId);
+      const t = await queries.traceSpans({ traceId, limit: req.limit, maxTextBytes: TRACE_TEXT_BYTES });
+      if (t.total === 0) {
+        throw new ConnectError(
+          `trace ${traceId} not found — it may be older than the colony's retention; find traces with: coral query traces SERVICE --slow`,
+          Code.NotFound,
+        );
+      }
+      return create(GetTraceResponseSchema, {
+        traceId,
+        startTime: timestampFromUs(t.startUs),
+        durationNs: BigInt(Math.round(t.durationNs)),
+        spans: t.spans.map((s) => toSpan(s, t.startUs)),
+        totalCount: BigInt(t.total),
+        truncated: t.spans.length < t.total,
+      });
+    },
+
+    async groupByAttribute(raw) {
+      const req = prepare(GroupByAttributeRequestSchema, raw);
+      if (req.by.length > MAX_ATTRIBUTE_KEY) {
+        throw new ConnectError(`by must be an attribute key of at most ${MAX_ATTRIBUTE_KEY} characters; got ${req.by.length}`, Code.InvalidArgument);
+      }
+      const w = window(req.timeRangeMs);
+      const row = await knownService(req.service);
+      const r = await queries.attributeGroups({ service: row.name, key: req.by, limit: req.limit, ...w });
+      const folded = r.valueCount - r.groups.filter((g) => !g.other).length;
+      return create(GroupByAttributeResponseSchema, {
+        groups: r.groups.map((g) => toAttributeGroup(g, folded)),
+        requestCount: BigInt(r.groups.reduce((n, g) => n + g.count, 0)),
+        valueCount: BigInt(r.valueCount),
+      });
+    },
   };
+}
+
+/** A trace's spans travel whole up to this many bytes of names and attributes; a larger trace is cut. */
+const TRACE_TEXT_BYTES = 16 * 2 ** 20;
+
+/** Attribute keys are short names ("http.route"); a longer one is a mistake, not a key. */
+const MAX_ATTRIBUTE_KEY = 256;
+
+/** A trace id as stored (lowercase hex), or invalid_argument naming the field and what it must be. */
+function traceIdOf(text: string): string {
+  if (/^[0-9a-fA-F]{32}$/.test(text)) return text.toLowerCase();
+  const shown = text.length > 40 ? `${JSON.stringify(text.slice(0, 40)).slice(0, -1)}…"` : JSON.stringify(text);
+  const what = text.length === 32 ? "has a character that is not a hex digit" : `is ${text.length} characters long`;
+  throw new ConnectError(`trace_id must be 32 hex digits (as coral query traces lists them); ${shown} ${what}`, Code.InvalidArgument);
+}
+
+function timestampFromUs(us: number): Timestamp {
+  const seconds = Math.floor(us / 1e6);
+  return create(TimestampSchema, { seconds: BigInt(seconds), nanos: (us - seconds * 1e6) * 1000 });
+}
+
+/** Stored attributes are JSON objects; anything else (a store written by hand) shows as none. */
+function attributesOf(text: string): JsonObject {
+  try {
+    const v: unknown = JSON.parse(text);
+    if (v !== null && typeof v === "object" && !Array.isArray(v)) return v as JsonObject;
+  } catch {
+    // fall through
+  }
+  return {};
+}
+
+function toSpan(s: TraceSpanRow, traceStartUs: number): Span {
+  return create(SpanSchema, {
+    spanId: s.span_id,
+    parentSpanId: s.parent_span_id ?? "",
+    service: s.service_name,
+    name: s.name,
+    kind: s.kind,
+    startTime: timestampFromUs(s.start_us),
+    startOffsetNs: BigInt((s.start_us - traceStartUs) * 1000),
+    durationNs: BigInt(Math.round(s.duration_ns)),
+    status: s.status_code,
+    httpStatusCode: s.http_status_code ?? undefined,
+    error: s.status_code === "ERROR" || (s.http_status_code ?? 0) >= 500,
+    attributes: attributesOf(s.attributes),
+  });
+}
+
+/** `folded`: how many values the "other" group stands for. */
+function toAttributeGroup(g: AttributeGroupRow, folded: number): AttributeGroup {
+  return create(AttributeGroupSchema, {
+    value: g.other ? `(${folded} other value${folded === 1 ? "" : "s"})` : (g.value ?? undefined),
+    other: g.other,
+    requestCount: BigInt(g.count),
+    errorCount: BigInt(g.errors),
+    errorRate: g.count > 0 ? g.errors / g.count : 0,
+    p50Ns: g.p50,
+    p95Ns: g.p95,
+    p99Ns: g.p99,
+  });
 }
 
 /** Windows and thresholds beyond 2^53 are meaningless here; clamping beats a RangeError downstream. */

@@ -1,6 +1,7 @@
 import { sql, type Kysely, type Selectable } from "kysely";
 import { HTTP_SERVER_DURATION, type Database, type ServicesTable, type TraceSummaryTable } from "./schema.js";
-import { quantileFromBuckets } from "./sketch.js";
+import { bucketIndexSql, quantileFromBuckets } from "./sketch.js";
+import type { ReadStore } from "./engine.js";
 import type { Store } from "./store.js";
 
 export interface ServiceRow {
@@ -66,8 +67,11 @@ function toTraceRow(r: Selectable<TraceSummaryTable>): TraceRow {
   };
 }
 
-/** The read side behind QueryService's typed RPCs. Every answer comes from rollups, never from a scan of raw spans. */
-export class Queries {
+/**
+ * The read side behind QueryService's typed RPCs. Every answer comes from rollups, never from a scan
+ * of raw spans, except a trace's spans and attribute groups: the rollups keep no attributes.
+ */
+export class Queries implements ReadStore {
   private readonly db: Kysely<Database>;
 
   constructor(store: Store) {
@@ -86,7 +90,7 @@ export class Queries {
     return row && toServiceRow(row);
   }
 
-  /** Merges the window's log buckets, so the answer is within 1% of the exact quantile at any q. */
+  /** Merges the window's latency buckets, so the answer is within 0.54 % of the exact quantile at any q (sketch.ts). */
   async percentile(a: { service: string; metric: string; q: number; sinceMs: number; untilMs: number }): Promise<{ value: number; count: number }> {
     const [since, until] = minuteWindow(a.sinceMs, a.untilMs);
     const buckets = await this.db
@@ -182,4 +186,139 @@ export class Queries {
       .executeTakeFirst();
     return row !== undefined;
   }
+
+  /**
+   * The spans of one trace, by start time, at most `limit` of them and about `maxTextBytes` of names
+   * and attributes: when the trace is larger, its longest spans (a parent lasts as long as its
+   * children, so they are the top of the tree). `total` counts every span of the trace; 0 means the
+   * trace is unknown. Times are microseconds (DuckDB's precision), offsets from the earliest span.
+   */
+  async traceSpans(a: { traceId: string; limit: number; maxTextBytes: number }): Promise<TraceSpans> {
+    const r = await sql<TraceSpanRow & { total: number; trace_start_us: number; trace_duration_ns: number }>`
+      WITH t AS (
+        SELECT span_id, parent_span_id, service_name, name, kind, epoch_us(start_time) AS start_us, duration_ns,
+               status_code, http_status_code, attributes
+        FROM spans WHERE trace_id = ${a.traceId}
+      ),
+      first AS (SELECT count(*) AS total, min(start_us) AS trace_start_us FROM t),
+      -- Ends relative to the start: absolute ones in ns are beyond a DOUBLE's integer precision.
+      bounds AS (
+        SELECT total, trace_start_us, max(CAST(start_us - trace_start_us AS DOUBLE) * 1000 + duration_ns) AS trace_duration_ns
+        FROM t, first GROUP BY total, trace_start_us
+      ),
+      ranked AS (
+        SELECT *,
+               row_number() OVER longest AS rank,
+               sum(strlen(attributes) + strlen(name)) OVER (longest ROWS UNBOUNDED PRECEDING) AS text_bytes
+        FROM t
+        WINDOW longest AS (ORDER BY duration_ns DESC, start_us, span_id)
+      )
+      SELECT span_id, parent_span_id, service_name, name, kind, start_us, duration_ns, status_code,
+             http_status_code, attributes, total, trace_start_us, trace_duration_ns
+      FROM ranked, bounds
+      WHERE rank <= ${a.limit} AND (rank = 1 OR text_bytes <= ${a.maxTextBytes})
+      ORDER BY start_us, span_id`.execute(this.db);
+    const first = r.rows[0];
+    if (!first) return { spans: [], total: 0, startUs: 0, durationNs: 0 };
+    return {
+      spans: r.rows.map(({ total: _t, trace_start_us: _s, trace_duration_ns: _d, ...span }) => span),
+      total: first.total,
+      startUs: first.trace_start_us,
+      durationNs: first.trace_duration_ns,
+    };
+  }
+
+  /**
+   * A service's SERVER spans in the window, grouped by the value of one span attribute: the `limit`
+   * values with the most requests, and one "other" group for the rest. Per group, the counts and
+   * the sketch buckets of the durations (the same buckets as the rollups), so percentiles cost a
+   * few hundred rows per group whatever the number of spans. The key reaches DuckDB as a bound
+   * parameter, written as a JSON pointer, so no key can change the statement or the path syntax.
+   */
+  async attributeGroups(a: { service: string; key: string; limit: number; sinceMs: number; untilMs: number }): Promise<AttributeGroups> {
+    const pointer = `/${a.key.replaceAll("~", "~0").replaceAll("/", "~1")}`;
+    const r = await sql<{ value: string | null; other: boolean; bucket: number; n: number; errors: number; value_count: number }>`
+      WITH s AS (
+        SELECT json_extract_string(attributes, ${pointer}) AS v, duration_ns,
+               status_code = 'ERROR' OR coalesce(http_status_code, 0) >= 500 AS failed
+        FROM spans
+        WHERE service_name = ${a.service} AND kind = 'SERVER'
+          AND start_time >= ${new Date(a.sinceMs)} AND start_time < ${new Date(a.untilMs)}
+      ),
+      per_value AS (SELECT v, count(*) AS n FROM s GROUP BY v),
+      top AS (SELECT v, true AS keep FROM per_value ORDER BY n DESC, v NULLS LAST LIMIT ${a.limit}),
+      tagged AS (
+        SELECT CASE WHEN top.keep THEN s.v END AS value, top.keep IS NULL AS other, s.duration_ns, s.failed
+        FROM s LEFT JOIN top ON s.v IS NOT DISTINCT FROM top.v
+      )
+      SELECT value, other, ${sql.raw(bucketIndexSql("duration_ns"))} AS bucket, count(*) AS n,
+             count(*) FILTER (WHERE failed) AS errors, (SELECT count(*) FROM per_value) AS value_count
+      FROM tagged
+      GROUP BY ALL`.execute(this.db);
+    const groups = new Map<string, Omit<AttributeGroupRow, "p50" | "p95" | "p99"> & { buckets: { bucket: number; count: number }[] }>();
+    for (const row of r.rows) {
+      const key = row.other ? "other" : row.value === null ? "absent" : `=${row.value}`;
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = { value: row.value, other: row.other, count: 0, errors: 0, buckets: [] }));
+      g.count += row.n;
+      g.errors += row.errors;
+      g.buckets.push({ bucket: row.bucket, count: row.n });
+    }
+    // Most requests first, as `top` chose them; "other" last whatever its size.
+    const ordered = [...groups.values()].sort(
+      (x, y) => Number(x.other) - Number(y.other) || y.count - x.count || (x.value === null ? 1 : y.value === null ? -1 : x.value < y.value ? -1 : x.value > y.value ? 1 : 0),
+    );
+    return {
+      groups: ordered.map(({ buckets, ...g }) => ({
+        ...g,
+        p50: quantileFromBuckets(buckets, 0.5),
+        p95: quantileFromBuckets(buckets, 0.95),
+        p99: quantileFromBuckets(buckets, 0.99),
+      })),
+      valueCount: r.rows[0]?.value_count ?? 0,
+    };
+  }
+}
+
+/** A stored span as traceSpans reads it: column names, times in microseconds. */
+export interface TraceSpanRow {
+  span_id: string;
+  parent_span_id: string | null;
+  service_name: string;
+  name: string;
+  kind: string;
+  start_us: number;
+  duration_ns: number;
+  status_code: string;
+  http_status_code: number | null;
+  /** The attributes' JSON text, as stored. */
+  attributes: string;
+}
+
+export interface TraceSpans {
+  spans: TraceSpanRow[];
+  /** Spans the trace holds in all; 0 for an unknown trace. */
+  total: number;
+  /** Start of the earliest span, microseconds since the epoch. */
+  startUs: number;
+  /** From the earliest start to the latest end. */
+  durationNs: number;
+}
+
+export interface AttributeGroupRow {
+  /** The attribute's value as text; null for the spans without it (and on the "other" group). */
+  value: string | null;
+  other: boolean;
+  count: number;
+  errors: number;
+  /** Percentiles of the group's durations, from the sketch's buckets. */
+  p50: number;
+  p95: number;
+  p99: number;
+}
+
+export interface AttributeGroups {
+  groups: AttributeGroupRow[];
+  /** Distinct values among the window's spans (absence counts as one). */
+  valueCount: number;
 }

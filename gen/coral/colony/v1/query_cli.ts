@@ -8,267 +8,299 @@
 // @generated from file coral/colony/v1/query.proto (package coral.colony.v1, syntax proto3)
 /* eslint-disable */
 
-import type { Variant } from "../../../../cli/runtime/query-command.js";
-import { QueryCommand } from "../../../../cli/runtime/query-command.js";
-import { Command, Option } from "clipanion";
+import type { CommandSpec } from "../../../../surface/cli.js";
 import { QueryService } from "./query_pb.js";
 
 /**
- * `coral query services`: ListServices.
+ * Every command generated from this file, as data for the CLI to register (cli/runtime/query-command.ts).
  */
-export class QueryServicesCommand extends QueryCommand {
-  static override paths = [["query", "services"]];
-  static override usage = Command.Usage({
-    category: "Query",
-    description: "Lists the services the colony has seen.",
-    details: "Lists the services the colony has seen. Each comes with its namespace, region and\nthe number of instances seen.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
-    examples: [
-      ["Lists the services the colony has seen.", "coral query services"],
-      ["Lists the services the colony has seen.", "coral query services --namespace shop --output json"],
+export const commands: CommandSpec[] = [
+  // `coral query services`: ListServices.
+  {
+    path: ["query", "services"],
+    usage: {
+      category: "Query",
+      description: "Lists the services the colony has seen.",
+      details: "Lists the services the colony has seen. Each comes with its namespace, region and\nthe number of instances it has ever had.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+      examples: [
+        ["Lists the services the colony has seen.", "coral query services"],
+        ["Lists the services the colony has seen.", "coral query services --namespace shop --output json"],
+      ],
+    },
+    options: [
+      { kind: "string", prop: "namespace", flag: "--namespace", description: "Only services in this namespace." },
+      { kind: "string", prop: "region", flag: "--region", description: "Only services in this region." },
     ],
-  });
-
-  namespace = Option.String("--namespace", { arity: 1, description: "Only services in this namespace." });
-  region = Option.String("--region", { arity: 1, description: "Only services in this region." });
-
-  protected readonly variants: Variant[] = [
-    {
-      isDefault: true,
-      method: QueryService.method.listServices,
-      params: [
-        { prop: "namespace", field: "namespace", flag: "--namespace", parse: "string" },
-        { prop: "region", field: "region", flag: "--region", parse: "string" },
-      ],
-      rows: "services",
-      show: ["name", "namespace", "region", "instance_count"],
-      wide: ["name", "namespace", "region", "instance_count"],
-      units: {  },
-    },
-  ];
-}
-
-/**
- * `coral query service`: GetService.
- */
-export class QueryServiceCommand extends QueryCommand {
-  static override paths = [["query", "service"]];
-  static override usage = Command.Usage({
-    category: "Query",
-    description: "Describes one service.",
-    details: "Describes one service. Its identity, when it was first and last seen, and its\nrequest and error counts over the window.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
-    examples: [
-      ["Describes one service.", "coral query service payments"],
+    variants: [
+      {
+        isDefault: true,
+        method: QueryService.method.listServices,
+        params: [
+          { prop: "namespace", field: "namespace", flag: "--namespace", parse: "string" },
+          { prop: "region", field: "region", flag: "--region", parse: "string" },
+        ],
+        rows: "services",
+        show: ["name", "namespace", "region", "instance_count"],
+        wide: ["name", "namespace", "region", "instance_count"],
+        units: {  },
+      },
     ],
-  });
-
-  service = Option.String({ name: "SERVICE", required: true });
-  window = Option.String("--window", { arity: 1, description: "Look-back window for the counts. Written like 30s, 5m, 1h. (default: 1h)" });
-
-  protected readonly variants: Variant[] = [
-    {
-      isDefault: true,
-      method: QueryService.method.getService,
-      params: [
-        { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
-        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
+  },
+  // `coral query service`: GetService.
+  {
+    path: ["query", "service"],
+    usage: {
+      category: "Query",
+      description: "Describes one service.",
+      details: "Describes one service. Its identity, when it was first and last seen, and its\nrequest and error counts over the window.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+      examples: [
+        ["Describes one service.", "coral query service payments"],
       ],
-      show: ["service.name", "service.namespace", "service.region", "service.instance_count", "first_seen", "last_seen", "request_count", "error_count"],
-      wide: ["service.name", "service.namespace", "service.region", "service.instance_count", "first_seen", "last_seen", "request_count", "error_count"],
-      units: {  },
     },
-  ];
-}
-
-/**
- * `coral query metrics`: GetPercentile, GetErrorRate.
- */
-export class QueryMetricsCommand extends QueryCommand {
-  static override paths = [["query", "metrics"]];
-  static override usage = Command.Usage({
-    category: "Query",
-    description: "Returns a latency percentile of a service's metric over a window.",
-    details: "By default: Returns a latency percentile of a service's metric over a window. It is merged from\nthe per-minute log-bucket summaries: at most 1% relative error at every percentile,\nand a cost that does not grow with the number of spans.\n\nWith --error-rate: Returns the fraction of a service's requests that failed over a window. A request\nfailed when its span status is ERROR or its HTTP status is 500 or more; the counts\ncome with the rate.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
-    examples: [
-      ["Returns a latency percentile of a service's metric over a window.", "coral query metrics payments --metric http.server.duration --percentile 99"],
-      ["Returns the fraction of a service's requests that failed over a window.", "coral query metrics payments --error-rate --window 5m"],
+    options: [
+      { kind: "positional", prop: "service", metavar: "SERVICE" },
+      { kind: "string", prop: "window", flag: "--window", description: "Look-back window for the counts. Written like 30s, 5m, 1h. (default: 1h)" },
     ],
-  });
-
-  service = Option.String({ name: "SERVICE", required: true });
-  metric = Option.String("--metric", { arity: 1, description: "Metric name; latency of served requests is `http.server.duration`. (default: http.server.duration)" });
-  percentile = Option.String("--percentile", { arity: 1, description: "Percentile as a fraction (0.99); on the CLI a percentage (99). Written like 99 or 99.9. Range: (0, 100]. (default: 99)" });
-  window = Option.String("--window", { arity: 1, description: "Look-back window. Written like 30s, 5m, 1h. (default: 1h)" });
-  errorRate = Option.Boolean("--error-rate", false, { description: "Returns the fraction of a service's requests that failed over a window." });
-
-  protected readonly variants: Variant[] = [
-    {
-      isDefault: true,
-      method: QueryService.method.getPercentile,
-      params: [
-        { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
-        { prop: "metric", field: "metric", flag: "--metric", parse: "string", default: "http.server.duration" },
-        { prop: "percentile", field: "percentile", flag: "--percentile", parse: "percent", default: "99", min: "0", minExclusive: true, max: "100" },
-        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
-      ],
-      show: ["value", "sample_count"],
-      wide: ["value", "unit", "sample_count"],
-      units: { value: "ns" },
-    },
-    {
-      select: "errorRate",
-      selectFlag: "--error-rate",
-      method: QueryService.method.getErrorRate,
-      params: [
-        { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
-        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
-      ],
-      show: ["rate", "error_count", "total_count"],
-      wide: ["rate", "error_count", "total_count"],
-      units: { rate: "ratio" },
-    },
-  ];
-}
-
-/**
- * `coral query traces`: FindSlowTraces, FindErrorTraces.
- */
-export class QueryTracesCommand extends QueryCommand {
-  static override paths = [["query", "traces"]];
-  static override usage = Command.Usage({
-    category: "Query",
-    description: "Finds a service's slowest traces above a duration threshold, slowest first.",
-    details: "With --slow (the default): Finds a service's slowest traces above a duration threshold, slowest first.\n\nWith --errors: Finds a service's failed traces, most recent first.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
-    examples: [
-      ["Finds a service's slowest traces above a duration threshold, slowest first.", "coral query traces payments --slow --threshold 500ms --limit 10"],
-      ["Finds a service's failed traces, most recent first.", "coral query traces payments --errors --window 1h"],
+    variants: [
+      {
+        isDefault: true,
+        method: QueryService.method.getService,
+        params: [
+          { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
+          { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
+        ],
+        show: ["service.name", "service.namespace", "service.region", "service.instance_count", "first_seen", "last_seen", "request_count", "error_count"],
+        wide: ["service.name", "service.namespace", "service.region", "service.instance_count", "first_seen", "last_seen", "request_count", "error_count"],
+        units: {  },
+      },
     ],
-  });
-
-  service = Option.String({ name: "SERVICE", required: true });
-  threshold = Option.String("--threshold", { arity: 1, description: "Only traces at least this long. Written like 250us, 500ms, 2s. (default: 500ms)" });
-  window = Option.String("--window", { arity: 1, description: "Look-back window. Written like 30s, 5m, 1h. (default: 1h)" });
-  limit = Option.String("--limit", { arity: 1, description: "At most this many traces (0 means the default). Range: 1..1000. (default: 100)" });
-  slow = Option.Boolean("--slow", false, { description: "Finds a service's slowest traces above a duration threshold, slowest first. (the default)" });
-  errors = Option.Boolean("--errors", false, { description: "Finds a service's failed traces, most recent first." });
-
-  protected readonly variants: Variant[] = [
-    {
-      isDefault: true,
-      select: "slow",
-      selectFlag: "--slow",
-      method: QueryService.method.findSlowTraces,
-      params: [
-        { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
-        { prop: "threshold", field: "minDurationNs", flag: "--threshold", parse: "durationNs", default: "500ms", min: "0s" },
-        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
-        { prop: "limit", field: "limit", flag: "--limit", parse: "int", default: "100", min: "1", max: "1000" },
+  },
+  // `coral query metrics`: GetPercentile, GetErrorRate, GroupByAttribute.
+  {
+    path: ["query", "metrics"],
+    usage: {
+      category: "Query",
+      description: "Returns a latency percentile of a service's metric over a window.",
+      details: "By default: Returns a latency percentile of a service's metric over a window. It is merged from\nthe per-minute log-bucket summaries (OpenTelemetry's base-2 exponential buckets at\nscale 6): at most 0.54% relative error at every percentile, and a cost that does not\ngrow with the number of spans.\n\nWith --error-rate: Returns the fraction of a service's requests that failed over a window. A request\nfailed when its span status is ERROR or its HTTP status is 500 or more; the counts\ncome with the rate.\n\nWith --by: Breaks a service's requests down by the value of one span attribute: per value, the\nrequest count, the failures and latency percentiles, largest groups first; the values\nbeyond the top `limit` are summed in one \"other\" row. Computed from the raw SERVER\nspans in the window (kept for the colony's retention, 24 hours by default), with the\nsame log buckets as GetPercentile.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+      examples: [
+        ["Returns a latency percentile of a service's metric over a window.", "coral query metrics payments --metric http.server.duration --percentile 99"],
+        ["Returns the fraction of a service's requests that failed over a window.", "coral query metrics payments --error-rate --window 5m"],
+        ["Breaks a service's requests down by the value of one span attribute: per value, the request count, the failures and latency percentiles, largest groups first; the values beyond the top `limit` are summed in one \"other\" row.", "coral query metrics payments --by http.route"],
+        ["Breaks a service's requests down by the value of one span attribute: per value, the request count, the failures and latency percentiles, largest groups first; the values beyond the top `limit` are summed in one \"other\" row.", "coral query metrics frontend --by service.instance.id --window 15m --limit 5"],
       ],
-      rows: "traces",
-      show: ["trace_id", "duration_ns", "timestamp", "root_name", "span_count", "error"],
-      wide: ["trace_id", "duration_ns", "timestamp", "service", "root_name", "span_count", "error"],
-      units: { duration_ns: "ns" },
     },
-    {
-      select: "errors",
-      selectFlag: "--errors",
-      method: QueryService.method.findErrorTraces,
-      params: [
-        { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
-        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
-        { prop: "limit", field: "limit", flag: "--limit", parse: "int", default: "100", min: "1", max: "1000" },
-      ],
-      rows: "traces",
-      show: ["trace_id", "duration_ns", "timestamp", "root_name", "span_count"],
-      wide: ["trace_id", "duration_ns", "timestamp", "service", "root_name", "span_count", "error"],
-      units: { duration_ns: "ns" },
-    },
-  ];
-}
-
-/**
- * `coral query system`: GetSystemMetrics.
- */
-export class QuerySystemCommand extends QueryCommand {
-  static override paths = [["query", "system"]];
-  static override usage = Command.Usage({
-    category: "Query",
-    description: "Returns CPU and memory of the hosts running a service.",
-    details: "Returns CPU and memory of the hosts running a service. Utilisation is averaged over\nthe window; memory bytes are those of the latest sample.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
-    examples: [
-      ["Returns CPU and memory of the hosts running a service.", "coral query system payments --window 15m"],
+    options: [
+      { kind: "positional", prop: "service", metavar: "SERVICE" },
+      { kind: "string", prop: "metric", flag: "--metric", description: "Metric name; latency of served requests is `http.server.duration`. (default: http.server.duration)" },
+      { kind: "string", prop: "percentile", flag: "--percentile", description: "Percentile as a fraction (0.99); on the CLI a percentage (99). Written like 99 or 99.9. Range: (0, 100]. (default: 99)" },
+      { kind: "string", prop: "window", flag: "--window", description: "Look-back window. Written like 30s, 5m, 1h. (default: 1h)" },
+      { kind: "string", prop: "by", flag: "--by", description: "Span attribute whose values form the groups, e.g. \"http.route\"." },
+      { kind: "string", prop: "limit", flag: "--limit", description: "At most this many groups (0 means the default): the largest; the rest make one \"other\" row. Range: 1..100. (default: 10)" },
+      { kind: "boolean", prop: "errorRate", flag: "--error-rate", description: "Returns the fraction of a service's requests that failed over a window.", initial: false },
     ],
-  });
-
-  service = Option.String({ name: "SERVICE", required: true });
-  window = Option.String("--window", { arity: 1, description: "Look-back window. Written like 30s, 5m, 1h. (default: 1h)" });
-
-  protected readonly variants: Variant[] = [
-    {
-      isDefault: true,
-      method: QueryService.method.getSystemMetrics,
-      params: [
-        { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
-        { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
-      ],
-      show: ["service", "cpu_percent", "memory_percent", "memory_used_bytes", "memory_total_bytes", "host_count", "sample_count"],
-      wide: ["service", "cpu_percent", "memory_percent", "memory_used_bytes", "memory_total_bytes", "host_count", "sample_count"],
-      units: { cpu_percent: "percent", memory_percent: "percent", memory_used_bytes: "bytes", memory_total_bytes: "bytes" },
-    },
-  ];
-}
-
-/**
- * `coral query sql`: ExecuteQuery, StreamQuery.
- */
-export class QuerySqlCommand extends QueryCommand {
-  static override paths = [["query", "sql"]];
-  static override usage = Command.Usage({
-    category: "Query",
-    description: "Runs one read-only SQL SELECT against the colony's tables.",
-    details: "By default: Runs one read-only SQL SELECT against the colony's tables. Guardrails: a single\nstatement, SELECT only, no file or network access, at most 10,000 rows (`truncated`\ntells when more existed), a statement timeout and a response size cap.\n\nWith --stream: Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches,\nfor results too large for one response. The same guardrails apply, except that the\nrow limit is `max_rows` and the size cap holds per batch. Batches hold up to 8,192\nrows or about 1 MiB of cells, whichever comes first; their cells travel as one\ncolumn-major JSON text each, not as a message per value.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
-    examples: [
-      ["Runs one read-only SQL SELECT against the colony's tables.", "coral query sql \"SELECT service_name, AVG(p99_duration_ns) FROM service_summary GROUP BY service_name\""],
-      ["Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches, for results too large for one response.", "coral query sql --stream \"SELECT * FROM spans\" --output csv"],
+    variants: [
+      {
+        isDefault: true,
+        method: QueryService.method.getPercentile,
+        params: [
+          { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
+          { prop: "metric", field: "metric", flag: "--metric", parse: "string", default: "http.server.duration" },
+          { prop: "percentile", field: "percentile", flag: "--percentile", parse: "percent", default: "99", min: "0", minExclusive: true, max: "100" },
+          { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
+        ],
+        show: ["value", "sample_count"],
+        wide: ["value", "unit", "sample_count"],
+        units: { value: "ns" },
+      },
+      {
+        select: "errorRate",
+        selectFlag: "--error-rate",
+        method: QueryService.method.getErrorRate,
+        params: [
+          { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
+          { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
+        ],
+        show: ["rate", "error_count", "total_count"],
+        wide: ["rate", "error_count", "total_count"],
+        units: { rate: "ratio" },
+      },
+      {
+        select: "by",
+        selectFlag: "--by",
+        method: QueryService.method.groupByAttribute,
+        params: [
+          { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
+          { prop: "by", field: "by", flag: "--by", parse: "string" },
+          { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
+          { prop: "limit", field: "limit", flag: "--limit", parse: "int", default: "10", min: "1", max: "100" },
+        ],
+        rows: "groups",
+        show: ["value", "request_count", "error_count", "error_rate", "p50_ns", "p95_ns", "p99_ns"],
+        wide: ["value", "other", "request_count", "error_count", "error_rate", "p50_ns", "p95_ns", "p99_ns"],
+        units: { error_rate: "ratio", p50_ns: "ns", p95_ns: "ns", p99_ns: "ns" },
+      },
     ],
-  });
-
-  sql = Option.String({ name: "SQL", required: true });
-  maxRows = Option.String("--max-rows", { arity: 1, description: "At most this many rows in all (0 = 1,000,000). Range: ≥ 1. (default: 1000000)" });
-  stream = Option.Boolean("--stream", false, { description: "Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches, for results too large for one response." });
-
-  protected readonly variants: Variant[] = [
-    {
-      isDefault: true,
-      method: QueryService.method.executeQuery,
-      params: [
-        { prop: "sql", field: "sql", flag: "SQL", parse: "string" },
+  },
+  // `coral query traces`: FindSlowTraces, FindErrorTraces.
+  {
+    path: ["query", "traces"],
+    usage: {
+      category: "Query",
+      description: "Finds a service's slowest traces above a duration threshold, slowest first.",
+      details: "With --slow (the default): Finds a service's slowest traces above a duration threshold, slowest first.\n\nWith --errors: Finds a service's failed traces, most recent first.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+      examples: [
+        ["Finds a service's slowest traces above a duration threshold, slowest first.", "coral query traces payments --slow --threshold 500ms --limit 10"],
+        ["Finds a service's failed traces, most recent first.", "coral query traces payments --errors --window 1h"],
       ],
-      rows: "rows",
-      columns: "columns",
-      encoding: "list_values",
-      show: [],
-      wide: [],
-      units: {  },
     },
-    {
-      select: "stream",
-      selectFlag: "--stream",
-      method: QueryService.method.streamQuery,
-      params: [
-        { prop: "sql", field: "sql", flag: "SQL", parse: "string" },
-        { prop: "maxRows", field: "maxRows", flag: "--max-rows", parse: "int64", default: "1000000", min: "1" },
+    options: [
+      { kind: "positional", prop: "service", metavar: "SERVICE" },
+      { kind: "string", prop: "threshold", flag: "--threshold", description: "Only traces at least this long. Written like 250us, 500ms, 2s. (default: 500ms)" },
+      { kind: "string", prop: "window", flag: "--window", description: "Look-back window. Written like 30s, 5m, 1h. (default: 1h)" },
+      { kind: "string", prop: "limit", flag: "--limit", description: "At most this many traces (0 means the default). Range: 1..1000. (default: 100)" },
+      { kind: "boolean", prop: "slow", flag: "--slow", description: "Finds a service's slowest traces above a duration threshold, slowest first. (the default)", initial: false },
+      { kind: "boolean", prop: "errors", flag: "--errors", description: "Finds a service's failed traces, most recent first.", initial: false },
+    ],
+    variants: [
+      {
+        isDefault: true,
+        select: "slow",
+        selectFlag: "--slow",
+        method: QueryService.method.findSlowTraces,
+        params: [
+          { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
+          { prop: "threshold", field: "minDurationNs", flag: "--threshold", parse: "durationNs", default: "500ms", min: "0s" },
+          { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
+          { prop: "limit", field: "limit", flag: "--limit", parse: "int", default: "100", min: "1", max: "1000" },
+        ],
+        rows: "traces",
+        show: ["trace_id", "duration_ns", "timestamp", "root_name", "span_count", "error"],
+        wide: ["trace_id", "duration_ns", "timestamp", "service", "root_name", "span_count", "error"],
+        units: { duration_ns: "ns" },
+      },
+      {
+        select: "errors",
+        selectFlag: "--errors",
+        method: QueryService.method.findErrorTraces,
+        params: [
+          { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
+          { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
+          { prop: "limit", field: "limit", flag: "--limit", parse: "int", default: "100", min: "1", max: "1000" },
+        ],
+        rows: "traces",
+        show: ["trace_id", "duration_ns", "timestamp", "root_name", "span_count"],
+        wide: ["trace_id", "duration_ns", "timestamp", "service", "root_name", "span_count", "error"],
+        units: { duration_ns: "ns" },
+      },
+    ],
+  },
+  // `coral query system`: GetSystemMetrics.
+  {
+    path: ["query", "system"],
+    usage: {
+      category: "Query",
+      description: "Returns CPU and memory of the hosts running a service.",
+      details: "Returns CPU and memory of the hosts running a service. Utilisation is averaged over\nthe window; memory bytes are those of the latest sample.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+      examples: [
+        ["Returns CPU and memory of the hosts running a service.", "coral query system payments --window 15m"],
       ],
-      rows: "values_json",
-      columns: "columns",
-      encoding: "json_columns",
-      show: [],
-      wide: [],
-      units: {  },
     },
-  ];
-}
-
-/**
- * Every command generated from this file, for registration with the CLI.
- */
-export const commands = [QueryServicesCommand, QueryServiceCommand, QueryMetricsCommand, QueryTracesCommand, QuerySystemCommand, QuerySqlCommand];
+    options: [
+      { kind: "positional", prop: "service", metavar: "SERVICE" },
+      { kind: "string", prop: "window", flag: "--window", description: "Look-back window. Written like 30s, 5m, 1h. (default: 1h)" },
+    ],
+    variants: [
+      {
+        isDefault: true,
+        method: QueryService.method.getSystemMetrics,
+        params: [
+          { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
+          { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
+        ],
+        show: ["service", "cpu_percent", "memory_percent", "memory_used_bytes", "memory_total_bytes", "host_count", "sample_count"],
+        wide: ["service", "cpu_percent", "memory_percent", "memory_used_bytes", "memory_total_bytes", "host_count", "sample_count"],
+        units: { cpu_percent: "percent", memory_percent: "percent", memory_used_bytes: "bytes", memory_total_bytes: "bytes" },
+      },
+    ],
+  },
+  // `coral query sql`: ExecuteQuery, StreamQuery.
+  {
+    path: ["query", "sql"],
+    usage: {
+      category: "Query",
+      description: "Runs one read-only SQL SELECT against the colony's tables.",
+      details: "By default: Runs one read-only SQL SELECT against the colony's tables. Guardrails: a single\nstatement, SELECT only, no file or network access, at most 10,000 rows (`truncated`\ntells when more existed), a statement timeout and a response size cap.\n\nWith --stream: Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches,\nfor results too large for one response. The same guardrails apply, except that the\nrow limit is `max_rows` and the size cap holds per batch. Batches hold up to 8,192\nrows or about 1 MiB of cells, whichever comes first; their cells travel as one\ncolumn-major JSON text each, not as a message per value.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+      examples: [
+        ["Runs one read-only SQL SELECT against the colony's tables.", "coral query sql \"SELECT service_name, AVG(p99_duration_ns) FROM service_summary GROUP BY service_name\""],
+        ["Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches, for results too large for one response.", "coral query sql --stream \"SELECT * FROM spans\" --output csv"],
+      ],
+    },
+    options: [
+      { kind: "positional", prop: "sql", metavar: "SQL" },
+      { kind: "string", prop: "maxRows", flag: "--max-rows", description: "At most this many rows in all (0 = 1,000,000). Range: ≥ 1. (default: 1000000)" },
+      { kind: "boolean", prop: "stream", flag: "--stream", description: "Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches, for results too large for one response.", initial: false },
+    ],
+    variants: [
+      {
+        isDefault: true,
+        method: QueryService.method.executeQuery,
+        params: [
+          { prop: "sql", field: "sql", flag: "SQL", parse: "string" },
+        ],
+        rows: "rows",
+        columns: "columns",
+        encoding: "list_values",
+        show: [],
+        wide: [],
+        units: {  },
+      },
+      {
+        select: "stream",
+        selectFlag: "--stream",
+        method: QueryService.method.streamQuery,
+        params: [
+          { prop: "sql", field: "sql", flag: "SQL", parse: "string" },
+          { prop: "maxRows", field: "maxRows", flag: "--max-rows", parse: "int64", default: "1000000", min: "1" },
+        ],
+        rows: "values_json",
+        columns: "columns",
+        encoding: "json_columns",
+        show: [],
+        wide: [],
+        units: {  },
+      },
+    ],
+  },
+  // `coral query trace`: GetTrace.
+  {
+    path: ["query", "trace"],
+    usage: {
+      category: "Query",
+      description: "Returns the spans of one trace, from every service, with their parent links, timing, status and attributes, by start time.",
+      details: "Returns the spans of one trace, from every service, with their parent links, timing,\nstatus and attributes, by start time. A trace of more than `limit` spans (or of more\nthan 16 MiB of span names and attributes) keeps its longest spans, which are the top of\nits tree (a parent lasts as long as its children), and says so with `truncated`. The CLI draws\nthe spans as a waterfall: the tree, bars on the trace's time line, errors and the\ncritical path marked.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+      examples: [
+        ["Returns the spans of one trace, from every service, with their parent links, timing, status and attributes, by start time.", "coral query trace 4bf92f3577b34da6a3ce929d0e0e4736"],
+        ["Returns the spans of one trace, from every service, with their parent links, timing, status and attributes, by start time.", "coral query trace 4bf92f3577b34da6a3ce929d0e0e4736 --output json"],
+      ],
+    },
+    options: [
+      { kind: "positional", prop: "traceId", metavar: "TRACE_ID" },
+      { kind: "string", prop: "limit", flag: "--limit", description: "At most this many spans (0 means the default); a larger trace keeps its longest spans. Range: 1..10000. (default: 1000)" },
+    ],
+    variants: [
+      {
+        isDefault: true,
+        method: QueryService.method.getTrace,
+        params: [
+          { prop: "traceId", field: "traceId", flag: "TRACE_ID", parse: "string" },
+          { prop: "limit", field: "limit", flag: "--limit", parse: "int", default: "1000", min: "1", max: "10000" },
+        ],
+        rows: "spans",
+        show: ["service", "name", "start_offset_ns", "duration_ns", "error"],
+        wide: ["span_id", "parent_span_id", "service", "name", "kind", "start_time", "start_offset_ns", "duration_ns", "status", "http_status_code", "error"],
+        units: { start_offset_ns: "ns", duration_ns: "ns" },
+        layout: "waterfall",
+      },
+    ],
+  },
+];

@@ -38,6 +38,13 @@ export const requestDefaults: Record<string, Record<string, unknown>> = {
   "coral.colony.v1.StreamQueryRequest": {
     maxRows: 1000000n,
   },
+  "coral.colony.v1.GetTraceRequest": {
+    limit: 1000,
+  },
+  "coral.colony.v1.GroupByAttributeRequest": {
+    timeRangeMs: 3600000n,
+    limit: 10,
+  },
 };
 
 /**
@@ -91,5 +98,15 @@ export const requestRules: Record<string, Record<string, FieldRule>> = {
   "coral.colony.v1.StreamQueryRequest": {
     sql: { name: "sql", required: true },
     maxRows: { name: "max_rows", min: 1 },
+  },
+  "coral.colony.v1.GetTraceRequest": {
+    traceId: { name: "trace_id", required: true },
+    limit: { name: "limit", min: 1, max: 10000 },
+  },
+  "coral.colony.v1.GroupByAttributeRequest": {
+    service: { name: "service", required: true },
+    by: { name: "by", required: true },
+    timeRangeMs: { name: "time_range_ms", min: 0 },
+    limit: { name: "limit", min: 1, max: 100 },
   },
 };

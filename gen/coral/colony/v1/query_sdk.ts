@@ -13,19 +13,31 @@ import type { Column, QueryResult } from "../../../../sdk/table.js";
 import { asTable, asTableStream } from "../../../../sdk/table.js";
 
 /**
- * `coral.services`: ListServices, GetService.
+ * `coral.services`:
+ *
+ * - {@link services.list | list}: Lists the services the colony has seen.
+ * - {@link services.get | get}: Describes one service.
+ *
+ * The functions that take a `service` are also on each service `coral.services.list()` returns, for that service: `service.services.get()`.
+ *
+ * @namespace
  */
 export const services = {
   /**
    * Lists the services the colony has seen. Each comes with its namespace, region and
-   * the number of instances seen.
+   * the number of instances it has ever had.
    *
    * @param namespace Only services in this namespace.
    * @param region Only services in this region.
-   * @returns The services, by name.
+   * @returns The services, by name. Each also carries the SDK functions that take a service, bound to it: `svc.metrics.getP99()`.
    * @throws CoralError with a code such as "invalid_argument" or "unavailable".
-   *
-   * RPC: coral.colony.v1.QueryService.ListServices
+   * @example
+   * ```ts
+   * for (const svc of await coral.services.list()) {
+   *   console.log(svc.name, svc.region, `${svc.instance_count} instances`);
+   * }
+   * ```
+   * @see [ListServices](../../../../docs/reference/rpc/ListServices.md): the colony API call behind it, with its command `coral query services`.
    */
   async list(namespace?: string, region?: string): Promise<Bound<Service>[]> {
     const res = await call("ListServices", { namespace: namespace, region: region, });
@@ -36,34 +48,53 @@ export const services = {
    * request and error counts over the window.
    *
    * @param service Service name.
-   * @param time_range_ms Look-back window in milliseconds for the counts. Default: 3600000.
+   * @param time_range_ms Look-back window in milliseconds for the counts. Default: 3600000 (1h).
+   * @returns The service, when the colony first and last saw it, and its request and error counts over the window.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
-   *
-   * RPC: coral.colony.v1.QueryService.GetService
+   * @example
+   * ```ts
+   * const details = await coral.services.get("payments", 15 * 60_000);
+   * console.log(`${details.request_count} requests, ${details.error_count} failed; last seen ${details.last_seen?.toISOString()}`);
+   * ```
+   * @see [GetService](../../../../docs/reference/rpc/GetService.md): the colony API call behind it, with its command `coral query service`.
    */
-  async get(service: string, time_range_ms?: number): Promise<GetServiceResponse> {
+  async get(service: string, time_range_ms?: number): Promise<ServiceDetails> {
     const res = await call("GetService", { service: service, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), });
-    return res as unknown as GetServiceResponse;
+    return res as unknown as ServiceDetails;
   },
 };
 
 /**
- * `coral.metrics`: GetPercentile, GetErrorRate.
+ * `coral.metrics`:
+ *
+ * - {@link metrics.getPercentile | getPercentile}: Returns a latency percentile of a service's metric over a window.
+ * - {@link metrics.getP50 | getP50}, {@link metrics.getP95 | getP95}, {@link metrics.getP99 | getP99}: shorthands for `getPercentile`.
+ * - {@link metrics.getErrorRate | getErrorRate}: Returns the fraction of a service's requests that failed over a window.
+ * - {@link metrics.groupBy | groupBy}: Breaks a service's requests down by the value of one span attribute: per value, the request count, the failures and latency percentiles, largest groups first; the values beyond the top `limit` are summed in one "other" row.
+ *
+ * The functions that take a `service` are also on each service `coral.services.list()` returns, for that service: `service.metrics.getPercentile()`.
+ *
+ * @namespace
  */
 export const metrics = {
   /**
    * Returns a latency percentile of a service's metric over a window. It is merged from
-   * the per-minute log-bucket summaries: at most 1% relative error at every percentile,
-   * and a cost that does not grow with the number of spans.
+   * the per-minute log-bucket summaries (OpenTelemetry's base-2 exponential buckets at
+   * scale 6): at most 0.54% relative error at every percentile, and a cost that does not
+   * grow with the number of spans.
    *
    * @param service Service name.
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
-   * @param percentile Percentile as a fraction (0.99); on the CLI a percentage (99). Default: 0.99.
-   * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which). Unset (null in JSON and the SDK, `-` in tables) when the window holds no samples: no data, not a 0.
+   * @param percentile Percentile as a fraction (0.99); on the CLI a percentage (99). Range: (0, 1]. Default: 0.99.
+   * @param time_range_ms Look-back window in milliseconds. Default: 3600000 (1h).
+   * @returns The percentile in nanoseconds (for latency metrics), or null when the window holds no samples: no data, not a 0.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
-   *
-   * RPC: coral.colony.v1.QueryService.GetPercentile
+   * @example
+   * ```ts
+   * const p999 = await coral.metrics.getPercentile("payments", "http.server.duration", 0.999, 5 * 60_000);
+   * console.log(p999 === null ? "no data" : `p99.9: ${(p999 / 1e6).toFixed(1)} ms`);
+   * ```
+   * @see [GetPercentile](../../../../docs/reference/rpc/GetPercentile.md): the colony API call behind it, with its command `coral query metrics`.
    */
   async getPercentile(service: string, metric?: string, percentile?: number, time_range_ms?: number): Promise<number | null> {
     const res = await call("GetPercentile", { service: service, metric: metric ?? "http.server.duration", percentile: percentile ?? 0.99, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), });
@@ -72,17 +103,19 @@ export const metrics = {
   /**
    * The median (p50) of a service's metric, in nanoseconds.
    *
-   * Returns a latency percentile of a service's metric over a window. It is merged from
-   * the per-minute log-bucket summaries: at most 1% relative error at every percentile,
-   * and a cost that does not grow with the number of spans.
+   * Shorthand for {@link metrics.getPercentile} with `percentile` = 0.5.
    *
    * @param service Service name.
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
-   * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which). Unset (null in JSON and the SDK, `-` in tables) when the window holds no samples: no data, not a 0.
+   * @param time_range_ms Look-back window in milliseconds. Default: 3600000 (1h).
+   * @returns The percentile in nanoseconds (for latency metrics), or null when the window holds no samples: no data, not a 0.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
-   *
-   * RPC: coral.colony.v1.QueryService.GetPercentile
+   * @example
+   * ```ts
+   * const p50 = await coral.metrics.getP50("orders");
+   * console.log(p50 === null ? "no data" : `median: ${(p50 / 1e6).toFixed(1)} ms`);
+   * ```
+   * @see [GetPercentile](../../../../docs/reference/rpc/GetPercentile.md): the colony API call behind it, with its command `coral query metrics`.
    */
   getP50(service: string, metric?: string, time_range_ms?: number): Promise<number | null> {
     return metrics.getPercentile(service, metric, 0.5, time_range_ms);
@@ -90,17 +123,19 @@ export const metrics = {
   /**
    * The 95th percentile of a service's metric, in nanoseconds.
    *
-   * Returns a latency percentile of a service's metric over a window. It is merged from
-   * the per-minute log-bucket summaries: at most 1% relative error at every percentile,
-   * and a cost that does not grow with the number of spans.
+   * Shorthand for {@link metrics.getPercentile} with `percentile` = 0.95.
    *
    * @param service Service name.
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
-   * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which). Unset (null in JSON and the SDK, `-` in tables) when the window holds no samples: no data, not a 0.
+   * @param time_range_ms Look-back window in milliseconds. Default: 3600000 (1h).
+   * @returns The percentile in nanoseconds (for latency metrics), or null when the window holds no samples: no data, not a 0.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
-   *
-   * RPC: coral.colony.v1.QueryService.GetPercentile
+   * @example
+   * ```ts
+   * const p95 = await coral.metrics.getP95("orders", "http.server.duration", 24 * 60 * 60_000);
+   * console.log(p95 === null ? "no data" : `p95 over a day: ${(p95 / 1e6).toFixed(1)} ms`);
+   * ```
+   * @see [GetPercentile](../../../../docs/reference/rpc/GetPercentile.md): the colony API call behind it, with its command `coral query metrics`.
    */
   getP95(service: string, metric?: string, time_range_ms?: number): Promise<number | null> {
     return metrics.getPercentile(service, metric, 0.95, time_range_ms);
@@ -108,17 +143,19 @@ export const metrics = {
   /**
    * The 99th percentile of a service's metric, in nanoseconds.
    *
-   * Returns a latency percentile of a service's metric over a window. It is merged from
-   * the per-minute log-bucket summaries: at most 1% relative error at every percentile,
-   * and a cost that does not grow with the number of spans.
+   * Shorthand for {@link metrics.getPercentile} with `percentile` = 0.99.
    *
    * @param service Service name.
    * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
-   * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @returns The percentile value: nanoseconds for latency metrics (`unit` says which). Unset (null in JSON and the SDK, `-` in tables) when the window holds no samples: no data, not a 0.
+   * @param time_range_ms Look-back window in milliseconds. Default: 3600000 (1h).
+   * @returns The percentile in nanoseconds (for latency metrics), or null when the window holds no samples: no data, not a 0.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
-   *
-   * RPC: coral.colony.v1.QueryService.GetPercentile
+   * @example
+   * ```ts
+   * const p99 = await coral.metrics.getP99("payments");
+   * if (p99 !== null && p99 > 500_000_000) console.log(`payments is slow: p99 ${(p99 / 1e6).toFixed(0)} ms`);
+   * ```
+   * @see [GetPercentile](../../../../docs/reference/rpc/GetPercentile.md): the colony API call behind it, with its command `coral query metrics`.
    */
   getP99(service: string, metric?: string, time_range_ms?: number): Promise<number | null> {
     return metrics.getPercentile(service, metric, 0.99, time_range_ms);
@@ -129,33 +166,74 @@ export const metrics = {
    * come with the rate.
    *
    * @param service Service name.
-   * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @returns Failed requests / all requests, 0..1. Unset (null, `-`) when there were no requests.
+   * @param time_range_ms Look-back window in milliseconds. Default: 3600000 (1h).
+   * @returns Failed requests / all requests in the window, 0..1, or null when there were no requests.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
-   *
-   * RPC: coral.colony.v1.QueryService.GetErrorRate
+   * @example
+   * ```ts
+   * const rate = await coral.metrics.getErrorRate("payments", 5 * 60_000);
+   * if (rate !== null && rate > 0.01) console.log(`payments: ${(rate * 100).toFixed(2)}% of requests failed`);
+   * ```
+   * @see [GetErrorRate](../../../../docs/reference/rpc/GetErrorRate.md): the colony API call behind it, with its command `coral query metrics`.
    */
   async getErrorRate(service: string, time_range_ms?: number): Promise<number | null> {
     const res = await call("GetErrorRate", { service: service, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), });
     return res.rate as unknown as number | null;
   },
+  /**
+   * Breaks a service's requests down by the value of one span attribute: per value, the
+   * request count, the failures and latency percentiles, largest groups first; the values
+   * beyond the top `limit` are summed in one "other" row. Computed from the raw SERVER
+   * spans in the window (kept for the colony's retention, 24 hours by default), with the
+   * same log buckets as GetPercentile.
+   *
+   * @param service Service name.
+   * @param by Span attribute whose values form the groups, e.g. "http.route".
+   * @param time_range_ms Look-back window in milliseconds. Default: 3600000 (1h).
+   * @param limit At most this many groups (0 means the default): the largest; the rest make one "other" row. Range: 1..100. Default: 10.
+   * @returns The groups, most requests first and the "other" row last, each with its request and error counts, error rate and p50/p95/p99 in nanoseconds; and the window's request count and number of distinct values.
+   * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
+   * @example
+   * ```ts
+   * const { groups } = await coral.metrics.groupBy("payments", "http.route");
+   * for (const g of groups) console.log(g.value, g.request_count, g.error_rate, g.p99_ns / 1e6);
+   * ```
+   * @see [GroupByAttribute](../../../../docs/reference/rpc/GroupByAttribute.md): the colony API call behind it, with its command `coral query metrics`.
+   */
+  async groupBy(service: string, by: string, time_range_ms?: number, limit?: number): Promise<AttributeBreakdown> {
+    const res = await call("GroupByAttribute", { service: service, by: by, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), limit: limit ?? 10, });
+    return res as unknown as AttributeBreakdown;
+  },
 };
 
 /**
- * `coral.traces`: FindSlowTraces, FindErrorTraces.
+ * `coral.traces`:
+ *
+ * - {@link traces.findSlow | findSlow}: Finds a service's slowest traces above a duration threshold, slowest first.
+ * - {@link traces.findErrors | findErrors}: Finds a service's failed traces, most recent first.
+ * - {@link traces.get | get}: Returns the spans of one trace, from every service, with their parent links, timing, status and attributes, by start time.
+ *
+ * The functions that take a `service` are also on each service `coral.services.list()` returns, for that service: `service.traces.findSlow()`.
+ *
+ * @namespace
  */
 export const traces = {
   /**
    * Finds a service's slowest traces above a duration threshold, slowest first.
    *
    * @param service Service name.
-   * @param min_duration_ns Only traces at least this long, in nanoseconds. Default: 500000000.
-   * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @param limit At most this many traces (0 means the default). Default: 100.
-   * @returns The traces, slowest first.
+   * @param min_duration_ns Only traces at least this long, in nanoseconds. Default: 500000000 (500ms).
+   * @param time_range_ms Look-back window in milliseconds. Default: 3600000 (1h).
+   * @param limit At most this many traces (0 means the default). Range: 1..1000. Default: 100.
+   * @returns The traces at least `min_duration_ns` long, slowest first, at most `limit` of them.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
-   *
-   * RPC: coral.colony.v1.QueryService.FindSlowTraces
+   * @example
+   * ```ts
+   * for (const t of await coral.traces.findSlow("payments", 1_000_000_000, 60 * 60_000, 10)) {
+   *   console.log(t.trace_id, t.root_name, `${(t.duration_ns / 1e6).toFixed(0)} ms`);
+   * }
+   * ```
+   * @see [FindSlowTraces](../../../../docs/reference/rpc/FindSlowTraces.md): the colony API call behind it, with its command `coral query traces`.
    */
   async findSlow(service: string, min_duration_ns?: number, time_range_ms?: number, limit?: number): Promise<Trace[]> {
     const res = await call("FindSlowTraces", { service: service, minDurationNs: int64("min_duration_ns", min_duration_ns ?? 500000000), timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), limit: limit ?? 100, });
@@ -165,21 +243,55 @@ export const traces = {
    * Finds a service's failed traces, most recent first.
    *
    * @param service Service name.
-   * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
-   * @param limit At most this many traces (0 means the default). Default: 100.
-   * @returns The traces, most recent first.
+   * @param time_range_ms Look-back window in milliseconds. Default: 3600000 (1h).
+   * @param limit At most this many traces (0 means the default). Range: 1..1000. Default: 100.
+   * @returns The failed traces, most recent first, at most `limit` of them.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
-   *
-   * RPC: coral.colony.v1.QueryService.FindErrorTraces
+   * @example
+   * ```ts
+   * const failed = await coral.traces.findErrors("payments", 15 * 60_000, 20);
+   * console.log(`${failed.length} failed traces`, failed.map((t) => t.root_name));
+   * ```
+   * @see [FindErrorTraces](../../../../docs/reference/rpc/FindErrorTraces.md): the colony API call behind it, with its command `coral query traces`.
    */
   async findErrors(service: string, time_range_ms?: number, limit?: number): Promise<Trace[]> {
     const res = await call("FindErrorTraces", { service: service, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), limit: limit ?? 100, });
     return res.traces as unknown as Trace[];
   },
+  /**
+   * Returns the spans of one trace, from every service, with their parent links, timing,
+   * status and attributes, by start time. A trace of more than `limit` spans (or of more
+   * than 16 MiB of span names and attributes) keeps its longest spans, which are the top of
+   * its tree (a parent lasts as long as its children), and says so with `truncated`. The CLI draws
+   * the spans as a waterfall: the tree, bars on the trace's time line, errors and the
+   * critical path marked.
+   *
+   * @param trace_id Trace id, 32 hex digits, as `coral query traces` lists them.
+   * @param limit At most this many spans (0 means the default); a larger trace keeps its longest spans. Range: 1..10000. Default: 1000.
+   * @returns The trace: its spans by start time (ids, parent ids, service, name, offsets and durations in nanoseconds, status, attributes), its start and duration, and whether `limit` cut it.
+   * @throws CoralError with a code such as "invalid_argument" or "unavailable".
+   * @example
+   * ```ts
+   * const [slowest] = await coral.traces.findSlow("payments");
+   * const trace = await coral.traces.get(slowest.trace_id);
+   * for (const s of trace.spans) console.log(s.service, s.name, s.duration_ns / 1e6, s.error);
+   * ```
+   * @see [GetTrace](../../../../docs/reference/rpc/GetTrace.md): the colony API call behind it, with its command `coral query trace`.
+   */
+  async get(trace_id: string, limit?: number): Promise<TraceDetails> {
+    const res = await call("GetTrace", { traceId: trace_id, limit: limit ?? 1000, });
+    return res as unknown as TraceDetails;
+  },
 };
 
 /**
- * `coral.system`: GetSystemMetrics.
+ * `coral.system`:
+ *
+ * - {@link system.getMetrics | getMetrics}: Returns CPU and memory of the hosts running a service.
+ *
+ * The functions that take a `service` are also on each service `coral.services.list()` returns, for that service: `service.system.getMetrics()`.
+ *
+ * @namespace
  */
 export const system = {
   /**
@@ -187,19 +299,29 @@ export const system = {
    * the window; memory bytes are those of the latest sample.
    *
    * @param service Service name.
-   * @param time_range_ms Look-back window in milliseconds. Default: 3600000.
+   * @param time_range_ms Look-back window in milliseconds. Default: 3600000 (1h).
+   * @returns CPU and memory of the service's hosts. Each figure is null when no host reported it in the window.
    * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
-   *
-   * RPC: coral.colony.v1.QueryService.GetSystemMetrics
+   * @example
+   * ```ts
+   * const sys = await coral.system.getMetrics("payments");
+   * console.log(sys.cpu_percent === null ? "no host metrics" : `CPU ${sys.cpu_percent.toFixed(1)}% on ${sys.host_count} hosts`);
+   * ```
+   * @see [GetSystemMetrics](../../../../docs/reference/rpc/GetSystemMetrics.md): the colony API call behind it, with its command `coral query system`.
    */
-  async getMetrics(service: string, time_range_ms?: number): Promise<GetSystemMetricsResponse> {
+  async getMetrics(service: string, time_range_ms?: number): Promise<SystemMetrics> {
     const res = await call("GetSystemMetrics", { service: service, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), });
-    return res as unknown as GetSystemMetricsResponse;
+    return res as unknown as SystemMetrics;
   },
 };
 
 /**
- * `coral.db`: ExecuteQuery, StreamQuery.
+ * `coral.db`:
+ *
+ * - {@link db.query | query}: Runs one read-only SQL SELECT against the colony's tables.
+ * - {@link db.stream | stream}: Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches, for results too large for one response.
+ *
+ * @namespace
  */
 export const db = {
   /**
@@ -208,9 +330,16 @@ export const db = {
    * tells when more existed), a statement timeout and a response size cap.
    *
    * @param sql One SQL SELECT statement (DuckDB dialect).
+   * @returns The rows as objects keyed by column name, with `columns` (name and DuckDB type) and `truncated` (cut at 10,000 rows); iterable over the rows.
    * @throws CoralError with a code such as "invalid_argument" or "unavailable".
-   *
-   * RPC: coral.colony.v1.QueryService.ExecuteQuery
+   * @example
+   * ```ts
+   * const result = await coral.db.query<{ service_name: string; spans: number }>(
+   *   "SELECT service_name, count(*) AS spans FROM spans GROUP BY service_name ORDER BY spans DESC",
+   * );
+   * for (const row of result) console.log(row.service_name, row.spans);
+   * ```
+   * @see [ExecuteQuery](../../../../docs/reference/rpc/ExecuteQuery.md): the colony API call behind it, with its command `coral query sql`.
    */
   async query<Row = Record<string, unknown>>(sql: string): Promise<QueryResult<Row>> {
     const res = await call("ExecuteQuery", { sql: sql, });
@@ -224,10 +353,16 @@ export const db = {
    * column-major JSON text each, not as a message per value.
    *
    * @param sql One SQL SELECT statement (DuckDB dialect).
-   * @param max_rows At most this many rows in all (0 = 1,000,000). Default: 1000000.
+   * @param max_rows At most this many rows in all (0 = 1,000,000). Range: ≥ 1. Default: 1000000.
+   * @returns An async iterator over batches of row objects keyed by column name, up to 8,192 rows a batch.
    * @throws CoralError with a code such as "invalid_argument" or "unavailable".
-   *
-   * RPC: coral.colony.v1.QueryService.StreamQuery
+   * @example
+   * ```ts
+   * let count = 0;
+   * for await (const batch of coral.db.stream("SELECT trace_id, duration_ns FROM spans")) count += batch.length;
+   * console.log(`${count} spans`);
+   * ```
+   * @see [StreamQuery](../../../../docs/reference/rpc/StreamQuery.md): the colony API call behind it, with its command `coral query sql`.
    */
   stream<Row = Record<string, unknown>>(sql: string, max_rows?: number): AsyncGenerator<Row[]> {
     return asTableStream<Row>(callStream("StreamQuery", { sql: sql, maxRows: int64("max_rows", max_rows ?? 1000000), }), { rows: "values_json", columns: "columns", encoding: "json_columns" });
@@ -239,30 +374,32 @@ export const db = {
  */
 export interface ServiceHelpers {
   services: {
-    /** Like `services.get`, for this service. */
-    get(time_range_ms?: number): Promise<GetServiceResponse>;
+    /** {@link services.get} for this service. */
+    get(time_range_ms?: number): Promise<ServiceDetails>;
   };
   metrics: {
-    /** Like `metrics.getPercentile`, for this service. */
+    /** {@link metrics.getPercentile} for this service. */
     getPercentile(metric?: string, percentile?: number, time_range_ms?: number): Promise<number | null>;
-    /** Like `metrics.getP50`, for this service. */
+    /** {@link metrics.getP50} for this service. */
     getP50(metric?: string, time_range_ms?: number): Promise<number | null>;
-    /** Like `metrics.getP95`, for this service. */
+    /** {@link metrics.getP95} for this service. */
     getP95(metric?: string, time_range_ms?: number): Promise<number | null>;
-    /** Like `metrics.getP99`, for this service. */
+    /** {@link metrics.getP99} for this service. */
     getP99(metric?: string, time_range_ms?: number): Promise<number | null>;
-    /** Like `metrics.getErrorRate`, for this service. */
+    /** {@link metrics.getErrorRate} for this service. */
     getErrorRate(time_range_ms?: number): Promise<number | null>;
+    /** {@link metrics.groupBy} for this service. */
+    groupBy(by: string, time_range_ms?: number, limit?: number): Promise<AttributeBreakdown>;
   };
   traces: {
-    /** Like `traces.findSlow`, for this service. */
+    /** {@link traces.findSlow} for this service. */
     findSlow(min_duration_ns?: number, time_range_ms?: number, limit?: number): Promise<Trace[]>;
-    /** Like `traces.findErrors`, for this service. */
+    /** {@link traces.findErrors} for this service. */
     findErrors(time_range_ms?: number, limit?: number): Promise<Trace[]>;
   };
   system: {
-    /** Like `system.getMetrics`, for this service. */
-    getMetrics(time_range_ms?: number): Promise<GetSystemMetricsResponse>;
+    /** {@link system.getMetrics} for this service. */
+    getMetrics(time_range_ms?: number): Promise<SystemMetrics>;
   };
 }
 
@@ -282,6 +419,7 @@ function bind<T extends object>(obj: T, name: string): Bound<T> {
       getP95: (metric?: string, time_range_ms?: number) => metrics.getP95(name, metric, time_range_ms),
       getP99: (metric?: string, time_range_ms?: number) => metrics.getP99(name, metric, time_range_ms),
       getErrorRate: (time_range_ms?: number) => metrics.getErrorRate(name, time_range_ms),
+      groupBy: (by: string, time_range_ms?: number, limit?: number) => metrics.groupBy(name, by, time_range_ms, limit),
     } },
     traces: { enumerable: false, value: {
       findSlow: (min_duration_ns?: number, time_range_ms?: number, limit?: number) => traces.findSlow(name, min_duration_ns, time_range_ms, limit),
@@ -296,9 +434,9 @@ function bind<T extends object>(obj: T, name: string): Bound<T> {
 export type { QueryResult, Column };
 
 /**
- * The response of GetService.
+ * One service with when the colony first and last saw it and its request counts over the window.
  */
-export interface GetServiceResponse {
+export interface ServiceDetails {
   /**
    * The service.
    */
@@ -322,9 +460,9 @@ export interface GetServiceResponse {
 }
 
 /**
- * The response of GetSystemMetrics.
+ * CPU and memory of the hosts running one service.
  */
-export interface GetSystemMetricsResponse {
+export interface SystemMetrics {
   /**
    * Service name.
    */
@@ -357,6 +495,54 @@ export interface GetSystemMetricsResponse {
 }
 
 /**
+ * What `coral.traces.get` returns.
+ */
+export interface TraceDetails {
+  /**
+   * Trace id, 32 lowercase hex digits.
+   */
+  trace_id: string;
+  /**
+   * Start of the trace's earliest span.
+   */
+  start_time: Date | null;
+  /**
+   * From the start of the earliest span to the end of the last one, in nanoseconds.
+   */
+  duration_ns: number;
+  /**
+   * The spans, by start time.
+   */
+  spans: Span[];
+  /**
+   * How many spans the trace holds in all, before `limit`.
+   */
+  total_count: number;
+  /**
+   * True when `spans` holds fewer than all of them (`limit`, or 16 MiB of names and attributes).
+   */
+  truncated: boolean;
+}
+
+/**
+ * What `coral.metrics.groupBy` returns.
+ */
+export interface AttributeBreakdown {
+  /**
+   * The groups, most requests first; the "other" row, if any, last.
+   */
+  groups: AttributeGroup[];
+  /**
+   * Requests (SERVER spans) of the service in the window.
+   */
+  request_count: number;
+  /**
+   * Distinct values of the attribute among them (spans without it count as one value).
+   */
+  value_count: number;
+}
+
+/**
  * A service known to the colony.
  */
 export interface Service {
@@ -373,8 +559,9 @@ export interface Service {
    */
   region: string;
   /**
-   * Number of distinct instances (`service.instance.id`) the colony has seen for the service, over
-   * all its data: instances that stopped reporting still count.
+   * Number of distinct instances (`service.instance.id`) the colony has ever seen for the service,
+   * not in a window: instances that stopped reporting still count, even once retention has
+   * removed their spans.
    */
   instance_count: number;
 }
@@ -411,5 +598,100 @@ export interface Trace {
    * Whether the trace failed in this service.
    */
   error: boolean;
+}
+
+/**
+ * One span of a trace.
+ */
+export interface Span {
+  /**
+   * Span id, 16 hex digits.
+   */
+  span_id: string;
+  /**
+   * The parent's span id; empty for a root. The parent may be missing from the trace (not
+   * received, or cut by `limit`).
+   */
+  parent_span_id: string;
+  /**
+   * Service name.
+   */
+  service: string;
+  /**
+   * Span name, e.g. "POST /charge".
+   */
+  name: string;
+  /**
+   * SERVER, CLIENT, INTERNAL, PRODUCER or CONSUMER.
+   */
+  kind: string;
+  /**
+   * Start time (microsecond precision).
+   */
+  start_time: Date | null;
+  /**
+   * Start, in nanoseconds after the start of the trace.
+   */
+  start_offset_ns: number;
+  /**
+   * Duration, in nanoseconds.
+   */
+  duration_ns: number;
+  /**
+   * Span status: UNSET, OK or ERROR.
+   */
+  status: string;
+  /**
+   * HTTP response status, when the span has one.
+   */
+  http_status_code: number | null;
+  /**
+   * Whether the span failed: status ERROR or an HTTP status of 500 or more (as GetErrorRate
+   * counts requests).
+   */
+  error: boolean;
+  /**
+   * The span's attributes.
+   */
+  attributes: Record<string, unknown> | null;
+}
+
+/**
+ * The requests of a service that share one value of an attribute.
+ */
+export interface AttributeGroup {
+  /**
+   * The attribute's value as text (arrays and maps as JSON). Unset for the requests that do
+   * not have the attribute. On the "other" row: "(N other values)".
+   */
+  value: string | null;
+  /**
+   * This row sums the values beyond the top `limit`.
+   */
+  other: boolean;
+  /**
+   * Requests in the group.
+   */
+  request_count: number;
+  /**
+   * Failed requests in the group: span status ERROR or an HTTP status of 500 or more.
+   */
+  error_count: number;
+  /**
+   * Failed / all requests of the group, 0..1.
+   */
+  error_rate: number;
+  /**
+   * Median latency, in nanoseconds, as precise as GetPercentile.
+   */
+  p50_ns: number;
+  /**
+   * 95th percentile latency, in nanoseconds.
+   */
+  p95_ns: number;
+  /**
+   * 99th percentile latency, in nanoseconds.
+   */
+  p99_ns: number;
 }
 

@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file coral/options/v1/options.proto.
  */
 export const file_coral_options_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("Ch5jb3JhbC9vcHRpb25zL3YxL29wdGlvbnMucHJvdG8SEGNvcmFsLm9wdGlvbnMudjEiUAoGTWV0aG9kEiIKA2NsaRgBIAEoCzIVLmNvcmFsLm9wdGlvbnMudjEuQ2xpEiIKA3NkaxgCIAEoCzIVLmNvcmFsLm9wdGlvbnMudjEuU2RrInwKA0NsaRIMCgRwYXRoGAEgASgJEg8KB3ZhcmlhbnQYAiABKAkSFwoPZGVmYXVsdF92YXJpYW50GAMgASgIEgwKBHJvd3MYBCABKAkSDwoHY29sdW1ucxgFIAEoCRIMCgRzaG93GAYgAygJEhAKCGV4YW1wbGVzGAcgAygJIrwBCgNTZGsSDgoGbW9kdWxlGAEgASgJEhAKCGZ1bmN0aW9uGAIgASgJEg4KBnVud3JhcBgDIAEoCRIoCgdhbGlhc2VzGAQgAygLMhcuY29yYWwub3B0aW9ucy52MS5BbGlhcxIsCgVzaGFwZRgFIAEoDjIdLmNvcmFsLm9wdGlvbnMudjEuUmVzdWx0U2hhcGUSDAoEYmluZBgGIAEoCRIMCgRyb3dzGAcgASgJEg8KB2NvbHVtbnMYCCABKAkihwEKBUFsaWFzEhAKCGZ1bmN0aW9uGAEgASgJEjEKBWZpeGVkGAIgAygLMiIuY29yYWwub3B0aW9ucy52MS5BbGlhcy5GaXhlZEVudHJ5EgsKA2RvYxgDIAEoCRosCgpGaXhlZEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEinwIKBUZpZWxkEhIKCnBvc2l0aW9uYWwYASABKAgSDAoEZmxhZxgCIAEoCRImCgVwYXJzZRgDIAEoDjIXLmNvcmFsLm9wdGlvbnMudjEuUGFyc2USDwoHZGVmYXVsdBgEIAEoCRITCgtzZXJ2aWNlX3JlZhgFIAEoCBIkCgR1bml0GAYgASgOMhYuY29yYWwub3B0aW9ucy52MS5Vbml0EhAKCGNsaV9vbmx5GAcgASgIEg8KB21ldGF2YXIYCCABKAkSLAoIZW5jb2RpbmcYCSABKA4yGi5jb3JhbC5vcHRpb25zLnYxLkVuY29kaW5nEgsKA21pbhgKIAEoCRILCgNtYXgYCyABKAkSFQoNbWluX2V4Y2x1c2l2ZRgMIAEoCCpiCgtSZXN1bHRTaGFwZRIcChhSRVNVTFRfU0hBUEVfVU5TUEVDSUZJRUQQABIWChJSRVNVTFRfU0hBUEVfVEFCTEUQARIdChlSRVNVTFRfU0hBUEVfVEFCTEVfU1RSRUFNEAIqPwoIRW5jb2RpbmcSGAoURU5DT0RJTkdfVU5TUEVDSUZJRUQQABIZChVFTkNPRElOR19KU09OX0NPTFVNTlMQASpfCgVQYXJzZRIVChFQQVJTRV9VTlNQRUNJRklFRBAAEhUKEVBBUlNFX0RVUkFUSU9OX01TEAESFQoRUEFSU0VfRFVSQVRJT05fTlMQAhIRCg1QQVJTRV9QRVJDRU5UEAMqZAoEVW5pdBIUChBVTklUX1VOU1BFQ0lGSUVEEAASFAoQVU5JVF9OQU5PU0VDT05EUxABEg4KClVOSVRfUkFUSU8QAhIOCgpVTklUX0JZVEVTEAMSEAoMVU5JVF9QRVJDRU5UEAQ6UgoGbWV0aG9kEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMY0YYDIAEoCzIYLmNvcmFsLm9wdGlvbnMudjEuTWV0aG9kUgZtZXRob2Q6TgoFZmllbGQSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGNGGAyABKAsyFy5jb3JhbC5vcHRpb25zLnYxLkZpZWxkUgVmaWVsZGIGcHJvdG8z", [file_google_protobuf_descriptor]);
+  fileDesc("Ch5jb3JhbC9vcHRpb25zL3YxL29wdGlvbnMucHJvdG8SEGNvcmFsLm9wdGlvbnMudjEiUAoGTWV0aG9kEiIKA2NsaRgBIAEoCzIVLmNvcmFsLm9wdGlvbnMudjEuQ2xpEiIKA3NkaxgCIAEoCzIVLmNvcmFsLm9wdGlvbnMudjEuU2RrIqYBCgNDbGkSDAoEcGF0aBgBIAEoCRIPCgd2YXJpYW50GAIgASgJEhcKD2RlZmF1bHRfdmFyaWFudBgDIAEoCBIMCgRyb3dzGAQgASgJEg8KB2NvbHVtbnMYBSABKAkSDAoEc2hvdxgGIAMoCRIQCghleGFtcGxlcxgHIAMoCRIoCgZsYXlvdXQYFCABKA4yGC5jb3JhbC5vcHRpb25zLnYxLkxheW91dCLuAQoDU2RrEg4KBm1vZHVsZRgBIAEoCRIQCghmdW5jdGlvbhgCIAEoCRIOCgZ1bndyYXAYAyABKAkSKAoHYWxpYXNlcxgEIAMoCzIXLmNvcmFsLm9wdGlvbnMudjEuQWxpYXMSLAoFc2hhcGUYBSABKA4yHS5jb3JhbC5vcHRpb25zLnYxLlJlc3VsdFNoYXBlEgwKBGJpbmQYBiABKAkSDAoEcm93cxgHIAEoCRIPCgdjb2x1bW5zGAggASgJEg8KB2V4YW1wbGUYCSABKAkSDwoHcmV0dXJucxgKIAEoCRIOCgZyZXN1bHQYCyABKAkimAEKBUFsaWFzEhAKCGZ1bmN0aW9uGAEgASgJEjEKBWZpeGVkGAIgAygLMiIuY29yYWwub3B0aW9ucy52MS5BbGlhcy5GaXhlZEVudHJ5EgsKA2RvYxgDIAEoCRIPCgdleGFtcGxlGAQgASgJGiwKCkZpeGVkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKfAgoFRmllbGQSEgoKcG9zaXRpb25hbBgBIAEoCBIMCgRmbGFnGAIgASgJEiYKBXBhcnNlGAMgASgOMhcuY29yYWwub3B0aW9ucy52MS5QYXJzZRIPCgdkZWZhdWx0GAQgASgJEhMKC3NlcnZpY2VfcmVmGAUgASgIEiQKBHVuaXQYBiABKA4yFi5jb3JhbC5vcHRpb25zLnYxLlVuaXQSEAoIY2xpX29ubHkYByABKAgSDwoHbWV0YXZhchgIIAEoCRIsCghlbmNvZGluZxgJIAEoDjIaLmNvcmFsLm9wdGlvbnMudjEuRW5jb2RpbmcSCwoDbWluGAogASgJEgsKA21heBgLIAEoCRIVCg1taW5fZXhjbHVzaXZlGAwgASgIKmIKC1Jlc3VsdFNoYXBlEhwKGFJFU1VMVF9TSEFQRV9VTlNQRUNJRklFRBAAEhYKElJFU1VMVF9TSEFQRV9UQUJMRRABEh0KGVJFU1VMVF9TSEFQRV9UQUJMRV9TVFJFQU0QAio/CghFbmNvZGluZxIYChRFTkNPRElOR19VTlNQRUNJRklFRBAAEhkKFUVOQ09ESU5HX0pTT05fQ09MVU1OUxABKl8KBVBhcnNlEhUKEVBBUlNFX1VOU1BFQ0lGSUVEEAASFQoRUEFSU0VfRFVSQVRJT05fTVMQARIVChFQQVJTRV9EVVJBVElPTl9OUxACEhEKDVBBUlNFX1BFUkNFTlQQAypkCgRVbml0EhQKEFVOSVRfVU5TUEVDSUZJRUQQABIUChBVTklUX05BTk9TRUNPTkRTEAESDgoKVU5JVF9SQVRJTxACEg4KClVOSVRfQllURVMQAxIQCgxVTklUX1BFUkNFTlQQBCo2CgZMYXlvdXQSFgoSTEFZT1VUX1VOU1BFQ0lGSUVEEAASFAoQTEFZT1VUX1dBVEVSRkFMTBABOlIKBm1ldGhvZBIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGNGGAyABKAsyGC5jb3JhbC5vcHRpb25zLnYxLk1ldGhvZFIGbWV0aG9kOk4KBWZpZWxkEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxjRhgMgASgLMhcuY29yYWwub3B0aW9ucy52MS5GaWVsZFIFZmllbGRiBnByb3RvMw", [file_google_protobuf_descriptor]);
 
 /**
  * Per-RPC surface description.
@@ -109,6 +109,14 @@ export type Cli = Message<"coral.options.v1.Cli"> & {
    * @generated from field: repeated string examples = 7;
    */
   examples: string[];
+
+  /**
+   * How `--output table` and `wide` draw the rows (json and csv are the same for every layout).
+   * Default: aligned columns.
+   *
+   * @generated from field: coral.options.v1.Layout layout = 20;
+   */
+  layout: Layout;
 };
 
 /**
@@ -186,6 +194,33 @@ export type Sdk = Message<"coral.options.v1.Sdk"> & {
    * @generated from field: string columns = 8;
    */
   columns: string;
+
+  /**
+   * Required: TypeScript that calls the function, as a script would (`coral` is the SDK, imported
+   * as `import * as coral from "@coral/sdk"`; top-level await works). The SDK's doc comment
+   * (@example, shown by editors and the `npm run docs` site) and the API reference show it; a
+   * test runs every example against a demo colony, so it must work as written.
+   *
+   * @generated from field: string example = 9;
+   */
+  example: string;
+
+  /**
+   * What the function returns, in the SDK's terms (its @returns): the plain value a script gets,
+   * with its unit and what null means. Default: the doc of the `unwrap` field.
+   *
+   * @generated from field: string returns = 10;
+   */
+  returns: string;
+
+  /**
+   * Name of the result type of a function that returns the whole response (no `unwrap`, no
+   * `shape`), as scripts know it, e.g. "ServiceDetails" rather than the message name
+   * "GetServiceResponse". Required for such functions.
+   *
+   * @generated from field: string result = 11;
+   */
+  result: string;
 };
 
 /**
@@ -219,6 +254,13 @@ export type Alias = Message<"coral.options.v1.Alias"> & {
    * @generated from field: string doc = 3;
    */
   doc: string;
+
+  /**
+   * Required: TypeScript that calls the alias, as for `Sdk.example`.
+   *
+   * @generated from field: string example = 4;
+   */
+  example: string;
 };
 
 /**
@@ -477,6 +519,35 @@ export enum Unit {
  */
 export const UnitSchema: GenEnum<Unit> = /*@__PURE__*/
   enumDesc(file_coral_options_v1_options, 3);
+
+/**
+ * How the CLI draws an RPC's rows for people (`Cli.layout`).
+ *
+ * @generated from enum coral.options.v1.Layout
+ */
+export enum Layout {
+  /**
+   * Aligned columns, one row per line.
+   *
+   * @generated from enum value: LAYOUT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The spans of one trace as a tree with time bars, the critical path and errors marked. The
+   * rows are messages with the fields `span_id`, `parent_span_id`, `service`, `name`,
+   * `start_offset_ns`, `duration_ns` and `error`.
+   *
+   * @generated from enum value: LAYOUT_WATERFALL = 1;
+   */
+  WATERFALL = 1,
+}
+
+/**
+ * Describes the enum coral.options.v1.Layout.
+ */
+export const LayoutSchema: GenEnum<Layout> = /*@__PURE__*/
+  enumDesc(file_coral_options_v1_options, 4);
 
 /**
  * @generated from extension: coral.options.v1.Method method = 50001;
