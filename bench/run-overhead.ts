@@ -7,7 +7,8 @@
 // adds: Node and CLI start-up, the module-graph check, the run directory, the OS limits.
 // Breakdown variants explain where the difference goes: the CLI's own start-up (`coral --version`
 // loads every command; `coral run --help` only what `coral run` loads) and the module-graph check
-// (`deno info --json`, which coral run does before every run).
+// (`deno info --json`, which coral run does for scripts importing more than the SDK and node:
+// built-ins, while Deno starts at its gate: cli/run/graph-fast.ts, GATE_MODULE in sandbox.ts).
 import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import type { Socket } from "node:net";
@@ -108,7 +109,7 @@ export const runOverhead: Benchmark = {
         ],
         notes: [
           `coral run ${med.coral_run} ms vs deno running the SDK script ${med.deno_sdk_script} ms vs deno + fetch ${med.bare_deno} ms (median of ${rounds})`,
-          `breakdown: node start-up ${med.node_startup} ms · coral CLI start-up (--version, every command) ${med.coral_cli_startup} ms · \`coral run --help\` (what coral run loads) ${med.coral_run_startup} ms · deno info (graph check) ${med.deno_info} ms`,
+          `breakdown: node start-up ${med.node_startup} ms · coral CLI start-up (--version, every command) ${med.coral_cli_startup} ms · \`coral run --help\` (what coral run loads) ${med.coral_run_startup} ms · deno info (graph check of multi-file scripts) ${med.deno_info} ms`,
         ],
       };
     } finally {

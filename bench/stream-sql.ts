@@ -25,9 +25,8 @@ interface StreamOutput {
  * does: the colony's own pace on this machine at this moment, with no Deno and no pipe.
  */
 async function direct(addr: string, rows: number): Promise<number> {
-  const colony = connectColony(addr, undefined);
-  const method = colony.method("StreamQuery")!;
-  const responses = colony.stream(method, colony.request(method, { sql: SQL, maxRows: rows }), new AbortController().signal);
+  const colony = await connectColony(addr, undefined);
+  const responses = colony.stream(colony.method("StreamQuery")!, { sql: SQL, maxRows: rows }, new AbortController().signal);
   const t0 = performance.now();
   let n = 0;
   let names: string[] = [];

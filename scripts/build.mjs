@@ -2,7 +2,8 @@
 // `coral run` maps to `@coral/sdk` (dist/sdk/). Run by `npm ci` (prepare), `npm run build`
 // and the test suite's global setup.
 import { build } from "esbuild";
-import { existsSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 
 const root = new URL("..", import.meta.url).pathname;
 
@@ -11,6 +12,9 @@ const root = new URL("..", import.meta.url).pathname;
 const staging = `${root}/dist/cli.building-${process.pid}`;
 rmSync(staging, { recursive: true, force: true });
 await build({
+  // The query API's shape for coral run's broker (cli/run/api-shape.ts), computed from the
+  // descriptors here and inlined, so that a run loads no protobuf runtime to answer unary calls.
+  define: { __CORAL_API_SHAPE__: JSON.stringify(await apiShape()) },
   absWorkingDir: root,
   // deno-cache: for this script, to warm Deno's caches for the SDK bundle below.
   // otlp-decode-worker: the thread that decodes large OTLP bodies (colony/ingest/otlp/decoder.ts).
@@ -47,4 +51,26 @@ if (existsSync(`${root}/sdk/mod.ts`)) {
   await buildCacheTemplate(`${root}/dist/sdk/coral-sdk.js`).catch((e) =>
     console.warn(`build: no Deno cache for the SDK (coral run starts slower): ${e.message}`),
   );
+}
+
+/** Bundles and evaluates cli/run/api-shape-source.ts: the shape of the API as generated in gen/. */
+async function apiShape() {
+  const out = await build({
+    absWorkingDir: root,
+    entryPoints: ["cli/run/api-shape-source.ts"],
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "esm",
+    write: false,
+    logLevel: "warning",
+  });
+  const dir = `${root}/dist/.api-shape-${process.pid}`;
+  mkdirSync(dir, { recursive: true });
+  try {
+    writeFileSync(`${dir}/shape.mjs`, out.outputFiles[0].text);
+    return (await import(pathToFileURL(`${dir}/shape.mjs`).href)).apiShape;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

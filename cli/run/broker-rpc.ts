@@ -1,106 +1,135 @@
-// The colony side of the broker: JSON requests from a script become protobuf messages, go to the
-// colony with the token, and come back as plain values. Streams use the CLI's Connect transport.
-// Unary calls use Connect's unary protocol over node:http directly (one POST, binary body, errors as
-// JSON): measured here, connect-node spent ~2.1-2.5 ms of CPU per GetPercentile call against ~1.0 ms
-// for the same request through node:http, and a script's sequential calls wait for all of it.
-// Loaded on its own (broker.ts's preloadColony, as a run starts): protobuf-es, Connect and the API's
-// descriptors cost ~30 ms to load, which then overlaps the module-graph check and Deno's start.
-import { Agent, request } from "node:http";
-import { fromBinary, fromJson, toBinary, type DescMessage, type DescMethod, type JsonValue, type Message } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
-import { QueryService } from "../../gen/coral/colony/v1/query_pb.js";
-import { toPlain, type Plain } from "../../sdk/plain.js";
-import { colonyTransport } from "../runtime/client.js";
-import { rpcFailure, type RpcFailure } from "../runtime/errors.js";
+// The colony side of the broker: a script's JSON request goes to the colony with the token, and the
+// answer comes back as a plain value. Unary calls are Connect's unary protocol in JSON over
+// node:http (one POST; the script's request is already proto3 JSON), read and checked with the
+// API's shape (api-shape.ts, plain-json.ts): no protobuf runtime, no descriptors, no Connect client
+// on the path of a run that makes unary calls only. Measured per run: loading protobuf-es, the
+// descriptors and connect-node cost ~30 ms of CPU (~100 ms on a busy machine) while Deno started,
+// and per GetPercentile call connect-node spent ~2.1-2.5 ms of CPU, binary over node:http ~1.0 ms.
+// Streams use connect-node, loaded at the first one (broker-stream.ts).
+import { Agent, request, type IncomingMessage } from "node:http";
+import type { Plain } from "../../sdk/plain.js";
+import type { RpcFailure } from "../runtime/errors.js";
+import type { ApiShape, MethodShape } from "./api-shape.js";
+import type { StreamCall } from "./broker-stream.js";
+import { checkRequest, plainOf } from "./plain-json.js";
+
+/** The shape the build inlines (scripts/build.mjs); undefined when running from the sources. */
+declare const __CORAL_API_SHAPE__: ApiShape | undefined;
+
+export interface Method extends MethodShape {
+  name: string;
+}
 
 export interface Colony {
   /** The method a script names, or undefined for a name the API does not have. */
-  method(name: string): DescMethod | undefined;
+  method(name: string): Method | undefined;
   /** Every method name, for the error that names an unknown one. */
   methodNames: string[];
-  /** The request message from the script's proto3 JSON; throws with protobuf-es's reason. */
-  request(method: DescMethod, json: unknown): unknown;
-  unary(method: DescMethod, request: unknown, signal: AbortSignal): Promise<Record<string, Plain>>;
-  stream(method: DescMethod, request: unknown, signal: AbortSignal): AsyncIterator<Record<string, Plain>>;
+  /** Throws with the reason when `json` is not a request of `method` in proto3 JSON. */
+  check(method: Method, json: unknown): void;
+  unary(method: Method, json: unknown, signal: AbortSignal): Promise<Record<string, Plain>>;
+  stream(method: Method, json: unknown, signal: AbortSignal): AsyncIterator<Record<string, Plain>>;
   /** A failure as the script's CoralError will carry it: the code and a line naming the colony. */
-  failure(err: unknown): RpcFailure;
+  failure(err: unknown): Promise<RpcFailure>;
 }
 
-/** The code of a Connect error's JSON `code` ("not_found" → Code.NotFound), else Unknown. */
-function codeOf(name: unknown): Code {
-  const camel = typeof name === "string" ? name.replace(/(^|_)([a-z])/g, (_, _u, c: string) => c.toUpperCase()) : "";
-  const code = (Code as unknown as Record<string, Code>)[camel];
-  return typeof code === "number" ? code : Code.Unknown;
+/**
+ * A unary answer other than 200 + JSON, kept as it came: it becomes a ConnectError only in
+ * failure(), so that the path of a successful call loads nothing of Connect.
+ */
+class Answer extends Error {
+  constructor(
+    readonly status: number,
+    readonly contentType: string | undefined,
+    readonly body: Buffer,
+  ) {
+    super(`HTTP ${status}`);
+  }
 }
 
-/** A failed unary answer as Connect's client would report it, so rpcFailure reads it the same way. */
-function answerError(status: number, contentType: string | undefined, body: Buffer): ConnectError {
-  if (contentType?.startsWith("application/json")) {
+/** A 200 whose JSON could not be read. */
+class Unreadable extends Error {}
+
+/** An answer as Connect's client would report it, so rpcFailure reads it the same way. */
+function answerError(a: Answer, connect: typeof import("@connectrpc/connect")): Error {
+  const { Code, ConnectError } = connect;
+  if (a.contentType?.startsWith("application/json")) {
     try {
-      const e = JSON.parse(body.toString("utf8")) as { code?: unknown; message?: unknown };
-      return new ConnectError(typeof e.message === "string" ? e.message : "", codeOf(e.code));
+      const e = JSON.parse(a.body.toString("utf8")) as { code?: unknown; message?: unknown };
+      // The code of Connect's JSON ("not_found" → Code.NotFound), else Unknown.
+      const camel = typeof e.code === "string" ? e.code.replace(/(^|_)([a-z])/g, (_, _u, c: string) => c.toUpperCase()) : "";
+      const code = (Code as unknown as Record<string, number>)[camel];
+      if (a.status !== 200 || e.code !== undefined) return new ConnectError(typeof e.message === "string" ? e.message : "", typeof code === "number" ? code : Code.Unknown);
     } catch {
       // Not Connect's error JSON: reported by status below.
     }
   }
-  if (status === 200) return new ConnectError(`unsupported content type ${contentType ?? ""}`.trim(), Code.Internal);
-  return new ConnectError(`HTTP ${status}`, Code.Unknown);
+  if (a.status === 200) return new ConnectError(`unsupported content type ${a.contentType ?? ""}`.trim(), Code.Internal);
+  return new ConnectError(`HTTP ${a.status}`, Code.Unknown);
 }
 
-export function connectColony(address: string, token: string | undefined): Colony {
+async function loadShape(): Promise<ApiShape> {
+  if (typeof __CORAL_API_SHAPE__ !== "undefined") return __CORAL_API_SHAPE__;
+  return (await import("./api-shape-source.js")).apiShape;
+}
+
+export async function connectColony(address: string, token: string | undefined): Promise<Colony> {
+  const shape = await loadShape();
   const { hostname, port } = new URL(`http://${address}`);
+  const host = hostname.replace(/^\[|\]$/g, "");
   const agent = new Agent({ keepAlive: true });
-  const headers = (length: number): Record<string, string | number> => ({
-    "content-type": "application/proto",
-    "connect-protocol-version": "1",
-    "content-length": length,
-    ...(token ? { authorization: `Bearer ${token}` } : {}),
-  });
-  const unary = <O extends DescMessage>(method: DescMethod & { output: O }, message: Message, signal: AbortSignal) => {
-    const body = toBinary(method.input, message as never);
-    return new Promise<unknown>((resolve, reject) => {
-      const path = `/${method.parent.typeName}/${method.name}`;
-      const req = request({ host: hostname.replace(/^\[|\]$/g, ""), port, path, method: "POST", agent, signal, headers: headers(body.length) }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("error", reject);
-        res.on("end", () => {
-          const data = Buffer.concat(chunks);
-          if (res.statusCode === 200 && res.headers["content-type"] === "application/proto") {
-            try {
-              resolve(fromBinary(method.output, data));
-            } catch (e) {
-              reject(ConnectError.from(e, Code.Internal));
-            }
-          } else {
-            reject(answerError(res.statusCode ?? 0, res.headers["content-type"], data));
-          }
-        });
-      });
-      req.on("error", reject);
-      req.end(body);
-    });
-  };
-  const client = createClient(QueryService, colonyTransport(`http://${address}`, token)) as unknown as Client<typeof QueryService> &
-    Record<string, (req: unknown, o: { signal: AbortSignal }) => unknown>;
-  const byName = new Map<string, DescMethod>(QueryService.methods.map((m) => [m.name, m]));
+  let streams: Promise<StreamCall> | undefined;
+  const methods = new Map<string, Method>(Object.entries(shape.methods).map(([name, m]) => [name, { name, ...m }]));
   return {
-    method: (name) => byName.get(name),
-    methodNames: [...byName.keys()],
-    request: (method, json) => fromJson(method.input, json as JsonValue),
-    async unary(method, request, signal) {
-      const res = await unary(method, request as Message, signal);
-      return toPlain(method.output, res as never) as Record<string, Plain>;
+    // A Map, not the shape's object: "__proto__" or "toString" must not name a method.
+    method: (name) => methods.get(name),
+    methodNames: [...methods.keys()],
+    check(method, json) {
+      const why = checkRequest(method.input, json, shape);
+      if (why) throw new Error(why);
     },
-    stream(method, request, signal) {
-      // Started at the first next(): Connect sends the request as soon as the method is called, and
-      // a stream cancelled before anyone awaited it would reject with no one listening.
-      let responses: AsyncIterator<unknown> | undefined;
+    unary(method, json, signal) {
+      const body = Buffer.from(JSON.stringify(json));
+      return new Promise((resolve, reject) => {
+        const headers: Record<string, string | number> = {
+          "content-type": "application/json",
+          "connect-protocol-version": "1",
+          "content-length": body.length,
+        };
+        if (token) headers.authorization = `Bearer ${token}`;
+        const req = request({ host, port, path: `/${shape.service}/${method.name}`, method: "POST", agent, signal, headers }, (res: IncomingMessage) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("error", reject);
+          res.on("end", () => {
+            const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+            const type = res.headers["content-type"];
+            if (res.statusCode === 200 && type === "application/json") {
+              try {
+                resolve(plainOf(method.output, JSON.parse(data.toString("utf8")), shape));
+              } catch (e) {
+                reject(new Unreadable((e as Error).message));
+              }
+            } else {
+              reject(new Answer(res.statusCode ?? 0, type, data));
+            }
+          });
+        });
+        req.on("error", reject);
+        req.end(body);
+      });
+    },
+    stream(method, json, signal) {
+      // Started at the first next(): a stream cancelled before anyone awaited it would otherwise
+      // reject with no one listening.
+      let responses: AsyncIterator<Record<string, Plain>> | undefined;
       return {
         async next() {
-          responses ??= (client[method.localName]!(request, { signal }) as AsyncIterable<unknown>)[Symbol.asyncIterator]();
-          const r = await responses.next();
-          return r.done ? r : { done: false, value: toPlain(method.output, r.value as never) as Record<string, Plain> };
+          if (!responses) {
+            streams ??= import("./broker-stream.js").then((m) => m.streamClient(address, token));
+            responses = (await streams)(method.name, json, signal);
+          }
+          return responses.next();
         },
         async return() {
           await responses?.return?.();
@@ -108,8 +137,10 @@ export function connectColony(address: string, token: string | undefined): Colon
         },
       };
     },
-    failure(err) {
-      const f = rpcFailure(err, address);
+    async failure(err) {
+      const [connect, { rpcFailure }] = await Promise.all([import("@connectrpc/connect"), import("../runtime/errors.js")]);
+      const e = err instanceof Answer ? answerError(err, connect) : err instanceof Unreadable ? new connect.ConnectError(err.message, connect.Code.Internal) : err;
+      const f = rpcFailure(e, address);
       return f.fromColony ? { ...f, message: `${f.message} (colony ${address})` } : f;
     },
   };

@@ -78,8 +78,8 @@ export function rowsOf(res: Record<string, unknown>): number {
 let rpcModule: Promise<typeof import("./broker-rpc.js")> | undefined;
 
 /**
- * Starts loading the colony side (protobuf-es, the API's descriptors, the HTTP clients: ~30 ms) in
- * the background; the launcher calls it as a run starts, so it loads while Deno checks the graph.
+ * Starts loading the colony side (the HTTP client and the API's shape) in the background; the
+ * launcher calls it once Deno has been spawned, so it loads while Deno starts.
  */
 export function preloadColony(): Promise<typeof import("./broker-rpc.js")> {
   rpcModule ??= import("./broker-rpc.js");
@@ -251,9 +251,8 @@ export class Broker {
       if (!method) {
         throw new Refusal("invalid_argument", `unknown method ${JSON.stringify(m.method)}; the API has ${colony.methodNames.join(", ")}`);
       }
-      let request: unknown;
       try {
-        request = colony.request(method, m.request);
+        colony.check(method, m.request);
       } catch (e) {
         throw new Refusal("invalid_argument", `${method.name}: ${(e as Error).message}`);
       }
@@ -270,8 +269,8 @@ export class Broker {
           call.wake?.();
         }, left);
       }
-      if (method.methodKind === "server_streaming") {
-        const responses = (stream = colony.stream(method, request, call.abort.signal));
+      if (method.kind === "server_streaming") {
+        const responses = (stream = colony.stream(method, m.request, call.abort.signal));
         // Waits until `ready` or the call is over; wake() re-checks on credit, drain and cancel.
         const until = async (ready: () => boolean) => {
           while (!ready() && !call.abort.signal.aborted) {
@@ -298,7 +297,7 @@ export class Broker {
         bytes += this.send({ id: m.id, end: true });
         stream = undefined;
       } else {
-        const res = await colony.unary(method, request, call.abort.signal);
+        const res = await colony.unary(method, m.request, call.abort.signal);
         const line = frame({ id: m.id, result: toWire(res) });
         const n = rowsOf(res);
         this.charge(n, Buffer.byteLength(line));
@@ -311,7 +310,7 @@ export class Broker {
       if (overTime) failure = this.exhausted("time");
       else if (err instanceof Refusal) failure = err;
       else if (call.abort.signal.aborted) outcome = "canceled"; // by the script, or the run ended
-      else failure = (await this.colony).failure(err);
+      else failure = await (await this.colony).failure(err);
       if (failure) {
         call.abort.abort(); // a stream refused midway stops at the colony too
         outcome = failure.code;

@@ -1,20 +1,23 @@
 import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
 import type { Socket } from "node:net";
 import { existsSync, fstatSync, realpathSync, statSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Broker, preloadColony } from "./broker.js";
 import { DEFAULT_BUDGET, type Budget } from "./broker-budget.js";
 import { cacheTemplateDir, seedDenoDir } from "./deno-cache.js";
-import { judgeGraph, sdkDirOf, type DenoInfo } from "./graph.js";
+import { judgeGraph, sdkDirOf, type DenoInfo, type GraphVerdict } from "./graph.js";
+import { importsOnlySdk } from "./graph-fast.js";
 import { makeRunDir, sweepStaleRunDirs } from "./run-dir.js";
 import { defaultSdkModule, denoPath } from "./paths.js";
 import {
   childEnv,
   closeStorage,
   FILE_SIZE_LIMIT_MIB,
+  GATE_MODULE,
+  GO_MESSAGE,
   parseColony,
   resolutionFlags,
   runFlags,
@@ -125,7 +128,6 @@ async function runIn(
   stdinSource: string | undefined,
 ): Promise<RunOutcome> {
   parseColony(o.colony);
-  void preloadColony();
   const deno = denoPath();
   const sdkModule = resolve(o.sdkModule ?? defaultSdkModule());
   if (!existsSync(sdkModule)) {
@@ -154,27 +156,59 @@ async function runIn(
   const env = childEnv({ denoDir, params: o.params });
   const sdkUrl = pathToFileURL(realpathSync(sdkModule)).href;
   const importMap = join(work, "import_map.json");
-  await Promise.all([
+  // Deno starts at the gate while the graph is judged (GATE_MODULE), except with --check, whose
+  // type check can take seconds that would count against the script's --timeout. Deno reads
+  // --preload as a comma-separated list, so a temp dir with a comma in its path goes without.
+  const gate = o.check || work.includes(",") ? undefined : join(work, "gate.js");
+  const [, , , source] = await Promise.all([
     seedDenoDir(denoDir, cacheTemplateDir(sdkModule)).then(() => closeStorage(denoDir)),
     writeFile(importMap, JSON.stringify({ imports: { "@coral/sdk": sdkUrl } })),
+    gate ? writeFile(gate, GATE_MODULE) : undefined,
+    readScript(script),
   ]);
 
   // The --allow-read directory is vetted while Deno resolves the graph; both must pass.
   const vetting = o.allowRead ? vetReadDir(o.allowRead) : undefined;
   vetting?.catch(() => {}); // Awaited below, after the graph verdict, so that its error comes second.
-  const info = await captureDeno(deno, ["info", "--json", ...resolutionFlags(importMap), script], env, signal);
-  if (signal?.aborted) return { code: abortedCode(signal), localFiles: [] };
+  // A script importing only the SDK and node: built-ins has an obvious graph (graph-fast.ts).
+  const judging = source && importsOnlySdk(script, source)
+    ? Promise.resolve({ code: 0, stdout: "", stderr: "" })
+    : captureDeno(deno, ["info", "--json", ...resolutionFlags(importMap), script], env, signal);
+  // Deno's flags name the vetted directory, so with --allow-read it starts once that is known; an
+  // unusable directory starts nothing (its error is reported after the graph's).
+  const start = (read: { root: string; denyRead: string[] } | undefined, gated: string | undefined) =>
+    startScript(deno, importMap, read, gated, script, denoDir, o, stderr, signal);
+  let started: Started | undefined;
+  if (gate) {
+    const read = vetting ? await vetting.catch(() => null) : undefined;
+    if (read !== null) started = start(read, gate);
+  }
+  // protobuf-es, the API's descriptors and the HTTP clients load while Deno starts (and after the
+  // spawns: evaluating them would otherwise delay them).
+  void preloadColony();
+  const refuse = async (localFiles: string[]): Promise<RunOutcome> => {
+    await started?.discard();
+    return { code: EXIT.refused, localFiles };
+  };
+
+  const info = await judging;
+  if (signal?.aborted) {
+    await started?.discard();
+    return { code: abortedCode(signal), localFiles: [] };
+  }
   if (info.code !== 0) {
     stderr.write(info.stderr);
-    return { code: EXIT.refused, localFiles: [script] };
+    return refuse([script]);
   }
   // An unusable --allow-read directory grants nothing here; its own error is reported below.
   const readRoot = (await vetting?.catch(() => undefined))?.root;
-  const verdict = judgeGraph(JSON.parse(info.stdout) as DenoInfo, { scriptDir, sdkDir: sdkDirOf(sdkModule), readRoot });
+  const verdict: GraphVerdict = info.stdout
+    ? judgeGraph(JSON.parse(info.stdout) as DenoInfo, { scriptDir, sdkDir: sdkDirOf(sdkModule), readRoot })
+    : { ok: true, localFiles: [script] };
   const localFiles = verdict.localFiles.length > 0 ? verdict.localFiles : [script];
   if (!verdict.ok) {
     stderr.write(`coral: ${verdict.message}\n`);
-    return { code: EXIT.refused, localFiles };
+    return refuse(localFiles);
   }
 
   const read = await vetting;
@@ -185,6 +219,42 @@ async function runIn(
     if (code !== 0) return { code: EXIT.refused, localFiles };
   }
 
+  started ??= start(read, undefined);
+  started.go();
+  const code = await started.exited;
+  const broker = started.broker;
+  const report = broker?.report();
+  if (report) started.filter.ownLine(report);
+  if (broker?.violation) {
+    started.filter.ownLine(broker.violation);
+    return { code: EXIT.refused, localFiles };
+  }
+  return { code, localFiles };
+}
+
+interface Started {
+  filter: StderrFilter;
+  broker?: Broker;
+  /** How the script ended, as coral's exit code. */
+  exited: Promise<number>;
+  /** Lets a gated script run (GO_MESSAGE); nothing for one started without the gate. */
+  go(): void;
+  /** Kills a script that must not run (still at its gate) and waits for it, saying nothing. */
+  discard(): Promise<void>;
+}
+
+/** Spawns the script's Deno under the limits, with the broker on its channel. */
+function startScript(
+  deno: string,
+  importMap: string,
+  read: { root: string; denyRead: string[] } | undefined,
+  gate: string | undefined,
+  script: string,
+  denoDir: string,
+  o: RunOptions,
+  stderr: NodeJS.WritableStream,
+  signal: AbortSignal | undefined,
+): Started {
   const argv = withLimits(
     [
       deno,
@@ -193,37 +263,50 @@ async function runIn(
         memoryMb: o.memoryMb,
         allowRead: read?.root,
         denyRead: read?.denyRead ?? [],
+        gate,
       }),
       script,
       ...o.args,
     ],
     o.memoryMb,
   );
-  let broker: Broker | undefined;
   // Deno's stderr is a pipe to us either way; colour codes belong only on a terminal (NO_COLOR
   // for Deno would also take the colours off a script's stdout on a terminal).
   const filter = new StderrFilter(stderr, { plain: !(stderr as NodeJS.WriteStream).isTTY });
-  const code = await supervise(argv, childEnv({ denoDir, params: o.params, channel: true }), o, filter, stderr, signal, o.script === "-", (child) => {
-    if (!child.stdio[3]) return; // spawn failed; supervise reports it
-    const b = new Broker(child.stdio[3] as Socket, {
+  let channel: Socket | undefined;
+  const started: Started = {
+    filter,
+    exited: Promise.resolve(0),
+    go: () => {
+      if (gate) channel?.write(GO_MESSAGE);
+    },
+    discard: async () => {
+      quiet = true;
+      child?.kill("SIGKILL");
+      await started.exited.catch(() => {});
+    },
+  };
+  let quiet = false;
+  let child: ChildProcess | undefined;
+  started.exited = supervise(argv, childEnv({ denoDir, params: o.params, channel: true }), o, filter, stderr, signal, o.script === "-", () => quiet, (c) => {
+    child = c;
+    if (!c.stdio[3]) return; // spawn failed; supervise reports it
+    channel = c.stdio[3] as Socket;
+    const b = new Broker(channel, {
       colony: o.colony,
       token: o.token,
       budget: o.budget ?? DEFAULT_BUDGET,
       auditFd: o.auditFd,
-      onViolation: () => child.kill("SIGKILL"),
+      onViolation: () => c.kill("SIGKILL"),
     });
     // A socket paused on a flood of calls would never see the end of the script, and the child's
     // "close" waits for every stdio stream.
-    child.once("exit", () => b.close());
-    broker = b;
+    c.once("exit", () => b.close());
+    started.broker = b;
   });
-  const report = broker?.report();
-  if (report) filter.ownLine(report);
-  if (broker?.violation) {
-    filter.ownLine(broker.violation);
-    return { code: EXIT.refused, localFiles };
-  }
-  return { code, localFiles };
+  // A discarded script's failure to start is of no interest; runIn awaits `exited` otherwise.
+  started.exited.catch(() => {});
+  return started;
 }
 
 /**
@@ -262,6 +345,7 @@ function supervise(
   stderr: NodeJS.WritableStream,
   signal: AbortSignal | undefined,
   stdinConsumed: boolean,
+  discarded: () => boolean,
   onSpawn: (child: ChildProcess) => void,
 ): Promise<number> {
   // RLIMIT_FSIZE (withLimits) would also cap a stdout redirected to a file; through a pipe it cannot.
@@ -322,6 +406,8 @@ function supervise(
       clearTimeout(killTimer);
       signal?.removeEventListener("abort", onAbort);
       if (child.stdin && o.stdin) o.stdin.unpipe(child.stdin);
+      // Killed at its gate: the refusal has been reported, and nothing of the script ran.
+      if (discarded()) return resolvePromise(EXIT.refused);
       const failed = exitCode !== 0 || exitSignal !== null;
       const oom = filter.finish(failed && ending === undefined);
       if (ending === "timeout") {
@@ -372,6 +458,12 @@ function captureDeno(
       }),
     );
   });
+}
+
+/** The script's bytes for the quick graph check, unless it is too large to be worth reading twice. */
+async function readScript(path: string): Promise<Buffer | undefined> {
+  const st = await stat(path);
+  return st.size <= 1024 * 1024 ? readFile(path) : undefined;
 }
 
 export async function readAll(stream: NodeJS.ReadableStream): Promise<string> {

@@ -17,6 +17,32 @@ export const SCRIPT_ENV = ["CORAL_PARAMS", "CORAL_MODE"] as const;
 export const CHANNEL_ENV = { NODE_CHANNEL_FD: "3", NODE_CHANNEL_SERIALIZATION_MODE: "json" } as const;
 
 /**
+ * The gate: a module `deno run --preload`s before the script. Deno evaluates preloads before it
+ * even reads the main module (measured, Deno 2.9.6: the script's files are opened only after the
+ * preload's top-level await settles), so Deno can start, set up its Node-compatible process and
+ * IPC channel (~60 ms) and evaluate the SDK while `deno info` is still judging the graph; the
+ * script's own files are read only after `coral run` has sent GO_MESSAGE on the channel, i.e. after
+ * the verdict. A refused script's Deno is killed at the gate. The gate is coral's own file in the
+ * run directory, outside the script's reach (not in its graph; dynamic imports need --allow-read),
+ * and the script still runs as the main module (`import.meta.main`, `Deno.mainModule`).
+ */
+export const GATE_MODULE = `import "@coral/sdk";
+const p = globalThis.process;
+await new Promise((resolve) => {
+  const onMessage = (m) => {
+    if (m !== null && typeof m === "object" && m.go === true) {
+      p.off("message", onMessage);
+      resolve();
+    }
+  };
+  p.on("message", onMessage);
+});
+`;
+
+/** What opens the gate; the first and only message of coral run that carries no id. */
+export const GO_MESSAGE = `${JSON.stringify({ go: true })}\n`;
+
+/**
  * Flags shared by `deno info`, `deno check` and `deno run`, so the graph we vet is the graph that
  * runs: no deno.json/package.json discovery (a config could add imports or permissions), no
  * lockfile writes, and no remote, jsr: or npm: resolution at all.
@@ -30,6 +56,8 @@ export interface RunFlagsInput {
   memoryMb: number;
   allowRead?: string;
   denyRead: string[];
+  /** Path of the gate module (GATE_MODULE), when the script waits for the graph's verdict. */
+  gate?: string;
 }
 
 export function runFlags(i: RunFlagsInput): string[] {
@@ -49,6 +77,7 @@ export function runFlags(i: RunFlagsInput): string[] {
   ];
   if (i.allowRead) flags.push(`--allow-read=${i.allowRead}`);
   if (i.denyRead.length > 0) flags.push(`--deny-read=${i.denyRead.join(",")}`);
+  if (i.gate) flags.push(`--preload=${i.gate}`);
   return flags;
 }
 

@@ -43,8 +43,7 @@ import {
   type AttributeGroup,
   type Span,
 } from "../../gen/coral/colony/v1/query_pb.js";
-import type { ReadStore, UserSql } from "../store/engine.js";
-import type { AttributeGroupRow, ServiceRow, TraceRow, TraceSpanRow } from "../store/queries.js";
+import type { AttributeGroupRow, ReadStore, ServiceRow, TraceRow, TraceSpanRow, UserSql } from "../store/engine.js";
 import { SqlRejected, type SqlValue } from "../store/readonly-sql.js";
 import { prepare } from "./defaults.js";
 

@@ -3,8 +3,79 @@
 // implementation is meant to sit beside them. Both keep the same rollup format (latency buckets on
 // OpenTelemetry's exponential mapping at scale 6, sketch.ts) and turn merged buckets into
 // percentiles with the same quantileFromBuckets, so equal data gives equal answers.
-import type { AttributeGroups, ServiceRow, SystemMetrics, TraceRow, TraceSpans } from "./queries.js";
 import type { SqlBatch, SqlResult } from "./readonly-sql.js";
+
+export interface ServiceRow {
+  name: string;
+  namespace: string;
+  region: string;
+  instanceCount: number;
+  firstSeen: Date;
+  lastSeen: Date;
+}
+
+export interface TraceRow {
+  traceId: string;
+  durationNs: number;
+  timestamp: Date;
+  service: string;
+  rootName: string;
+  spanCount: number;
+  error: boolean;
+}
+
+/** A metric no host reported in the window is null: no data, not a measured 0. */
+export interface SystemMetrics {
+  cpuPercent: number | null;
+  memoryPercent: number | null;
+  memoryUsedBytes: number | null;
+  memoryTotalBytes: number | null;
+  hostCount: number;
+  sampleCount: number;
+}
+
+/** A stored span as traceSpans reads it: column names, times in microseconds. */
+export interface TraceSpanRow {
+  span_id: string;
+  parent_span_id: string | null;
+  service_name: string;
+  name: string;
+  kind: string;
+  start_us: number;
+  duration_ns: number;
+  status_code: string;
+  http_status_code: number | null;
+  /** The attributes' JSON text, as stored. */
+  attributes: string;
+}
+
+export interface TraceSpans {
+  spans: TraceSpanRow[];
+  /** Spans the trace holds in all; 0 for an unknown trace. */
+  total: number;
+  /** Start of the earliest span, microseconds since the epoch. */
+  startUs: number;
+  /** From the earliest start to the latest end. */
+  durationNs: number;
+}
+
+export interface AttributeGroupRow {
+  /** The attribute's value as text; null for the spans without it (and on the "other" group). */
+  value: string | null;
+  other: boolean;
+  count: number;
+  errors: number;
+  /** Percentiles of the group's durations, from the sketch's buckets. */
+  p50: number;
+  p95: number;
+  p99: number;
+}
+
+export interface AttributeGroups {
+  groups: AttributeGroupRow[];
+  /** Distinct values among the window's spans (absence counts as one). */
+  valueCount: number;
+}
 
 /** [sinceMs, untilMs): rollup reads take every minute that starts in [floor(since), until). */
 export interface TimeWindow {

@@ -1,37 +1,9 @@
 import { sql, type Kysely, type Selectable } from "kysely";
 import { HTTP_SERVER_DURATION, type Database, type ServicesTable, type TraceSummaryTable } from "./schema.js";
 import { bucketIndexSql, quantileFromBuckets } from "./sketch.js";
-import type { ReadStore } from "./engine.js";
+import type { AttributeGroupRow, AttributeGroups, ReadStore, ServiceRow, SystemMetrics, TraceRow, TraceSpanRow, TraceSpans } from "./engine.js";
 import type { Store } from "./store.js";
 
-export interface ServiceRow {
-  name: string;
-  namespace: string;
-  region: string;
-  instanceCount: number;
-  firstSeen: Date;
-  lastSeen: Date;
-}
-
-export interface TraceRow {
-  traceId: string;
-  durationNs: number;
-  timestamp: Date;
-  service: string;
-  rootName: string;
-  spanCount: number;
-  error: boolean;
-}
-
-/** A metric no host reported in the window is null: no data, not a measured 0. */
-export interface SystemMetrics {
-  cpuPercent: number | null;
-  memoryPercent: number | null;
-  memoryUsedBytes: number | null;
-  memoryTotalBytes: number | null;
-  hostCount: number;
-  sampleCount: number;
-}
 
 const MINUTE_MS = 60_000;
 
@@ -280,45 +252,3 @@ export class Queries implements ReadStore {
   }
 }
 
-/** A stored span as traceSpans reads it: column names, times in microseconds. */
-export interface TraceSpanRow {
-  span_id: string;
-  parent_span_id: string | null;
-  service_name: string;
-  name: string;
-  kind: string;
-  start_us: number;
-  duration_ns: number;
-  status_code: string;
-  http_status_code: number | null;
-  /** The attributes' JSON text, as stored. */
-  attributes: string;
-}
-
-export interface TraceSpans {
-  spans: TraceSpanRow[];
-  /** Spans the trace holds in all; 0 for an unknown trace. */
-  total: number;
-  /** Start of the earliest span, microseconds since the epoch. */
-  startUs: number;
-  /** From the earliest start to the latest end. */
-  durationNs: number;
-}
-
-export interface AttributeGroupRow {
-  /** The attribute's value as text; null for the spans without it (and on the "other" group). */
-  value: string | null;
-  other: boolean;
-  count: number;
-  errors: number;
-  /** Percentiles of the group's durations, from the sketch's buckets. */
-  p50: number;
-  p95: number;
-  p99: number;
-}
-
-export interface AttributeGroups {
-  groups: AttributeGroupRow[];
-  /** Distinct values among the window's spans (absence counts as one). */
-  valueCount: number;
-}

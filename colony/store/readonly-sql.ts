@@ -10,9 +10,11 @@ import {
   type DuckDBValue,
   type DuckDBDecimalValue,
 } from "@duckdb/node-api";
+import { endianness } from "node:os";
 import { Slots, withDefaults } from "../admission.js";
 import { rowWireSizes } from "./cell-size.js";
 import { judgeParseTree } from "./sql-policy.js";
+import { readVarChar } from "./varchar-read.js";
 import type { Store } from "./store.js";
 
 export interface SqlColumn {
@@ -249,6 +251,9 @@ export class SqlRunner {
       const types = result.columnTypes();
       const columns = result.columnNames().map((name, i) => ({ name, type: types[i]!.toString() }));
       const converters = types.map(converterFor);
+      // VARCHAR columns are read a run of adjacent strings at a time (varchar-read.ts); its bit
+      // arithmetic on the validity mask assumes a little-endian machine.
+      const bulkVarChar = types.map((t) => t.typeId === DuckDBTypeId.VARCHAR && endianness() === "LE");
       const width = columns.length;
       let sentColumns = false;
       // Pieces of the batch being filled: column arrays of whole chunks or of slices of them.
@@ -301,7 +306,8 @@ export class SqlRunner {
         const vectors = types.map((_, c) => chunk.getColumnVector(c));
         const convertRows = (from: number, to: number): SqlValue[][] =>
           vectors.map((vector, c) => {
-            const col = (from === 0 && to === vector.itemCount ? vector : vector.slice(from, to - from)).toArray() as SqlValue[];
+            const part = from === 0 && to === vector.itemCount ? vector : vector.slice(from, to - from);
+            const col = (bulkVarChar[c] ? readVarChar(part) : part.toArray()) as SqlValue[];
             const convert = converters[c];
             if (convert) for (let r = 0; r < col.length; r++) col[r] = convert(col[r] as DuckDBValue);
             return col;

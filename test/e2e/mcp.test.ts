@@ -44,7 +44,7 @@ describe("listing", () => {
     expect(percentile.inputSchema.required).toEqual(["service"]);
     expect(percentile.inputSchema.properties!.percentile).toMatchObject({ type: "number", exclusiveMinimum: 0, maximum: 100, default: 99 });
     expect(percentile.inputSchema.properties!.window).toMatchObject({ type: "string", default: "1h" });
-    expect(percentile.description).toContain("at most 1% relative error");
+    expect(percentile.description).toContain("at most 0.54% relative error");
     // The SQL tools and run_script name the tables, which a model cannot guess.
     expect(tools.find((t) => t.name === "execute_query")!.description).toContain("service_summary(");
     const script = tools.find((t) => t.name === "run_script")!;
