@@ -5,7 +5,7 @@
 // the first tenth: at 500k rows/s the first tenth arrives before the heap has reached its working size.)
 import { join } from "node:path";
 import { connectColony } from "../cli/run/broker-rpc.js";
-import { tableRows } from "../sdk/table.js";
+import { tableRows } from "../surface/table.js";
 import { coralBin, lastJson, median, mustSucceed, round, rssMb, runProcess, type BenchContext, type BenchResult, type Benchmark } from "./lib.js";
 import { benchColony } from "./percentile.js";
 

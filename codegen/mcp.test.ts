@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { toolRequest } from "../mcp/arguments.js";
 import { file_coral_colony_v1_query } from "../gen/coral/colony/v1/query_pb.js";
 import { tools as generated } from "../gen/coral/colony/v1/query_mcp.js";
-import { parseDurationNs } from "../sdk/units.js";
+import { parseDurationNs } from "../surface/units.js";
 import { inputSchema, mcpRpcs, toolArgs, toolName } from "./mcp.js";
 import { ModelError, rpcsOf } from "./model.js";
 

@@ -16,7 +16,7 @@ export const OUTPUT_ARG = "output";
 /** Rows a tool shows at most; the server says how many more there were (mcp/format.ts reads it). */
 export const ROW_CAP = 25;
 
-/** What a duration argument must look like (sdk/units.ts parseDurationNs, whole string). */
+/** What a duration argument must look like (surface/units.ts parseDurationNs, whole string). */
 const DURATION_PATTERN = "^\\s*((\\d+(\\.\\d+)?|\\.\\d+)(ns|us|µs|ms|s|m|h|d))+\\s*$";
 
 /**

@@ -23,7 +23,7 @@ import {
 } from "../gen/coral/options/v1/options_pb.js";
 import { outside } from "../surface/bounds.js";
 import { ENCODINGS } from "../surface/vocabulary.js";
-import { parseDurationMs, parseDurationNs, parseNumber, parsePercent, parseBoolean } from "../sdk/units.js";
+import { parseDurationMs, parseDurationNs, parseNumber, parsePercent, parseBoolean } from "../surface/units.js";
 
 export { Encoding, Layout, Parse, ResultShape, Unit };
 
@@ -289,7 +289,7 @@ function cellsField(m: DescMethod, f: DescField, what: string): Encoding {
   return encoding;
 }
 
-/** The runtime's name of a cell encoding (sdk/table.ts CellEncoding): "list_values", "json_columns". */
+/** The runtime's name of a cell encoding (surface/table.ts CellEncoding): "list_values", "json_columns". */
 export function cellEncodingName(e: Encoding): string {
   return ENCODINGS[e];
 }

@@ -6,12 +6,12 @@ import type { GeneratedFile, Printable, Schema } from "@bufbuild/protoplugin";
 import { ModelError, Parse, ResultShape, cellEncodingName, clean, docComment, firstSentence, rangeText, sdkModules, sdkReturns, sdkParams, type Param, type Rpc } from "./model.js";
 
 const runtimePath = "./../sdk/runtime.js";
-const tablePath = "./../sdk/table.js";
+const tablePath = "./../surface/table.js";
 // The generated SDK lives in gen/ and the markdown reference in docs/reference/ (buf.gen.yaml);
 // a doc comment links from one to the other through the repository root.
 const referenceDir = "docs/reference";
 
-/** TypeScript type of a response field in its plain form (see sdk/plain.ts). */
+/** TypeScript type of a response field in its plain form (see surface/plain.ts). */
 function plainType(f: DescField, named: Set<DescMessage>): string {
   const base = (kind: "scalar" | "enum" | "message", d: DescField): string => {
     if (kind === "message") {
@@ -44,7 +44,7 @@ function plainType(f: DescField, named: Set<DescMessage>): string {
   switch (f.fieldKind) {
     case "scalar":
     case "enum":
-      // A field with presence (proto3 `optional`) left unset is null: no data (sdk/plain.ts).
+      // A field with presence (proto3 `optional`) left unset is null: no data (surface/plain.ts).
       return f.presence === FeatureSet_FieldPresence.EXPLICIT ? `${base(f.fieldKind, f)} | null` : base(f.fieldKind, f);
     case "message":
       return `${base("message", f)} | null`;
@@ -169,7 +169,7 @@ function docFor(rpc: Rpc, params: Param[], alias?: Alias): string {
 }
 
 
-/** The TableFields literal telling sdk/table.ts where a table response keeps its cells. */
+/** The TableFields literal telling surface/table.ts where a table response keeps its cells. */
 function tableFields(rpc: Rpc): string {
   const t = rpc.sdk!.table!;
   return `{ rows: ${JSON.stringify(t.rows.name)}, columns: ${JSON.stringify(t.columns.name)}, encoding: ${JSON.stringify(cellEncodingName(t.encoding))} }`;

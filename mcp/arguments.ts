@@ -1,7 +1,7 @@
 // A tool call's arguments → the request message's fields. Arguments are JSON written as on the
 // command line (durations as text, percentiles as percentages); every refusal names the argument
 // and says what it takes, so the model can fix its call without reading the schema again.
-import { UnitParseError, parseBoolean, parseDurationMs, parseDurationNs, parseNumber, parsePercent } from "../sdk/units.js";
+import { UnitParseError, parseBoolean, parseDurationMs, parseDurationNs, parseNumber, parsePercent } from "../surface/units.js";
 import { boundsPhrase, outside } from "../surface/bounds.js";
 import type { McpArg, McpTool } from "../surface/mcp.js";
 import { closest } from "../cli/runtime/suggest.js";

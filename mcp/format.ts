@@ -1,8 +1,8 @@
 // A tool's answer as text sized for a model's context: the CLI's table (human units) or raw JSON,
 // at most `rowCap` rows and MAX_CHARS characters, and a line saying how many more there were and
 // how to narrow the question. Tools that flood the context are what agents' users complain about.
-import type { Plain } from "../sdk/plain.js";
-import { tableRows } from "../sdk/table.js";
+import type { Plain } from "../surface/plain.js";
+import { tableRows } from "../surface/table.js";
 import type { McpTool } from "../surface/mcp.js";
 import { cellOf, formatTable, humanCell } from "../cli/runtime/render.js";
 import type { OutputMode } from "./arguments.js";

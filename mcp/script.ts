@@ -8,7 +8,7 @@ import { Writable } from "node:stream";
 import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
 import { formatBudget, type Budget } from "../cli/run/broker-budget.js";
 import { EXIT, runOnce } from "../cli/run/launcher.js";
-import { formatBytes } from "../sdk/units.js";
+import { formatBytes } from "../surface/units.js";
 import { toolError } from "./tools.js";
 
 export const SCRIPT_TOOL = "run_script";

@@ -5,7 +5,7 @@ import { create, type DescMessage } from "@bufbuild/protobuf";
 import { createClient, type Transport } from "@connectrpc/connect";
 import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
 import { rowCap, tools as generated } from "../gen/coral/colony/v1/query_mcp.js";
-import { toPlain, type Plain } from "../sdk/plain.js";
+import { toPlain, type Plain } from "../surface/plain.js";
 import type { McpTool } from "../surface/mcp.js";
 import { rpcFailure } from "../cli/runtime/errors.js";
 import { ArgumentError, toolRequest, type OutputMode } from "./arguments.js";

@@ -2,7 +2,7 @@
 // strings, with typed readers that fail with one clear line.
 import { readEnv } from "./env.js";
 import { CoralError } from "./errors.js";
-import { UnitParseError, parseBoolean, parseDurationMs, parseDurationNs, parseNumber } from "./units.js";
+import { UnitParseError, parseBoolean, parseDurationMs, parseDurationNs, parseNumber } from "../surface/units.js";
 
 /** Typed readers; each takes the parameter name and an optional default. */
 export interface ParamReaders {

@@ -4,7 +4,7 @@
 // format, newline-delimited JSON), and the parent asks the colony. docs/scripting.md, "The wire",
 // describes the messages.
 import { CoralError, type CoralErrorCode } from "./errors.js";
-import type { Plain } from "./plain.js";
+import type { Plain } from "../surface/plain.js";
 import { fromWire, requestToWire } from "./wire.js";
 
 interface Channel {

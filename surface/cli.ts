@@ -2,7 +2,7 @@
 // — flags, help text and the RPC variants — that cli/runtime/query-command.ts turns into commands.
 // Generated code imports only this runtime, never the CLI itself.
 import type { DescMethodServerStreaming, DescMethodUnary } from "@bufbuild/protobuf";
-import type { CellEncoding } from "../sdk/table.js";
+import type { CellEncoding } from "./table.js";
 import type { LayoutName, ParseRule, UnitName } from "./vocabulary.js";
 
 export interface VariantParam {

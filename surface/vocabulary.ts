@@ -3,7 +3,7 @@
 // enum value in options.proto is a compile error here until it says what it means on every
 // surface (a UNIT_MILLISECONDS added once was silently shown as a bare number).
 import { Encoding, Layout, Parse, Unit } from "../gen/coral/options/v1/options_pb.js";
-import { formatBytes, formatDurationNs, formatPercent, formatRatio } from "../sdk/units.js";
+import { formatBytes, formatDurationNs, formatPercent, formatRatio } from "./units.js";
 
 /** A unit as generated code and the table renderer name it. */
 export type UnitName = "ns" | "ratio" | "bytes" | "percent";
@@ -35,7 +35,7 @@ export const PARSE: Record<Parse, { rule?: ParseRule; hint?: string }> = {
   [Parse.PERCENT]: { rule: "percent", hint: "Written like 99 or 99.9." },
 };
 
-/** The runtime's name of a cell encoding (sdk/table.ts CellEncoding). */
+/** The runtime's name of a cell encoding (surface/table.ts CellEncoding). */
 export const ENCODINGS: Record<Encoding, "list_values" | "json_columns"> = {
   [Encoding.UNSPECIFIED]: "list_values",
   [Encoding.JSON_COLUMNS]: "json_columns",

@@ -102,4 +102,32 @@ describe("source tree", () => {
   it("has no import loops", () => {
     expect(importLoops()).toEqual([]);
   });
+
+  // Generated code runs on a runtime the way protobuf-es's output runs on @bufbuild/protobuf: the
+  // shared vocabulary and spec types (surface/), other generated code, and for the SDK functions the
+  // SDK's own runtime (the fd-3 wire to `coral run`). Never the CLI, the colony, MCP or codegen.
+  const GENERATED_MAY_IMPORT = [/^gen\//, /^surface\//, /^sdk\/runtime\.ts$/];
+
+  it("lets generated code import only surface/, gen/ and the SDK runtime", () => {
+    const offending = [...modules.values()]
+      .filter((m) => m.path.startsWith("gen/"))
+      .flatMap((m) => m.imports.filter((t) => !GENERATED_MAY_IMPORT.some((ok) => ok.test(t))).map((t) => `${m.path} → ${t}`));
+    expect(offending).toEqual([]);
+  });
+
+  it("keeps surface/ free of the apps, so every surface can share it", () => {
+    const offending = [...modules.values()]
+      .filter((m) => m.path.startsWith("surface/"))
+      .flatMap((m) => m.imports.filter((t) => !/^(surface|gen)\//.test(t)).map((t) => `${m.path} → ${t}`));
+    expect(offending).toEqual([]);
+  });
+
+  // The SDK's entry (sdk/mod.ts) exists to publish the generated functions; the apps use gen/ but
+  // never pass it on as their own API.
+  it("has no app module re-exporting generated code", () => {
+    const offending = [...modules.values()]
+      .filter((m) => /^(cli|colony|mcp|codegen)\//.test(m.path))
+      .flatMap((m) => m.reexports.filter((t) => t.startsWith("gen/")).map((t) => `${m.path} → ${t}`));
+    expect(offending).toEqual([]);
+  });
 });

@@ -1,5 +1,5 @@
 import { Command, Option } from "clipanion";
-import { parseDurationMs, parseNumber } from "../../sdk/units.js";
+import { parseDurationMs, parseNumber } from "../../surface/units.js";
 import { CoralCommand } from "../runtime/command.js";
 import { CliError, UsageError } from "../runtime/errors.js";
 import { ExitCode } from "../runtime/exit.js";

@@ -1,6 +1,6 @@
 import { Command, Option } from "clipanion";
 import { runLoad, type LoadStats } from "../../colony/demo/load.js";
-import { parseDurationMs, UnitParseError } from "../../sdk/units.js";
+import { parseDurationMs, UnitParseError } from "../../surface/units.js";
 import { CoralCommand } from "../runtime/command.js";
 import { CliError, UsageError } from "../runtime/errors.js";
 import { ExitCode } from "../runtime/exit.js";

@@ -57,7 +57,7 @@ const SCALARS: Record<number, string> = {
   18: "sint64",
 };
 
-/** Well-known messages the SDK's plain values represent by their JSON (sdk/plain.ts). */
+/** Well-known messages the SDK's plain values represent by their JSON (surface/plain.ts). */
 const JSON_TYPES = new Set(["google.protobuf.Value", "google.protobuf.Struct", "google.protobuf.ListValue"]);
 
 /** The shape of `service`, from its descriptors. Throws on a construct the JSON codec does not carry. */

@@ -1,6 +1,6 @@
 // Per-run budgets `coral run` enforces on a script's RPCs (`--budget rpcs=N,rows=N,bytes=SIZE,
 // time=DURATION`): what an operator bounds before running a script nobody reviewed.
-import { UnitParseError, parseDurationMs } from "../../sdk/units.js";
+import { UnitParseError, parseDurationMs } from "../../surface/units.js";
 
 export type BudgetName = "rpcs" | "rows" | "bytes" | "time";
 

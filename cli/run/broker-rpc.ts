@@ -7,7 +7,7 @@
 // and per GetPercentile call connect-node spent ~2.1-2.5 ms of CPU, binary over node:http ~1.0 ms.
 // Streams use connect-node, loaded at the first one (broker-stream.ts).
 import { Agent, request, type IncomingMessage } from "node:http";
-import type { Plain } from "../../sdk/plain.js";
+import type { Plain } from "../../surface/plain.js";
 import type { RpcFailure } from "../runtime/errors.js";
 import type { ApiShape, MethodShape } from "./api-shape.js";
 import type { StreamCall } from "./broker-stream.js";

@@ -5,7 +5,7 @@ import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { QueryService } from "../../gen/coral/colony/v1/query_pb.js";
-import { toPlain, type Plain } from "../../sdk/plain.js";
+import { toPlain, type Plain } from "../../surface/plain.js";
 
 export type StreamCall = (method: string, json: unknown, signal: AbortSignal) => AsyncIterator<Record<string, Plain>>;
 

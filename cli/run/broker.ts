@@ -10,7 +10,7 @@
 import { writeSync } from "node:fs";
 import type { Socket } from "node:net";
 import { MAX_IN_FLIGHT } from "../../sdk/runtime.js";
-import type { CoralErrorCode } from "../../sdk/errors.js";
+import type { CoralErrorCode } from "../../surface/error-codes.js";
 import { toWire } from "../../sdk/wire.js";
 import { exhaustedMessage, reportLine, type Budget, type BudgetName, type Usage } from "./broker-budget.js";
 import type { Colony } from "./broker-rpc.js";

@@ -2,7 +2,7 @@ import { create, toJson, type DescField, type DescMessage } from "@bufbuild/prot
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
 import { QueryService } from "../../gen/coral/colony/v1/query_pb.js";
-import { toPlain } from "../../sdk/plain.js";
+import { toPlain } from "../../surface/plain.js";
 import { apiShape } from "./api-shape-source.js";
 import { checkRequest, plainOf } from "./plain-json.js";
 

@@ -1,7 +1,7 @@
 // Connect JSON ↔ the SDK's plain values, driven by the API's shape (api-shape.ts) instead of the
 // protobuf runtime. The colony answers unary calls in proto3 JSON (JSON names, default values left
 // out, 64-bit integers and NaN/Infinity as strings, timestamps as RFC 3339 text); plainOf turns that
-// into exactly what sdk/plain.ts's toPlain makes of the decoded message. checkRequest refuses what
+// into exactly what surface/plain.ts's toPlain makes of the decoded message. checkRequest refuses what
 // the colony's JSON decoder would refuse, before anything is sent, naming the method.
 import type { ApiShape, FieldShape } from "./api-shape.js";
 

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { UsageError } from "clipanion";
-import { errorCodeName, type CoralErrorCode } from "../../sdk/errors.js";
+import { errorCodeName, type CoralErrorCode } from "../../surface/error-codes.js";
 import { CliError } from "./cli-error.js";
 import { ExitCode } from "./exit.js";
 

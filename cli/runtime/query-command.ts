@@ -5,8 +5,8 @@
 import { create, type DescMessage, type DescMethodServerStreaming, type DescMethodUnary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { Command, Option, UsageError, type CommandClass } from "clipanion";
-import { toPlain, type Plain } from "../../sdk/plain.js";
-import { tableRows, type CellEncoding } from "../../sdk/table.js";
+import { toPlain, type Plain } from "../../surface/plain.js";
+import { tableRows, type CellEncoding } from "../../surface/table.js";
 import {
   UnitParseError,
   parseBoolean,
@@ -14,7 +14,7 @@ import {
   parseDurationNs,
   parseNumber,
   parsePercent,
-} from "../../sdk/units.js";
+} from "../../surface/units.js";
 import { boundsPhrase, outside } from "../../surface/bounds.js";
 import type { CommandOption, CommandSpec, Variant, VariantParam } from "../../surface/cli.js";
 import { colonyTransport } from "./client.js";

@@ -1,7 +1,7 @@
 // Every `coral` result is printed here, in one of three formats:
 // table (people: aligned, human units), json (jq: raw values, proto field names),
 // csv (spreadsheets: header row, raw values).
-import type { Plain } from "../../sdk/plain.js";
+import type { Plain } from "../../surface/plain.js";
 import { UNIT_FORMAT, type UnitName } from "../../surface/vocabulary.js";
 
 export const outputFormats = ["table", "wide", "json", "csv"] as const;

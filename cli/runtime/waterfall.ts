@@ -2,8 +2,8 @@
 // each, with a bar on the trace's time line. Stored traces can be partial or corrupt (a parent never
 // received, parent links that loop, repeated span ids), so the tree is built without trusting the
 // links and walked without recursion: every span is drawn exactly once, whatever its links say.
-import type { Plain } from "../../sdk/plain.js";
-import { formatDurationNs } from "../../sdk/units.js";
+import type { Plain } from "../../surface/plain.js";
+import { formatDurationNs } from "../../surface/units.js";
 import { humanCell } from "./render.js";
 
 type Row = Record<string, Plain>;

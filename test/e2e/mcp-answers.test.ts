@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { formatDurationNs, formatRatio } from "../../sdk/units.js";
+import { formatDurationNs, formatRatio } from "../../surface/units.js";
 import { DEMO_SERVICES, runCoral, spawnColony, type SpawnedColony } from "../helpers/colony.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));

@@ -9,8 +9,8 @@
 /* eslint-disable */
 
 import { call, callStream, int64 } from "../../../../sdk/runtime.js";
-import type { Column, QueryResult } from "../../../../sdk/table.js";
-import { asTable, asTableStream } from "../../../../sdk/table.js";
+import type { Column, QueryResult } from "../../../../surface/table.js";
+import { asTable, asTableStream } from "../../../../surface/table.js";
 
 /**
  * `coral.services`:
