@@ -1,20 +1,11 @@
 // Emits one command spec per CLI path — its flags, help text and the table of RPC variants — as
 // plain data typed by surface/cli.ts; cli/runtime/query-command.ts turns each into a command.
-import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
+import type { DescField, DescMessage } from "@bufbuild/protobuf";
 import type { GeneratedFile, Schema } from "@bufbuild/protoplugin";
-import { LAYOUTS, PARSE, UNITS, type ParseRule } from "../surface/vocabulary.js";
-import { camel, cellEncodingName, cliCommands, cliDoc, rangeText, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
+import { LAYOUTS, PARSE, UNITS } from "../surface/vocabulary.js";
+import { camel, cellEncodingName, cliCommands, cliDoc, parseRule, rangeText, unitOf, type CliCommand, type Param, type Rpc } from "./model.js";
 
 const runtimePath = "./../surface/cli.js";
-
-/** The runtime's parse rule of a parameter: the annotation's, else the field's type decides. */
-export function parseRule(p: Param): ParseRule {
-  const rule = PARSE[p.parse].rule;
-  if (rule) return rule;
-  if (p.tsType !== "number") return p.tsType === "boolean" ? "bool" : "string";
-  if (p.int64) return "int64";
-  return [ScalarType.DOUBLE, ScalarType.FLOAT].includes(p.field.scalar!) ? "double" : "int";
-}
 
 /** The message whose fields are the table's columns. */
 function rowMessage(rpc: Rpc): DescMessage | undefined {

@@ -5,8 +5,8 @@
 import type { GeneratedFile, Schema } from "@bufbuild/protoplugin";
 import type { JsonSchema, McpArg } from "../surface/mcp.js";
 import { PARSE, type ParseRule } from "../surface/vocabulary.js";
-import { columnsOf, parseRule } from "./cli.js";
-import { cellEncodingName, cliDoc, firstSentence, ModelError, rangeText, type Param, type Rpc } from "./model.js";
+import { columnsOf } from "./cli.js";
+import { cellEncodingName, parseRule, cliDoc, firstSentence, ModelError, rangeText, type Param, type Rpc } from "./model.js";
 
 const runtimePath = "./../surface/mcp.js";
 

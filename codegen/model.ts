@@ -22,8 +22,8 @@ import {
   type Field as FieldOptions,
 } from "../gen/coral/options/v1/options_pb.js";
 import { outside } from "../surface/bounds.js";
-import { ENCODINGS } from "../surface/vocabulary.js";
-import { parseDurationMs, parseDurationNs, parseNumber, parsePercent, parseBoolean } from "../surface/units.js";
+import { boundValue, fieldValue } from "../surface/arguments.js";
+import { ENCODINGS, PARSE, type ParseRule } from "../surface/vocabulary.js";
 
 export { Encoding, Layout, Parse, ResultShape, Unit };
 
@@ -168,19 +168,19 @@ export function cliDoc(p: Pick<Param, "doc" | "parse">): string {
   return doc.replace(/,? in (milli|nano)seconds\b/g, "");
 }
 
-/** Converts CLI text to the field's value according to its parse rule (throws UnitParseError). */
-export function convertText(p: Pick<Param, "parse" | "tsType">, text: string, integer: boolean): number | string | boolean {
-  switch (p.parse) {
-    case Parse.DURATION_MS:
-      return parseDurationMs(text);
-    case Parse.DURATION_NS:
-      return parseDurationNs(text);
-    case Parse.PERCENT:
-      return parsePercent(text);
-  }
-  if (p.tsType === "number") return parseNumber(text, integer);
-  if (p.tsType === "boolean") return parseBoolean(text);
-  return text;
+/** The runtime's parse rule of a parameter: the annotation's, else the field's type decides. */
+export function parseRule(p: Pick<Param, "parse" | "tsType" | "int64" | "field">): ParseRule {
+  const rule = PARSE[p.parse].rule;
+  if (rule) return rule;
+  if (p.tsType !== "number") return p.tsType === "boolean" ? "bool" : "string";
+  if (p.int64) return "int64";
+  return isInteger(p.field) ? "int" : "double";
+}
+
+/** A default as the field's value, numbers as numbers (the model compares them with the bounds). */
+function defaultValue(p: Param, text: string): number | string | boolean {
+  const v = fieldValue(parseRule(p), text);
+  return typeof v === "bigint" ? Number(v) : v;
 }
 
 function paramOf(f: DescField): Param {
@@ -205,7 +205,7 @@ function paramOf(f: DescField): Param {
   };
   if (p.defaultText !== undefined) {
     try {
-      p.defaultValue = convertText(p, p.defaultText, isInteger(f));
+      p.defaultValue = defaultValue(p, p.defaultText);
     } catch (e) {
       throw new ModelError(`${f.parent.typeName}.${f.name}: bad default "${p.defaultText}": ${(e as Error).message}`);
     }
@@ -216,7 +216,7 @@ function paramOf(f: DescField): Param {
   const bound = (text: string, which: string): number => {
     if (tsType !== "number") throw new ModelError(`${f.parent.typeName}.${f.name}: ${which} applies to numeric fields only`);
     try {
-      return boundValue(p, text, isInteger(f));
+      return boundValue(parseRule(p), text);
     } catch (e) {
       throw new ModelError(`${f.parent.typeName}.${f.name}: bad ${which} "${text}": ${(e as Error).message}`);
     }
@@ -231,15 +231,6 @@ function paramOf(f: DescField): Param {
     throw new ModelError(`${f.parent.typeName}.${f.name}: default "${p.defaultText}" is outside its bounds`);
   }
   return p;
-}
-
-/**
- * A bound as a field value. Like a default it is written as on the command line, but without the
- * parse rule's own range check: a percentile's bound "0" is 0, though no user may type it.
- */
-function boundValue(p: Pick<Param, "parse" | "tsType">, text: string, integer: boolean): number {
-  if (p.parse === Parse.PERCENT) return parseNumber(text) / 100;
-  return convertText(p, text, integer) as number;
 }
 
 /**

@@ -1,8 +1,8 @@
 // A tool call's arguments → the request message's fields. Arguments are JSON written as on the
 // command line (durations as text, percentiles as percentages); every refusal names the argument
 // and says what it takes, so the model can fix its call without reading the schema again.
-import { UnitParseError, parseBoolean, parseDurationMs, parseDurationNs, parseNumber, parsePercent } from "../surface/units.js";
-import { boundsPhrase, outside } from "../surface/bounds.js";
+import { checkBounds, fieldValue } from "../surface/arguments.js";
+import { UnitParseError, parseBoolean, parseNumber } from "../surface/units.js";
 import type { McpArg, McpTool } from "../surface/mcp.js";
 import { closest } from "../cli/runtime/suggest.js";
 
@@ -18,9 +18,6 @@ export interface ToolRequest {
   /** Remarks about the arguments worth the model's attention (a percentile of 0.99). */
   notes: string[];
 }
-
-const INT32_MAX = 2 ** 31 - 1;
-const INT64_SAFE = Number.MAX_SAFE_INTEGER;
 
 const show = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : String(JSON.stringify(v) ?? v));
 
@@ -45,27 +42,22 @@ function durationText(a: McpArg, v: unknown): string {
   return v;
 }
 
-function within(a: McpArg, v: number, limit: number, raw: unknown): number {
-  if (Math.abs(v) > limit) throw new ArgumentError(`${a.name}: ${show(raw)} is out of range (at most ${limit.toLocaleString("en-US")})`);
-  return v;
-}
-
-/** The argument's value as the request field holds it (int64 as bigint). */
+/**
+ * The argument's value as the request field holds it (int64 as bigint). JSON types are checked
+ * here; the value itself goes through the same conversion as a CLI flag's text.
+ */
 function convert(a: McpArg, v: unknown): unknown {
   try {
     switch (a.parse) {
       case "durationMs":
-        return BigInt(within(a, parseDurationMs(durationText(a, v)), INT64_SAFE, v));
       case "durationNs":
-        return BigInt(within(a, parseDurationNs(durationText(a, v)), INT64_SAFE, v));
+        return fieldValue(a.parse, durationText(a, v));
       case "percent":
-        return parsePercent(String(numberOf(a, v, false)));
-      case "int":
-        return within(a, numberOf(a, v, true), INT32_MAX, v);
-      case "int64":
-        return BigInt(within(a, numberOf(a, v, true), INT64_SAFE, v));
       case "double":
-        return numberOf(a, v, false);
+        return fieldValue(a.parse, String(numberOf(a, v, false)));
+      case "int":
+      case "int64":
+        return fieldValue(a.parse, String(numberOf(a, v, true)));
       case "bool":
         if (typeof v === "boolean") return v;
         if (typeof v === "string") return parseBoolean(v);
@@ -80,20 +72,13 @@ function convert(a: McpArg, v: unknown): unknown {
   }
 }
 
-/** A bound, written as on the command line, in the field's values (a percentile's "0" is 0, not refused). */
-function boundValue(a: McpArg, text: string): number {
-  if (a.parse === "percent") return parseNumber(text) / 100;
-  return Number(convert(a, a.parse === "durationMs" || a.parse === "durationNs" ? text : parseNumber(text)));
-}
-
-function checkBounds(a: McpArg, value: unknown, raw: unknown): void {
-  if (a.min === undefined && a.max === undefined) return;
-  const bounds = {
-    min: a.min === undefined ? undefined : boundValue(a, a.min),
-    max: a.max === undefined ? undefined : boundValue(a, a.max),
-    minExclusive: a.minExclusive,
-  };
-  if (outside(Number(value), bounds)) throw new ArgumentError(`${a.name}: must be ${boundsPhrase(a)}; got ${show(raw)}`);
+function checkArgBounds(a: McpArg, value: unknown, raw: unknown): void {
+  try {
+    checkBounds(a, value, show(raw));
+  } catch (e) {
+    if (e instanceof UnitParseError) throw new ArgumentError(`${a.name}: ${e.message}`);
+    throw e;
+  }
 }
 
 /** Checks and converts a call's arguments; throws ArgumentError naming the first bad one. */
@@ -120,7 +105,7 @@ export function toolRequest(tool: McpTool, args: unknown): ToolRequest {
       continue;
     }
     const value = convert(a, raw);
-    checkBounds(a, value, raw);
+    checkArgBounds(a, value, raw);
     init[a.field] = value;
     if (a.parse === "percent" && Number(raw) < 1) {
       const p = Number((Number(raw) * 100).toPrecision(12));

@@ -6,16 +6,9 @@ import { create, type DescMessage, type DescMethodServerStreaming, type DescMeth
 import { createClient } from "@connectrpc/connect";
 import { Command, Option, UsageError, type CommandClass } from "clipanion";
 import { toPlain, type Plain } from "../../surface/plain.js";
-import { tableRows, type CellEncoding } from "../../surface/table.js";
-import {
-  UnitParseError,
-  parseBoolean,
-  parseDurationMs,
-  parseDurationNs,
-  parseNumber,
-  parsePercent,
-} from "../../surface/units.js";
-import { boundsPhrase, outside } from "../../surface/bounds.js";
+import { tableRows } from "../../surface/table.js";
+import { checkBounds, fieldValue } from "../../surface/arguments.js";
+import { UnitParseError } from "../../surface/units.js";
 import type { CommandOption, CommandSpec, Variant, VariantParam } from "../../surface/cli.js";
 import { colonyTransport } from "./client.js";
 import { resolveColony } from "./colony-address.js";
@@ -25,49 +18,14 @@ import { formatCsv, formatJson, formatTable, outputFormats, type OutputFormat, t
 import { resolveToken } from "./token.js";
 import { formatWaterfall } from "./waterfall.js";
 
-/** The field's integer type bounds what a flag may say; beyond them the request cannot be encoded. */
-function inRange(v: number, max: number, text: string, what = `out of range (at most ${max.toLocaleString("en-US")})`): number {
-  if (Math.abs(v) > max) throw new UnitParseError(`"${text}" is ${what}`);
-  return v;
-}
-const INT32_MAX = 2 ** 31 - 1;
-const INT64_SAFE = Number.MAX_SAFE_INTEGER; // exact as a number, and far inside int64
-
-function convert(p: VariantParam, text: string): unknown {
-  switch (p.parse) {
-    case "durationMs":
-      return BigInt(Math.round(inRange(parseDurationMs(text), INT64_SAFE, text, "too long a duration")));
-    case "durationNs":
-      return BigInt(Math.round(inRange(parseDurationNs(text), INT64_SAFE, text, "too long a duration")));
-    case "percent":
-      return parsePercent(text);
-    case "int":
-      return inRange(parseNumber(text, true), INT32_MAX, text);
-    case "int64":
-      return BigInt(inRange(parseNumber(text, true), INT64_SAFE, text));
-    case "double":
-      return parseNumber(text);
-    case "bool":
-      return parseBoolean(text);
-    case "string":
-      return text;
-  }
-}
-
 /**
- * The value, if the proto's bounds allow it; the message says them as the user writes values
- * ("--limit must be in 1..1000"), where the colony's would say the field's own units.
+ * The flag's value, if the proto's bounds allow it. Zero is how the API says "the default" (proto3
+ * cannot tell it from unset), so a field with a default takes 0 and the colony fills it in.
  */
-function inBounds(p: VariantParam, value: unknown, text: string): unknown {
-  if (p.min === undefined && p.max === undefined) return value;
-  // A bound is written like a value but not range-checked as one: a percentile's bound "0" is 0.
-  const bound = (b: string) => (p.parse === "percent" ? parseNumber(b) / 100 : Number(convert(p, b)));
-  const v = Number(value);
-  // Zero is how the API says "the default" (proto3 cannot tell it from unset): the colony fills it in.
-  if (v === 0 && p.default !== undefined) return value;
-  const values = { min: p.min === undefined ? undefined : bound(p.min), max: p.max === undefined ? undefined : bound(p.max), minExclusive: p.minExclusive };
-  if (!outside(v, values)) return value;
-  throw new UnitParseError(`must be ${boundsPhrase(p)}; got ${text}`);
+function flagValue(p: VariantParam, text: string): unknown {
+  const value = fieldValue(p.parse, text);
+  if (!(Number(value) === 0 && p.default !== undefined)) checkBounds(p, value, text);
+  return value;
 }
 
 type Row = Record<string, Plain>;
@@ -131,7 +89,7 @@ abstract class QueryCommand extends CoralCommand {
         continue;
       }
       try {
-        init[p.field] = inBounds(p, convert(p, text), text);
+        init[p.field] = flagValue(p, text);
         // The SDK takes fractions (0.99); here 0.99 is a valid but surprising percentile.
         if (p.parse === "percent" && Number(text) < 1) {
           const p99 = Number((Number(text) * 100).toPrecision(12));
