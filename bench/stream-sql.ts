@@ -4,7 +4,9 @@
 // batches are dropped as they are consumed, so nothing should grow with the row count. (Half-way, not
 // the first tenth: at 500k rows/s the first tenth arrives before the heap has reached its working size.)
 import { join } from "node:path";
-import { connectColony } from "../cli/run/broker-rpc.js";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { QueryService } from "../gen/coral/colony/v1/query_pb.js";
 import { tableRows } from "../surface/table.js";
 import { coralBin, lastJson, median, mustSucceed, round, rssMb, runProcess, type BenchContext, type BenchResult, type Benchmark } from "./lib.js";
 import { benchColony } from "./percentile.js";
@@ -21,19 +23,19 @@ interface StreamOutput {
 }
 
 /**
- * The same query read by a Node Connect client in this process, decoded into row objects as the SDK
- * does: the colony's own pace on this machine at this moment, with no Deno and no pipe.
+ * The same query read by a Node Connect client (connect-node, protobuf-es) in this process, decoded
+ * into row objects as the SDK does: the colony's own pace on this machine at this moment, with no
+ * Deno and no pipe. (coral run itself no longer uses connect-node for streams; this stays the
+ * baseline the goal was set against.)
  */
 async function direct(addr: string, rows: number): Promise<number> {
-  const colony = await connectColony(addr, undefined);
-  const responses = colony.stream(colony.method("StreamQuery")!, { sql: SQL, maxRows: rows }, new AbortController().signal);
+  const client = createClient(QueryService, createConnectTransport({ baseUrl: `http://${addr}`, httpVersion: "1.1", useBinaryFormat: true, acceptCompression: [] }));
   const t0 = performance.now();
   let n = 0;
   let names: string[] = [];
-  for (let r = await responses.next(); !r.done; r = await responses.next()) {
-    const res = r.value as { columns: { name: string }[]; values_json: string };
+  for await (const res of client.streamQuery({ sql: SQL, maxRows: BigInt(rows) })) {
     if (res.columns.length) names = res.columns.map((c) => c.name);
-    n += tableRows(names, res.values_json, "json_columns").length;
+    n += tableRows(names, res.valuesJson, "json_columns").length;
   }
   return n / ((performance.now() - t0) / 1000);
 }

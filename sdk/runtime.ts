@@ -47,6 +47,8 @@ const STREAM_WINDOW = 4;
 interface Reply {
   result?: unknown;
   item?: unknown;
+  /** Fields of `item` sent as JSON values of their own (a batch's cells), taken as they are. */
+  raw?: Record<string, unknown>;
   end?: true;
   error?: { code: CoralErrorCode; message: string };
 }
@@ -176,7 +178,8 @@ export async function* callStream(method: string, request: Record<string, unknow
         return;
       }
       post({ id, credit: 1 });
-      yield fromWire(reply.item) as Record<string, Plain>;
+      const item = fromWire(reply.item) as Record<string, Plain>;
+      yield reply.raw ? Object.assign(item, reply.raw as Record<string, Plain>) : item;
     }
   } finally {
     waiters.delete(id);

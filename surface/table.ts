@@ -19,7 +19,9 @@ export interface QueryResult<Row = Record<string, unknown>> extends Iterable<Row
 /**
  * How a table response carries its cells (the `encoding` annotation of its rows field):
  * "list_values" — a list of rows, each the array of its cells (google.protobuf.ListValue);
- * "json_columns" — one JSON text, an array with one array of cells per column.
+ * "json_columns" — one JSON text, an array with one array of cells per column. Under `coral run`
+ * a stream's batch arrives with that text already parsed (the pipe carries it as a JSON value),
+ * so the column arrays are accepted as well.
  */
 export type CellEncoding = "list_values" | "json_columns";
 
@@ -35,6 +37,7 @@ export interface TableFields {
 /** Row objects keyed by column name from a response's cells, decoded per their encoding. */
 export function tableRows(names: string[], cells: unknown, encoding: CellEncoding): Record<string, unknown>[] {
   if (encoding === "json_columns") {
+    if (Array.isArray(cells)) return fromColumns(names, cells as unknown[][]);
     const text = typeof cells === "string" ? cells : "";
     return fromColumns(names, text ? (JSON.parse(text) as unknown[][]) : []);
   }

@@ -5,12 +5,12 @@
 // on the path of a run that makes unary calls only. Measured per run: loading protobuf-es, the
 // descriptors and connect-node cost ~30 ms of CPU (~100 ms on a busy machine) while Deno started,
 // and per GetPercentile call connect-node spent ~2.1-2.5 ms of CPU, binary over node:http ~1.0 ms.
-// Streams use connect-node, loaded at the first one (broker-stream.ts).
+// Streams use Connect's streaming protocol in binary, loaded at the first one (broker-stream.ts).
 import { Agent, request, type IncomingMessage } from "node:http";
 import type { Plain } from "../../surface/plain.js";
 import type { RpcFailure } from "../runtime/errors.js";
 import type { ApiShape, MethodShape } from "./api-shape.js";
-import type { StreamCall } from "./broker-stream.js";
+import type { StreamCall, StreamItem } from "./broker-stream.js";
 import { checkRequest, plainOf } from "./plain-json.js";
 
 /** The shape the build inlines (scripts/build.mjs); undefined when running from the sources. */
@@ -28,7 +28,7 @@ export interface Colony {
   /** Throws with the reason when `json` is not a request of `method` in proto3 JSON. */
   check(method: Method, json: unknown): void;
   unary(method: Method, json: unknown, signal: AbortSignal): Promise<Record<string, Plain>>;
-  stream(method: Method, json: unknown, signal: AbortSignal): AsyncIterator<Record<string, Plain>>;
+  stream(method: Method, json: unknown, signal: AbortSignal): AsyncIterator<StreamItem>;
   /** A failure as the script's CoralError will carry it: the code and a line naming the colony. */
   failure(err: unknown): Promise<RpcFailure>;
 }
@@ -122,7 +122,7 @@ export async function connectColony(address: string, token: string | undefined):
     stream(method, json, signal) {
       // Started at the first next(): a stream cancelled before anyone awaited it would otherwise
       // reject with no one listening.
-      let responses: AsyncIterator<Record<string, Plain>> | undefined;
+      let responses: AsyncIterator<StreamItem> | undefined;
       return {
         async next() {
           if (!responses) {

@@ -14,6 +14,7 @@ import type { CoralErrorCode } from "../../surface/error-codes.js";
 import { toWire } from "../../sdk/wire.js";
 import { exhaustedMessage, reportLine, type Budget, type BudgetName, type Usage } from "./broker-budget.js";
 import type { Colony } from "./broker-rpc.js";
+import type { StreamItem } from "./broker-stream.js";
 import { frame, LineReader, ProtocolError } from "./wire.js";
 
 /** Stream responses a script may have granted and not yet received. */
@@ -73,6 +74,18 @@ export function rowsOf(res: Record<string, unknown>): number {
     }
   }
   return lists ? n : 1;
+}
+
+/**
+ * The line of one stream response. A response's JSON-encoded cells (StreamItem.raw) travel as a
+ * JSON value under "raw", spliced in as the colony's bytes: the SDK parses them once, with the line.
+ */
+export function itemLine(id: number, item: StreamItem): { parts: (string | Buffer)[]; bytes: number } {
+  const head = `{"id":${id},"item":${JSON.stringify(toWire(item.plain))}`;
+  if (!item.raw) return { parts: [`${head}}\n`], bytes: Buffer.byteLength(head) + 2 };
+  const open = `${head},"raw":{${JSON.stringify(item.raw.field)}:`;
+  const cells = item.raw.json.reduce((n, b) => n + b.length, 0);
+  return { parts: [open, ...item.raw.json, "}}\n"], bytes: Buffer.byteLength(open) + cells + 3 };
 }
 
 let rpcModule: Promise<typeof import("./broker-rpc.js")> | undefined;
@@ -244,7 +257,7 @@ export class Broker {
     let colonyTime = false;
     let overTime = false;
     let timer: NodeJS.Timeout | undefined;
-    let stream: AsyncIterator<unknown> | undefined;
+    let stream: AsyncIterator<StreamItem> | undefined;
     try {
       const colony = await this.colony;
       const method = colony.method(m.method);
@@ -285,13 +298,18 @@ export class Broker {
           // our memory at most, besides what the socket holds.
           const r = await responses.next();
           if (r.done) break;
-          const line = frame({ id: m.id, item: toWire(r.value) });
-          const n = rowsOf(r.value);
-          this.charge(n, Buffer.byteLength(line));
+          const n = rowsOf(r.value.plain);
+          const line = itemLine(m.id, r.value);
+          this.charge(n, line.bytes);
           rows += n;
-          bytes += Buffer.byteLength(line);
+          bytes += line.bytes;
           await until(() => !this.socket.writableNeedDrain);
-          if (!this.closed) this.socket.write(line);
+          if (!this.closed) {
+            // One write of the parts (writev): the cells are the colony's bytes, never copied into a string.
+            this.socket.cork();
+            for (const part of line.parts) this.socket.write(part);
+            this.socket.uncork();
+          }
           call.credit--;
         }
         bytes += this.send({ id: m.id, end: true });

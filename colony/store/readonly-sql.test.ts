@@ -128,6 +128,30 @@ describe("SqlRunner", () => {
     expect(e.message).toMatch(/not available to queries|disabled by configuration/);
   });
 
+  it.each([
+    ["error() on a later row", "SELECT CASE WHEN range < 900000 THEN range ELSE error('boom') END AS i FROM range(1000000);", /boom/],
+    ["a failing cast on a later row", "SELECT (CASE WHEN range < 900000 THEN range::VARCHAR ELSE 'x' END)::INTEGER AS i FROM range(1000000) -- trailing comment", /Conversion Error/],
+  ])("a stream failing partway through (%s) fails with DuckDB's reason instead of ending as if complete", async (_, sql, reason) => {
+    const runner = new SqlRunner(store, { maxRows: 2_000_000 });
+    let rows = 0;
+    const e = await rejection(
+      (async () => {
+        for await (const b of runner.stream(sql, { maxRows: 2_000_000 })) rows += b.rowCount;
+      })(),
+    );
+    expect(e.code).toBe("invalid_argument");
+    expect(e.message).toMatch(reason);
+    expect(e.message).toMatch(/the query failed after [\d,]+ rows had been read/);
+    expect(rows).toBeLessThan(900_000);
+    // The runner's connection is usable again: the next query completes.
+    expect((await runner.run("SELECT 42 AS answer")).rows).toEqual([[42]]);
+  });
+
+  it("a query that fails partway is not passed off as a complete ExecuteQuery answer", async () => {
+    const e = await rejection(new SqlRunner(store, { maxRows: 1_000_000 }).run("SELECT CASE WHEN range < 500000 THEN range ELSE error('late') END AS i FROM range(600000)"));
+    expect(e.message).toMatch(/late/);
+  });
+
   it("reports DuckDB's own message for a broken query", async () => {
     const e = await rejection(new SqlRunner(store).run("SELEC 1"));
     expect(e.code).toBe("invalid_argument");

@@ -286,10 +286,14 @@ export class SqlRunner {
         return p;
       };
       prefetch = fetchNext();
+      let exhausted = false;
       for (;;) {
         const chunk = await prefetch;
         prefetch = undefined;
-        if (!chunk || chunk.rowCount === 0) break;
+        if (!chunk || chunk.rowCount === 0) {
+          exhausted = true;
+          break;
+        }
         if (rowCount === maxRows) {
           truncated = true;
           break;
@@ -337,6 +341,7 @@ export class SqlRunner {
       if (abandoned ?? stopped) throw abandoned ?? stopped;
       if (timedOut) throw deadlineExceeded(timeoutMs);
       if (signal?.aborted) throw cancelled();
+      if (exhausted) await this.checkCompleted(conn, sql, call, rowCount);
       const last = take();
       last.truncated = truncated;
       yield last;
@@ -433,6 +438,33 @@ export class SqlRunner {
     // Defence in depth: even a SELECT-typed statement with side effects cannot write.
     await call(conn.run("BEGIN TRANSACTION READ ONLY"));
     return call(prepared.stream());
+  }
+
+  /**
+   * A streamed DuckDB result that fails partway (a cast or `error()` on a later row) ends like a
+   * complete one, and the node API does not expose the error (no duckdb_result_error): only the
+   * transaction, now aborted, tells. Without this check a failed query would pass for its first
+   * rows. The failing query is run once more as a count of every column (evaluated, not stored), to
+   * learn DuckDB's reason; failure path only, under the same deadline.
+   */
+  private async checkCompleted(conn: DuckDBConnection, sql: string, call: <T>(p: Promise<T>) => Promise<T>, rows: number): Promise<void> {
+    try {
+      await call(conn.run("SELECT 1"));
+      return;
+    } catch {
+      // The transaction was aborted: the result ended in an error.
+    }
+    const after = `after ${rows.toLocaleString("en-US")} row${rows === 1 ? "" : "s"} had been read`;
+    await call(conn.run("ROLLBACK"));
+    await call(conn.run("BEGIN TRANSACTION READ ONLY"));
+    try {
+      await call(conn.run(`SELECT count(COLUMNS(*)) FROM (\n${sql.replace(/[;\s]+$/, "")}\n) AS coral_failed_query`));
+    } catch (err) {
+      const why = classify(err);
+      if (why instanceof SqlRejected) throw new SqlRejected(why.code, `${why.message} (the query failed ${after})`);
+      throw new Error(`${messageOf(err)} (the query failed ${after})`);
+    }
+    throw new Error(`the query failed ${after}, and DuckDB did not say why; the rows read so far are incomplete`);
   }
 
   private readCatalog(conn: DuckDBConnection, call: <T>(p: Promise<T>) => Promise<T>): Promise<{ tables: Set<string>; database: string }> {
