@@ -206,28 +206,13 @@ await new Promise((r) => setTimeout(r, 60_000));
     // 120 batches of ~4 MiB (~500 MiB) read at a crawl: buffered, they would be ~500 MB in coral run.
     const batches = 120;
     const fake = await fakeColony({ batches, pad: 500, end: {} });
-    const bin = fileURLToPath(new URL("../../bin/coral.cjs", import.meta.url));
     try {
-      const child = spawn(process.execPath, [bin, "run", "--colony", fake.addr, "--memory", "2048", script(`
+      const file = script(`
 let rows = 0;
 for await (const b of coral.db.stream("SELECT 1")) { rows += b.length; await new Promise((r) => setTimeout(r, 10)); }
 console.log(rows);
-`)], { env: { PATH: process.env.PATH ?? "", NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-      child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-      const rss = () => {
-        try {
-          return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))![1]) / 1024;
-        } catch {
-          return 0; // exited between samples
-        }
-      };
-      let peak = 0;
-      const sampler = setInterval(() => (peak = Math.max(peak, rss())), 20);
-      const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-      clearInterval(sampler);
+`);
+      const { code, stdout, stderr, peakRssMiB: peak = 0 } = await runCoral(["run", "--colony", fake.addr, "--memory", "2048", file], { sampleRss: true });
       expect(stderr).toBe("");
       expect(stdout).toBe(`${batches * CHUNK}\n`);
       expect(code).toBe(0);

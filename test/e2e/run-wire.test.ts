@@ -1,11 +1,9 @@
 // The SDK's channel to `coral run`, end to end (real colony, real Deno, the real CLI): budgets,
 // the audit log, CORAL_MODE, and scripts that abuse the channel with `process.send` — which must
 // end their own run cleanly and never grow the `coral run` process.
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCoral, spawnColony, type RunResult, type SpawnedColony } from "../helpers/colony.js";
 
@@ -225,26 +223,7 @@ for (let id = 1; id <= 200_000; id++) process.send({ id, method: "ListServices",
 console.log("queued");
 setTimeout(() => Deno.exit(0), 3000);
 `);
-    const bin = fileURLToPath(new URL("../../bin/coral.cjs", import.meta.url));
-    const child = spawn(process.execPath, [bin, "run", "--colony", colony.addr, "--memory", "4096", file], {
-      env: { PATH: process.env.PATH ?? "", NO_COLOR: "1" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    const rss = () => {
-      try {
-        return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))![1]) / 1024;
-      } catch {
-        return 0; // exited between samples
-      }
-    };
-    let peak = 0;
-    const sampler = setInterval(() => (peak = Math.max(peak, rss())), 20);
-    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-    clearInterval(sampler);
+    const { code, stdout, stderr, peakRssMiB: peak = 0 } = await runCoral(["run", "--colony", colony.addr, "--memory", "4096", file], { sampleRss: true });
     expect(stderr).toBe("");
     expect(stdout).toBe("queued\n");
     expect(code).toBe(0);

@@ -23,21 +23,36 @@ export interface RunResult {
   code: number;
   stdout: string;
   stderr: string;
+  /** With `sampleRss`: the highest RSS of the `coral` process itself seen every 20 ms, in MiB. */
+  peakRssMiB?: number;
 }
 
 /** Runs `coral ARGS…` as a user would (bin/coral.cjs in a child process) and collects its output. */
-export function runCoral(args: string[], o: { env?: Record<string, string>; input?: string } = {}): Promise<RunResult> {
+export function runCoral(args: string[], o: { env?: Record<string, string>; input?: string; sampleRss?: boolean } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: cleanEnv(o.env), stdio: "pipe" });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
     child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    let peak = 0;
+    const sampler = o.sampleRss ? setInterval(() => (peak = Math.max(peak, rssMiB(child.pid!))), 20) : undefined;
     child.on("error", reject);
     // A signal death has no exit code; 128+n is what a shell would report.
-    child.on("close", (code, signal) => resolve({ code: code ?? 128 + signalNumber(signal), stdout, stderr }));
+    child.on("close", (code, signal) => {
+      clearInterval(sampler);
+      resolve({ code: code ?? 128 + signalNumber(signal), stdout, stderr, ...(o.sampleRss ? { peakRssMiB: peak } : {}) });
+    });
     child.stdin.end(o.input ?? "");
   });
+}
+
+function rssMiB(pid: number): number {
+  try {
+    return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
+  } catch {
+    return 0; // exited between samples
+  }
 }
 
 function signalNumber(signal: NodeJS.Signals | null): number {
