@@ -130,6 +130,8 @@ function printCommand(f: GeneratedFile, c: CliCommand): void {
     }
     f.print("        ],");
     if (r.cli!.rows) f.print("        rows: ", f.string(r.cli!.rows.name), ",");
+    if (r.cli!.total) f.print("        total: ", f.string(r.cli!.total.name), ",");
+    if (r.cli!.truncated) f.print("        truncated: ", f.string(r.cli!.truncated.name), ",");
     if (r.cli!.columns) {
       f.print("        columns: ", f.string(r.cli!.columns.name), ",");
       f.print("        encoding: ", f.string(cellEncodingName(r.cli!.rowsEncoding)), ",");

@@ -223,6 +223,25 @@ message WindowRawReq { int64 window = 1; }`,
     messages: `message SpansRes { repeated NoEndSpan spans = 1; }
 message NoEndSpan { string span_id = 1; string parent_span_id = 2; string service = 3; string name = 4; int64 start_offset_ns = 5; bool error = 6; }`,
     error: /A: the waterfall layout needs a int64 field "duration_ns" in t\.case\d+\.NoEndSpan/,
+  },  {
+    rule: "a total describes rows",
+    service: rpc("A", `cli: {path: "a", total: "value"}`),
+    error: /A: cli\.total needs cli\.rows: it describes the rows/,
+  },
+  {
+    rule: "a total is a response field",
+    service: rpc("A", `cli: {path: "a", rows: "rows", columns: "columns", total: "count"}`),
+    error: /A: cli\.total "count" is not a field of/,
+  },
+  {
+    rule: "a total is an integer",
+    service: rpc("A", `cli: {path: "a", rows: "rows", columns: "columns", total: "encoded"}`),
+    error: /A: cli\.total "encoded" must be a single integer field/,
+  },
+  {
+    rule: "truncated is a bool",
+    service: rpc("A", `cli: {path: "a", rows: "rows", columns: "columns", truncated: "value"}`),
+    error: /A: cli\.truncated "value" must be a single bool field/,
   },
 ];
 

@@ -78,6 +78,10 @@ export interface Rpc {
     layout: Layout;
     /** The variant is selected by giving this parameter (`--by KEY`), not by a switch of its own. */
     variantParam?: Param;
+    /** The integer field counting every matching row, of which `rows` holds the first. */
+    total?: DescField;
+    /** The bool field saying the rows were cut at a limit. */
+    truncated?: DescField;
   };
   sdk?: {
     module: string;
@@ -253,6 +257,15 @@ export function outOfBounds(p: Pick<Param, "min" | "max">, v: number): boolean {
   return outside(v, { min: p.min?.value, max: p.max?.value, minExclusive: p.min?.exclusive });
 }
 
+/** A response-level fact about the rows (their total, whether they were cut): needs rows, and its type. */
+function rowFact(m: DescMethod, rows: DescField | undefined, name: string, what: string, type: "integer" | "bool"): DescField {
+  if (!rows) throw new ModelError(`${m.parent.name}.${m.name}: ${what} needs cli.rows: it describes the rows`);
+  const f = responseField(m, name, what);
+  const ok = f.fieldKind === "scalar" && (type === "bool" ? f.scalar === ScalarType.BOOL : isInteger(f));
+  if (!ok) throw new ModelError(`${m.parent.name}.${m.name}: ${what} "${name}" must be a single ${type} field`);
+  return f;
+}
+
 function responseField(m: DescMethod, name: string, what: string): DescField {
   const f = m.output.fields.find((x) => x.name === name);
   if (!f) throw new ModelError(`${m.parent.name}.${m.name}: ${what} "${name}" is not a field of ${m.output.typeName}`);
@@ -321,6 +334,8 @@ export function rpcOf(method: DescMethod): Rpc {
       examples: c.examples,
       layout: c.layout,
       variantParam: variantParam(method, rpc.params, c.variant, c.defaultVariant),
+      total: c.total ? rowFact(method, rows, c.total, "cli.total", "integer") : undefined,
+      truncated: c.truncated ? rowFact(method, rows, c.truncated, "cli.truncated", "bool") : undefined,
     };
     if (c.layout === Layout.WATERFALL) checkWaterfall(method, rows);
   }

@@ -172,7 +172,8 @@ function docFor(rpc: Rpc, params: Param[], alias?: Alias): string {
 /** The TableFields literal telling surface/table.ts where a table response keeps its cells. */
 function tableFields(rpc: Rpc): string {
   const t = rpc.sdk!.table!;
-  return `{ rows: ${JSON.stringify(t.rows.name)}, columns: ${JSON.stringify(t.columns.name)}, encoding: ${JSON.stringify(cellEncodingName(t.encoding))} }`;
+  const truncated = rpc.cli?.truncated ? `, truncated: ${JSON.stringify(rpc.cli.truncated.name)}` : "";
+  return `{ rows: ${JSON.stringify(t.rows.name)}, columns: ${JSON.stringify(t.columns.name)}, encoding: ${JSON.stringify(cellEncodingName(t.encoding))}${truncated} }`;
 }
 
 function printFunction(f: GeneratedFile, rpc: Rpc, named: Set<DescMessage>): void {

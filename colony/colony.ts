@@ -2,6 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { QueryService } from "../gen/coral/colony/v1/query_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { LiveDemo, seedDemo } from "./demo/demo.js";
+import type { IncidentSpec } from "./demo/incidents.js";
 import { IngestPipeline } from "./ingest/otlp/pipeline.js";
 import { listenOtlp, type OtlpReceiver } from "./ingest/otlp/receiver.js";
 import { Writer } from "./ingest/writer.js";
@@ -27,6 +28,8 @@ export interface ColonyOptions {
   token?: string;
   /** Seed realistic demo telemetry into an empty database; "live" keeps it flowing afterwards. */
   demo?: "live" | "static";
+  /** With `demo`: stage an incident of this kind on payments in the seed's last 30 minutes. */
+  demoIncident?: IncidentSpec;
   /** `host:port` for the OTLP/HTTP receiver, or "off". Default off here (the CLI turns it on). */
   otlp?: string;
   /** Largest OTLP request body, after decompression. */
@@ -159,8 +162,10 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
     if (seedNow) {
       const nowMs = Date.now();
       log("seeding three hours of demo telemetry (a few seconds)…");
-      const seeded = await seedDemo(writer, { nowMs });
+      const seeded = await seedDemo(writer, { nowMs, incident: o.demoIncident });
       log(`seeded demo data: ${seeded.spans} spans from ${seeded.services.length} services (${seeded.services.join(", ")})`);
+      const i = seeded.incident;
+      if (i) log(`staged incident: ${i.key}=${i.value} made ${Math.round(i.share * 100)}% of its ${i.service} requests ${i.effect === "slow" ? "slow" : "fail"} in the last 30 minutes — try: coral query explain ${i.service} ${i.effect === "slow" ? "--slow 1s" : "--errors"} --window 30m`);
       // Only a database seeded now gets live traffic: --demo must never add made-up spans to
       // data that was already there.
       if (o.demo === "live") {

@@ -32,6 +32,10 @@ export interface Variant {
   params: VariantParam[];
   /** Response field (proto name) holding the rows; absent: the response is one row. */
   rows?: string;
+  /** Response field (proto name) counting every matching row, of which `rows` holds the first. */
+  total?: string;
+  /** Response field (proto name), a bool: the rows were cut at a limit. */
+  truncated?: string;
   /** Response field (proto name) naming the columns when `rows` holds cells. */
   columns?: string;
   /** How `rows` carries the cells (with `columns`). */

@@ -32,6 +32,8 @@ export interface TableFields {
   /** Response field (proto name) listing the columns, each with a `name`. */
   columns: string;
   encoding: CellEncoding;
+  /** Response field (proto name), a bool: the colony cut the result at its row limit (the proto's cli.truncated). */
+  truncated?: string;
 }
 
 /** Row objects keyed by column name from a response's cells, decoded per their encoding. */
@@ -79,7 +81,7 @@ export function asTable<Row>(res: Record<string, unknown>, fields: TableFields):
   return {
     columns,
     rows,
-    truncated: res.truncated === true,
+    truncated: fields.truncated !== undefined && res[fields.truncated] === true,
     [Symbol.iterator]: () => rows[Symbol.iterator](),
   };
 }

@@ -5,6 +5,7 @@ import { CliError, UsageError } from "../runtime/errors.js";
 import { ExitCode } from "../runtime/exit.js";
 import { resolveToken } from "../runtime/token.js";
 import { WORKER_FLAG } from "../../colony/supervisor/process.js";
+import { INCIDENT_KINDS, parseIncident, type IncidentSpec } from "../../colony/demo/incidents.js";
 
 export class ColonyStartCommand extends CoralCommand {
   static override paths = [["colony", "start"]];
@@ -86,6 +87,9 @@ export class ColonyStartCommand extends CoralCommand {
   demoStatic = Option.Boolean("--demo-static", false, {
     description: "with --demo: seed only, no live traffic afterwards (numbers that do not move, e.g. for tests)",
   });
+  demoIncident = Option.String("--demo-incident", {
+    description: `with --demo: stage an incident in the seed's last 30 minutes, one cause making payments slow or failing: ${INCIDENT_KINDS.join(", ")}, optionally :slow or :errors (e.g. pod:slow)`,
+  });
   memoryLimit = Option.String("--memory-limit", {
     description: `resident memory of the colony's worker process beyond which user SQL is stopped, and the worker restarted if that does not free it (default --query-memory + ${OWN_MEMORY_TEXT})`,
   });
@@ -159,6 +163,15 @@ export class ColonyStartCommand extends CoralCommand {
       }
       memoryLimitBytes = limit;
     }
+    let demoIncident: IncidentSpec | undefined;
+    if (this.demoIncident !== undefined) {
+      if (!this.demo) throw new UsageError("--demo-incident stages an incident in the demo seed: add --demo (and --demo-static for numbers that do not move)");
+      try {
+        demoIncident = parseIncident(this.demoIncident);
+      } catch (err) {
+        throw new UsageError(`--demo-incident: ${(err as Error).message}`);
+      }
+    }
     const token = resolveToken({ token: this.token, tokenFile: this.tokenFile }, this.context.stderr);
     const { stdout, stderr } = this.context;
 
@@ -189,6 +202,7 @@ export class ColonyStartCommand extends CoralCommand {
           listen: this.listen,
           token,
           demo: this.demo ? (this.demoStatic ? "static" : "live") : undefined,
+          demoIncident,
           otlp: this.otlp,
           otlpMaxBodyBytes: maxBody,
           otlpMaxInflightBytes: maxInflight,

@@ -1,4 +1,5 @@
 import { Command, Option } from "clipanion";
+import { INCIDENT_KINDS, parseIncident, type IncidentSpec } from "../../colony/demo/incidents.js";
 import { runLoad, type LoadStats } from "../../colony/demo/load.js";
 import { parseDurationMs, UnitParseError } from "../../surface/units.js";
 import { CoralCommand } from "../runtime/command.js";
@@ -24,12 +25,19 @@ export class DemoLoadCommand extends CoralCommand {
       then prints \`sent N spans in S s (R spans/s), X rejected\`. \`--rate max\` sends as fast as the
       receiver acknowledges (a throughput test). The traffic is the same for the same \`--seed\`.
 
+      \`--incident KIND\` stages one cause of slow or failing payments requests for the whole run: a
+      pod (\`k8s.pod.name\`), a region (\`cloud.region\`), a route (\`http.route\`), a release
+      (\`service.version\`) or a customer tier (\`app.customer.tier\`), among other values of those
+      span attributes that behave normally. \`:slow\` or \`:errors\` after the kind picks the effect
+      (\`--incident pod:slow\`). It prints the culprit, for checking \`coral query explain\`.
+
       A colony with a token wants it on every request: give it with \`--token-file FILE\` or
       \`CORAL_TOKEN\` (\`--token TOKEN\` works too, but every local user can read it in \`ps\`).
     `,
     examples: [
       ["Fill a local colony at 1,000 spans/s", "$0 demo load --otlp 127.0.0.1:4318 --rate 1000"],
       ["Throughput test for 10 seconds", "$0 demo load --otlp 127.0.0.1:4318 --rate max --duration 10s"],
+      ["Stage a bad pod, then explain it", "$0 demo load --otlp 127.0.0.1:4318 --incident pod --duration 2m"],
     ],
   });
 
@@ -43,6 +51,9 @@ export class DemoLoadCommand extends CoralCommand {
   batch = Option.String("--batch", "512", { description: "spans per request" });
   concurrency = Option.String("--concurrency", "4", { description: "requests in flight at once" });
   seed = Option.String("--seed", "42", { description: "seed of the traffic generator" });
+  incident = Option.String("--incident", {
+    description: `stage an incident while the load runs, one cause making payments slow or failing: ${INCIDENT_KINDS.join(", ")}, optionally :slow or :errors (e.g. pod:slow); the seed picks the culprit`,
+  });
   token = Option.String("--token", {
     description: "bearer token; visible to other users in `ps`, prefer --token-file or $CORAL_TOKEN",
   });
@@ -55,6 +66,14 @@ export class DemoLoadCommand extends CoralCommand {
     const batch = numberFlag("--batch", this.batch, { min: 1, max: 100_000, integer: true });
     const concurrency = numberFlag("--concurrency", this.concurrency, { min: 1, max: 1024, integer: true });
     const seed = numberFlag("--seed", this.seed, { min: 0, integer: true });
+    let incident: IncidentSpec | undefined;
+    if (this.incident !== undefined) {
+      try {
+        incident = parseIncident(this.incident);
+      } catch (err) {
+        throw new UsageError(`--incident: ${(err as Error).message}`);
+      }
+    }
     const url = otlpUrl(this.otlp);
     const { stdout, stderr } = this.context;
     const token = resolveToken({ token: this.token, tokenFile: this.tokenFile }, stderr);
@@ -71,6 +90,11 @@ export class DemoLoadCommand extends CoralCommand {
         durationS,
         batch,
         seed,
+        incident,
+        onIncident: (i) =>
+          stderr.write(
+            `staged incident: ${i.key}=${i.value} makes ${Math.round(i.share * 100)}% of its ${i.service} requests ${i.effect === "slow" ? "slow" : "fail"} — try: coral query explain ${i.service} ${i.effect === "slow" ? "--slow 1s" : "--errors"} --window 5m\n`,
+          ),
         concurrency,
         token,
         signal: abort.signal,

@@ -180,14 +180,19 @@ abstract class QueryCommand extends CoralCommand {
     return formatWaterfall(rows, { width, wide: format === "wide", traceDurationNs: duration, traceId });
   }
 
-  /** Response-level facts (total_count, truncated) that a table has no column for. */
+  /** Response-level facts about the rows (the proto's cli.total and cli.truncated) that a table has no column for. */
   private footer(variant: Variant, res: Row, shown: number): void {
     if (!variant.rows) return;
     const notes: string[] = [];
-    if (typeof res.total_count === "number" && res.total_count !== shown) notes.push(`${shown} of ${res.total_count} shown`);
-    if (res.truncated === true) notes.push("truncated at the row limit");
+    const total = variant.total === undefined ? undefined : res[variant.total];
+    if (typeof total === "number" && total !== shown) notes.push(`${shown} of ${total} shown`);
+    if (this.truncated(variant, res)) notes.push("truncated at the row limit");
     if (shown === 0) notes.push("no rows");
     if (notes.length) this.context.stderr.write(`(${notes.join("; ")})\n`);
+  }
+
+  private truncated(variant: Variant, res: Row): boolean {
+    return variant.truncated !== undefined && res[variant.truncated] === true;
   }
 
   private async printStream(variant: Variant, format: OutputFormat, stream: AsyncIterable<unknown>): Promise<void> {
@@ -204,7 +209,7 @@ abstract class QueryCommand extends CoralCommand {
       const first = columns === undefined;
       columns ??= page.columns;
       total += page.rows.length;
-      truncated ||= res.truncated === true;
+      truncated ||= this.truncated(variant, res);
       if (format === "json") {
         // One JSON object per line: a stream can be larger than memory.
         for (const r of page.rows) out.write(JSON.stringify(r) + "\n");
@@ -216,7 +221,7 @@ abstract class QueryCommand extends CoralCommand {
         out.write(t.text);
       }
     }
-    if (format === "table" || format === "wide") this.footer(variant, { truncated }, total);
+    if (format === "table" || format === "wide") this.footer(variant, variant.truncated ? { [variant.truncated]: truncated } : {}, total);
   }
 }
 

@@ -1,5 +1,7 @@
 import type { Writer } from "../ingest/writer.js";
 import type { HostSample, ResourceRecord, SpanRecord } from "../ingest/records.js";
+import { prng } from "./prng.js";
+import { EXTRA_ROUTES, planIncident, Staging, type IncidentEffect, type IncidentKind, type IncidentPlan, type IncidentSpec } from "./incidents.js";
 
 /**
  * A small shop, generated deterministically: the same seed and `nowMs` give the same rows, so docs,
@@ -88,19 +90,10 @@ const MINUTE_MS = 60_000;
 const BATCH_MINUTES = 10;
 const Z99 = 2.3263478740408408;
 
-const HEX_BYTE = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
+// Tests replay their randomness with the demo's generator.
+export { prng };
 
-/** mulberry32: tiny, fast, and good enough for synthetic traffic (and tests' replayable randomness). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const HEX_BYTE = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
 
 class Gen {
   constructor(readonly random: () => number) {}
@@ -149,6 +142,7 @@ class TraceBuilder {
   constructor(
     private readonly g: Gen,
     private readonly incidents: Incident[],
+    private readonly staging?: Staging,
   ) {
     this.traceId = g.hex(32);
   }
@@ -177,16 +171,26 @@ class TraceBuilder {
       const dbMs = own * (0.5 + g.random() * 0.3);
       this.spans.push(this.span(g.hex(16), spanId, route.service, route.internal, "INTERNAL", cursor, dbMs, false, null, { "db.system": "postgresql" }));
     }
-    const durationMs = cursor - startMs + own * 0.7;
+    let durationMs = cursor - startMs + own * 0.7;
     const rate = this.incidents.find((i) => i.service === route.service && startMs >= i.fromMs && startMs < i.toMs)?.errorRate ?? spec.errorRate;
-    const failed = childFailed || g.random() < rate;
-    const status = failed ? (childFailed ? 502 : [500, 503, 504][g.int(3)]!) : route.method === "POST" ? 201 : 200;
-    this.spans.push(this.span(spanId, parentSpanId, route.service, `${route.method} ${route.path}`, "SERVER", startMs, durationMs, failed, status, {
+    let failed = childFailed || g.random() < rate;
+    let status = failed ? (childFailed ? 502 : [500, 503, 504][g.int(3)]!) : route.method === "POST" ? 201 : 200;
+    const attributes: Record<string, string | number> = {
       "http.method": route.method,
       "http.route": route.path,
       "http.status_code": status,
       "service.instance.id": `${route.service}-${g.int(spec.instances)}`,
-    }));
+    };
+    if (this.staging?.service === route.service) {
+      const staged = this.staging.request(route.path, startMs, durationMs);
+      durationMs += staged.extraMs;
+      if (staged.failStatus !== null && !failed) {
+        failed = true;
+        attributes["http.status_code"] = status = staged.failStatus;
+      }
+      Object.assign(attributes, staged.attributes);
+    }
+    this.spans.push(this.span(spanId, parentSpanId, route.service, `${route.method} ${route.path}`, "SERVER", startMs, durationMs, failed, status, attributes));
     return { durationMs, failed };
   }
 
@@ -222,17 +226,30 @@ function hostName(service: string, i: number): string {
   return `${service}-${i}.${SERVICES[service]!.region}.internal`;
 }
 
-export async function seedDemo(writer: Writer, o: { nowMs: number; hours?: number; seed?: number }): Promise<{ spans: number; services: string[] }> {
+/** A staged incident in the seed: what causes it, and for how many minutes before `nowMs` (default 30). */
+export interface IncidentOption {
+  kind: IncidentKind;
+  effect?: IncidentEffect;
+  minutes?: number;
+}
+
+export async function seedDemo(
+  writer: Writer,
+  o: { nowMs: number; hours?: number; seed?: number; incident?: IncidentOption },
+): Promise<{ spans: number; services: string[]; incident?: IncidentPlan }> {
   const hours = o.hours ?? 3;
-  const g = new Gen(prng(o.seed ?? 42));
+  const seed = o.seed ?? 42;
+  const g = new Gen(prng(seed));
   const endMs = o.nowMs;
   const startMs = endMs - hours * 3_600_000;
   const services = Object.keys(SERVICES).sort();
   // A gateway incident 20–28 minutes ago: something for error-rate scripts to find.
   const incidents: Incident[] = [{ service: "payments", fromMs: endMs - 28 * MINUTE_MS, toMs: endMs - 20 * MINUTE_MS, errorRate: 0.12 }];
+  const plan = o.incident && planIncident(o.incident.kind, { seed, fromMs: endMs - (o.incident.minutes ?? 30) * MINUTE_MS, toMs: endMs, effect: o.incident.effect });
+  const staging = plan && new Staging(plan, seed);
   await writer.writeResources(resourcesSeenAt(services, [startMs, endMs]));
-  const spans = await writeTraffic(writer, g, { startMs, endMs, seriesStartMs: startMs, incidents });
-  return { spans, services };
+  const spans = await writeTraffic(writer, g, { startMs, endMs, seriesStartMs: startMs, incidents, staging });
+  return { spans, services, ...(plan ? { incident: plan } : {}) };
 }
 
 /**
@@ -293,9 +310,12 @@ function resourcesSeenAt(services: string[], times: number[]): ResourceRecord[] 
 async function writeTraffic(
   writer: Writer,
   g: Gen,
-  r: { startMs: number; endMs: number; seriesStartMs: number; incidents: Incident[] },
+  r: { startMs: number; endMs: number; seriesStartMs: number; incidents: Incident[]; staging?: Staging },
 ): Promise<number> {
-  const { startMs, endMs, incidents } = r;
+  const { startMs, endMs, incidents, staging } = r;
+  // The staged service's extra routes draw from their own stream, so the rest of the shop is unchanged.
+  const stagedG = staging && new Gen(prng(staging.seed ^ 0x7a11c));
+  const stagedTraffic = staging ? stagedRoutes(staging.service) : [];
   const services = Object.keys(SERVICES).sort();
   let total = 0;
   const firstMinute = Math.floor(startMs / MINUTE_MS) * MINUTE_MS;
@@ -313,7 +333,17 @@ async function writeTraffic(
         for (let k = 0; k < n; k++) {
           const at = minute + g.random() * MINUTE_MS;
           if (at < startMs || at >= endMs) continue;
-          const trace = new TraceBuilder(g, incidents);
+          const trace = new TraceBuilder(g, incidents, staging);
+          trace.serve(root, null, at);
+          for (const s of trace.spans) spans.push(s);
+        }
+      }
+      for (const { rate, root } of stagedTraffic) {
+        const n = stagedG!.count(rate * load);
+        for (let k = 0; k < n; k++) {
+          const at = minute + stagedG!.random() * MINUTE_MS;
+          if (at < startMs || at >= endMs) continue;
+          const trace = new TraceBuilder(stagedG!, incidents, staging);
           trace.serve(root, null, at);
           for (const s of trace.spans) spans.push(s);
         }
@@ -347,6 +377,11 @@ async function writeTraffic(
   return total;
 }
 
+/** Requests the staged service serves besides the shop's own calls (its other API clients). */
+function stagedRoutes(service: string): { rate: number; root: Route }[] {
+  return EXTRA_ROUTES.map((r) => ({ rate: r.rate, root: { service, method: r.method, path: r.path, median: r.median, p99: r.p99 } }));
+}
+
 function clamp(v: number, lo: number, hi: number): number {
   return Math.min(hi, Math.max(lo, v));
 }
@@ -373,17 +408,29 @@ export function demoServices(): DemoService[] {
  */
 export class DemoTraffic {
   private readonly g: Gen;
-  private readonly total = TRAFFIC.reduce((n, t) => n + t.rate, 0);
 
-  constructor(seed = 42) {
+  private readonly traffic: { rate: number; root: Route }[];
+  private readonly total: number;
+  private readonly staging?: Staging;
+
+  /** `incident`: staged on every request for as long as the traffic runs. */
+  constructor(seed = 42, incident?: IncidentSpec) {
     this.g = new Gen(prng(seed));
+    if (incident) this.staging = new Staging(planIncident(incident.kind, { seed, fromMs: -Infinity, toMs: Infinity, effect: incident.effect }), seed);
+    this.traffic = this.staging ? [...TRAFFIC, ...stagedRoutes(this.staging.service)] : TRAFFIC;
+    this.total = this.traffic.reduce((n, t) => n + t.rate, 0);
+  }
+
+  /** The staged incident, if any. */
+  get incident(): IncidentPlan | undefined {
+    return this.staging?.plan;
   }
 
   /** The spans of one trace whose root starts at `startMs`. */
   trace(startMs: number): SpanRecord[] {
     let pick = this.g.random() * this.total;
-    const shape = TRAFFIC.find((t) => (pick -= t.rate) < 0) ?? TRAFFIC[0]!;
-    const b = new TraceBuilder(this.g, []);
+    const shape = this.traffic.find((t) => (pick -= t.rate) < 0) ?? this.traffic[0]!;
+    const b = new TraceBuilder(this.g, [], this.staging);
     b.serve(shape.root, null, startMs);
     return b.spans;
   }

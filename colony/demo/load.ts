@@ -2,6 +2,7 @@ import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import * as http from "node:http";
 import type { SpanRecord } from "../ingest/records.js";
 import { DemoTraffic, demoServices } from "./demo.js";
+import type { IncidentPlan, IncidentSpec } from "./incidents.js";
 import { ProtoWriter } from "./proto-writer.js";
 
 // `coral demo load`: the demo shop as live OTLP/HTTP protobuf traffic, so people can watch a colony
@@ -72,6 +73,10 @@ export interface LoadOptions {
   durationS: number;
   batch: number;
   seed: number;
+  /** Stage an incident of this kind on every request while the load runs. */
+  incident?: IncidentSpec;
+  /** Told the staged incident before the first batch. */
+  onIncident?: (plan: IncidentPlan) => void;
   token?: string;
   /** Requests in flight at once. */
   concurrency: number;
@@ -88,12 +93,12 @@ export interface LoadStats {
 }
 
 /** A batch of exactly `size` spans (a trace that does not fit goes on in the next batch), grouped by resource (one instance per service per batch). */
-function makeBatcher(seed: number) {
-  const traffic = new DemoTraffic(seed);
+function makeBatcher(seed: number, incident?: IncidentSpec) {
+  const traffic = new DemoTraffic(seed, incident);
   const services = new Map(demoServices().map((s) => [s.name, s]));
   let round = 0;
   let carry: SpanRecord[] = [];
-  return (size: number, nowMs: number): { body: Buffer; spans: number } => {
+  const batch = (size: number, nowMs: number): { body: Buffer; spans: number } => {
     const spans = carry.slice(0, size);
     carry = carry.slice(size);
     while (spans.length < size) {
@@ -116,6 +121,7 @@ function makeBatcher(seed: number) {
     });
     return { body: encodeTraces(groups), spans: spans.length };
   };
+  return Object.assign(batch, { incident: traffic.incident });
 }
 
 /**
@@ -127,7 +133,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadStats> {
   const url = new URL("/v1/traces", o.url.endsWith("/") ? o.url : `${o.url}/`);
   if (o.url.replace(/\/+$/, "").endsWith("/v1/traces")) url.pathname = new URL(o.url).pathname;
   const agent = new http.Agent({ keepAlive: true, maxSockets: o.concurrency });
-  const next = makeBatcher(o.seed);
+  const next = makeBatcher(o.seed, o.incident);
+  if (o.incident) o.onIncident?.(next.incident!);
   const stats: LoadStats = { sent: 0, rejected: 0, retried: 0, seconds: 0 };
   const started = performance.now();
   const deadline = started + o.durationS * 1000;

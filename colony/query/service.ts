@@ -42,8 +42,13 @@ import {
   SpanSchema,
   type AttributeGroup,
   type Span,
+  AttributeCauseSchema,
+  ExplainSpansRequestSchema,
+  ExplainSpansResponseSchema,
+  type AttributeCause,
 } from "../../gen/coral/colony/v1/query_pb.js";
-import type { AttributeGroupRow, ReadStore, ServiceRow, TraceRow, TraceSpanRow, UserSql } from "../store/engine.js";
+import { formatDurationNs } from "../../surface/units.js";
+import type { AttributeGroupRow, ExplainRow, ReadStore, ServiceRow, TraceRow, TraceSpanRow, UserSql } from "../store/engine.js";
 import { SqlRejected, type SqlValue } from "../store/readonly-sql.js";
 import { prepare } from "./defaults.js";
 
@@ -240,7 +245,85 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
         valueCount: BigInt(r.valueCount),
       });
     },
+
+    async explainSpans(raw) {
+      const req = prepare(ExplainSpansRequestSchema, raw);
+      if ((req.slowThresholdNs === undefined) === !req.errors) {
+        throw new ConnectError(
+          req.errors
+            ? "give either slow_threshold_ns (--slow THRESHOLD) or errors (--errors), not both"
+            : "say which requests to explain: slow_threshold_ns (--slow THRESHOLD, e.g. --slow 1s) or errors (--errors)",
+          Code.InvalidArgument,
+        );
+      }
+      const slowNs = req.slowThresholdNs === undefined ? undefined : toNumber(req.slowThresholdNs);
+      const selection = slowNs === undefined ? "failed" : `duration >= ${formatDurationNs(slowNs)}`;
+      const w = window(req.timeRangeMs);
+      const row = await knownService(req.service);
+      const r = await queries.explain({
+        service: row.name,
+        selection: slowNs === undefined ? { errors: true } : { slowNs },
+        excludeKeys: slowNs === undefined ? STATUS_KEYS : [],
+        limit: req.limit,
+        ...w,
+      });
+      const span = windowText(w.untilMs - w.sinceMs);
+      // Nothing to compare is the caller's next decision, not an empty table to puzzle over.
+      if (r.total === 0) {
+        throw new ConnectError(`${row.name} served no requests in the last ${span}: nothing to explain — widen --window`, Code.FailedPrecondition);
+      }
+      if (r.selected === 0) {
+        throw new ConnectError(
+          slowNs === undefined
+            ? `none of the ${r.total} requests ${row.name} served in the last ${span} failed: nothing to explain — try --slow THRESHOLD`
+            : `none of the ${r.total} requests ${row.name} served in the last ${span} took ${formatDurationNs(slowNs)} or more: nothing to explain — lower --slow (see coral query metrics ${row.name} --percentile 99)`,
+          Code.FailedPrecondition,
+        );
+      }
+      if (r.selected === r.total) {
+        throw new ConnectError(
+          `all ${r.total} requests ${row.name} served in the last ${span} were ${slowNs === undefined ? "failed" : `${formatDurationNs(slowNs)} or slower`}: nothing to compare them with${slowNs === undefined ? "" : " — raise --slow"}`,
+          Code.FailedPrecondition,
+        );
+      }
+      return create(ExplainSpansResponseSchema, {
+        causes: r.rows.map(toAttributeCause),
+        requestCount: BigInt(r.total),
+        selectedCount: BigInt(r.selected),
+        selection,
+        keyCount: BigInt(r.keyCount),
+        keysExamined: BigInt(r.keysExamined),
+      });
+    },
   };
+}
+
+/** "15m", "3h", "90s": the window as it was most likely asked for. */
+function windowText(ms: number): string {
+  if (ms > 0 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms > 0 && ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return formatDurationNs(ms * 1e6);
+}
+
+/** Status codes restate an error selection: that failed requests carry 5xx explains nothing. */
+const STATUS_KEYS = ["http.status_code", "http.response.status_code"];
+
+function toAttributeCause(r: ExplainRow): AttributeCause {
+  return create(AttributeCauseSchema, {
+    key: r.key,
+    value: r.value,
+    valueTruncated: r.valueTruncated,
+    score: r.score,
+    selectedShare: r.selectedShare,
+    baselineShare: r.baselineShare,
+    selected: BigInt(r.selected),
+    baseline: BigInt(r.baseline),
+    p99WithNs: r.p99With,
+    p99WithoutNs: r.p99Without,
+    errorRateWith: r.errorRateWith,
+    errorRateWithout: r.errorRateWithout,
+    exemplarTraceIds: r.exemplars,
+  });
 }
 
 /** A trace's spans travel whole up to this many bytes of names and attributes; a larger trace is cut. */

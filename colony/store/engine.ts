@@ -77,6 +77,42 @@ export interface AttributeGroups {
   valueCount: number;
 }
 
+/** Which of a service's requests `explain` sets apart from the rest of the window. */
+export type ExplainSelection = { slowNs: number } | { errors: true };
+
+/** One attribute value, compared between the selected requests and the rest (the baseline). */
+export interface ExplainRow {
+  key: string;
+  /** The value as text, cut to EXPLAIN_VALUE_CHARS (then `valueTruncated`). */
+  value: string;
+  valueTruncated: boolean;
+  /** Selected and baseline requests that have this value. */
+  selected: number;
+  baseline: number;
+  selectedShare: number;
+  baselineShare: number;
+  /** selectedShare − baselineShare: how much more common the value is among the selected requests. */
+  score: number;
+  /** p99 of the window's requests with and without the value (sketch buckets, as GetPercentile). */
+  p99With: number;
+  p99Without: number;
+  errorRateWith: number;
+  /** NaN never: 0 when every request of the window has the value. */
+  errorRateWithout: number;
+  /** Selected requests with this value: the slowest (slow) or latest (errors) trace ids. */
+  exemplars: string[];
+}
+
+export interface Explanation {
+  /** Requests (SERVER spans) in the window, and how many of them the selection holds. */
+  total: number;
+  selected: number;
+  rows: ExplainRow[];
+  /** Distinct attribute keys among the window's requests, and how many were compared. */
+  keyCount: number;
+  keysExamined: number;
+}
+
 /** [sinceMs, untilMs): rollup reads take every minute that starts in [floor(since), until). */
 export interface TimeWindow {
   sinceMs: number;
@@ -98,6 +134,11 @@ export interface ReadStore {
   metricExists(service: string, metric: string): Promise<boolean>;
   traceSpans(a: { traceId: string; limit: number; maxTextBytes: number }): Promise<TraceSpans>;
   attributeGroups(a: { service: string; key: string; limit: number } & TimeWindow): Promise<AttributeGroups>;
+  /**
+   * Ranks the span attribute values that set the selected requests apart from the rest of the
+   * window; the best `limit` with a positive score. Keys in `excludeKeys` are not compared.
+   */
+  explain(a: { service: string; selection: ExplainSelection; limit: number; excludeKeys: string[] } & TimeWindow): Promise<Explanation>;
 }
 
 /**

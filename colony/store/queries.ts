@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Selectable } from "kysely";
 import { HTTP_SERVER_DURATION, type Database, type ServicesTable, type TraceSummaryTable } from "./schema.js";
 import { bucketIndexSql, quantileFromBuckets } from "./sketch.js";
-import type { AttributeGroupRow, AttributeGroups, ReadStore, ServiceRow, SystemMetrics, TraceRow, TraceSpanRow, TraceSpans } from "./engine.js";
+import type { AttributeGroupRow, AttributeGroups, ExplainRow, ExplainSelection, Explanation, ReadStore, ServiceRow, SystemMetrics, TraceRow, TraceSpanRow, TraceSpans } from "./engine.js";
 import type { Store } from "./store.js";
 
 
@@ -250,5 +250,136 @@ export class Queries implements ReadStore {
       valueCount: r.rows[0]?.value_count ?? 0,
     };
   }
+
+  /**
+   * Compares the selected requests of a service with the rest of the window, value by value of
+   * every span attribute. Two statements over the window's SERVER spans: the first counts each
+   * (key, value) among selected and baseline requests, for the EXPLAIN_MAX_KEYS most frequent keys
+   * and, per key, the EXPLAIN_MAX_VALUES values most frequent among the selected requests (so 10,000
+   * distinct values of one key cost one group each, and only 20 travel); the second measures the
+   * `limit` best values (p99 and error rate with and without them, exemplar traces). Keys and
+   * values travel as bound parameters; values are compared by their first EXPLAIN_MATCH_CHARS
+   * characters and their length, so a huge value is never copied whole.
+   */
+  async explain(a: { service: string; selection: ExplainSelection; limit: number; excludeKeys: string[]; sinceMs: number; untilMs: number }): Promise<Explanation> {
+    const selected = "slowNs" in a.selection ? sql<boolean>`duration_ns >= ${a.selection.slowNs}` : sql<boolean>`${FAILED}`;
+    const excluded = a.excludeKeys.length ? sql`AND k NOT IN (${sql.join(a.excludeKeys)})` : sql``;
+    const window = sql`
+      SELECT trace_id, start_time, duration_ns, ${FAILED} AS failed, ${selected} AS sel,
+             CASE WHEN json_type(attributes) = 'OBJECT' THEN attributes ELSE '{}' END AS attributes
+      FROM spans
+      WHERE service_name = ${a.service} AND kind = 'SERVER'
+        AND start_time >= ${new Date(a.sinceMs)} AND start_time < ${new Date(a.untilMs)}`;
+    const pairs = (keys: ReturnType<typeof sql>) => sql`
+      SELECT k AS key, left(v, ${EXPLAIN_MATCH_CHARS}) AS value, strlen(v) AS bytes, trace_id, start_time, duration_ns, failed, sel
+      FROM (
+        SELECT k, json_extract_string(s.attributes, '/' || replace(replace(k, '~', '~0'), '/', '~1')) AS v, s.*
+        FROM s, unnest(json_keys(s.attributes)) AS u(k)
+        WHERE true ${keys}
+      )
+      WHERE v IS NOT NULL`;
+    const counted = await sql<{ n: number; n_sel: number; key: string | null; value: string | null; bytes: number; sel_n: number; base_n: number; key_count: number }>`
+      WITH s AS (${window}),
+      totals AS (SELECT count(*) AS n, count(*) FILTER (WHERE sel) AS n_sel FROM s),
+      p AS (${pairs(excluded)}),
+      keys AS (SELECT key, count(*) AS n FROM p GROUP BY key),
+      top_keys AS (SELECT key FROM keys ORDER BY n DESC, key LIMIT ${EXPLAIN_MAX_KEYS}),
+      vals AS (
+        SELECT key, value, bytes, count(*) FILTER (WHERE sel) AS sel_n, count(*) FILTER (WHERE NOT sel) AS base_n,
+               row_number() OVER (PARTITION BY key ORDER BY count(*) FILTER (WHERE sel) DESC, count(*) DESC, value, bytes) AS rank
+        FROM p SEMI JOIN top_keys USING (key)
+        GROUP BY key, value, bytes
+      )
+      SELECT totals.n, totals.n_sel, vals.key, vals.value, vals.bytes, vals.sel_n, vals.base_n, (SELECT count(*) FROM keys) AS key_count
+      FROM totals LEFT JOIN vals ON vals.rank <= ${EXPLAIN_MAX_VALUES}`.execute(this.db);
+    const first = counted.rows[0];
+    const total = first?.n ?? 0;
+    const nSel = first?.n_sel ?? 0;
+    const nBase = total - nSel;
+    const keyCount = first?.key_count ?? 0;
+    const keysExamined = Math.min(keyCount, EXPLAIN_MAX_KEYS);
+    if (nSel === 0 || nBase === 0) return { total, selected: nSel, rows: [], keyCount, keysExamined };
+
+    const candidates = counted.rows
+      .filter((r): r is typeof r & { key: string; value: string } => r.key !== null && r.value !== null)
+      .map((r) => ({ ...r, selectedShare: r.sel_n / nSel, baselineShare: r.base_n / nBase }))
+      .map((r) => ({ ...r, score: r.selectedShare - r.baselineShare }))
+      .filter((r) => r.score > 0)
+      .sort((x, y) => y.score - x.score || y.sel_n - x.sel_n || cmp(x.key, y.key) || cmp(x.value, y.value) || x.bytes - y.bytes)
+      .slice(0, a.limit);
+    if (candidates.length === 0) return { total, selected: nSel, rows: [], keyCount, keysExamined };
+
+    const c = sql.join(candidates.map((r, i) => sql`(${i}, ${r.key}, ${r.value}, ${r.bytes})`));
+    const candidateKeys = sql`AND k IN (${sql.join([...new Set(candidates.map((r) => r.key))])})`;
+    const newest = "slowNs" in a.selection ? sql`duration_ns` : sql`epoch_us(start_time)`;
+    const measured = await sql<{ i: number; bucket: number; n: number; errors: number; exemplars: string[] | null }>`
+      WITH s AS (${window}),
+      c(i, key, value, bytes) AS (VALUES ${c}),
+      hits AS (
+        SELECT c.i, p.trace_id, p.start_time, p.duration_ns, p.failed, p.sel
+        FROM (${pairs(candidateKeys)}) p JOIN c ON p.key = c.key AND p.value = c.value AND p.bytes = c.bytes
+      ),
+      ex AS (SELECT i, max_by(trace_id, ${newest}, ${EXPLAIN_EXEMPLARS}) FILTER (WHERE sel) AS exemplars FROM hits GROUP BY i),
+      b AS (
+        SELECT i, ${sql.raw(bucketIndexSql("duration_ns"))} AS bucket, count(*) AS n, count(*) FILTER (WHERE failed) AS errors FROM hits GROUP BY ALL
+        UNION ALL
+        SELECT -1 AS i, ${sql.raw(bucketIndexSql("duration_ns"))} AS bucket, count(*) AS n, count(*) FILTER (WHERE failed) AS errors FROM s GROUP BY ALL
+      )
+      SELECT b.i, b.bucket, b.n, b.errors, ex.exemplars FROM b LEFT JOIN ex USING (i)`.execute(this.db);
+
+    const all = new Map<number, number>();
+    let allErrors = 0;
+    const per = candidates.map(() => ({ buckets: new Map<number, number>(), n: 0, errors: 0, exemplars: [] as string[] }));
+    for (const row of measured.rows) {
+      if (row.i < 0) {
+        all.set(row.bucket, (all.get(row.bucket) ?? 0) + row.n);
+        allErrors += row.errors;
+        continue;
+      }
+      const g = per[row.i]!;
+      g.buckets.set(row.bucket, (g.buckets.get(row.bucket) ?? 0) + row.n);
+      g.n += row.n;
+      g.errors += row.errors;
+      if (row.exemplars) g.exemplars = row.exemplars;
+    }
+    const toList = (m: Map<number, number>) => [...m].filter(([, n]) => n > 0).map(([bucket, count]) => ({ bucket, count }));
+    const rows: ExplainRow[] = candidates.map((r, i) => {
+      const g = per[i]!;
+      const without = new Map(all);
+      for (const [bucket, n] of g.buckets) without.set(bucket, (without.get(bucket) ?? 0) - n);
+      const restN = total - g.n;
+      return {
+        key: r.key,
+        value: r.value.length > EXPLAIN_VALUE_CHARS ? r.value.slice(0, EXPLAIN_VALUE_CHARS) : r.value,
+        valueTruncated: r.value.length > EXPLAIN_VALUE_CHARS,
+        selected: r.sel_n,
+        baseline: r.base_n,
+        selectedShare: r.selectedShare,
+        baselineShare: r.baselineShare,
+        score: r.score,
+        p99With: quantileFromBuckets(toList(g.buckets), 0.99),
+        p99Without: restN > 0 ? quantileFromBuckets(toList(without), 0.99) : 0,
+        errorRateWith: g.n > 0 ? g.errors / g.n : 0,
+        errorRateWithout: restN > 0 ? (allErrors - g.errors) / restN : 0,
+        exemplars: g.exemplars,
+      };
+    });
+    return { total, selected: nSel, rows, keyCount, keysExamined };
+  }
 }
 
+/** A failed request, as GetErrorRate counts them. */
+const FAILED = sql<boolean>`(status_code = 'ERROR' OR coalesce(http_status_code, 0) >= 500)`;
+
+/** Attribute keys compared per explain (the most frequent), and values per key (the most frequent among the selected requests). */
+export const EXPLAIN_MAX_KEYS = 64;
+export const EXPLAIN_MAX_VALUES = 20;
+/** Values are matched on this many leading characters plus their length. */
+const EXPLAIN_MATCH_CHARS = 4096;
+/** Values are returned cut to this many characters. */
+export const EXPLAIN_VALUE_CHARS = 256;
+const EXPLAIN_EXEMPLARS = 3;
+
+function cmp(x: string, y: string): number {
+  return x < y ? -1 : x > y ? 1 : 0;
+}

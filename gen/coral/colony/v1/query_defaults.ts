@@ -45,6 +45,10 @@ export const requestDefaults: Record<string, Record<string, unknown>> = {
     timeRangeMs: 3600000n,
     limit: 10,
   },
+  "coral.colony.v1.ExplainSpansRequest": {
+    timeRangeMs: 3600000n,
+    limit: 10,
+  },
 };
 
 /**
@@ -108,5 +112,11 @@ export const requestRules: Record<string, Record<string, FieldRule>> = {
     by: { name: "by", required: true },
     timeRangeMs: { name: "time_range_ms", min: 0 },
     limit: { name: "limit", min: 1, max: 100 },
+  },
+  "coral.colony.v1.ExplainSpansRequest": {
+    service: { name: "service", required: true },
+    slowThresholdNs: { name: "slow_threshold_ns", min: 1 },
+    timeRangeMs: { name: "time_range_ms", min: 0 },
+    limit: { name: "limit", min: 1, max: 50 },
   },
 };

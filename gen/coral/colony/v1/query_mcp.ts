@@ -12,7 +12,7 @@ import type { McpTool } from "../../../../surface/mcp.js";
 import { QueryService } from "./query_pb.js";
 
 /**
- * The MCP tools of `coral mcp`, one per RPC: ListServices, GetService, GetPercentile, GetErrorRate, FindSlowTraces, FindErrorTraces, GetSystemMetrics, ExecuteQuery, StreamQuery, GetTrace, GroupByAttribute.
+ * The MCP tools of `coral mcp`, one per RPC: ListServices, GetService, GetPercentile, GetErrorRate, FindSlowTraces, FindErrorTraces, GetSystemMetrics, ExecuteQuery, StreamQuery, GetTrace, GroupByAttribute, ExplainSpans.
  */
 export const tools: McpTool[] = [
   {
@@ -535,6 +535,69 @@ export const tools: McpTool[] = [
       rows: "groups",
       show: ["value", "request_count", "error_count", "error_rate", "p50_ns", "p95_ns", "p99_ns"],
       units: { "error_rate": "ratio", "p50_ns": "ns", "p95_ns": "ns", "p99_ns": "ns" },
+    },
+  },
+  {
+    name: "explain_spans",
+    title: "Explains what sets a service's slow (or failed) requests apart",
+    description: "Explains what sets a service's slow (or failed) requests apart. The selected requests (duration at least `slow_threshold_ns`, or failed with `errors`) are compared with the rest of the window (the baseline) on every span attribute: each value's share among the selected requests minus its share in the baseline is its score, and the values with the highest scores come first, with the counts behind them, the p99 and error rate of the window's requests with and without the value, and exemplar traces. Computed from the raw SERVER spans in the window; at most 64 attribute keys (the most frequent) and 20 values per key (the most frequent among the selected requests) are compared.\n\nOutput: a table (key, value, selected_share, baseline_share, p99_with_ns, error_rate_with), at most 25 rows; durations and sizes in human units. Same answer as `coral query explain`.",
+    method: QueryService.method.explainSpans,
+    inputSchema: {
+      "type": "object",
+      "properties": {
+        "service": {
+          "type": "string",
+          "description": "Service name.",
+          "minLength": 1
+        },
+        "slow": {
+          "type": "string",
+          "description": "Select the requests at least this long. Give this or `errors`. Written like 250us, 500ms, 2s. Range: ≥ 1ns.",
+          "pattern": "^\\s*((\\d+(\\.\\d+)?|\\.\\d+)(ns|us|µs|ms|s|m|h|d))+\\s*$"
+        },
+        "errors": {
+          "type": "boolean",
+          "description": "Select the failed requests (span status ERROR or an HTTP status of 500 or more); their status codes are then not compared, as they restate the selection."
+        },
+        "window": {
+          "type": "string",
+          "description": "Look-back window. Written like 30s, 5m, 1h.",
+          "pattern": "^\\s*((\\d+(\\.\\d+)?|\\.\\d+)(ns|us|µs|ms|s|m|h|d))+\\s*$",
+          "default": "1h"
+        },
+        "limit": {
+          "type": "integer",
+          "description": "At most this many attribute values (0 means the default), best first. Range: 1..50.",
+          "minimum": 1,
+          "maximum": 50,
+          "default": 10
+        },
+        "output": {
+          "type": "string",
+          "enum": [
+            "table",
+            "json"
+          ],
+          "default": "table",
+          "description": "table: compact, human units (the default); json: raw values with proto field names (durations in nanoseconds)"
+        }
+      },
+      "required": [
+        "service"
+      ],
+      "additionalProperties": false
+    },
+    args: [
+      { name: "service", field: "service", parse: "string", required: true },
+      { name: "slow", field: "slowThresholdNs", parse: "durationNs", min: "1ns" },
+      { name: "errors", field: "errors", parse: "bool" },
+      { name: "window", field: "timeRangeMs", parse: "durationMs", default: "1h", min: "0s" },
+      { name: "limit", field: "limit", parse: "int", default: "10", min: "1", max: "50" },
+    ],
+    output: {
+      rows: "causes",
+      show: ["key", "value", "selected_share", "baseline_share", "p99_with_ns", "error_rate_with"],
+      units: { "selected_share": "ratio", "baseline_share": "ratio", "p99_with_ns": "ns", "p99_without_ns": "ns", "error_rate_with": "ratio", "error_rate_without": "ratio" },
     },
   },
 ];

@@ -212,6 +212,7 @@ export const metrics = {
  * - {@link traces.findSlow | findSlow}: Finds a service's slowest traces above a duration threshold, slowest first.
  * - {@link traces.findErrors | findErrors}: Finds a service's failed traces, most recent first.
  * - {@link traces.get | get}: Returns the spans of one trace, from every service, with their parent links, timing, status and attributes, by start time.
+ * - {@link traces.explain | explain}: Explains what sets a service's slow (or failed) requests apart.
  *
  * The functions that take a `service` are also on each service `coral.services.list()` returns, for that service: `service.traces.findSlow()`.
  *
@@ -282,6 +283,34 @@ export const traces = {
     const res = await call("GetTrace", { traceId: trace_id, limit: limit ?? 1000, });
     return res as unknown as TraceDetails;
   },
+  /**
+   * Explains what sets a service's slow (or failed) requests apart. The selected requests
+   * (duration at least `slow_threshold_ns`, or failed with `errors`) are compared with the
+   * rest of the window (the baseline) on every span attribute: each value's share among the
+   * selected requests minus its share in the baseline is its score, and the values with the
+   * highest scores come first, with the counts behind them, the p99 and error rate of the
+   * window's requests with and without the value, and exemplar traces. Computed from the raw
+   * SERVER spans in the window; at most 64 attribute keys (the most frequent) and 20 values
+   * per key (the most frequent among the selected requests) are compared.
+   *
+   * @param service Service name.
+   * @param slow_threshold_ns Select the requests at least this long, in nanoseconds. Give this or `errors`. Range: ≥ 1.
+   * @param errors Select the failed requests (span status ERROR or an HTTP status of 500 or more); their status codes are then not compared, as they restate the selection.
+   * @param time_range_ms Look-back window in milliseconds. Default: 3600000 (1h).
+   * @param limit At most this many attribute values (0 means the default), best first. Range: 1..50. Default: 10.
+   * @returns The attribute values that best set the selected requests apart, best first (`causes`), each with its score, shares, counts, p99 and error rate with and without it and exemplar trace ids; and the window's request, selected and key counts.
+   * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
+   * @example
+   * ```ts
+   * const { causes } = await coral.traces.explain("payments", 500_000_000, false, 3 * 3600_000);
+   * for (const c of causes) console.log(`${c.key}=${c.value}`, c.score.toFixed(2), c.exemplar_trace_ids[0]);
+   * ```
+   * @see [ExplainSpans](../../../../docs/reference/rpc/ExplainSpans.md): the colony API call behind it, with its command `coral query explain`.
+   */
+  async explain(service: string, slow_threshold_ns?: number, errors?: boolean, time_range_ms?: number, limit?: number): Promise<Explanation> {
+    const res = await call("ExplainSpans", { service: service, slowThresholdNs: slow_threshold_ns === undefined ? undefined : int64("slow_threshold_ns", slow_threshold_ns), errors: errors, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), limit: limit ?? 10, });
+    return res as unknown as Explanation;
+  },
 };
 
 /**
@@ -343,7 +372,7 @@ export const db = {
    */
   async query<Row = Record<string, unknown>>(sql: string): Promise<QueryResult<Row>> {
     const res = await call("ExecuteQuery", { sql: sql, });
-    return asTable<Row>(res, { rows: "rows", columns: "columns", encoding: "list_values" });
+    return asTable<Row>(res, { rows: "rows", columns: "columns", encoding: "list_values", truncated: "truncated" });
   },
   /**
    * Runs one read-only SQL SELECT like ExecuteQuery and streams the result in batches,
@@ -365,7 +394,7 @@ export const db = {
    * @see [StreamQuery](../../../../docs/reference/rpc/StreamQuery.md): the colony API call behind it, with its command `coral query sql`.
    */
   stream<Row = Record<string, unknown>>(sql: string, max_rows?: number): AsyncGenerator<Row[]> {
-    return asTableStream<Row>(callStream("StreamQuery", { sql: sql, maxRows: int64("max_rows", max_rows ?? 1000000), }), { rows: "values_json", columns: "columns", encoding: "json_columns" });
+    return asTableStream<Row>(callStream("StreamQuery", { sql: sql, maxRows: int64("max_rows", max_rows ?? 1000000), }), { rows: "values_json", columns: "columns", encoding: "json_columns", truncated: "truncated" });
   },
 };
 
@@ -396,6 +425,8 @@ export interface ServiceHelpers {
     findSlow(min_duration_ns?: number, time_range_ms?: number, limit?: number): Promise<Trace[]>;
     /** {@link traces.findErrors} for this service. */
     findErrors(time_range_ms?: number, limit?: number): Promise<Trace[]>;
+    /** {@link traces.explain} for this service. */
+    explain(slow_threshold_ns?: number, errors?: boolean, time_range_ms?: number, limit?: number): Promise<Explanation>;
   };
   system: {
     /** {@link system.getMetrics} for this service. */
@@ -424,6 +455,7 @@ function bind<T extends object>(obj: T, name: string): Bound<T> {
     traces: { enumerable: false, value: {
       findSlow: (min_duration_ns?: number, time_range_ms?: number, limit?: number) => traces.findSlow(name, min_duration_ns, time_range_ms, limit),
       findErrors: (time_range_ms?: number, limit?: number) => traces.findErrors(name, time_range_ms, limit),
+      explain: (slow_threshold_ns?: number, errors?: boolean, time_range_ms?: number, limit?: number) => traces.explain(name, slow_threshold_ns, errors, time_range_ms, limit),
     } },
     system: { enumerable: false, value: {
       getMetrics: (time_range_ms?: number) => system.getMetrics(name, time_range_ms),
@@ -432,6 +464,36 @@ function bind<T extends object>(obj: T, name: string): Bound<T> {
 }
 
 export type { QueryResult, Column };
+
+/**
+ * What `coral.traces.explain` returns.
+ */
+export interface Explanation {
+  /**
+   * The values over-represented among the selected requests, highest score first; at most `limit`.
+   */
+  causes: AttributeCause[];
+  /**
+   * Requests (SERVER spans) of the service in the window.
+   */
+  request_count: number;
+  /**
+   * How many of them were selected (slow or failed); the rest are the baseline.
+   */
+  selected_count: number;
+  /**
+   * What was selected, e.g. "duration >= 1s" or "failed".
+   */
+  selection: string;
+  /**
+   * Distinct span attribute keys among the window's requests.
+   */
+  key_count: number;
+  /**
+   * How many of those keys were compared (the most frequent, at most 64).
+   */
+  keys_examined: number;
+}
 
 /**
  * One service with when the colony first and last saw it and its request counts over the window.
@@ -598,6 +660,64 @@ export interface Trace {
    * Whether the trace failed in this service.
    */
   error: boolean;
+}
+
+/**
+ * One attribute value, compared between the selected requests and the baseline.
+ */
+export interface AttributeCause {
+  /**
+   * Span attribute key, e.g. "k8s.pod.name".
+   */
+  key: string;
+  /**
+   * The value as text (arrays and maps as JSON), cut to 256 characters.
+   */
+  value: string;
+  /**
+   * `value` was cut.
+   */
+  value_truncated: boolean;
+  /**
+   * selected_share - baseline_share, -1..1: how much more common the value is among the selected requests.
+   */
+  score: number;
+  /**
+   * Fraction of the selected requests that have the value, 0..1.
+   */
+  selected_share: number;
+  /**
+   * Fraction of the baseline requests that have the value, 0..1.
+   */
+  baseline_share: number;
+  /**
+   * Selected requests with the value.
+   */
+  selected: number;
+  /**
+   * Baseline requests with the value.
+   */
+  baseline: number;
+  /**
+   * p99 latency of the window's requests with the value, in nanoseconds.
+   */
+  p99_with_ns: number;
+  /**
+   * p99 latency of the window's requests without it, in nanoseconds (0 when every request has it).
+   */
+  p99_without_ns: number;
+  /**
+   * Error rate of the window's requests with the value, 0..1.
+   */
+  error_rate_with: number;
+  /**
+   * Error rate of the window's requests without it, 0..1 (0 when every request has it).
+   */
+  error_rate_without: number;
+  /**
+   * Up to 3 selected requests with the value: the slowest (slow) or latest (errors) trace ids.
+   */
+  exemplar_trace_ids: string[];
 }
 
 /**
