@@ -7,6 +7,7 @@ import { planIncident } from "../../colony/demo/incidents.js";
 import { encodeTraces } from "../../colony/demo/load.js";
 import type { SpanRecord } from "../../colony/ingest/records.js";
 import { runCoral, spawnColony, type SpawnedColony } from "../helpers/colony.js";
+import { queryJson, sqlQuote, sqlRows as sqlRowsOf } from "../helpers/query.js";
 
 let colony: SpawnedColony;
 beforeAll(async () => {
@@ -18,15 +19,9 @@ afterAll(async () => {
 
 const env = () => ({ CORAL_COLONY_ADDR: colony.addr });
 
-async function json(...args: string[]): Promise<any> {
-  const r = await runCoral([...args, "-o", "json"], { env: env() });
-  expect(r.stderr).toBe("");
-  expect(r.code).toBe(0);
-  return JSON.parse(r.stdout);
-}
-
-const sqlRows = async (text: string): Promise<any[]> => (await json("query", "sql", text)).rows;
-const quote = (s: string) => `'${s.replaceAll("'", "''")}'`;
+const json = (...args: string[]) => queryJson(colony, ...args);
+const sqlRows = (text: string) => sqlRowsOf(colony, text);
+const quote = sqlQuote;
 /** The colony seeds with seed 42: the same plan the colony staged. */
 const plan = planIncident("pod", { seed: 42, fromMs: 0, toMs: 0 });
 const selectArgs = plan.effect === "slow" ? ["--slow", "1s"] : ["--errors"];

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeTraces } from "../../colony/demo/load.js";
 import type { SpanRecord } from "../../colony/ingest/records.js";
 import { runCoral, spawnColony, type SpawnedColony } from "../helpers/colony.js";
+import { queryJson, sqlQuote, sqlRows as sqlRowsOf } from "../helpers/query.js";
 
 let colony: SpawnedColony;
 beforeAll(async () => {
@@ -16,15 +17,9 @@ afterAll(async () => {
 
 const env = () => ({ CORAL_COLONY_ADDR: colony.addr });
 
-async function json(...args: string[]): Promise<any> {
-  const r = await runCoral([...args, "-o", "json"], { env: env() });
-  expect(r.stderr).toBe("");
-  expect(r.code).toBe(0);
-  return JSON.parse(r.stdout);
-}
-
-const sqlRows = async (text: string): Promise<any[]> => (await json("query", "sql", text)).rows;
-const quote = (s: string) => `'${s.replaceAll("'", "''")}'`;
+const json = (...args: string[]) => queryJson(colony, ...args);
+const sqlRows = (text: string) => sqlRowsOf(colony, text);
+const quote = sqlQuote;
 
 /** The groups as exact SQL over the service's SERVER spans computes them (DuckDB's quantile_cont). */
 async function exact(service: string, key: string, where = "true"): Promise<any[]> {
