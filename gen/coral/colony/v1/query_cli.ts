@@ -340,7 +340,7 @@ export const commands: CommandSpec[] = [
           { prop: "limit", field: "limit", flag: "--limit", parse: "int", default: "10", min: "1", max: "50" },
         ],
         rows: "causes",
-        show: ["key", "value", "selected_share", "baseline_share", "p99_with_ns", "error_rate_with"],
+        show: ["key", "value", "selected_share", "baseline_share"],
         wide: ["key", "value", "value_truncated", "score", "selected_share", "baseline_share", "selected", "baseline", "p99_with_ns", "p99_without_ns", "error_rate_with", "error_rate_without"],
         units: { selected_share: "ratio", baseline_share: "ratio", p99_with_ns: "ns", p99_without_ns: "ns", error_rate_with: "ratio", error_rate_without: "ratio" },
       },

@@ -540,7 +540,7 @@ export const tools: McpTool[] = [
   {
     name: "explain_spans",
     title: "Explains what sets a service's slow (or failed) requests apart",
-    description: "Explains what sets a service's slow (or failed) requests apart. The selected requests (duration at least `slow_threshold_ns`, or failed with `errors`) are compared with the rest of the window (the baseline) on every span attribute: each value's share among the selected requests minus its share in the baseline is its score, and the values with the highest scores come first, with the counts behind them, the p99 and error rate of the window's requests with and without the value, and exemplar traces. Computed from the raw SERVER spans in the window; at most 64 attribute keys (the most frequent) and 20 values per key (the most frequent among the selected requests) are compared.\n\nOutput: a table (key, value, selected_share, baseline_share, p99_with_ns, error_rate_with), at most 25 rows; durations and sizes in human units. Same answer as `coral query explain`.",
+    description: "Explains what sets a service's slow (or failed) requests apart. The selected requests (duration at least `slow_threshold_ns`, or failed with `errors`) are compared with the rest of the window (the baseline) on every span attribute: each value's share among the selected requests minus its share in the baseline is its score, and the values with the highest scores come first, with the counts behind them, the p99 and error rate of the window's requests with and without the value, and exemplar traces. Computed from the raw SERVER spans in the window; at most 64 attribute keys (the most frequent) and 20 values per key (the most frequent among the selected requests) are compared.\n\nOutput: a table (key, value, selected_share, baseline_share), at most 25 rows; durations and sizes in human units. Same answer as `coral query explain`.",
     method: QueryService.method.explainSpans,
     inputSchema: {
       "type": "object",
@@ -596,7 +596,7 @@ export const tools: McpTool[] = [
     ],
     output: {
       rows: "causes",
-      show: ["key", "value", "selected_share", "baseline_share", "p99_with_ns", "error_rate_with"],
+      show: ["key", "value", "selected_share", "baseline_share"],
       units: { "selected_share": "ratio", "baseline_share": "ratio", "p99_with_ns": "ns", "p99_without_ns": "ns", "error_rate_with": "ratio", "error_rate_without": "ratio" },
     },
   },
