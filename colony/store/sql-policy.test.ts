@@ -61,6 +61,8 @@ describe("what user SQL may name", () => {
     ["SELECT * FROM temp.main.anything", /not a database queries can read|not available/],
     [`SELECT * FROM '${"DB"}'`, /looks like a file/],
     ["SELECT * FROM 'spans.csv'", /looks like a file/],
+    // The path is not echoed, whatever its case (the policy compares lowercased names).
+    ["SELECT * FROM '/srv/private/colony.duckdb'", /^"colony\.duckdb" looks like a file/],
     ["SELECT * FROM glob('/etc/*')", /glob\(\)/],
     ["SELECT * FROM read_csv('/etc/passwd')", /read_csv\(\)/],
   ];

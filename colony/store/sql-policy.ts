@@ -122,7 +122,8 @@ function judgeRelation(node: Node, tables: ReadonlySet<string>, database: string
   const qualified = schema === "" || schema === "main" || schema === "pg_catalog" ? table : `${schema}.${table}`;
   if (SYSTEM_VIEWS.has(qualified)) return undefined;
   const shown = schema ? `${schema}.${table}` : table;
-  if (/[/\\.]/.test(table)) return `"${table}" looks like a file; queries read only the colony's tables: ${[...tables].sort().join(", ")}`;
+  // Only the file's own name: a path, even one the user typed, is not echoed into answers and logs.
+  if (/[/\\.]/.test(table)) return `"${table.split(/[/\\]/).pop()}" looks like a file; queries read only the colony's tables: ${[...tables].sort().join(", ")}`;
   return `table "${shown}" is not available to queries; the colony's tables are ${[...tables].sort().join(", ")} (information_schema and duckdb_tables/duckdb_columns describe them)`;
 }
 
