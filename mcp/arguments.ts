@@ -47,7 +47,7 @@ function durationText(a: McpArg, v: unknown): string {
  * here; the value itself goes through the same conversion as a CLI flag's text.
  */
 function convert(a: McpArg, v: unknown): unknown {
-  try {
+  return named(a, () => {
     switch (a.parse) {
       case "durationMs":
       case "durationNs":
@@ -66,15 +66,13 @@ function convert(a: McpArg, v: unknown): unknown {
         if (typeof v !== "string") throw new ArgumentError(`${a.name}: expected text, got ${show(v)}`);
         return v;
     }
-  } catch (e) {
-    if (e instanceof UnitParseError) throw new ArgumentError(`${a.name}: ${e.message}`);
-    throw e;
-  }
+  });
 }
 
-function checkArgBounds(a: McpArg, value: unknown, raw: unknown): void {
+/** Runs `f`, a value's conversion or check, with its refusal worded as the argument's. */
+function named<T>(a: McpArg, f: () => T): T {
   try {
-    checkBounds(a, value, show(raw));
+    return f();
   } catch (e) {
     if (e instanceof UnitParseError) throw new ArgumentError(`${a.name}: ${e.message}`);
     throw e;
@@ -105,7 +103,7 @@ export function toolRequest(tool: McpTool, args: unknown): ToolRequest {
       continue;
     }
     const value = convert(a, raw);
-    checkArgBounds(a, value, raw);
+    named(a, () => checkBounds(a, value, show(raw)));
     init[a.field] = value;
     if (a.parse === "percent" && Number(raw) < 1) {
       const p = Number((Number(raw) * 100).toPrecision(12));
