@@ -7,12 +7,13 @@ import { DEFAULT_BUDGET, formatBudget, parseBudget } from "../run/broker-budget.
 import { packageRoot } from "../run/paths.js";
 import { parseListen } from "../../colony/server/address.js";
 import { serveHttp, serveStdio, type McpSettings } from "../../mcp/server.js";
-import { colonyTransport } from "../runtime/client.js";
+import { ColonyClient } from "../runtime/client.js";
 import { resolveColony } from "../runtime/colony-address.js";
 import { CliError } from "../runtime/cli-error.js";
 import { CoralCommand } from "../runtime/command.js";
 import { numberFlag } from "../runtime/number-flag.js";
 import { resolveToken } from "../runtime/token.js";
+import { colonyTransport } from "../runtime/transport.js";
 
 const DEFAULT_TIMEOUT_SEC = 30;
 const MAX_TIMEOUT_SEC = 300;
@@ -102,7 +103,7 @@ export class McpCommand extends CoralCommand {
     return {
       root,
       version: pkg.version,
-      colony: { transport: colonyTransport(colony.baseUrl, token), display: colony.display },
+      colony: { transport: colonyTransport(new ColonyClient(colony, token)), display: colony.display },
       script: {
         colony: `${url.hostname}:${url.port || "80"}`,
         token,

@@ -1,12 +1,16 @@
 // The colony side of the broker: a script's JSON request goes to the colony with the token, and the
-// answer comes back as a plain value. Unary calls are Connect's unary protocol in JSON over
-// node:http (one POST; the script's request is already proto3 JSON), read and checked with the
-// API's shape (api-shape.ts, plain-json.ts): no protobuf runtime, no descriptors, no Connect client
-// on the path of a run that makes unary calls only. Measured per run: loading protobuf-es, the
-// descriptors and connect-node cost ~30 ms of CPU (~100 ms on a busy machine) while Deno started,
-// and per GetPercentile call connect-node spent ~2.1-2.5 ms of CPU, binary over node:http ~1.0 ms.
+// answer comes back as a plain value. Both go through the colony's one connection
+// (cli/runtime/client.ts), as `coral query`'s and `coral mcp`'s calls do, and are read and worded by
+// the same code (cli/runtime/connect-wire.ts, errors.ts). Unary calls are Connect's unary protocol
+// in JSON (one POST; the script's request is already proto3 JSON), read and checked with the API's
+// shape (api-shape.ts, plain-json.ts): no protobuf runtime, no descriptors, no Connect client on the
+// path of a run that makes unary calls only. Measured per run: loading protobuf-es, the descriptors
+// and connect-node cost ~30 ms of CPU (~100 ms on a busy machine) while Deno started, and per
+// GetPercentile call connect-node spent ~2.1-2.5 ms of CPU, binary over node:http ~1.0 ms.
 // Streams use Connect's streaming protocol in binary, loaded at the first one (broker-stream.ts).
-import { Agent, request, type IncomingMessage } from "node:http";
+import { ColonyClient, type ClientLimits } from "../runtime/client.js";
+import { resolveColony } from "../runtime/colony-address.js";
+import { readUnary, WireError } from "../runtime/connect-wire.js";
 import type { Plain } from "../../surface/plain.js";
 import type { RpcFailure } from "../runtime/errors.js";
 import type { ApiShape, MethodShape } from "./api-shape.js";
@@ -31,41 +35,8 @@ export interface Colony {
   stream(method: Method, json: unknown, signal: AbortSignal): AsyncIterator<StreamItem>;
   /** A failure as the script's CoralError will carry it: the code and a line naming the colony. */
   failure(err: unknown): Promise<RpcFailure>;
-}
-
-/**
- * A unary answer other than 200 + JSON, kept as it came: it becomes a ConnectError only in
- * failure(), so that the path of a successful call loads nothing of Connect.
- */
-class Answer extends Error {
-  constructor(
-    readonly status: number,
-    readonly contentType: string | undefined,
-    readonly body: Buffer,
-  ) {
-    super(`HTTP ${status}`);
-  }
-}
-
-/** A 200 whose JSON could not be read. */
-class Unreadable extends Error {}
-
-/** An answer as Connect's client would report it, so rpcFailure reads it the same way. */
-function answerError(a: Answer, connect: typeof import("@connectrpc/connect")): Error {
-  const { Code, ConnectError } = connect;
-  if (a.contentType?.startsWith("application/json")) {
-    try {
-      const e = JSON.parse(a.body.toString("utf8")) as { code?: unknown; message?: unknown };
-      // The code of Connect's JSON ("not_found" → Code.NotFound), else Unknown.
-      const camel = typeof e.code === "string" ? e.code.replace(/(^|_)([a-z])/g, (_, _u, c: string) => c.toUpperCase()) : "";
-      const code = (Code as unknown as Record<string, number>)[camel];
-      if (a.status !== 200 || e.code !== undefined) return new ConnectError(typeof e.message === "string" ? e.message : "", typeof code === "number" ? code : Code.Unknown);
-    } catch {
-      // Not Connect's error JSON: reported by status below.
-    }
-  }
-  if (a.status === 200) return new ConnectError(`unsupported content type ${a.contentType ?? ""}`.trim(), Code.Internal);
-  return new ConnectError(`HTTP ${a.status}`, Code.Unknown);
+  /** The run is over: its kept-alive connections close. */
+  close(): void;
 }
 
 async function loadShape(): Promise<ApiShape> {
@@ -73,11 +44,10 @@ async function loadShape(): Promise<ApiShape> {
   return (await import("./api-shape-source.js")).apiShape;
 }
 
-export async function connectColony(address: string, token: string | undefined): Promise<Colony> {
+/** The colony at `address` (HOST:PORT, as coral run is given it) as a script's calls reach it. */
+export async function connectColony(address: string, token: string | undefined, limits?: Partial<ClientLimits>): Promise<Colony> {
   const shape = await loadShape();
-  const { hostname, port } = new URL(`http://${address}`);
-  const host = hostname.replace(/^\[|\]$/g, "");
-  const agent = new Agent({ keepAlive: true });
+  const client = new ColonyClient(resolveColony(address), token, limits);
   let streams: Promise<StreamCall> | undefined;
   const methods = new Map<string, Method>(Object.entries(shape.methods).map(([name, m]) => [name, { name, ...m }]));
   return {
@@ -88,36 +58,14 @@ export async function connectColony(address: string, token: string | undefined):
       const why = checkRequest(method.input, json, shape);
       if (why) throw new Error(why);
     },
-    unary(method, json, signal) {
-      const body = Buffer.from(JSON.stringify(json));
-      return new Promise((resolve, reject) => {
-        const headers: Record<string, string | number> = {
-          "content-type": "application/json",
-          "connect-protocol-version": "1",
-          "content-length": body.length,
-        };
-        if (token) headers.authorization = `Bearer ${token}`;
-        const req = request({ host, port, path: `/${shape.service}/${method.name}`, method: "POST", agent, signal, headers }, (res: IncomingMessage) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("error", reject);
-          res.on("end", () => {
-            const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-            const type = res.headers["content-type"];
-            if (res.statusCode === 200 && type === "application/json") {
-              try {
-                resolve(plainOf(method.output, JSON.parse(data.toString("utf8")), shape));
-              } catch (e) {
-                reject(new Unreadable((e as Error).message));
-              }
-            } else {
-              reject(new Answer(res.statusCode ?? 0, type, data));
-            }
-          });
-        });
-        req.on("error", reject);
-        req.end(body);
-      });
+    async unary(method, json, signal) {
+      const res = await client.post(`/${shape.service}/${method.name}`, "application/json", Buffer.from(JSON.stringify(json)), signal);
+      const data = await readUnary(res, "application/json", client.limits);
+      try {
+        return plainOf(method.output, JSON.parse(data.toString("utf8")), shape);
+      } catch (e) {
+        throw new WireError("internal", (e as Error).message);
+      }
     },
     stream(method, json, signal) {
       // Started at the first next(): a stream cancelled before anyone awaited it would otherwise
@@ -126,7 +74,7 @@ export async function connectColony(address: string, token: string | undefined):
       return {
         async next() {
           if (!responses) {
-            streams ??= import("./broker-stream.js").then((m) => m.streamClient(address, token));
+            streams ??= import("./broker-stream.js").then((m) => m.streamClient(client));
             responses = (await streams)(method.name, json, signal);
           }
           return responses.next();
@@ -138,10 +86,9 @@ export async function connectColony(address: string, token: string | undefined):
       };
     },
     async failure(err) {
-      const [connect, { rpcFailure }] = await Promise.all([import("@connectrpc/connect"), import("../runtime/errors.js")]);
-      const e = err instanceof Answer ? answerError(err, connect) : err instanceof Unreadable ? new connect.ConnectError(err.message, connect.Code.Internal) : err;
-      const f = rpcFailure(e, address);
-      return f.fromColony ? { ...f, message: `${f.message} (colony ${address})` } : f;
+      const f = await client.failure(err);
+      return f.fromColony ? { ...f, message: `${f.message} (colony ${client.display})` } : f;
     },
+    close: () => client.close(),
   };
 }

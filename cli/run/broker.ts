@@ -143,6 +143,7 @@ export class Broker {
       c.wake?.();
     }
     this.socket.destroy();
+    void this.colony.then((c) => c.close(), () => {});
   }
 
   /** The end-of-run line about budgets, when one refused a call. */

@@ -10,12 +10,13 @@ import { tableRows } from "../../surface/table.js";
 import { checkBounds, fieldValue } from "../../surface/arguments.js";
 import { UnitParseError } from "../../surface/units.js";
 import type { CommandOption, CommandSpec, Variant, VariantParam } from "../../surface/cli.js";
-import { colonyTransport } from "./client.js";
+import { ColonyClient } from "./client.js";
 import { resolveColony } from "./colony-address.js";
 import { CoralCommand } from "./command.js";
 import { describeRpcError } from "./errors.js";
 import { formatCsv, formatJson, formatTable, outputFormats, type OutputFormat, type TableView } from "./render.js";
 import { resolveToken } from "./token.js";
+import { colonyTransport } from "./transport.js";
 import { formatWaterfall } from "./waterfall.js";
 
 /**
@@ -112,7 +113,7 @@ abstract class QueryCommand extends CoralCommand {
     const input = create(variant.method.input, this.request(variant));
     const colony = resolveColony(this.colony);
     const token = resolveToken({ token: this.token, tokenFile: this.tokenFile }, this.context.stderr);
-    const client = createClient(variant.method.parent, colonyTransport(colony.baseUrl, token));
+    const client = createClient(variant.method.parent, colonyTransport(new ColonyClient(colony, token)));
     const call = (client as unknown as Record<string, (req: unknown) => unknown>)[variant.method.localName];
     try {
       if (variant.method.methodKind === "server_streaming") {
