@@ -1,14 +1,9 @@
-import { Cli, type CommandClass } from "clipanion";
 import pkg from "../package.json" with { type: "json" };
 import { allCommands, commandsFor } from "./commands/index.js";
-import { reportError } from "./runtime/command.js";
+import { entriesOf, HELP, matchEntry, runEntry } from "./dispatch.js";
 import { ExitCode } from "./runtime/exit.js";
-import { commandHelp, groupHelp, rootHelp, terminalWidth, unknownCommand, type HelpEntry } from "./runtime/help.js";
-import { describeParseError, joinNegativeValues } from "./runtime/parse-errors.js";
+import { commandHelp, groupHelp, rootHelp, terminalWidth, unknownCommand } from "./runtime/help.js";
 import { exitQuietlyOnClosedPipe } from "./runtime/pipe.js";
-import { colorsEnabled } from "./runtime/tty.js";
-
-const HELP = new Set(["--help", "-h"]);
 
 async function main(argv: string[]): Promise<number> {
   exitQuietlyOnClosedPipe(process.stdout);
@@ -36,26 +31,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`coral: ${unknownCommand(argv, entries.length > 0 ? entries : entriesOf(await allCommands()))}\n`);
     return ExitCode.usage;
   }
-  const rest = argv.slice(entry.path.length);
-  const endOfFlags = rest.indexOf("--");
-  if ((endOfFlags < 0 ? rest : rest.slice(0, endOfFlags)).some((a) => HELP.has(a))) {
-    process.stdout.write(commandHelp(entry, width));
-    return ExitCode.ok;
-  }
-
-  const cli = cliWith(commands);
-  let command;
-  try {
-    command = cli.process(joinNegativeValues(argv, entry));
-  } catch (err) {
-    process.stderr.write(`coral: ${describeParseError(err, entry)}\n`);
-    return ExitCode.usage;
-  }
-  try {
-    return await cli.run(command);
-  } catch (err) {
-    return reportError(err, process.stderr);
-  }
+  return runEntry(argv, entry, commands, () => width);
 }
 
 /** `coral help`, `coral help query`, `coral help query metrics`. */
@@ -72,28 +48,6 @@ async function help(words: string[], width: number): Promise<number> {
   }
   process.stderr.write(`coral: ${unknownCommand(words, entries)}\n`);
   return ExitCode.usage;
-}
-
-function cliWith(commands: CommandClass[]): Cli {
-  const cli = new Cli({ binaryLabel: "Coral", binaryName: "coral", binaryVersion: pkg.version, enableColors: colorsEnabled(process.stdout) });
-  for (const c of commands) cli.register(c);
-  return cli;
-}
-
-function entriesOf(commands: CommandClass[]): HelpEntry[] {
-  const defs = cliWith(commands).definitions();
-  return commands.map((cls) => {
-    const path = cls.paths![0]!;
-    const def = defs.find((d) => d.path === ["coral", ...path].join(" "))!;
-    return { path, cls, def };
-  });
-}
-
-/** The command whose path is the longest prefix of the command line. */
-function matchEntry(argv: string[], entries: HelpEntry[]): HelpEntry | undefined {
-  return entries
-    .filter((e) => e.path.every((w, i) => argv[i] === w))
-    .sort((a, b) => b.path.length - a.path.length)[0];
 }
 
 process.exitCode = await main(process.argv.slice(2));
