@@ -11,8 +11,9 @@ import {
   type DuckDBDecimalValue,
 } from "@duckdb/node-api";
 import { endianness } from "node:os";
-import { Slots, withDefaults } from "../admission.js";
+import { withDefaults } from "../admission.js";
 import { rowWireSizes } from "./cell-size.js";
+import { limitError, QueryGuard, SqlRejected, type GuardedQuery } from "./deadline.js";
 import { judgeParseTree } from "./sql-policy.js";
 import { readVarChar } from "./varchar-read.js";
 import type { Store } from "./store.js";
@@ -44,19 +45,8 @@ export interface SqlBatch {
   truncated: boolean;
 }
 
-export type SqlRejectionCode = "invalid_argument" | "deadline_exceeded" | "resource_exhausted" | "cancelled";
-
-/** A refusal or failure the caller can act on. Carries no stack: the message is the whole story. */
-export class SqlRejected extends Error {
-  constructor(
-    readonly code: SqlRejectionCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = "SqlRejected";
-    this.stack = undefined;
-  }
-}
+// Its callers know the refusal as user SQL's; typed reads share it (deadline.ts).
+export { SqlRejected, type SqlRejectionCode } from "./deadline.js";
 
 export interface SqlLimits {
   maxRows?: number;
@@ -93,67 +83,41 @@ export const SQL_DEFAULTS = {
  */
 export class SqlRunner {
   private readonly limits: Required<SqlLimits>;
-  private readonly slots: Slots;
+  /** Admission, the deadline, interrupts and runaways, shared with the typed reads (deadline.ts). */
+  private readonly guard: QueryGuard;
   /** The colony's tables and the database's name, for the policy (read once). */
   private catalog: Promise<{ tables: Set<string>; database: string }> | undefined;
 
-  constructor(
-    private readonly store: Store,
-    limits: SqlLimits = {},
-  ) {
+  constructor(store: Store, limits: SqlLimits = {}) {
     this.limits = withDefaults<Required<SqlLimits>>(SQL_DEFAULTS, limits);
-    this.slots = new Slots(this.limits.maxConcurrent);
+    this.guard = new QueryGuard(() => store.connect(), this.limits, { queries: "SQL queries", slots: "SQL slots", timeout: "statement timeout" });
   }
 
-  /** The queries running now, by connection, with the way to stop each (for `close`, `stopAll`). */
-  private readonly open = new Map<DuckDBConnection, { stop(why: SqlRejected): void; abandon(): void }>();
-
-  /**
-   * Queries abandoned (past their deadline, or stopped) that DuckDB is still running, by when they
-   * were abandoned. Each keeps its slot until DuckDB lets go of it, so runaways cannot pile up.
-   */
-  private readonly runawaysSince = new Set<{ since: number }>();
-
   get runaways(): number {
-    return this.runawaysSince.size;
+    return this.guard.runaways;
   }
 
   /** When the longest-running of the runaways was abandoned (ms since the epoch), if any runs. */
   get oldestRunawaySince(): number | undefined {
-    let oldest: number | undefined;
-    for (const r of this.runawaysSince) oldest = Math.min(oldest ?? r.since, r.since);
-    return oldest;
+    return this.guard.oldestRunawaySince;
   }
 
   /** Called when a query is abandoned while DuckDB is still inside it (see oldestRunawaySince). */
-  onRunaway?: () => void;
-
-  /**
-   * Interrupts every running query, whose caller gets `why`; those DuckDB has not let go of after
-   * `graceMs` are abandoned (their callers answered now, their slots held until DuckDB returns).
-   * Resolves with how many that is.
-   */
-  async stopAll(why: SqlRejected, graceMs = 500): Promise<number> {
-    for (const [conn, query] of this.open) {
-      query.stop(why);
-      conn.interrupt();
-    }
-    const until = Date.now() + graceMs;
-    while (this.open.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-    for (const query of this.open.values()) query.abandon();
-    return this.open.size;
+  get onRunaway(): (() => void) | undefined {
+    return this.guard.onRunaway;
+  }
+  set onRunaway(f: (() => void) | undefined) {
+    this.guard.onRunaway = f;
   }
 
-  /**
-   * Interrupts every running query. Returns false when DuckDB is still inside one it cannot
-   * interrupt: the database must then not be checkpointed or closed (either would wait for that
-   * query); committed data is in the WAL regardless, so exiting without is safe.
-   */
-  async close(graceMs = 1_000): Promise<boolean> {
-    for (const conn of this.open.keys()) conn.interrupt();
-    const until = Date.now() + graceMs;
-    while (this.open.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-    return this.open.size === 0;
+  /** See QueryGuard.stopAll. */
+  stopAll(why: SqlRejected, graceMs = 500): Promise<number> {
+    return this.guard.stopAll(why, graceMs);
+  }
+
+  /** See QueryGuard.close: false while DuckDB is still inside a query it cannot interrupt. */
+  close(graceMs = 1_000): Promise<boolean> {
+    return this.guard.close(graceMs);
   }
 
   /** `signal`: the caller went away (or the colony is stopping): DuckDB is interrupted. */
@@ -193,56 +157,9 @@ export class SqlRunner {
     byteScope: "total" | "batch",
     signal?: AbortSignal,
   ): AsyncGenerator<SqlBatch> {
-    const { timeoutMs, abandonAfterMs, maxBytes } = this.limits;
-    const deadline = Date.now() + timeoutMs;
-    const release = await this.admit(deadline);
-    const conn = await this.store.connect();
-    // Every DuckDB call of the query goes through `call`: raced against abandonment, so a query
-    // stuck in an operator DuckDB cannot interrupt (a GLOB that backtracks for hours) still ends,
-    // for its caller, shortly after the deadline. `running` is the call DuckDB is still busy with.
-    let running: Promise<unknown> | undefined;
-    let timedOut = false;
-    /** Why the caller was answered while DuckDB may still be inside the query, once it was. */
-    let abandoned: SqlRejected | undefined;
-    /** Why the query was stopped from outside (stopAll), which its caller is told however it ends. */
-    let stopped: SqlRejected | undefined;
-    // The calls waiting on DuckDB, to reject when the query is abandoned. A set rather than a race
-    // against one long-lived promise: each race would leave a reaction on it holding its chunk,
-    // and a long stream would keep every chunk it ever read.
-    const waiting = new Set<(err: SqlRejected) => void>();
-    const interruptTimer = setTimeout(() => {
-      timedOut = true;
-      conn.interrupt();
-    }, Math.max(0, deadline - Date.now()));
-    const onAbort = () => conn.interrupt();
-    signal?.addEventListener("abort", onAbort, { once: true });
-    if (signal?.aborted) conn.interrupt();
-    const abandon = (why: SqlRejected) => {
-      abandoned ??= why;
-      for (const reject of waiting) reject(abandoned);
-      waiting.clear();
-    };
-    this.open.set(conn, { stop: (why) => (stopped ??= why), abandon: () => abandon(stopped ?? deadlineExceeded(timeoutMs)) });
-    const abandonTimer = setTimeout(() => abandon(deadlineExceeded(timeoutMs)), Math.max(0, deadline - Date.now()) + abandonAfterMs);
-    const call = <T>(p: Promise<T>): Promise<T> => {
-      running = p;
-      return new Promise<T>((resolve, reject) => {
-        if (abandoned) return reject(abandoned);
-        waiting.add(reject);
-        p.then(
-          (v) => {
-            waiting.delete(reject);
-            if (running === p) running = undefined;
-            resolve(v);
-          },
-          (err: unknown) => {
-            waiting.delete(reject);
-            if (running === p) running = undefined;
-            reject(err);
-          },
-        );
-      });
-    };
+    const { maxBytes } = this.limits;
+    const query = await this.guard.begin(signal);
+    const { conn, call } = query;
     // The next chunk, asked for before the current one is converted: DuckDB computes it on its
     // own thread meanwhile. Never left behind unawaited (see finally).
     let prefetch: Promise<DuckDBDataChunk | null> | undefined;
@@ -338,69 +255,23 @@ export class SqlRunner {
       }
       // An interrupted DuckDB result ends like a complete one (an empty chunk): without this
       // check a stream cut by the deadline would pass for the whole result.
-      if (abandoned ?? stopped) throw abandoned ?? stopped;
-      if (timedOut) throw deadlineExceeded(timeoutMs);
-      if (signal?.aborted) throw cancelled();
+      const cut = query.failure();
+      if (cut) throw cut;
       if (exhausted) await this.checkCompleted(conn, sql, call, rowCount);
       const last = take();
       last.truncated = truncated;
       yield last;
     } catch (err) {
       if (err instanceof SqlRejected) throw err;
-      if (abandoned ?? stopped) throw abandoned ?? stopped;
-      if (timedOut) throw deadlineExceeded(timeoutMs);
-      if (signal?.aborted) throw cancelled();
-      throw classify(err);
+      throw query.failure() ?? classify(err);
     } finally {
-      clearTimeout(interruptTimer);
-      clearTimeout(abandonTimer);
-      signal?.removeEventListener("abort", onAbort);
-      const busy = running;
-      if (abandoned && busy) {
-        // DuckDB is still inside the query. Closing the connection now would block this thread
-        // until it returns; instead the slot stays taken (so runaways cannot pile up) and is
-        // given back, with the connection, when DuckDB is done.
-        const runaway = { since: Date.now() };
-        this.runawaysSince.add(runaway);
-        this.onRunaway?.();
-        void busy.catch(() => undefined).finally(() => {
-          this.open.delete(conn);
-          conn.closeSync();
-          this.runawaysSince.delete(runaway);
-          release();
-        });
-      } else {
-        // A fetch still running (the consumer stopped early, or an error) must end before its
-        // connection closes.
-        if (prefetch) await prefetch.catch(() => undefined);
-        if (running) await running.catch(() => undefined);
-        this.open.delete(conn);
-        conn.closeSync();
-        release();
-      }
+      // A fetch still running (the consumer stopped early, or an error) must end before its
+      // connection is closed.
+      await query.end(prefetch);
     }
   }
 
-  /** A slot to run in: at once, after waiting (within the deadline) behind at most maxQueued others, or a refusal. */
-  private async admit(deadline: number): Promise<() => void> {
-    const { maxConcurrent, maxQueued, timeoutMs } = this.limits;
-    if (this.runaways >= maxConcurrent) {
-      throw new SqlRejected(
-        "resource_exhausted",
-        `${this.runaways} earlier queries are still running past their deadline (DuckDB cannot interrupt the operator they are in); SQL is refused until they end — the other RPCs are unaffected`,
-      );
-    }
-    if (this.slots.active >= maxConcurrent && this.slots.waiting >= maxQueued) {
-      throw new SqlRejected("resource_exhausted", `too many SQL queries at once (${this.slots.active} running, ${this.slots.waiting} waiting); retry shortly`);
-    }
-    try {
-      return await this.slots.acquire(AbortSignal.timeout(Math.max(1, deadline - Date.now())));
-    } catch {
-      throw new SqlRejected("deadline_exceeded", `the query waited its whole ${timeoutMs} ms timeout for one of the ${maxConcurrent} SQL slots; retry when the colony is less busy`);
-    }
-  }
-
-  private async start(conn: DuckDBConnection, sql: string, call: <T>(p: Promise<T>) => Promise<T>): Promise<DuckDBResult> {
+  private async start(conn: DuckDBConnection, sql: string, call: GuardedQuery["call"]): Promise<DuckDBResult> {
     const extracted = await call(conn.extractStatements(sql));
     if (extracted.count !== 1) {
       throw new SqlRejected("invalid_argument", `exactly one SQL statement is allowed; got ${extracted.count}`);
@@ -447,7 +318,7 @@ export class SqlRunner {
    * rows. The failing query is run once more as a count of every column (evaluated, not stored), to
    * learn DuckDB's reason; failure path only, under the same deadline.
    */
-  private async checkCompleted(conn: DuckDBConnection, sql: string, call: <T>(p: Promise<T>) => Promise<T>, rows: number): Promise<void> {
+  private async checkCompleted(conn: DuckDBConnection, sql: string, call: GuardedQuery["call"], rows: number): Promise<void> {
     try {
       await call(conn.run("SELECT 1"));
       return;
@@ -467,7 +338,7 @@ export class SqlRunner {
     throw new Error(`the query failed ${after}, and DuckDB did not say why; the rows read so far are incomplete`);
   }
 
-  private readCatalog(conn: DuckDBConnection, call: <T>(p: Promise<T>) => Promise<T>): Promise<{ tables: Set<string>; database: string }> {
+  private readCatalog(conn: DuckDBConnection, call: GuardedQuery["call"]): Promise<{ tables: Set<string>; database: string }> {
     this.catalog ??= (async () => {
       const r = await call(
         conn.runAndReadAll(
@@ -492,21 +363,7 @@ function classify(err: unknown): Error {
   if (/^(?:[^:\n]*: )?(Parser|Binder|Catalog|Conversion|Invalid Input|Out of Range|Not implemented|Permission|Dependency|Constraint|Invalid type|Syntax|Type Mismatch) Error:/i.test(message)) {
     return new SqlRejected("invalid_argument", message);
   }
-  if (/^Out of Memory Error:/i.test(message)) {
-    // Only the first line: DuckDB goes on with advice (SET threads=…) a user of the colony cannot follow.
-    const what = message.replace(/^Out of Memory Error:\s*/i, "").split("\n")[0];
-    return new SqlRejected("resource_exhausted", `the query needs more memory than the colony allows (--query-memory): ${what}`);
-  }
-  if (/^INTERRUPT Error:/i.test(message)) return new SqlRejected("deadline_exceeded", message);
-  return err instanceof Error ? err : new Error(message);
-}
-
-function cancelled(): SqlRejected {
-  return new SqlRejected("cancelled", "the query was cancelled (the client went away, or the colony is stopping)");
-}
-
-function deadlineExceeded(timeoutMs: number): SqlRejected {
-  return new SqlRejected("deadline_exceeded", `the query ran longer than the ${timeoutMs} ms statement timeout and was cancelled`);
+  return limitError(err) ?? (err instanceof Error ? err : new Error(message));
 }
 
 function messageOf(err: unknown): string {

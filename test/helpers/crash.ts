@@ -2,7 +2,7 @@
 // ready), an OTLP load whose acknowledged requests are known exactly, and a look at a database file
 // between runs that leaves the file as the next start will find it.
 import { spawn, type ChildProcess } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import * as http from "node:http";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -174,20 +174,35 @@ export async function querySql(addr: string, text: string): Promise<{ rows: any[
 }
 
 /**
- * Reads a database file the way the next start will find it: read-only, so DuckDB replays the WAL in
- * memory and writes nothing (no checkpoint that would spare the next start its replay).
+ * Reads a database file the way the next start will find it, leaving the file as it is.
+ * `access: "read-only"` (default) opens it read-only, so DuckDB replays the WAL in memory and writes
+ * nothing (no checkpoint that would spare the next start its replay). `access: "copy"` opens a copy
+ * (with its WAL) read-write instead: a read-only open refuses to replay a WAL whose checkpoint a kill
+ * interrupted, which the next start (read-write) completes.
  */
-export async function peekDatabase<T>(dbPath: string, sql: string): Promise<T[][]> {
-  const instance = await DuckDBInstance.create(dbPath, { access_mode: "READ_ONLY" });
+export async function peekDatabase<T>(dbPath: string, sql: string, o: { access?: "read-only" | "copy" } = {}): Promise<T[][]> {
+  const copy = o.access === "copy" ? `${dbPath}.peek` : undefined;
+  if (copy) {
+    copyFileSync(dbPath, copy);
+    if (existsSync(`${dbPath}.wal`)) copyFileSync(`${dbPath}.wal`, `${copy}.wal`);
+  }
   try {
-    const conn = await instance.connect();
+    const instance = await DuckDBInstance.create(copy ?? dbPath, copy ? {} : { access_mode: "READ_ONLY" });
     try {
-      return (await conn.runAndReadAll(sql)).getRowsJS() as T[][];
+      const conn = await instance.connect();
+      try {
+        return (await conn.runAndReadAll(sql)).getRowsJS() as T[][];
+      } finally {
+        conn.closeSync();
+      }
     } finally {
-      conn.closeSync();
+      instance.closeSync();
     }
   } finally {
-    instance.closeSync();
+    if (copy) {
+      rmSync(copy, { force: true });
+      rmSync(`${copy}.wal`, { force: true });
+    }
   }
 }
 
