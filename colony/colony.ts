@@ -6,6 +6,7 @@ import type { IncidentSpec } from "./demo/incidents.js";
 import { IngestPipeline } from "./ingest/otlp/pipeline.js";
 import { listenOtlp, type OtlpReceiver } from "./ingest/otlp/receiver.js";
 import { Writer } from "./ingest/writer.js";
+import type { ReadStore, UserSql, WriteStore } from "./store/engine.js";
 import { queryServiceImpl } from "./query/service.js";
 import { healthRoutes } from "./server/health.js";
 import { reflectionRoutes } from "./server/reflection.js";
@@ -14,15 +15,22 @@ import { assertExposureAllowed, formatAddress } from "./server/auth.js";
 import { ColonyStartError } from "./server/errors.js";
 import { listen, type ConnectionLimits, type ListeningSocket } from "./server/listen.js";
 import { Queries } from "./store/queries.js";
-import { SqlRunner, type SqlRejected } from "./store/readonly-sql.js";
+import { SqlRejected, SqlRunner } from "./store/readonly-sql.js";
 import { InMemoryDatabaseError, Store } from "./store/store.js";
+import { TypedReads, type ReadCost } from "./store/typed-reads.js";
 import { lockHolder } from "./supervisor/process.js";
 
 export { ColonyStartError };
 
 export interface ColonyOptions {
-  /** DuckDB database file, created if missing. */
+  /** DuckDB database file, created if missing (unless `store` names a ClickHouse store). */
   db: string;
+  /** A ClickHouse store instead of the DuckDB file: `clickhouse://USER@HOST:PORT/DB` or `chdb:DIR` (connection.ts). */
+  store?: string;
+  /** With a ClickHouse `store`: create tables `ON CLUSTER` this cluster (Replicated*MergeTree behind Distributed). */
+  cluster?: string;
+  /** The ClickHouse user's password; it reaches the worker over IPC, never through argv. */
+  clickhousePassword?: string;
   /** `host:port` for the query API; port 0 picks a free one. */
   listen: string;
   token?: string;
@@ -44,7 +52,11 @@ export interface ColonyOptions {
   otlpLimits?: Partial<ConnectionLimits>;
   /** Largest query request message, after decompression (default 4 MiB). */
   readMaxBytes?: number;
-  /** Longest a raw SQL query may run (default 30 s). */
+  /**
+   * Longest one query may run (default 30 s): a raw SQL query, or one read of a typed RPC (explain,
+   * group-by, traces, percentiles, …). Past it DuckDB is interrupted and the caller gets
+   * deadline_exceeded, saying what to narrow.
+   */
   queryTimeoutMs?: number;
   /** DuckDB's memory ceiling (buffer manager): heavy raw SQL fails or spills beyond it. Default 2 GiB. */
   queryMemoryBytes?: number;
@@ -58,7 +70,7 @@ export interface ColonyOptions {
    * clients that connected meanwhile are served, not refused.
    */
   sockets?: { query?: ListeningSocket; otlp?: ListeningSocket };
-  /** Called when a user query is abandoned while DuckDB is still inside it (see Colony.oldestRunawaySince). */
+  /** Called when a query is abandoned while DuckDB is still inside it (see Colony.oldestRunawaySince). */
   onRunaway?: () => void;
 }
 
@@ -82,8 +94,9 @@ export interface Colony {
    */
   readonly stuck: boolean;
   /**
-   * Answers every user SQL query running now with `why` and interrupts it; resolves with how many
-   * DuckDB is still inside shortly after (queries in an operator it cannot interrupt).
+   * Answers every query running now (user SQL and typed reads) with `why` and interrupts it;
+   * resolves with how many DuckDB is still inside shortly after (queries in an operator it cannot
+   * interrupt).
    */
   stopUserSql(why: SqlRejected): Promise<number>;
   /** Since when (ms since the epoch) the oldest query DuckDB could not interrupt has been abandoned, if one runs. */
@@ -100,8 +113,8 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
   // Before opening (and perhaps seeding) the database, so a refused start costs nothing.
   assertExposureAllowed(host, port, o.token);
   if (otlp) assertExposureAllowed(otlp.host, otlp.port, o.token);
-  const store = await openStore(o.db, o.queryMemoryBytes ?? DEFAULT_QUERY_MEMORY_BYTES, log);
-  const writer = new Writer(store);
+  const engine = o.store ? await openClickHouseEngine(o) : await openDuckDbEngine(o, log);
+  const { writer, queries, sql, reads } = engine;
   const cleanups: (() => Promise<void>)[] = [];
   try {
     // Said before the work, not only after: a long backlog makes a silent start look hung.
@@ -109,24 +122,23 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
     if (pending > 0) log(`rebuilding the rollups of ${pending} minute(s) the last run stored but had not merged (it did not stop cleanly)…`);
     const rebuilt = await writer.recover();
     if (rebuilt > 0) log(`rebuilt the rollups of ${rebuilt} minute(s)`);
-    const queries = new Queries(store);
     // Decided before the ports open (OTLP data arriving then must not make it look non-empty);
     // seeded after, so a port conflict is reported before minutes of seeding, not after.
     let seedNow = false;
     if (o.demo) {
       const existing = await queries.listServices({});
       seedNow = existing.length === 0;
-      if (!seedNow) log(`${o.db} already holds ${existing.length} services; keeping its data instead of seeding demo data`);
+      if (!seedNow) log(`${engine.name} already holds ${existing.length} services; keeping its data instead of seeding demo data`);
     }
-    const sql = new SqlRunner(store, { timeoutMs: o.queryTimeoutMs });
     sql.onRunaway = o.onRunaway;
+    reads.onRunaway = o.onRunaway;
     const server = await listen({
       host,
       port,
       socket: o.sockets?.query,
       token: o.token || undefined,
       routes: (router) => {
-        router.service(QueryService, queryServiceImpl({ queries, sql }));
+        router.service(QueryService, queryServiceImpl({ reads: (cost, signal, rejected) => reads.store(cost, signal, rejected), sql }));
         healthRoutes([QueryService])(router);
         reflectionRoutes([QueryService, Health])(router);
       },
@@ -191,10 +203,11 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
       get stuck() {
         return stuck;
       },
-      stopUserSql: (why) => sql.stopAll(why),
+      stopUserSql: async (why) => (await Promise.all([sql.stopAll(why), reads.stopAll(why)])).reduce((a, b) => a + b),
       sockets: { query: server.socket, otlp: receiver?.socket },
       get oldestRunawaySince() {
-        return sql.oldestRunawaySince;
+        const since = [sql.oldestRunawaySince, reads.oldestRunawaySince].filter((t) => t !== undefined);
+        return since.length ? Math.min(...since) : undefined;
       },
       address: formatAddress(server.address.host, server.address.port),
       otlpAddress: receiver && formatAddress(receiver.address.host, receiver.address.port),
@@ -211,9 +224,9 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
           // A query DuckDB cannot interrupt would make the checkpoint (and closing the database)
           // wait for it, possibly for hours: then the colony leaves without either. Every commit is
           // in the WAL already; the next start replays it.
-          const sqlStopped = await sql.close();
+          const sqlStopped = (await Promise.all([sql.close(), reads.close()])).every(Boolean);
           await writer.close();
-          if (sqlStopped) await checkpointAndClose(store);
+          if (sqlStopped) await engine.close();
           else {
             stuck = true;
             log("a query DuckDB cannot interrupt is still running: stopping without a checkpoint (the next start replays the WAL)");
@@ -225,9 +238,121 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
   } catch (err) {
     for (const c of cleanups) await c().catch(() => {});
     await writer.close().catch(() => {});
-    await store.close().catch(() => {});
+    await engine.abort().catch(() => {});
     throw err;
   }
+}
+
+/** Queries under the colony's limits, as it manages them: stopped under memory pressure, runaways watched. */
+interface Managed {
+  onRunaway: (() => void) | undefined;
+  readonly oldestRunawaySince: number | undefined;
+  stopAll(why: SqlRejected): Promise<number>;
+  /** False while a query the engine cannot interrupt is still running. */
+  close(): Promise<boolean>;
+}
+
+/** User SQL as the colony manages it, beyond what the query handlers call (UserSql). */
+interface ManagedSql extends UserSql, Managed {}
+
+/** The typed RPCs' reads, each under the deadline and the caller's signal (QueryServiceDeps.reads). */
+interface ManagedReads extends Managed {
+  store(cost: ReadCost, signal: AbortSignal, rejected: (e: SqlRejected) => Error): ReadStore;
+}
+
+/** The store a colony runs on, DuckDB or ClickHouse: the query handlers and ingestion see only these. */
+interface Engine {
+  /** How log lines name the store. */
+  name: string;
+  writer: WriteStore;
+  /** For the colony's own reads before it serves (the demo's check); the handlers read through `reads`. */
+  queries: ReadStore;
+  reads: ManagedReads;
+  sql: ManagedSql;
+  /** After a clean stop (DuckDB: checkpoint). */
+  close(): Promise<void>;
+  /** After a failed start. */
+  abort(): Promise<void>;
+}
+
+async function openDuckDbEngine(o: ColonyOptions, log: (line: string) => void): Promise<Engine> {
+  const store = await openStore(o.db, o.queryMemoryBytes ?? DEFAULT_QUERY_MEMORY_BYTES, log);
+  return {
+    name: o.db,
+    writer: new Writer(store),
+    queries: new Queries(store),
+    sql: new SqlRunner(store, { timeoutMs: o.queryTimeoutMs }),
+    // Connections of their own under the same deadline, not the Store's shared one: a slow read
+    // must neither outlive its deadline nor hold up the reads behind it.
+    reads: new TypedReads(store, { timeoutMs: o.queryTimeoutMs }),
+    close: () => checkpointAndClose(store),
+    abort: () => store.close(),
+  };
+}
+
+/**
+ * A colony on ClickHouse: connection.ts opens the client (its errors are already one line for the
+ * user), schema.ts creates what is missing. DuckDB's code stays unloaded apart from what the
+ * shared modules import.
+ */
+async function openClickHouseEngine(o: ColonyOptions): Promise<Engine> {
+  const [{ parseStoreUrl, openClickHouse, StoreUrlError }, { createTables }, { ClickHouseWriter }, { ClickHouseReads }, { ClickHouseUserSql }] = await Promise.all([
+    import("./store/clickhouse/connection.js"),
+    import("./store/clickhouse/schema.js"),
+    import("./store/clickhouse/writer.js"),
+    import("./store/clickhouse/reads.js"),
+    import("./store/clickhouse/user-sql.js"),
+  ]);
+  const asStartError = (err: unknown) => (err instanceof StoreUrlError ? new ColonyStartError(err.message) : err);
+  const target = (() => {
+    try {
+      return parseStoreUrl(o.store!);
+    } catch (err) {
+      throw asStartError(err);
+    }
+  })();
+  const { client, database } = await openClickHouse(target, { password: o.clickhousePassword }).catch((err: unknown) => {
+    throw asStartError(err);
+  });
+  try {
+    await createTables(client, { database, cluster: o.cluster });
+  } catch (err) {
+    await client.close().catch(() => {});
+    const { connectError } = await import("./store/clickhouse/connection.js");
+    throw new ColonyStartError(`cannot create the colony's tables: ${connectError(target, err).message}`);
+  }
+  // User SQL gets a client of its own: on chdb a session of its own, so a failed user query's
+  // partial output (which chdb leaves in the session) never reaches the colony's reads and writes.
+  const sqlClient = await openClickHouse(target, { password: o.clickhousePassword }).then(
+    (c) => c.client,
+    async (err: unknown) => {
+      await client.close().catch(() => {});
+      throw asStartError(err);
+    },
+  );
+  const closeBoth = async () => {
+    await Promise.all([client.close(), sqlClient.close()]);
+  };
+  return {
+    name: target.kind === "chdb" ? `chdb:${target.path}` : `${target.url}/${database}`,
+    writer: new ClickHouseWriter(client, { database, cluster: o.cluster }),
+    queries: new ClickHouseReads(client, database),
+    // TODO(#13): the deadline and the caller's signal on ClickHouse reads (abort_signal, max_execution_time).
+    reads: unguardedReads(new ClickHouseReads(client, database)),
+    sql: new ClickHouseUserSql(sqlClient, database, { timeoutMs: o.queryTimeoutMs, maxMemoryBytes: o.queryMemoryBytes ?? DEFAULT_QUERY_MEMORY_BYTES }, { embedded: target.kind === "chdb" }),
+    close: closeBoth,
+    abort: closeBoth,
+  };
+}
+
+function unguardedReads(queries: ReadStore): ManagedReads {
+  return {
+    store: () => queries,
+    onRunaway: undefined,
+    oldestRunawaySince: undefined,
+    stopAll: () => Promise.resolve(0),
+    close: () => Promise.resolve(true),
+  };
 }
 
 /**

@@ -11,10 +11,11 @@ const root = new URL("..", import.meta.url).pathname;
 // test run in another terminal) never finds dist/cli half written.
 const staging = `${root}/dist/cli.building-${process.pid}`;
 rmSync(staging, { recursive: true, force: true });
+// The query API's shape for coral run's broker (cli/run/api-shape.ts), computed from the
+// descriptors here and inlined, so that a run loads no protobuf runtime to answer unary calls.
+const define = { __CORAL_API_SHAPE__: JSON.stringify(await apiShape()) };
 await build({
-  // The query API's shape for coral run's broker (cli/run/api-shape.ts), computed from the
-  // descriptors here and inlined, so that a run loads no protobuf runtime to answer unary calls.
-  define: { __CORAL_API_SHAPE__: JSON.stringify(await apiShape()) },
+  define,
   absWorkingDir: root,
   // deno-cache: for this script, to warm Deno's caches for the SDK bundle below.
   // otlp-decode-worker: the thread that decodes large OTLP bodies (colony/ingest/otlp/decoder.ts).
@@ -30,9 +31,32 @@ await build({
   target: "node20",
   format: "esm",
   // Native addon and the Deno binary package must stay on disk where npm put them.
-  external: ["@duckdb/node-api", "@duckdb/node-bindings", "deno"],
+  external: ["@duckdb/node-api", "@duckdb/node-bindings", "deno", "chdb"],
   // CommonJS dependencies bundled into ESM still call require().
   banner: { js: "import { createRequire as __coralRequire } from 'node:module'; const require = __coralRequire(import.meta.url);" },
+  sourcemap: "linked",
+  logLevel: "warning",
+});
+
+// `coral run` on its own, as one CommonJS file (cli/run/entry.ts): bin/coral.cjs starts it through
+// V8's code cache (bin/code-cache.cjs), which Node 20 offers for scripts, not for ES modules; and
+// one file means no module loader resolving a dozen chunks before Deno can start. What only some
+// runs need (streams: Connect and protobuf-es) is in the file but evaluated only when first used.
+await build({
+  define: { ...define, "import.meta.url": "__coralImportMetaUrl" },
+  absWorkingDir: root,
+  entryPoints: { run: "cli/run/entry.ts" },
+  outdir: staging,
+  outExtension: { ".js": ".cjs" },
+  bundle: true,
+  platform: "node",
+  target: "node20",
+  format: "cjs",
+  external: ["@duckdb/node-api", "@duckdb/node-bindings", "deno", "chdb"],
+  banner: { js: "const __coralImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+  // A third less to read, scan and checksum at every start; names stay, for stack traces.
+  minifyWhitespace: true,
+  minifySyntax: true,
   sourcemap: "linked",
   logLevel: "warning",
 });

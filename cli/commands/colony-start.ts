@@ -12,7 +12,7 @@ export class ColonyStartCommand extends CoralCommand {
 
   static override usage = Command.Usage({
     category: "Colony",
-    description: "run a colony: store telemetry in DuckDB and serve the query API",
+    description: "run a colony: store telemetry in DuckDB (or ClickHouse) and serve the query API",
     details: `
       Opens (or creates) the DuckDB database file and serves QueryService on one port, speaking
       Connect, gRPC and gRPC-web over HTTP/1.1 and HTTP/2 alike.
@@ -23,7 +23,7 @@ export class ColonyStartCommand extends CoralCommand {
       and trace summaries older than \`--retention\` are deleted; per-minute rollups are kept.
 
       When ready it prints \`otlp listening on HOST:PORT\` (if on), then \`colony listening on HOST:PORT
-      (db FILE)\` to stdout; everything else goes to stderr. Ctrl-C (SIGINT) or SIGTERM stops it cleanly and checkpoints the database.
+      (db FILE)\` (or \`(store URL)\`) to stdout; everything else goes to stderr. Ctrl-C (SIGINT) or SIGTERM stops it cleanly and checkpoints the database.
 
       The colony runs as a worker process under this one, which keeps the ports open and restarts
       the worker when user SQL cannot be stopped otherwise: when its memory passes \`--memory-limit\`
@@ -38,6 +38,14 @@ export class ColonyStartCommand extends CoralCommand {
       already holds data is kept as it is and gets no demo traffic. \`--demo-static\` seeds without the
       live traffic, for numbers that do not move.
 
+      \`--store URL\` keeps the data in ClickHouse instead of a DuckDB file, with the same tables, API and
+      answers: \`clickhouse://USER@HOST:8123/DB\` (HTTP), \`clickhouses://USER@HOST:8443/DB\` (HTTPS), or
+      \`chdb:DIR\` (ClickHouse embedded in the colony, for trials and tests; needs the chdb package).
+      The password comes from \`CORAL_CLICKHOUSE_PASSWORD\` or \`--clickhouse-password-file FILE\`, never
+      from the URL. Missing tables are created on start (\`--cluster NAME\`: \`ON CLUSTER\`, replicated,
+      behind Distributed tables). Several colonies may share one ClickHouse, e.g. behind a load
+      balancer; see docs/scale-out.md.
+
       Listening beyond loopback (e.g. \`0.0.0.0\`) requires a token: clients must then send
       \`authorization: Bearer TOKEN\`, on every protocol. Give it with \`--token-file FILE\` (one token,
       surrounding whitespace ignored; keep the file \`chmod 600\`) or \`CORAL_TOKEN\`. \`--token TOKEN\`
@@ -47,12 +55,22 @@ export class ColonyStartCommand extends CoralCommand {
       ["Try Coral on demo data", "$0 colony start --demo"],
       ["Receive OTLP on another port and keep raw spans for 3 days", "$0 colony start --otlp 127.0.0.1:14318 --retention 3d"],
       ["Keep the data somewhere specific, on another port", "$0 colony start --db /var/lib/coral/coral.duckdb --listen 127.0.0.1:9191"],
+      ["Keep the data in ClickHouse", "CORAL_CLICKHOUSE_PASSWORD=... $0 colony start --store clickhouse://coral@ch.internal:8123/coral"],
       ["Serve the network, with a token", "(umask 077; openssl rand -hex 16 > coral.token) && $0 colony start --listen 0.0.0.0:9090 --token-file coral.token"],
     ],
   });
 
-  db = Option.String("--db", "./coral.duckdb", {
+  db = Option.String("--db", {
     description: "DuckDB database file (created if missing; default ./coral.duckdb)",
+  });
+  store = Option.String("--store", {
+    description: "keep the data in ClickHouse instead: clickhouse://USER@HOST:8123/DB, clickhouses://USER@HOST:8443/DB (HTTPS) or chdb:DIR (embedded)",
+  });
+  cluster = Option.String("--cluster", {
+    description: "with --store clickhouse://…: create the tables ON CLUSTER NAME (Replicated*MergeTree behind Distributed tables)",
+  });
+  clickhousePasswordFile = Option.String("--clickhouse-password-file", {
+    description: "with --store clickhouse://…: file holding the ClickHouse user's password (default: $CORAL_CLICKHOUSE_PASSWORD)",
   });
   listen = Option.String("--listen", "127.0.0.1:9090", {
     description: "HOST:PORT for the query API (default 127.0.0.1:9090; port 0 picks a free port)",
@@ -73,7 +91,7 @@ export class ColonyStartCommand extends CoralCommand {
     description: "bytes of OTLP request bodies held at once, over all clients, while read, decoded or committed (429 with Retry-After beyond; default 256 MiB)",
   });
   queryTimeout = Option.String("--query-timeout", "30s", {
-    description: "longest a raw SQL query (ExecuteQuery, StreamQuery, db.query) may run (default 30s)",
+    description: "longest one query may run: raw SQL (ExecuteQuery, StreamQuery, db.query) or a read of a typed query (explain, group-by, traces, …); past it, deadline_exceeded (default 30s)",
   });
   queryMemory = Option.String("--query-memory", "2GiB", {
     description: "memory ceiling for DuckDB (hash tables, sorts, cache): raw SQL that needs more fails with resource_exhausted (default 2GiB; e.g. 512MiB, 8GiB)",
@@ -95,6 +113,32 @@ export class ColonyStartCommand extends CoralCommand {
   });
   // The colony proper, started by the supervisor (this command without the flag); see colony/supervisor.
   supervisedWorker = Option.Boolean(WORKER_FLAG, false, { hidden: true });
+
+  /** --store and its companions, checked before anything starts (usage errors, exit 2). */
+  private async storeOptions(): Promise<{ store?: string; cluster?: string; clickhousePassword?: string }> {
+    if (this.store === undefined) {
+      for (const [flag, v] of [["--cluster", this.cluster], ["--clickhouse-password-file", this.clickhousePasswordFile]] as const) {
+        if (v !== undefined) throw new UsageError(`${flag} applies to a ClickHouse store: add --store clickhouse://USER@HOST:8123/DB`);
+      }
+      return {};
+    }
+    if (this.db !== undefined) throw new UsageError("--db and --store: give only one of them (--db is a DuckDB file, --store a ClickHouse store)");
+    const { parseStoreUrl, readPassword, StoreUrlError } = await import("../../colony/store/clickhouse/connection.js");
+    try {
+      const target = parseStoreUrl(this.store);
+      if (target.kind === "chdb") {
+        if (this.cluster !== undefined) throw new UsageError("--cluster needs a ClickHouse server (clickhouse://…); embedded chdb is a single node");
+        if (this.clickhousePasswordFile !== undefined) throw new UsageError("--clickhouse-password-file: embedded chdb has no users or passwords");
+        return { store: this.store };
+      }
+      if (this.cluster !== undefined && !CLUSTER_NAME.test(this.cluster)) {
+        throw new UsageError(`--cluster: ${JSON.stringify(this.cluster.slice(0, 80))} is not a cluster name (letters, digits, _ . -)`);
+      }
+      return { store: this.store, cluster: this.cluster, clickhousePassword: readPassword(this.clickhousePasswordFile) };
+    } catch (err) {
+      throw err instanceof StoreUrlError ? new UsageError(err.message) : err;
+    }
+  }
 
   async run(): Promise<number> {
     if (this.supervisedWorker) {
@@ -172,6 +216,8 @@ export class ColonyStartCommand extends CoralCommand {
         throw new UsageError(`--demo-incident: ${(err as Error).message}`);
       }
     }
+    const store = await this.storeOptions();
+    const db = this.db ?? "./coral.duckdb";
     const token = resolveToken({ token: this.token, tokenFile: this.tokenFile }, this.context.stderr);
     const { stdout, stderr } = this.context;
 
@@ -198,7 +244,8 @@ export class ColonyStartCommand extends CoralCommand {
     try {
       colony = await superviseColony({
         colony: {
-          db: this.db,
+          db,
+          ...store,
           listen: this.listen,
           token,
           demo: this.demo ? (this.demoStatic ? "static" : "live") : undefined,
@@ -216,7 +263,7 @@ export class ColonyStartCommand extends CoralCommand {
         throw asCliError(err);
       });
       if (colony.otlpAddress) stdout.write(`otlp listening on ${colony.otlpAddress}\n`);
-      stdout.write(`colony listening on ${colony.address} (db ${this.db})\n`);
+      stdout.write(`colony listening on ${colony.address} (${store.store ? `store ${store.store}` : `db ${db}`})\n`);
       // For a person at a terminal: what to do next. Scripts read the two lines above.
       if ((stderr as NodeJS.WriteStream).isTTY) stderr.write(nextSteps(colony.address, colony.otlpAddress));
       // Ended by a signal, or by a worker that could not be started again (its error, exit 1).
@@ -230,6 +277,9 @@ export class ColonyStartCommand extends CoralCommand {
     }
   }
 }
+
+/** Names of ClickHouse clusters, as they appear in its configuration (quoted in the DDL, but never needing it). */
+const CLUSTER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
 
 /**
  * What the colony needs beyond DuckDB's memory_limit, for the default --memory-limit: Node and its

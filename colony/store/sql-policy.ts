@@ -45,6 +45,61 @@ const SYSTEM_VIEWS = new Set([
 /** Scalar functions that read the server's configuration (paths, memory, threads). */
 const SCALAR_FUNCTIONS_DENIED = new Set(["current_setting", "getvariable"]);
 
+/**
+ * What an engine lets user SQL name besides the colony's own tables; the judgement and its words
+ * are shared (DuckDB here, ClickHouse in clickhouse/user-sql.ts), the names are the engine's.
+ */
+export interface NamePolicy {
+  /** Schemas (databases, on ClickHouse) whose tables are the colony's; "" is an unqualified name. */
+  ownSchemas: ReadonlySet<string>;
+  /** Schemas whose system views are named without them (DuckDB's pg_catalog). */
+  bareViewSchemas: ReadonlySet<string>;
+  tableFunctions: ReadonlySet<string>;
+  /** Views that describe the schema, as `schema.name` (or `name`, for bareViewSchemas), lower case. */
+  systemViews: ReadonlySet<string>;
+  /** Scalar functions refused because they reveal the server's configuration. */
+  deniedFunctions: ReadonlySet<string>;
+  /** What describes the colony's tables, for the refusal. */
+  describedBy: string;
+}
+
+const DUCKDB: NamePolicy = {
+  ownSchemas: new Set(["", "main"]),
+  bareViewSchemas: new Set(["", "main", "pg_catalog"]),
+  tableFunctions: TABLE_FUNCTIONS,
+  systemViews: SYSTEM_VIEWS,
+  deniedFunctions: SCALAR_FUNCTIONS_DENIED,
+  describedBy: "information_schema and duckdb_tables/duckdb_columns describe them",
+};
+
+const tableList = (tables: ReadonlySet<string>) => [...tables].sort().join(", ");
+
+/** Why a table function may not be called (`qualified`: named with a catalog), or undefined when it may. */
+export function tableFunctionRefusal(name: string, tables: ReadonlySet<string>, policy: NamePolicy, qualified = false): string | undefined {
+  if (!qualified && policy.tableFunctions.has(name.toLowerCase())) return undefined;
+  return `table function ${name.toLowerCase()}() is not available to queries (it reads files or server state); use the colony's tables: ${tableList(tables)}`;
+}
+
+/** Why a scalar function may not be called, or undefined when it may. */
+export function functionRefusal(name: string, policy: NamePolicy): string | undefined {
+  if (!policy.deniedFunctions.has(name.toLowerCase())) return undefined;
+  return `function ${name.toLowerCase()}() is not available to queries (it reveals the server's configuration)`;
+}
+
+/** Why a relation (a table or view, `schema.table` or bare) may not be read, or undefined when it may. */
+export function relationRefusal(r: { schema: string; table: string }, tables: ReadonlySet<string>, ctes: ReadonlySet<string>, policy: NamePolicy): string | undefined {
+  const table = r.table.toLowerCase();
+  const schema = r.schema.toLowerCase();
+  if (schema === "" && ctes.has(table)) return undefined;
+  if (policy.ownSchemas.has(schema) && tables.has(table)) return undefined;
+  const qualified = policy.bareViewSchemas.has(schema) ? table : `${schema}.${table}`;
+  if (policy.systemViews.has(qualified)) return undefined;
+  const shown = schema ? `${schema}.${table}` : table;
+  // Only the file's own name: a path, even one the user typed, is not echoed into answers and logs.
+  if (/[/\\.]/.test(table)) return `"${table.split(/[/\\]/).pop()}" looks like a file; queries read only the colony's tables: ${tableList(tables)}`;
+  return `table "${shown}" is not available to queries; the colony's tables are ${tableList(tables)} (${policy.describedBy})`;
+}
+
 export interface PolicyVerdict {
   ok: boolean;
   /** Why not, in words a user can act on. */
@@ -90,9 +145,8 @@ function walk(node: unknown, tables: ReadonlySet<string>, database: string, ctes
   if (node.type === "TABLE_FUNCTION" && isNode(node.function)) {
     const name = lower(node.function.function_name);
     const catalog = lower(node.function.catalog);
-    if (!TABLE_FUNCTIONS.has(name) || (catalog !== "" && catalog !== "system")) {
-      return `table function ${name}() is not available to queries (it reads files or server state); use the colony's tables: ${[...tables].sort().join(", ")}`;
-    }
+    const refusal = tableFunctionRefusal(name, tables, DUCKDB, catalog !== "" && catalog !== "system");
+    if (refusal) return refusal;
     // Its arguments are expressions like any other.
     return walk(node.function.children, tables, database, ctes);
   }
@@ -100,8 +154,9 @@ function walk(node: unknown, tables: ReadonlySet<string>, database: string, ctes
     const refusal = judgeRelation(node, tables, database, ctes);
     if (refusal) return refusal;
   }
-  if (node.class === "FUNCTION" && SCALAR_FUNCTIONS_DENIED.has(lower(node.function_name))) {
-    return `function ${lower(node.function_name)}() is not available to queries (it reveals the server's configuration)`;
+  if (node.class === "FUNCTION") {
+    const refusal = functionRefusal(lower(node.function_name), DUCKDB);
+    if (refusal) return refusal;
   }
   for (const v of Object.values(node)) {
     const r = walk(v, tables, database, ctes);
@@ -111,20 +166,12 @@ function walk(node: unknown, tables: ReadonlySet<string>, database: string, ctes
 }
 
 function judgeRelation(node: Node, tables: ReadonlySet<string>, database: string, ctes: ReadonlySet<string>): string | undefined {
-  const table = lower(node.table_name);
-  const schema = lower(node.schema_name);
   const catalog = lower(node.catalog_name);
+  const schema = lower(node.schema_name);
   if (catalog !== "" && catalog !== database.toLowerCase() && !(catalog === "system" && schema !== "")) {
-    return `"${catalog}" is not a database queries can read; use the colony's tables: ${[...tables].sort().join(", ")}`;
+    return `"${catalog}" is not a database queries can read; use the colony's tables: ${tableList(tables)}`;
   }
-  if (schema === "" && ctes.has(table)) return undefined;
-  if ((schema === "" || schema === "main") && tables.has(table)) return undefined;
-  const qualified = schema === "" || schema === "main" || schema === "pg_catalog" ? table : `${schema}.${table}`;
-  if (SYSTEM_VIEWS.has(qualified)) return undefined;
-  const shown = schema ? `${schema}.${table}` : table;
-  // Only the file's own name: a path, even one the user typed, is not echoed into answers and logs.
-  if (/[/\\.]/.test(table)) return `"${table.split(/[/\\]/).pop()}" looks like a file; queries read only the colony's tables: ${[...tables].sort().join(", ")}`;
-  return `table "${shown}" is not available to queries; the colony's tables are ${[...tables].sort().join(", ")} (information_schema and duckdb_tables/duckdb_columns describe them)`;
+  return relationRefusal({ schema, table: lower(node.table_name) }, tables, ctes, DUCKDB);
 }
 
 function lower(v: unknown): string {

@@ -84,7 +84,13 @@ export interface SpawnedColony {
   stop(): Promise<number | null>;
 }
 
-const READY = /^colony listening on (\S+) \(db (.+)\)$/m;
+const READY = /^colony listening on (\S+) \((?:db|store) (.+)\)$/m;
+
+/**
+ * `CORAL_STORE=clickhouse` runs the suites on ClickHouse: colonies a test does not give a database
+ * file of its own start with `--store chdb:DIR` (embedded ClickHouse) in their temp directory.
+ */
+export const STORE_ENGINE: "duckdb" | "clickhouse" = process.env.CORAL_STORE === "clickhouse" ? "clickhouse" : "duckdb";
 const OTLP_READY = /^otlp listening on (\S+)$/m;
 
 /**
@@ -96,8 +102,12 @@ export async function spawnColony(
   o: { demo?: boolean; liveDemo?: boolean; token?: string; dbPath?: string; otlp?: string; extraArgs?: string[]; env?: Record<string, string> } = {},
 ): Promise<SpawnedColony> {
   const ownDir = o.dbPath ? undefined : mkdtempSync(join(tmpdir(), "coral-colony-"));
-  const dbPath = o.dbPath ?? join(ownDir!, "coral.duckdb");
-  const args = [bin, "colony", "start", "--listen", "127.0.0.1:0", "--otlp", o.otlp ?? "127.0.0.1:0", "--db", dbPath];
+  // A test that names its own DuckDB file (legacy files, crash recovery) is about DuckDB.
+  const onClickHouse = STORE_ENGINE === "clickhouse" && !o.dbPath && !o.extraArgs?.includes("--db");
+  const dbPath = o.dbPath ?? join(ownDir!, onClickHouse ? "chdb" : "coral.duckdb");
+  // A test that names its store in extraArgs (the dual-engine comparison) gets exactly that one.
+  const storeArgs = o.extraArgs?.includes("--store") ? [] : onClickHouse ? ["--store", `chdb:${dbPath}`] : ["--db", dbPath];
+  const args = [bin, "colony", "start", "--listen", "127.0.0.1:0", "--otlp", o.otlp ?? "127.0.0.1:0", ...storeArgs];
   // Tests compare numbers across calls: demo data that keeps flowing would move them.
   if (o.demo) args.push("--demo", ...(o.liveDemo ? [] : ["--demo-static"]));
   if (o.token !== undefined) args.push("--token", o.token);

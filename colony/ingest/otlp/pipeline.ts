@@ -1,4 +1,4 @@
-import type { PreparedSpans, Writer } from "../writer.js";
+import type { PreparedBatch, WriteStore } from "../../store/engine.js";
 import type { HostSample, LatencyRecord, ResourceRecord, SpanRecord } from "../records.js";
 import { rowsProblem } from "./validate.js";
 
@@ -18,7 +18,7 @@ export interface IngestPart {
 }
 
 interface Job {
-  spans?: PreparedSpans;
+  spans?: PreparedBatch;
   hostSamples: HostSample[];
   latency: LatencyRecord[];
   resources: ResourceRecord[];
@@ -69,7 +69,7 @@ export class IngestPipeline {
   private readonly maxBatch: number;
 
   constructor(
-    private readonly writer: Writer,
+    private readonly writer: WriteStore,
     o: PipelineOptions = {},
   ) {
     this.maxQueued = o.maxQueued ?? 262_144;
@@ -96,7 +96,7 @@ export class IngestPipeline {
     if (problem) return Promise.reject(new InvalidDataError(`the colony cannot store this request: ${problem}`));
     // Done here, as the request arrives, rather than in the serial commit loop: the JS work of a
     // batch then overlaps the previous commit, which runs on DuckDB's threads.
-    let spans: PreparedSpans | undefined;
+    let spans: PreparedBatch | undefined;
     try {
       spans = carriesSpans ? this.writer.prepareSpans(part.spans!) : undefined;
     } catch (err) {

@@ -1,0 +1,381 @@
+import type { ClickHouseClient } from "@clickhouse/client";
+import { Kysely, sql, type RawBuilder, type Selectable } from "kysely";
+import type { AttributeGroupRow, AttributeGroups, ExplainRow, ExplainSelection, Explanation, ReadStore, ServiceRow, SystemMetrics, TraceRow, TraceSpanRow, TraceSpans } from "../engine.js";
+import { EXPLAIN_MAX_KEYS, EXPLAIN_MAX_VALUES, EXPLAIN_VALUE_CHARS } from "../queries.js";
+import { HTTP_SERVER_DURATION, type Database, type ServicesTable, type TraceSummaryTable } from "../schema.js";
+import { EDGE_MANTISSA, SCALE, quantileFromBuckets } from "../sketch.js";
+import { ClickHouseDialect } from "./dialect.js";
+
+// The ClickHouse side of queries.ts: the same reads, answers and row shapes. Rollup tables hold
+// contributions that background merges add up whenever they run, so every read aggregates by the
+// key itself (the views of schema.ts do that for the DuckDB-shaped names), and percentiles come
+// from merged buckets through the same quantileFromBuckets as on DuckDB.
+
+const MINUTE_MS = 60_000;
+
+/** As queries.ts: a window takes every minute that starts in [floor(since), until). */
+function minuteWindow(sinceMs: number, untilMs: number): [Date, Date] {
+  return [new Date(Math.floor(sinceMs / MINUTE_MS) * MINUTE_MS), new Date(untilMs)];
+}
+
+function toServiceRow(r: Selectable<ServicesTable>): ServiceRow {
+  return { name: r.name, namespace: r.namespace, region: r.region, instanceCount: r.instance_count, firstSeen: r.first_seen, lastSeen: r.last_seen };
+}
+
+/** ClickHouse compares to a UInt8 where DuckDB has BOOLEAN: `error` arrives as 0/1. */
+function toTraceRow(r: Selectable<TraceSummaryTable>): TraceRow {
+  return {
+    traceId: r.trace_id,
+    durationNs: r.duration_ns,
+    timestamp: r.timestamp,
+    service: r.service_name,
+    rootName: r.root_name,
+    spanCount: r.span_count,
+    error: Boolean(r.error),
+  };
+}
+
+/**
+ * sketch.ts bucketIndex in ClickHouse SQL, the arithmetic of bucketIndexSql (DuckDB) on the same
+ * doubles: the estimate ceil(log2(x)·64) − 1, checked against the exact edges when within 1e-9 of
+ * one, so ClickHouse's log2 rounding cannot move a value to a neighbouring bucket.
+ */
+export function bucketIndexClickHouseSql(column: string): string {
+  const per = 2 ** SCALE;
+  const x = `greatest(toFloat64(${column}), 1.0)`;
+  const t = `(log2(${x}) * ${per})`;
+  const k = `(toInt64(ceil(${t})) - 1)`;
+  const mantissas = `[${EDGE_MANTISSA.map((m) => `toUInt64(${m})`).join(", ")}]`;
+  const lowestIn = (i: string) => `(toFloat64(arrayElement(${mantissas}, toUInt32((((${i}) % ${per}) + ${per}) % ${per} + 1))) * pow(2.0, floor((${i}) / ${per}) - 52))`;
+  return `toInt32(if(abs(${t} - round(${t})) > 1e-9, ${k},
+    ${k} + multiIf(${x} >= ${lowestIn(`${k} + 1`)}, 1, ${x} < ${lowestIn(k)}, -1, 0)))`;
+}
+
+/**
+ * DuckDB's json_extract_string(attributes, '/key'): a string's value, any other JSON value's text
+ * (numbers, booleans, objects), NULL for a missing key or a JSON null. Attributes are written by
+ * JSON.stringify, so the raw text of a value is already DuckDB's minified rendering of it.
+ */
+function jsonValue(attributes: string, key: RawBuilder<unknown> | string): RawBuilder<string | null> {
+  const k = typeof key === "string" ? sql.raw(key) : key;
+  const a = sql.raw(attributes);
+  return sql<string | null>`multiIf(JSONType(${a}, ${k}) = 'Null', NULL, JSONType(${a}, ${k}) = 'String', JSONExtractString(${a}, ${k}), JSONExtractRaw(${a}, ${k}))`;
+}
+
+/** A failed request, as GetErrorRate counts them (queries.ts FAILED). */
+const FAILED = sql<boolean>`(status_code = 'ERROR' OR ifNull(http_status_code, 0) >= 500)`;
+const EXPLAIN_MATCH_CHARS = 4096;
+const EXPLAIN_EXEMPLARS = 3;
+
+function cmp(x: string, y: string): number {
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+export class ClickHouseReads implements ReadStore {
+  private readonly db: Kysely<Database>;
+
+  constructor(
+    client: ClickHouseClient,
+    private readonly database: string,
+  ) {
+    this.db = new Kysely<Database>({ dialect: new ClickHouseDialect(client) }).withSchema(database);
+  }
+
+  /** A table of the colony's database, for raw statements. */
+  private t(name: string) {
+    return sql.table(`${this.database}.${name}`);
+  }
+
+  async listServices(f: { namespace?: string; region?: string }): Promise<ServiceRow[]> {
+    let q = this.db.selectFrom("services").selectAll();
+    if (f.namespace) q = q.where("namespace", "=", f.namespace);
+    if (f.region) q = q.where("region", "=", f.region);
+    return (await q.orderBy("name").execute()).map(toServiceRow);
+  }
+
+  async getService(name: string): Promise<ServiceRow | undefined> {
+    const row = await this.db.selectFrom("services").selectAll().where("name", "=", name).executeTakeFirst();
+    return row && toServiceRow(row);
+  }
+
+  async percentile(a: { service: string; metric: string; q: number; sinceMs: number; untilMs: number }): Promise<{ value: number; count: number }> {
+    const [since, until] = minuteWindow(a.sinceMs, a.untilMs);
+    const buckets = await this.db
+      .selectFrom("service_latency_buckets")
+      .select((eb) => ["bucket", eb.fn.sum<number>("count").as("count")])
+      .where("service_name", "=", a.service)
+      .where("metric", "=", a.metric)
+      .where("timestamp", ">=", since)
+      .where("timestamp", "<", until)
+      .groupBy("bucket")
+      .execute();
+    const count = buckets.reduce((n, b) => n + b.count, 0);
+    return { value: quantileFromBuckets(buckets, a.q), count };
+  }
+
+  /** From the summary contributions directly: the view's percentile columns are not needed here. */
+  async counts(a: { service: string; sinceMs: number; untilMs: number }): Promise<{ total: number; errors: number }> {
+    const [since, until] = minuteWindow(a.sinceMs, a.untilMs);
+    const r = await sql<{ total: number; errors: number }>`
+      SELECT sum(request_count) AS total, sum(error_count) AS errors
+      FROM ${this.t("service_summary_parts")}
+      WHERE service_name = ${a.service} AND metric = ${HTTP_SERVER_DURATION} AND timestamp >= ${since} AND timestamp < ${until}`.execute(this.db);
+    const row = r.rows[0];
+    return { total: row?.total ?? 0, errors: row?.errors ?? 0 };
+  }
+
+  async slowTraces(a: { service: string; minDurationNs: number; sinceMs: number; untilMs: number; limit: number }): Promise<{ traces: TraceRow[]; total: number }> {
+    const base = this.db
+      .selectFrom("trace_summary")
+      .where("service_name", "=", a.service)
+      .where("duration_ns", ">=", a.minDurationNs)
+      .where("timestamp", ">=", new Date(a.sinceMs))
+      .where("timestamp", "<", new Date(a.untilMs));
+    const [rows, total] = await Promise.all([
+      base.selectAll().orderBy("duration_ns", "desc").orderBy("trace_id").limit(a.limit).execute(),
+      base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow(),
+    ]);
+    return { traces: rows.map(toTraceRow), total: total.n };
+  }
+
+  async errorTraces(a: { service: string; sinceMs: number; untilMs: number; limit: number }): Promise<{ traces: TraceRow[]; total: number }> {
+    const base = this.db
+      .selectFrom("trace_summary")
+      .where("service_name", "=", a.service)
+      .where("error", "=", true)
+      .where("timestamp", ">=", new Date(a.sinceMs))
+      .where("timestamp", "<", new Date(a.untilMs));
+    const [rows, total] = await Promise.all([
+      base.selectAll().orderBy("timestamp", "desc").orderBy("trace_id").limit(a.limit).execute(),
+      base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow(),
+    ]);
+    return { traces: rows.map(toTraceRow), total: total.n };
+  }
+
+  /** As queries.ts: per host sample, minutes weighted by their samples, over the minutes that reported the metric. */
+  async systemMetrics(a: { service: string; sinceMs: number; untilMs: number }): Promise<SystemMetrics> {
+    const [since, until] = minuteWindow(a.sinceMs, a.untilMs);
+    const weighted = (column: string) => sql.raw(`sum(${column} * sample_count) / nullIf(sumIf(sample_count, ${column} IS NOT NULL), 0)`);
+    const r = await sql<SystemMetrics>`
+      SELECT ${weighted("cpu_percent")} AS cpuPercent, ${weighted("memory_percent")} AS memoryPercent,
+             ${weighted("memory_used_bytes")} AS memoryUsedBytes, ${weighted("memory_total_bytes")} AS memoryTotalBytes,
+             uniqExact(host_name) AS hostCount, sum(sample_count) AS sampleCount
+      FROM ${this.t("system_metrics_rollup")}
+      WHERE service_name = ${a.service} AND timestamp >= ${since} AND timestamp < ${until}`.execute(this.db);
+    const row = r.rows[0]!;
+    return {
+      cpuPercent: row.cpuPercent,
+      memoryPercent: row.memoryPercent,
+      memoryUsedBytes: row.memoryUsedBytes,
+      memoryTotalBytes: row.memoryTotalBytes,
+      hostCount: row.hostCount,
+      sampleCount: row.sampleCount,
+    };
+  }
+
+  async metricExists(service: string, metric: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom("service_latency_buckets")
+      .select(sql<number>`1`.as("one"))
+      .where("service_name", "=", service)
+      .where("metric", "=", metric)
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** As queries.ts traceSpans: the longest spans within `limit` and about `maxTextBytes`, by start time. */
+  async traceSpans(a: { traceId: string; limit: number; maxTextBytes: number }): Promise<TraceSpans> {
+    const r = await sql<TraceSpanRow & { total: number; trace_start_us: number; trace_duration_ns: number }>`
+      WITH t AS (
+        SELECT span_id, parent_span_id, service_name, name, kind, toUnixTimestamp64Micro(start_time) AS start_us, duration_ns,
+               status_code, http_status_code, attributes
+        FROM ${this.t("spans")} WHERE trace_id = ${a.traceId}
+      ),
+      head AS (SELECT count() AS total, min(start_us) AS trace_start_us FROM t),
+      -- Ends relative to the start: absolute ones in ns are beyond a double's integer precision.
+      bounds AS (
+        SELECT total, trace_start_us, max(toFloat64(start_us - trace_start_us) * 1000 + duration_ns) AS trace_duration_ns
+        FROM t CROSS JOIN head GROUP BY total, trace_start_us
+      ),
+      ranked AS (
+        SELECT *,
+               row_number() OVER (ORDER BY duration_ns DESC, start_us, span_id) AS span_rank,
+               sum(length(attributes) + length(name)) OVER (ORDER BY duration_ns DESC, start_us, span_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS text_bytes
+        FROM t
+      )
+      SELECT span_id, parent_span_id, service_name, name, kind, start_us, duration_ns, status_code,
+             http_status_code, attributes, total, trace_start_us, trace_duration_ns
+      FROM ranked CROSS JOIN bounds
+      WHERE span_rank <= ${a.limit} AND (span_rank = 1 OR text_bytes <= ${a.maxTextBytes})
+      ORDER BY start_us, span_id`.execute(this.db);
+    const first = r.rows[0];
+    if (!first) return { spans: [], total: 0, startUs: 0, durationNs: 0 };
+    return {
+      spans: r.rows.map(({ total: _t, trace_start_us: _s, trace_duration_ns: _d, ...span }) => span),
+      total: first.total,
+      startUs: first.trace_start_us,
+      durationNs: first.trace_duration_ns,
+    };
+  }
+
+  /**
+   * As queries.ts attributeGroups. A value is compared with its NULL-ness beside it, (isNull(v),
+   * ifNull(v, '')), because ClickHouse's IN never matches NULL: spans without the attribute are
+   * a group like any other.
+   */
+  async attributeGroups(a: { service: string; key: string; limit: number; sinceMs: number; untilMs: number }): Promise<AttributeGroups> {
+    const r = await sql<{ value: string | null; other: number; bucket: number; n: number; errors: number; value_count: number }>`
+      WITH s AS (
+        SELECT ${jsonValue("attributes", sql`${a.key}`)} AS v, (isNull(v), ifNull(v, '')) AS vk, duration_ns, ${FAILED} AS failed
+        FROM ${this.t("spans")}
+        WHERE service_name = ${a.service} AND kind = 'SERVER'
+          AND start_time >= ${new Date(a.sinceMs)} AND start_time < ${new Date(a.untilMs)}
+      ),
+      top AS (SELECT vk FROM s GROUP BY vk ORDER BY count() DESC, vk.1, vk.2 LIMIT ${a.limit})
+      SELECT if(kept, v, NULL) AS value, NOT kept AS other, ${sql.raw(bucketIndexClickHouseSql("duration_ns"))} AS bucket,
+             count() AS n, countIf(failed) AS errors, (SELECT uniqExact(vk) FROM s) AS value_count
+      FROM (SELECT *, vk IN (SELECT vk FROM top) AS kept FROM s)
+      GROUP BY value, other, bucket`.execute(this.db);
+    const groups = new Map<string, Omit<AttributeGroupRow, "p50" | "p95" | "p99"> & { buckets: { bucket: number; count: number }[] }>();
+    for (const row of r.rows) {
+      const other = Boolean(row.other);
+      const key = other ? "other" : row.value === null ? "absent" : `=${row.value}`;
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = { value: row.value, other, count: 0, errors: 0, buckets: [] }));
+      g.count += row.n;
+      g.errors += row.errors;
+      g.buckets.push({ bucket: row.bucket, count: row.n });
+    }
+    const ordered = [...groups.values()].sort(
+      (x, y) => Number(x.other) - Number(y.other) || y.count - x.count || (x.value === null ? 1 : y.value === null ? -1 : cmp(x.value, y.value)),
+    );
+    return {
+      groups: ordered.map(({ buckets, ...g }) => ({
+        ...g,
+        p50: quantileFromBuckets(buckets, 0.5),
+        p95: quantileFromBuckets(buckets, 0.95),
+        p99: quantileFromBuckets(buckets, 0.99),
+      })),
+      valueCount: r.rows[0]?.value_count ?? 0,
+    };
+  }
+
+  /** As queries.ts explain: the same two statements, in ClickHouse SQL. */
+  async explain(a: { service: string; selection: ExplainSelection; limit: number; excludeKeys: string[]; sinceMs: number; untilMs: number }): Promise<Explanation> {
+    const selected = "slowNs" in a.selection ? sql<boolean>`duration_ns >= ${a.selection.slowNs}` : FAILED;
+    const window = sql`
+      SELECT trace_id, start_time, duration_ns, ${FAILED} AS failed, ${selected} AS sel,
+             if(JSONType(attributes) = 'Object', attributes, '{}') AS attributes
+      FROM ${this.t("spans")}
+      WHERE service_name = ${a.service} AND kind = 'SERVER'
+        AND start_time >= ${new Date(a.sinceMs)} AND start_time < ${new Date(a.untilMs)}`;
+    const pairs = (keys: RawBuilder<unknown>) => sql`
+      SELECT k AS key, leftUTF8(v, ${EXPLAIN_MATCH_CHARS}) AS value, length(v) AS bytes, trace_id, start_time, duration_ns, failed, sel
+      FROM (
+        SELECT k, ${jsonValue("attributes", "k")} AS v, trace_id, start_time, duration_ns, failed, sel
+        FROM s ARRAY JOIN JSONExtractKeys(attributes) AS k
+        WHERE true ${keys}
+      )
+      WHERE v IS NOT NULL`;
+    const excluded = a.excludeKeys.length ? sql`AND k NOT IN (${sql.join(a.excludeKeys)})` : sql``;
+    const counted = await sql<{ n: number; n_sel: number; key: string | null; value: string | null; bytes: number; sel_n: number; base_n: number; key_count: number }>`
+      WITH s AS (${window}),
+      p AS (${pairs(excluded)}),
+      top_keys AS (SELECT key FROM p GROUP BY key ORDER BY count() DESC, key LIMIT ${EXPLAIN_MAX_KEYS}),
+      vals AS (
+        SELECT key, value, bytes, sel_n, base_n,
+               row_number() OVER (PARTITION BY key ORDER BY sel_n DESC, sel_n + base_n DESC, value, bytes) AS rank
+        FROM (
+          SELECT key, value, bytes, countIf(sel) AS sel_n, countIf(NOT sel) AS base_n
+          FROM p WHERE key IN (SELECT key FROM top_keys)
+          GROUP BY key, value, bytes
+        )
+      )
+      -- One row of totals (key NULL), then the values: a window without attributes still has its totals.
+      SELECT t.n AS n, t.n_sel AS n_sel, k.key_count AS key_count, NULL AS key, NULL AS value, 0 AS bytes, 0 AS sel_n, 0 AS base_n
+      FROM (SELECT count() AS n, countIf(sel) AS n_sel FROM s) AS t CROSS JOIN (SELECT uniqExact(key) AS key_count FROM p) AS k
+      UNION ALL
+      SELECT 0, 0, 0, key, value, bytes, sel_n, base_n FROM vals WHERE rank <= ${EXPLAIN_MAX_VALUES}`.execute(this.db);
+    const totals = counted.rows.find((r) => r.key === null);
+    const total = totals?.n ?? 0;
+    const nSel = totals?.n_sel ?? 0;
+    const nBase = total - nSel;
+    const keyCount = totals?.key_count ?? 0;
+    const keysExamined = Math.min(keyCount, EXPLAIN_MAX_KEYS);
+    if (nSel === 0 || nBase === 0) return { total, selected: nSel, rows: [], keyCount, keysExamined };
+
+    const candidates = counted.rows
+      .filter((r): r is typeof r & { key: string; value: string } => r.key !== null && r.value !== null)
+      .map((r) => ({ ...r, selectedShare: r.sel_n / nSel, baselineShare: r.base_n / nBase }))
+      .map((r) => ({ ...r, score: r.selectedShare - r.baselineShare }))
+      .filter((r) => r.score > 0)
+      .sort((x, y) => y.score - x.score || y.sel_n - x.sel_n || cmp(x.key, y.key) || cmp(x.value, y.value) || x.bytes - y.bytes)
+      .slice(0, a.limit);
+    if (candidates.length === 0) return { total, selected: nSel, rows: [], keyCount, keysExamined };
+
+    // Candidates travel as three parallel arrays: the index of a (key, value, bytes) is its position.
+    const keys = candidates.map((r) => r.key);
+    const values = candidates.map((r) => r.value);
+    const bytes = candidates.map((r) => r.bytes);
+    const candidateKeys = sql`AND k IN (${sql.join([...new Set(keys)])})`;
+    const newest = "slowNs" in a.selection ? sql`toFloat64(duration_ns)` : sql`toFloat64(toUnixTimestamp64Micro(start_time))`;
+    const measured = await sql<{ i: number; bucket: number; n: number; errors: number; exemplars: string[] }>`
+      WITH s AS (${window}),
+      hits AS (
+        SELECT indexOf(arrayMap((ck, cv, cb) -> (ck, cv, cb), ${keys}, ${values}, ${bytes}), (key, value, toInt64(bytes))) - 1 AS i,
+               trace_id, start_time, duration_ns, failed, sel
+        FROM (${pairs(candidateKeys)})
+        WHERE i >= 0
+      ),
+      ex AS (
+        SELECT i, arraySlice(arrayMap(x -> x.2, arraySort(x -> (-x.1, x.2), groupArrayIf((${newest}, trace_id), sel))), 1, ${EXPLAIN_EXEMPLARS}) AS exemplars
+        FROM hits GROUP BY i
+      ),
+      b AS (
+        SELECT i, ${sql.raw(bucketIndexClickHouseSql("duration_ns"))} AS bucket, count() AS n, countIf(failed) AS errors FROM hits GROUP BY i, bucket
+        UNION ALL
+        SELECT -1 AS i, ${sql.raw(bucketIndexClickHouseSql("duration_ns"))} AS bucket, count() AS n, countIf(failed) AS errors FROM s GROUP BY i, bucket
+      )
+      SELECT b.i AS i, b.bucket AS bucket, b.n AS n, b.errors AS errors, ex.exemplars AS exemplars FROM b LEFT JOIN ex ON b.i = ex.i`.execute(this.db);
+
+    const all = new Map<number, number>();
+    let allErrors = 0;
+    const per = candidates.map(() => ({ buckets: new Map<number, number>(), n: 0, errors: 0, exemplars: [] as string[] }));
+    for (const row of measured.rows) {
+      if (row.i < 0) {
+        all.set(row.bucket, (all.get(row.bucket) ?? 0) + row.n);
+        allErrors += row.errors;
+        continue;
+      }
+      const g = per[row.i]!;
+      g.buckets.set(row.bucket, (g.buckets.get(row.bucket) ?? 0) + row.n);
+      g.n += row.n;
+      g.errors += row.errors;
+      if (row.exemplars.length > 0) g.exemplars = row.exemplars;
+    }
+    const toList = (m: Map<number, number>) => [...m].filter(([, n]) => n > 0).map(([bucket, count]) => ({ bucket, count }));
+    const rows: ExplainRow[] = candidates.map((r, i) => {
+      const g = per[i]!;
+      const without = new Map(all);
+      for (const [bucket, n] of g.buckets) without.set(bucket, (without.get(bucket) ?? 0) - n);
+      const restN = total - g.n;
+      return {
+        key: r.key,
+        value: r.value.length > EXPLAIN_VALUE_CHARS ? r.value.slice(0, EXPLAIN_VALUE_CHARS) : r.value,
+        valueTruncated: r.value.length > EXPLAIN_VALUE_CHARS,
+        selected: r.sel_n,
+        baseline: r.base_n,
+        selectedShare: r.selectedShare,
+        baselineShare: r.baselineShare,
+        score: r.score,
+        p99With: quantileFromBuckets(toList(g.buckets), 0.99),
+        p99Without: restN > 0 ? quantileFromBuckets(toList(without), 0.99) : 0,
+        errorRateWith: g.n > 0 ? g.errors / g.n : 0,
+        errorRateWithout: restN > 0 ? (allErrors - g.errors) / restN : 0,
+        exemplars: g.exemplars,
+      };
+    });
+    return { total, selected: nSel, rows, keyCount, keysExamined };
+  }
+}

@@ -1,0 +1,96 @@
+import { readFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ClickHouseClient } from "@clickhouse/client";
+import { quantileFromBuckets } from "../sketch.js";
+import { BUCKET_RANGE, createTables, ddl, schemaVersion, SCHEMA_VERSION } from "./schema.js";
+import { chdbClient } from "./testing.js";
+
+let client: ClickHouseClient;
+const database = "coral";
+
+beforeAll(async () => {
+  ({ client } = await chdbClient(undefined, database));
+});
+afterAll(async () => {
+  await client?.close();
+});
+
+async function rows<T>(query: string, params: Record<string, unknown> = {}): Promise<T[]> {
+  const r = await client.query({ query, query_params: params, format: "JSONEachRow" });
+  return r.json<T>();
+}
+
+/** The tables raw SQL sees on DuckDB (colony/store/schema.ts), minus DuckDB's internal bookkeeping. */
+const PUBLIC_SHAPES: Record<string, string[]> = {
+  spans: ["trace_id", "span_id", "parent_span_id", "service_name", "name", "kind", "start_time", "duration_ns", "status_code", "http_status_code", "attributes"],
+  trace_summary: ["trace_id", "service_name", "root_name", "timestamp", "duration_ns", "span_count", "error"],
+  service_summary: ["timestamp", "service_name", "metric", "request_count", "error_count", "sum_duration_ns", "min_duration_ns", "max_duration_ns", "p50_duration_ns", "p95_duration_ns", "p99_duration_ns"],
+  service_latency_buckets: ["timestamp", "service_name", "metric", "bucket", "count"],
+  host_samples: ["timestamp", "host_name", "service_name", "cpu_percent", "memory_percent", "memory_used_bytes", "memory_total_bytes"],
+  system_metrics_rollup: ["timestamp", "host_name", "service_name", "cpu_percent", "memory_percent", "memory_used_bytes", "memory_total_bytes", "sample_count"],
+  services: ["name", "namespace", "region", "instance_count", "first_seen", "last_seen"],
+  service_instances: ["service_name", "instance_id", "last_seen"],
+  histogram_streams: ["stream", "start_ns", "sum_ns", "buckets", "updated_at"],
+  schema_migrations: ["version", "applied_at"],
+};
+
+describe("ClickHouse schema", () => {
+  it("creates every table and view with DuckDB's names and columns, and again without harm", async () => {
+    const first = await createTables(client, { database });
+    const second = await createTables(client, { database });
+    expect([first.fresh, second.fresh]).toEqual([true, false]);
+    for (const [table, columns] of Object.entries(PUBLIC_SHAPES)) {
+      const got = await rows<{ name: string }>("SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String} ORDER BY position", { db: database, t: table });
+      expect(got.map((c) => c.name), table).toEqual(columns);
+    }
+    // One version row and one set of bucket values, however many starts ran.
+    expect(await schemaVersion(client, database)).toBe(SCHEMA_VERSION);
+    const [{ n }] = await rows<{ n: string | number }>("SELECT count() AS n FROM coral.coral_bucket_values");
+    expect(Number(n)).toBe(BUCKET_RANGE.last - BUCKET_RANGE.first + 1);
+    const [{ v }] = await rows<{ v: string | number }>("SELECT count() AS v FROM coral.schema_migrations");
+    expect(Number(v)).toBe(1);
+  });
+
+  it("derives service_summary's percentiles from the buckets exactly as quantileFromBuckets does", async () => {
+    await createTables(client, { database });
+    // Random sketches, including counts that put a rank exactly on a bucket boundary, single buckets and huge indexes.
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const sketches: { minute: number; buckets: Map<number, number> }[] = [];
+    for (let i = 0; i < 40; i++) {
+      const buckets = new Map<number, number>();
+      const size = i === 0 ? 1 : 1 + Math.floor(rand() * 60);
+      for (let j = 0; j < size; j++) {
+        const b = i === 1 ? BUCKET_RANGE.last - j : BUCKET_RANGE.first + Math.floor(rand() * 2200);
+        buckets.set(b, (buckets.get(b) ?? 0) + 1 + Math.floor(rand() * (i % 3 === 0 ? 3 : 1000)));
+      }
+      sketches.push({ minute: Date.UTC(2026, 0, 1, 0, i), buckets });
+    }
+    const bucketRows = sketches.flatMap((s) => [...s.buckets].map(([bucket, count]) => ({ timestamp: s.minute * 1000, service_name: "svc", metric: "m", bucket, count })));
+    // Split in two inserts: the view must add rows of one key that no merge has combined yet.
+    const half = Math.floor(bucketRows.length / 2);
+    for (const part of [bucketRows.slice(0, half), bucketRows.slice(half).map((r) => ({ ...r }))]) {
+      await client.insert({ table: "coral.service_latency_buckets", values: part, format: "JSONEachRow", clickhouse_settings: { insert_deduplication_token: "" } });
+    }
+    await client.insert({
+      table: "coral.service_summary_parts",
+      values: sketches.map((s) => ({ timestamp: s.minute * 1000, service_name: "svc", metric: "m", request_count: 1, error_count: 0, sum_duration_ns: 1, min_duration_ns: 1, max_duration_ns: 1 })),
+      format: "JSONEachRow",
+      clickhouse_settings: { insert_deduplication_token: "" },
+    });
+    const got = await rows<{ ms: string; p50: number; p95: number; p99: number }>(
+      "SELECT toString(toUnixTimestamp64Milli(timestamp)) AS ms, p50_duration_ns AS p50, p95_duration_ns AS p95, p99_duration_ns AS p99 FROM coral.service_summary WHERE service_name = 'svc' ORDER BY timestamp",
+    );
+    expect(got).toHaveLength(sketches.length);
+    for (const [i, s] of sketches.entries()) {
+      const buckets = [...s.buckets].map(([bucket, count]) => ({ bucket, count }));
+      expect(Number(got[i]!.ms)).toBe(s.minute);
+      expect([got[i]!.p50, got[i]!.p95, got[i]!.p99]).toEqual([0.5, 0.95, 0.99].map((q) => quantileFromBuckets(buckets, q)));
+    }
+  });
+
+  it("writes the --cluster DDL as the golden text (ON CLUSTER, Replicated*MergeTree, Distributed)", () => {
+    const golden = readFileSync(new URL("./testdata/cluster-ddl.sql", import.meta.url), "utf8");
+    expect(ddl({ database: "coral", cluster: "prod" }).join(";\n\n") + ";\n").toBe(golden);
+  });
+});
