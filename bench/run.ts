@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { parseArgs } from "node:util";
+import { explain } from "./explain.js";
 import { ingest } from "./ingest.js";
 import { assertBuilt, fmt, machine, root, type BenchResult, type Benchmark, type Goal } from "./lib.js";
 import { percentile } from "./percentile.js";
@@ -13,7 +14,7 @@ import { runOverhead } from "./run-overhead.js";
 import { sdkRpc } from "./sdk-rpc.js";
 import { streamSql } from "./stream-sql.js";
 
-const ALL: Benchmark[] = [percentile, runOverhead, sdkRpc, streamSql, ingest];
+const ALL: Benchmark[] = [percentile, runOverhead, sdkRpc, streamSql, ingest, explain];
 
 const USAGE = `usage: npm run bench -- [--quick] [--only NAME,…] [--out FILE]
   --quick   small sizes, the same code (what npm test runs)

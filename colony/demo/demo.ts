@@ -1,5 +1,5 @@
-import type { Writer } from "../ingest/writer.js";
-import type { HostSample, ResourceRecord, SpanRecord } from "../ingest/records.js";
+import type { WriteStore } from "../store/engine.js";
+import { toAttributeRows, type AttributeRows, type HostSample, type ResourceRecord, type SpanRecord } from "../ingest/records.js";
 import { prng } from "./prng.js";
 import { EXTRA_ROUTES, planIncident, Staging, type IncidentEffect, type IncidentKind, type IncidentPlan, type IncidentSpec } from "./incidents.js";
 
@@ -181,6 +181,7 @@ class TraceBuilder {
       "http.status_code": status,
       "service.instance.id": `${route.service}-${g.int(spec.instances)}`,
     };
+    let resource: AttributeRows | undefined;
     if (this.staging?.service === route.service) {
       const staged = this.staging.request(route.path, startMs, durationMs);
       durationMs += staged.extraMs;
@@ -189,8 +190,11 @@ class TraceBuilder {
         attributes["http.status_code"] = status = staged.failStatus;
       }
       Object.assign(attributes, staged.attributes);
+      resource = podResources.get(staged.resource);
     }
-    this.spans.push(this.span(spanId, parentSpanId, route.service, `${route.method} ${route.path}`, "SERVER", startMs, durationMs, failed, status, attributes));
+    const server = this.span(spanId, parentSpanId, route.service, `${route.method} ${route.path}`, "SERVER", startMs, durationMs, failed, status, attributes);
+    if (resource) server.resourceRows = resource;
+    this.spans.push(server);
     return { durationMs, failed };
   }
 
@@ -222,6 +226,17 @@ class TraceBuilder {
   }
 }
 
+/** One rows array per pod, shared by its spans, as the OTLP decoder shares a resource's. */
+const podResources = {
+  rows: new Map<string, AttributeRows>(),
+  get(resource: Record<string, string>): AttributeRows {
+    const id = JSON.stringify(resource);
+    let rows = this.rows.get(id);
+    if (!rows) this.rows.set(id, (rows = toAttributeRows(resource)));
+    return rows;
+  },
+};
+
 function hostName(service: string, i: number): string {
   return `${service}-${i}.${SERVICES[service]!.region}.internal`;
 }
@@ -234,7 +249,7 @@ export interface IncidentOption {
 }
 
 export async function seedDemo(
-  writer: Writer,
+  writer: WriteStore,
   o: { nowMs: number; hours?: number; seed?: number; incident?: IncidentOption },
 ): Promise<{ spans: number; services: string[]; incident?: IncidentPlan }> {
   const hours = o.hours ?? 3;
@@ -262,7 +277,7 @@ export class LiveDemo {
   private inFlight: Promise<unknown> = Promise.resolve();
 
   constructor(
-    private readonly writer: Writer,
+    private readonly writer: WriteStore,
     private lastMs: number,
     seed = 43,
   ) {
@@ -308,7 +323,7 @@ function resourcesSeenAt(services: string[], times: number[]): ResourceRecord[] 
 
 /** Traffic and host samples in [startMs, endMs), written in batches of BATCH_MINUTES. */
 async function writeTraffic(
-  writer: Writer,
+  writer: WriteStore,
   g: Gen,
   r: { startMs: number; endMs: number; seriesStartMs: number; incidents: Incident[]; staging?: Staging },
 ): Promise<number> {

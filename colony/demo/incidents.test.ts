@@ -87,7 +87,11 @@ describe("live staged traffic (coral demo load --incident)", () => {
       for (const s of traffic.trace(NOW + i)) {
         if (s.serviceName !== "payments" || s.kind !== "SERVER") continue;
         const a = s.attributes as Record<string, unknown>;
-        for (const key of Object.values(INCIDENT_KEYS)) expect(typeof a[key], key).toBe("string");
+        // The pod and its release come as the pod's resource attributes, the rest on the span.
+        const resource = Object.fromEntries(Array.from({ length: (s.resourceRows?.length ?? 0) / 2 }, (_, i) => [s.resourceRows![2 * i], s.resourceRows![2 * i + 1]]));
+        expect(Object.keys(resource).sort()).toEqual(["k8s.pod.name", "service.version"]);
+        for (const key of Object.values(INCIDENT_KEYS)) expect(typeof (a[key] ?? resource[key]), key).toBe("string");
+        for (const key of Object.keys(resource)) expect(a, key).not.toHaveProperty(key);
         const g = by.get(a["http.route"] === plan.value)!;
         g.n++;
         if (s.statusCode === "ERROR") g.failed++;

@@ -11,7 +11,12 @@ import { prng } from "./prng.js";
 export const INCIDENT_KINDS = ["pod", "region", "route", "version", "tier"] as const;
 export type IncidentKind = (typeof INCIDENT_KINDS)[number];
 
-/** The span attribute each kind of cause is recorded under. */
+/**
+ * The attribute each kind of cause is recorded under. The pod and its release are the pod's OTLP
+ * resource attributes, as the OpenTelemetry Collector's k8sattributes processor or the SDK's
+ * OTEL_RESOURCE_ATTRIBUTES would set them; the region (where the request came from), the route and
+ * the tier are span attributes.
+ */
 export const INCIDENT_KEYS: Record<IncidentKind, string> = {
   pod: "k8s.pod.name",
   region: "cloud.region",
@@ -105,6 +110,8 @@ export function planIncident(kind: IncidentKind, o: { seed: number; fromMs: numb
 export interface StagedRequest {
   /** Span attributes to add to the request's SERVER span. */
   attributes: Record<string, string>;
+  /** The resource attributes of the pod that served it. */
+  resource: Record<string, string>;
   /** Milliseconds to add to its duration. */
   extraMs: number;
   /** The request fails (an HTTP status to give it), or null. */
@@ -130,21 +137,17 @@ export class Staging {
     const pod = PODS[Math.floor(this.random() * PODS.length)]!;
     const region = pick(REGIONS, this.random());
     const tier = pick(TIERS, this.random());
-    const attributes: Record<string, string> = {
-      "k8s.pod.name": pod.name,
-      "service.version": pod.version,
-      "cloud.region": region.value,
-      "app.customer.tier": tier.value,
-    };
+    const resource: Record<string, string> = { "k8s.pod.name": pod.name, "service.version": pod.version };
+    const attributes: Record<string, string> = { "cloud.region": region.value, "app.customer.tier": tier.value };
     let extraMs = durationMs * (region.factor * tier.factor - 1);
     let failStatus = this.random() < tier.errorRate ? 500 : null;
     const p = this.plan;
-    const culprit = (p.key === "http.route" ? route : attributes[p.key]) === p.value;
+    const culprit = (p.key === "http.route" ? route : (attributes[p.key] ?? resource[p.key])) === p.value;
     if (culprit && startMs >= p.fromMs && startMs < p.toMs && this.random() < p.share) {
       if (p.effect === "slow") extraMs += lognormalMs(this.random, 1500, 4000);
       else failStatus = this.random() < 0.5 ? 500 : 503;
     }
-    return { attributes, extraMs, failStatus };
+    return { attributes, resource, extraMs, failStatus };
   }
 }
 

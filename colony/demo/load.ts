@@ -1,6 +1,6 @@
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import * as http from "node:http";
-import type { SpanRecord } from "../ingest/records.js";
+import type { AttributeRows, SpanRecord } from "../ingest/records.js";
 import { DemoTraffic, demoServices } from "./demo.js";
 import type { IncidentPlan, IncidentSpec } from "./incidents.js";
 import { ProtoWriter } from "./proto-writer.js";
@@ -29,6 +29,8 @@ export interface LoadResource {
   namespace: string;
   region: string;
   instanceId: string;
+  /** More resource attributes (a pod's k8s.pod.name and service.version), as `[key, value, …]`. */
+  attributes?: AttributeRows;
 }
 
 /** ExportTraceServiceRequest bytes for spans grouped by resource. */
@@ -43,6 +45,8 @@ export function encodeTraces(groups: { resource: LoadResource; spans: SpanRecord
     attribute(w, 1, "service.namespace", resource.namespace);
     attribute(w, 1, "cloud.region", resource.region);
     attribute(w, 1, "service.instance.id", resource.instanceId);
+    const more = resource.attributes ?? [];
+    for (let i = 0; i < more.length; i += 2) attribute(w, 1, more[i]!, more[i + 1]!);
     w.end();
     w.begin(2); // ScopeSpans
     w.begin(1).string(1, "coral-demo-load").end();
@@ -109,15 +113,18 @@ function makeBatcher(seed: number, incident?: IncidentSpec) {
       }
     }
     round++;
-    const byService = new Map<string, SpanRecord[]>();
+    // One resource per service, or per pod where the spans name theirs (a staged incident's service).
+    const byResource = new Map<string, { name: string; pod?: AttributeRows; spans: SpanRecord[] }>();
     for (const s of spans) {
-      let list = byService.get(s.serviceName);
-      if (!list) byService.set(s.serviceName, (list = []));
-      list.push(s);
+      const id = s.resourceRows ? `${s.serviceName}\u0000${s.resourceRows.join("\u0000")}` : s.serviceName;
+      let group = byResource.get(id);
+      if (!group) byResource.set(id, (group = { name: s.serviceName, ...(s.resourceRows ? { pod: s.resourceRows } : {}), spans: [] }));
+      group.spans.push(s);
     }
-    const groups = [...byService].map(([name, list]) => {
+    const groups = [...byResource.values()].map(({ name, pod, spans: list }) => {
       const svc = services.get(name)!;
-      return { resource: { serviceName: name, namespace: svc.namespace, region: svc.region, instanceId: `${name}-${round % svc.instances}` }, spans: list };
+      const instanceId = pod ? pod[pod.indexOf("k8s.pod.name") + 1]! : `${name}-${round % svc.instances}`;
+      return { resource: { serviceName: name, namespace: svc.namespace, region: svc.region, instanceId, ...(pod ? { attributes: pod } : {}) }, spans: list };
     });
     return { body: encodeTraces(groups), spans: spans.length };
   };

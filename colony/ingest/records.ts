@@ -16,6 +16,65 @@ export interface SpanRecord {
   httpStatusCode: number | null;
   /** The span's attributes, or their JSON text when the caller already has it (the OTLP decoder does). */
   attributes: Record<string, AttributeValue> | string;
+  /**
+   * The same attributes as `span_attributes` stores them (see AttributeRows), when the caller
+   * already has them (the OTLP decoder does): otherwise the Writer derives them from `attributes`.
+   */
+  attributeRows?: AttributeRows;
+  /** The attributes of the span's OTLP resource (k8s.pod.name, service.version, …), bounded by RESOURCE_LIMITS. */
+  resourceRows?: AttributeRows;
+}
+
+/**
+ * Attributes as `span_attributes` rows: `[key, value, key, value, …]`, one entry per key, values as
+ * text — strings as they are, other values as JSON, as DuckDB's json_extract_string gives them —
+ * and null values left out (they read as absent, as they did from the JSON).
+ */
+export type AttributeRows = readonly string[];
+
+/**
+ * A resource's attributes are stored with every span of it, so they are bounded per resource: the
+ * first `maxKeys` keys, and no more than `maxChars` of keys and values together (what comes after is
+ * dropped). A Kubernetes pod's resource (k8s.*, container.*, host.*, process.*, telemetry.sdk.*)
+ * has 20–40 keys and well under 4,000 characters.
+ */
+export const RESOURCE_LIMITS = { maxKeys: 64, maxChars: 8192 } as const;
+
+/** An attribute value as `span_attributes` stores it; null for JSON null (no row). */
+export function attributeText(v: unknown): string | null {
+  if (v === null || v === undefined) return null;
+  return typeof v === "string" ? v : JSON.stringify(v);
+}
+
+/** `attributes` as AttributeRows; the last of a repeated key wins, as in JSON.parse. */
+export function toAttributeRows(attributes: Readonly<Record<string, unknown>>): AttributeRows {
+  const rows: string[] = [];
+  for (const k in attributes) {
+    const v = attributeText(attributes[k]);
+    if (v !== null) rows.push(k, v);
+  }
+  return rows;
+}
+
+/**
+ * Keeps pairs in order until RESOURCE_LIMITS is reached; a later value of a repeated key replaces
+ * the earlier one. `pairs` is `[key, value, …]` with values already as text (null: no row).
+ */
+export function boundedResourceRows(pairs: Iterable<readonly [string, string | null]>): AttributeRows {
+  const kept = new Map<string, string>();
+  let chars = 0;
+  for (const [k, v] of pairs) {
+    if (v === null) {
+      kept.delete(k);
+      continue;
+    }
+    const before = kept.get(k);
+    const cost = k.length + v.length - (before === undefined ? 0 : k.length + before.length);
+    if ((before === undefined && kept.size >= RESOURCE_LIMITS.maxKeys) || chars + cost > RESOURCE_LIMITS.maxChars) continue;
+    kept.set(k, v);
+    chars += cost;
+  }
+  return [...kept].flat();
 }
 
 export interface ResourceRecord {

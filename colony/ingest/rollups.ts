@@ -6,6 +6,7 @@ import { sql, type Transaction } from "kysely";
 import { HTTP_SERVER_DURATION, type Database } from "../store/schema.js";
 import { bucketIndexSql, quantileFromBuckets } from "../store/sketch.js";
 import { appendChunks, tsLiteral, tstz } from "./appender.js";
+import { addExemplars, mergeExemplars, rebuildExemplars, type Exemplar } from "./exemplars.js";
 
 /**
  * Spans of one trace are assumed to start within this distance of each other. It bounds the scan of
@@ -37,6 +38,8 @@ export interface SummaryDelta {
   min: number;
   max: number;
   buckets: Map<number, number>;
+  /** Spans of the batch kept as exemplars of their bucket (span latency only). */
+  exemplars?: Map<number, Exemplar[]>;
 }
 
 /** One service's part of one trace as seen in a batch; merged with the stored row by `mergeTraces`. */
@@ -58,9 +61,10 @@ export interface TraceDelta {
 export function addSummary(into: Map<string, SummaryDelta>, key: string, d: SummaryDelta): void {
   const t = into.get(key);
   if (!t) {
-    into.set(key, { ...d, buckets: new Map(d.buckets) });
+    into.set(key, { ...d, buckets: new Map(d.buckets), exemplars: d.exemplars && new Map([...d.exemplars].map(([b, l]) => [b, [...l]])) });
     return;
   }
+  if (d.exemplars) addExemplars((t.exemplars ??= new Map()), d.exemplars);
   t.count += d.count;
   t.errors += d.errors;
   t.sum += d.sum;
@@ -148,8 +152,10 @@ export async function mergeSummaries(conn: DuckDBConnection, deltas: SummaryDelt
     part.map((s) => quantileFromBuckets(s.buckets, 0.99)),
   ]);
 
+  const exemplars = await mergeExemplars(conn, deltas.flatMap((d) => (d.exemplars ? [{ ...d, exemplars: d.exemplars }] : [])));
+
   // The last step goes out with the commit, in the caller's final round trip.
-  return `
+  return `${exemplars}
     INSERT INTO service_summary
     SELECT d.timestamp, d.service_name, d.metric, d.request_count, d.error_count, d.sum_duration_ns, d.min_duration_ns,
            d.max_duration_ns, p.p50_duration_ns, p.p95_duration_ns, p.p99_duration_ns
@@ -272,6 +278,7 @@ export async function rollupServices(trx: Transaction<Database>, from: Date, to:
       AND b.timestamp = k.timestamp AND b.service_name = k.service_name AND b.metric = k.metric
       AND NOT EXISTS (SELECT 1 FROM temp.rebuilt_buckets r
                       WHERE r.timestamp = b.timestamp AND r.service_name = b.service_name AND r.metric = b.metric AND r.bucket = b.bucket)`.execute(trx);
+  await rebuildExemplars(trx, from, to);
 }
 
 /**

@@ -1,12 +1,14 @@
-import { BIGINT, INTEGER, TIMESTAMPTZ, VARCHAR, DOUBLE, type DuckDBConnection, type DuckDBDataChunk } from "@duckdb/node-api";
+import { BIGINT, BOOLEAN, INTEGER, TIMESTAMPTZ, VARCHAR, DOUBLE, type DuckDBConnection, type DuckDBDataChunk, type DuckDBValue } from "@duckdb/node-api";
 import { Kysely, sql } from "kysely";
 import { DuckDBDialect } from "../store/dialect.js";
 import { HTTP_SERVER_DURATION, type Database } from "../store/schema.js";
 import { bucketIndex, bucketValue } from "../store/sketch.js";
+import type { WriteStore } from "../store/engine.js";
 import type { Store } from "../store/store.js";
-import { appendChunks, appendPrepared, buildChunks, inTransaction, tsLiteral, tstz } from "./appender.js";
+import { appendChunks, appendPrepared, buildChunks, chunksOfColumns, inTransaction, tsLiteral, tstz } from "./appender.js";
 import { increment, loadStreams, saveStreams, type StreamPoint } from "./cumulative.js";
-import type { HostSample, LatencyRecord, ResourceRecord, SpanRecord } from "./records.js";
+import { EXEMPLAR_STAGING, offerExemplar } from "./exemplars.js";
+import { toAttributeRows, type AttributeRows, type HostSample, type LatencyRecord, type ResourceRecord, type SpanRecord } from "./records.js";
 import {
   MINUTE_MS,
   TRACE_HORIZON_MS,
@@ -26,6 +28,7 @@ const RECOVER_WINDOW_MS = 60 * MINUTE_MS;
 
 const SPAN_TYPES = [VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, TIMESTAMPTZ, BIGINT, VARCHAR, INTEGER, VARCHAR];
 const HOST_TYPES = [TIMESTAMPTZ, VARCHAR, VARCHAR, DOUBLE, DOUBLE, BIGINT, BIGINT];
+const ATTRIBUTE_TYPES = [VARCHAR, TIMESTAMPTZ, VARCHAR, VARCHAR, VARCHAR, BIGINT, BOOLEAN, VARCHAR, VARCHAR, BOOLEAN];
 
 function isErrorSpan(s: SpanRecord): boolean {
   return s.statusCode === "ERROR" || (s.httpStatusCode ?? 0) >= 500;
@@ -42,6 +45,8 @@ export interface PreparedSpans {
   /** Start of every minute a span of the batch starts in. */
   readonly minutes: readonly number[];
   readonly chunks: readonly DuckDBDataChunk[];
+  /** The batch's `span_attributes` rows. */
+  readonly attributeChunks: readonly DuckDBDataChunk[];
   readonly summaries: ReadonlyMap<string, SummaryDelta>;
   readonly traces: ReadonlyMap<string, TraceDelta>;
 }
@@ -98,6 +103,7 @@ class Lane {
 const INGEST_STAGING: string[] = [];
 const ROLLUP_STAGING = [
   "CREATE TEMP TABLE IF NOT EXISTS host_batch AS SELECT * FROM host_samples LIMIT 0",
+  EXEMPLAR_STAGING,
   `CREATE TEMP TABLE IF NOT EXISTS summary_delta AS
    SELECT timestamp, service_name, metric, request_count, error_count, sum_duration_ns, min_duration_ns, max_duration_ns
    FROM service_summary LIMIT 0`,
@@ -147,7 +153,7 @@ function combine(parts: readonly RollupDeltas[]): Pick<RollupDeltas, "summaries"
  * merge never holds up the commit an OTLP client is waiting for. They never write the same rows:
  * a merge deletes only the `rollup_pending` rows of commits it has merged (by sequence number).
  */
-export class Writer {
+export class Writer implements WriteStore {
   private readonly ingest: Lane;
   private readonly rollups: Lane;
   /**
@@ -297,6 +303,7 @@ export class Writer {
         if (v > d.max) d.max = v;
         const b = bucketIndex(v);
         d.buckets.set(b, (d.buckets.get(b) ?? 0) + 1);
+        offerExemplar((d.exemplars ??= new Map()), b, { traceId: s.traceId, spanId: s.spanId, startTimeMs: s.startTimeMs, durationNs: v });
       }
     }
     // A service's local roots in this batch: spans whose parent is not one of the service's own spans
@@ -354,7 +361,7 @@ export class Writer {
       part.map((s) => s.httpStatusCode),
       part.map((s) => (typeof s.attributes === "string" ? s.attributes : JSON.stringify(s.attributes))),
     ]);
-    return { count: spans.length, minutes: [...minutes], chunks, summaries, traces };
+    return { count: spans.length, minutes: [...minutes], chunks, attributeChunks: attributeChunks(spans), summaries, traces };
   }
 
   /** Commits prepared batches in one transaction; their rollup contributions follow in a later merge. */
@@ -366,6 +373,7 @@ export class Writer {
       const seq = ++this.seq;
       await inTransaction(conn, async () => {
         await appendPrepared(conn, "spans", "main", parts.flatMap((p) => p.chunks));
+        await appendPrepared(conn, "span_attributes", "main", parts.flatMap((p) => p.attributeChunks));
         return `INSERT INTO rollup_pending VALUES ${[...minutes].map((m) => `(${tsLiteral(m)}, ${seq})`).join(", ")};`;
       });
       for (const p of parts) {
@@ -466,7 +474,10 @@ export class Writer {
       return db.transaction().execute(async (tx) => {
         const cutoff = new Date(cutoffMs);
         const r = await tx.deleteFrom("spans").where("start_time", "<", cutoff).executeTakeFirst();
+        await tx.deleteFrom("span_attributes").where("start_time", "<", cutoff).execute();
         await tx.deleteFrom("trace_summary").where("timestamp", "<", cutoff).execute();
+        // Exemplars point at spans: they go with them, rollup or not.
+        await tx.deleteFrom("latency_exemplars").where("start_time", "<", cutoff).execute();
         return Number(r.numDeletedRows);
       });
     });
@@ -562,6 +573,55 @@ export class Writer {
   }
 }
 
+
+/** A span's own attributes as rows, from whichever form its producer gave them in. */
+function spanRows(s: SpanRecord): AttributeRows {
+  if (s.attributeRows) return s.attributeRows;
+  if (typeof s.attributes !== "string") return toAttributeRows(s.attributes);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(s.attributes);
+  } catch {
+    return []; // kept verbatim in spans.attributes; nothing to group by
+  }
+  return parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) ? toAttributeRows(parsed as Record<string, unknown>) : [];
+}
+
+/**
+ * The `span_attributes` rows of a batch, column by column: the span's own attributes, then those
+ * of its resource whose key the span does not have itself.
+ */
+function attributeChunks(spans: readonly SpanRecord[]): DuckDBDataChunk[] {
+  const cols: DuckDBValue[][] = ATTRIBUTE_TYPES.map(() => []);
+  const [service, start, trace, span, kind, duration, failed, key, value, resource] = cols as [DuckDBValue[], DuckDBValue[], DuckDBValue[], DuckDBValue[], DuckDBValue[], DuckDBValue[], DuckDBValue[], DuckDBValue[], DuckDBValue[], DuckDBValue[]];
+  const add = (s: SpanRecord, at: DuckDBValue, ns: bigint, fail: boolean, k: string, v: string, fromResource: boolean) => {
+    service.push(s.serviceName);
+    start.push(at);
+    trace.push(s.traceId);
+    span.push(s.spanId);
+    kind.push(s.kind);
+    duration.push(ns);
+    failed.push(fail);
+    key.push(k);
+    value.push(v);
+    resource.push(fromResource);
+  };
+  for (const s of spans) {
+    const own = spanRows(s);
+    const res = s.resourceRows ?? [];
+    if (own.length === 0 && res.length === 0) continue;
+    // One timestamp and duration value per span, shared by its rows.
+    const at = tstz(s.startTimeMs);
+    const ns = BigInt(Math.round(s.durationNs));
+    const fail = isErrorSpan(s);
+    for (let i = 0; i < own.length; i += 2) add(s, at, ns, fail, own[i]!, own[i + 1]!, false);
+    if (res.length === 0) continue;
+    const ownKeys = new Set<string>();
+    for (let i = 0; i < own.length; i += 2) ownKeys.add(own[i]!);
+    for (let i = 0; i < res.length; i += 2) if (!ownKeys.has(res[i]!)) add(s, at, ns, fail, res[i]!, res[i + 1]!, true);
+  }
+  return chunksOfColumns(ATTRIBUTE_TYPES, cols);
+}
 
 /** Appends host samples and recomputes the system_metrics_rollup minutes they touch (inside the caller's transaction). */
 async function insertHostSamples(conn: DuckDBConnection, db: Kysely<Database>, samples: readonly HostSample[]): Promise<void> {

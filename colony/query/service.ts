@@ -21,6 +21,9 @@ import {
   GetErrorRateResponseSchema,
   GetPercentileRequestSchema,
   GetPercentileResponseSchema,
+  GetExemplarsRequestSchema,
+  GetExemplarsResponseSchema,
+  ExemplarSchema,
   GetServiceRequestSchema,
   GetServiceResponseSchema,
   GetSystemMetricsRequestSchema,
@@ -49,12 +52,19 @@ import {
 } from "../../gen/coral/colony/v1/query_pb.js";
 import { formatDurationNs } from "../../surface/units.js";
 import type { AttributeGroupRow, ExplainRow, ReadStore, ServiceRow, TraceRow, TraceSpanRow, UserSql } from "../store/engine.js";
+import type { ReadCost } from "../store/typed-reads.js";
 import { SqlRejected, type SqlValue } from "../store/readonly-sql.js";
 import { prepare } from "./defaults.js";
+import { bucketIndex, SCALE } from "../store/sketch.js";
 
 export interface QueryServiceDeps {
-  /** Engine-neutral (colony/store/engine.ts): DuckDB today. */
-  queries: ReadStore;
+  /**
+   * The store as one call's handler reads it, engine-neutral (colony/store/engine.ts): every read
+   * runs under the colony's deadline for queries and stops when `signal` aborts (the caller went
+   * away); `cost` picks its admission (ReadCost). A read a limit ends rejects with `rejected(e)`.
+   * DuckDB: TypedReads.store (colony/store/typed-reads.ts).
+   */
+  reads(cost: ReadCost, signal: AbortSignal, rejected: (e: SqlRejected) => Error): ReadStore;
   sql: UserSql;
   /** Clock for the look-back windows; tests pin it. */
   now?: () => number;
@@ -65,8 +75,10 @@ export interface QueryServiceDeps {
  * to do next, then one call into the store per RPC.
  */
 export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof QueryService> {
-  const { queries, sql } = deps;
+  const { sql } = deps;
   const now = deps.now ?? Date.now;
+  /** `narrow`: what the caller can change so the read fits the deadline, said when it does not. */
+  const reads = (ctx: HandlerContext, cost: ReadCost, narrow: string) => deps.reads(cost, ctx.signal, (e) => readRefused(e, narrow));
 
   const window = (timeRangeMs: bigint) => {
     const untilMs = now();
@@ -74,7 +86,7 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
     return { sinceMs: Math.max(0, untilMs - toNumber(timeRangeMs)), untilMs };
   };
 
-  const knownService = async (name: string): Promise<ServiceRow> => {
+  const knownService = async (queries: ReadStore, name: string): Promise<ServiceRow> => {
     const row = await queries.getService(name);
     if (!row) {
       throw new ConnectError(`service "${name}" not found — list services with: coral query services`, Code.NotFound);
@@ -82,8 +94,23 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
     return row;
   };
 
+  /**
+   * A latency percentile of the window. The hot path is one query: samples prove the service and
+   * metric exist; only an empty answer pays for telling "unknown service/metric" from "no traffic".
+   */
+  const percentileOf = async (queries: ReadStore, service: string, metric: string, q: number, w: { sinceMs: number; untilMs: number }) => {
+    const r = await queries.percentile({ service, metric, q, ...w });
+    if (r.count > 0) return r;
+    const row = await knownService(queries, service);
+    if (!(await queries.metricExists(row.name, metric))) {
+      throw new ConnectError(`metric "${metric}" not found for service "${row.name}" — latency of served requests is "http.server.duration"`, Code.NotFound);
+    }
+    return r;
+  };
+
   return {
-    async listServices(raw) {
+    async listServices(raw, ctx: HandlerContext) {
+      const queries = reads(ctx, "lookup", RETRY);
       const req = prepare(ListServicesRequestSchema, raw);
       const rows = await queries.listServices({
         namespace: req.namespace || undefined,
@@ -92,10 +119,11 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       return create(ListServicesResponseSchema, { services: rows.map(toService) });
     },
 
-    async getService(raw) {
+    async getService(raw, ctx: HandlerContext) {
+      const queries = reads(ctx, "lookup", WINDOW);
       const req = prepare(GetServiceRequestSchema, raw);
       const w = window(req.timeRangeMs);
-      const row = await knownService(req.service);
+      const row = await knownService(queries, req.service);
       const counts = await queries.counts({ service: row.name, ...w });
       return create(GetServiceResponseSchema, {
         service: toService(row),
@@ -106,31 +134,48 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       });
     },
 
-    async getPercentile(raw) {
+    async getPercentile(raw, ctx: HandlerContext) {
+      const queries = reads(ctx, "lookup", WINDOW);
       // `optional` in the proto: an explicit 0 arrives as 0 and is refused; only absence defaults.
       const req = prepare(GetPercentileRequestSchema, raw);
-      const q = req.percentile!;
       const w = window(req.timeRangeMs);
-      // The hot path is one query: samples prove the service and metric exist. Only an empty
-      // answer pays for telling "unknown service/metric" from "no traffic in the window".
-      const r = await queries.percentile({ service: req.service, metric: req.metric, q, ...w });
-      if (r.count === 0) {
-        const row = await knownService(req.service);
-        if (!(await queries.metricExists(row.name, req.metric))) {
-          throw new ConnectError(
-            `metric "${req.metric}" not found for service "${row.name}" — latency of served requests is "http.server.duration"`,
-            Code.NotFound,
-          );
-        }
-      }
+      const r = await percentileOf(queries, req.service, req.metric, req.percentile!, w);
       // No samples in the window: no value (unset), rather than a 0 that reads as a measurement.
       return create(GetPercentileResponseSchema, { value: r.count > 0 ? r.value : undefined, unit: "nanoseconds", sampleCount: BigInt(r.count) });
     },
 
-    async getErrorRate(raw) {
+    async getExemplars(raw, ctx: HandlerContext) {
+      const queries = reads(ctx, "lookup", WINDOW);
+      const req = prepare(GetExemplarsRequestSchema, raw);
+      if (!queries.exemplars) throw new ConnectError("this colony's store keeps no exemplars (a DuckDB colony does)", Code.Unimplemented);
+      const w = window(req.timeRangeMs);
+      const r = await percentileOf(queries, req.service, req.metric, req.percentile!, w);
+      if (r.count === 0) return create(GetExemplarsResponseSchema, { sampleCount: 0n });
+      const bucket = bucketIndex(r.value);
+      const rows = await queries.exemplars({ service: req.service, metric: req.metric, bucket, valueNs: r.value, limit: req.exemplars, ...w });
+      const [low, high] = bucketBounds(bucket);
+      return create(GetExemplarsResponseSchema, {
+        value: r.value,
+        sampleCount: BigInt(r.count),
+        bucketLowNs: low,
+        bucketHighNs: high,
+        exemplars: rows.map((e) =>
+          create(ExemplarSchema, {
+            traceId: e.traceId,
+            spanId: e.spanId,
+            durationNs: BigInt(Math.round(e.durationNs)),
+            timestamp: timestampFromDate(e.startTime),
+            bucketOffset: e.bucket - bucket,
+          }),
+        ),
+      });
+    },
+
+    async getErrorRate(raw, ctx: HandlerContext) {
+      const queries = reads(ctx, "lookup", WINDOW);
       const req = prepare(GetErrorRateRequestSchema, raw);
       const w = window(req.timeRangeMs);
-      const row = await knownService(req.service);
+      const row = await knownService(queries, req.service);
       const c = await queries.counts({ service: row.name, ...w });
       return create(GetErrorRateResponseSchema, {
         rate: c.total > 0 ? c.errors / c.total : undefined,
@@ -139,29 +184,32 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       });
     },
 
-    async findSlowTraces(raw) {
+    async findSlowTraces(raw, ctx: HandlerContext) {
+      const queries = reads(ctx, "scan", "a shorter --window, or a higher --threshold");
       const req = prepare(FindSlowTracesRequestSchema, raw);
       const minDurationNs = req.minDurationNs!; // prepare fills an absent threshold
       const limit = req.limit;
       const w = window(req.timeRangeMs);
-      const row = await knownService(req.service);
+      const row = await knownService(queries, req.service);
       const r = await queries.slowTraces({ service: row.name, minDurationNs: toNumber(minDurationNs), limit, ...w });
       return create(FindSlowTracesResponseSchema, { traces: r.traces.map(toTrace), totalCount: BigInt(r.total) });
     },
 
-    async findErrorTraces(raw) {
+    async findErrorTraces(raw, ctx: HandlerContext) {
+      const queries = reads(ctx, "scan", WINDOW);
       const req = prepare(FindErrorTracesRequestSchema, raw);
       const limit = req.limit;
       const w = window(req.timeRangeMs);
-      const row = await knownService(req.service);
+      const row = await knownService(queries, req.service);
       const r = await queries.errorTraces({ service: row.name, limit, ...w });
       return create(FindErrorTracesResponseSchema, { traces: r.traces.map(toTrace), totalCount: BigInt(r.total) });
     },
 
-    async getSystemMetrics(raw) {
+    async getSystemMetrics(raw, ctx: HandlerContext) {
+      const queries = reads(ctx, "lookup", WINDOW);
       const req = prepare(GetSystemMetricsRequestSchema, raw);
       const w = window(req.timeRangeMs);
-      const row = await knownService(req.service);
+      const row = await knownService(queries, req.service);
       const m = await queries.systemMetrics({ service: row.name, ...w });
       return create(GetSystemMetricsResponseSchema, {
         service: row.name,
@@ -210,7 +258,8 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       }
     },
 
-    async getTrace(raw) {
+    async getTrace(raw, ctx: HandlerContext) {
+      const queries = reads(ctx, "scan", RETRY);
       const req = prepare(GetTraceRequestSchema, raw);
       const traceId = traceIdOf(req.traceId);
       const t = await queries.traceSpans({ traceId, limit: req.limit, maxTextBytes: TRACE_TEXT_BYTES });
@@ -230,13 +279,14 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       });
     },
 
-    async groupByAttribute(raw) {
+    async groupByAttribute(raw, ctx: HandlerContext) {
+      const queries = reads(ctx, "scan", WINDOW);
       const req = prepare(GroupByAttributeRequestSchema, raw);
       if (req.by.length > MAX_ATTRIBUTE_KEY) {
         throw new ConnectError(`by must be an attribute key of at most ${MAX_ATTRIBUTE_KEY} characters; got ${req.by.length}`, Code.InvalidArgument);
       }
       const w = window(req.timeRangeMs);
-      const row = await knownService(req.service);
+      const row = await knownService(queries, req.service);
       const r = await queries.attributeGroups({ service: row.name, key: req.by, limit: req.limit, ...w });
       const folded = r.valueCount - r.groups.filter((g) => !g.other).length;
       return create(GroupByAttributeResponseSchema, {
@@ -246,7 +296,8 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       });
     },
 
-    async explainSpans(raw) {
+    async explainSpans(raw, ctx: HandlerContext) {
+      const queries = reads(ctx, "scan", "a shorter --window (explain compares every attribute of every request in it)");
       const req = prepare(ExplainSpansRequestSchema, raw);
       if ((req.slowThresholdNs === undefined) === !req.errors) {
         throw new ConnectError(
@@ -259,7 +310,7 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       const slowNs = req.slowThresholdNs === undefined ? undefined : toNumber(req.slowThresholdNs);
       const selection = slowNs === undefined ? "failed" : `duration >= ${formatDurationNs(slowNs)}`;
       const w = window(req.timeRangeMs);
-      const row = await knownService(req.service);
+      const row = await knownService(queries, req.service);
       const r = await queries.explain({
         service: row.name,
         selection: slowNs === undefined ? { errors: true } : { slowNs },
@@ -296,6 +347,21 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       });
     },
   };
+}
+
+const WINDOW = "a shorter --window";
+/** Reads whose cost does not grow with a window: past the deadline, the colony is overloaded. */
+const RETRY = "the colony is overloaded; retry shortly";
+
+/** A typed read a limit ended, as the caller's error: the limit, then what to change. */
+function readRefused(e: SqlRejected, narrow: string): ConnectError {
+  const code = sqlCodes[e.code] ?? Code.Internal;
+  return new ConnectError(code === Code.DeadlineExceeded ? `${e.message} — ${narrow}` : e.message, code);
+}
+
+/** The durations bucket `k` holds: above the first bound, up to the second (colony/store/sketch.ts). */
+function bucketBounds(k: number): [number, number] {
+  return k < 0 ? [0, 1] : [2 ** (k / 2 ** SCALE), 2 ** ((k + 1) / 2 ** SCALE)];
 }
 
 /** "15m", "3h", "90s": the window as it was most likely asked for. */

@@ -4,6 +4,8 @@ import {
   JSDuckDBValueConverter,
   ResultReturnType,
   type DuckDBConnection,
+  type DuckDBPreparedStatement,
+  type DuckDBResultReader,
   type DuckDBType,
   type DuckDBValue,
   type DuckDBValueConverter,
@@ -58,11 +60,53 @@ function convertRows(rows: readonly (readonly DuckDBValue[])[], names: string[],
   });
 }
 
-class DuckDBKyselyConnection implements DatabaseConnection {
-  constructor(private readonly conn: DuckDBConnection) {}
+/** Every DuckDB call of a kysely query goes through it (a deadline's guard: deadline.ts). */
+export type CallThrough = <T>(p: Promise<T>) => Promise<T>;
 
+class DuckDBKyselyConnection implements DatabaseConnection {
+  constructor(
+    private readonly conn: DuckDBConnection,
+    private readonly through: CallThrough,
+  ) {}
+
+  /**
+   * Two trips to DuckDB's threads (prepare, execute; the materialised result is then read without
+   * one) where runAndReadAll makes five (extract, prepare, execute, two fetches): on a busy machine
+   * each trip waits for a thread to be scheduled, and a small read such as GetPercentile's spent
+   * more time in them than in DuckDB. Prepared afresh every time: a kept plan carries the table
+   * statistics of its first run, and DuckDB does not re-plan when the data changes (a perfect-hash
+   * GROUP BY then fails on a bucket it has not seen, or a compressed column reads wrong values).
+   */
   async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
-    const reader = await this.conn.runAndReadAll(query.sql, query.parameters.map(toDuckDBParam));
+    const params = query.parameters.map(toDuckDBParam);
+    // Settles either way, so a refusal of `through` (a deadline) is told apart from DuckDB's.
+    const prepared = await this.through(this.conn.prepare(query.sql).then((statement) => ({ statement }), () => undefined));
+    // Several statements in one text, or an error: runAndReadAll runs them, or words it as before.
+    if (!prepared) return this.read(await this.through(this.conn.runAndReadAll(query.sql, params)));
+    const { statement } = prepared;
+    let running: Promise<unknown> = Promise.resolve();
+    try {
+      statement.bind(params);
+      const run = statement.run();
+      running = run;
+      const result = await this.through(run);
+      const rows: DuckDBValue[][] = [];
+      for (let i = 0; i < result.chunkCount; i++) result.getChunk(i).appendToRows(rows);
+      return this.read({
+        returnType: result.returnType,
+        rowsChanged: result.rowsChanged,
+        getRows: () => rows,
+        deduplicatedColumnNames: () => result.deduplicatedColumnNames(),
+        columnTypes: () => result.columnTypes(),
+      });
+    } finally {
+      // Not while DuckDB may still be executing it (a caller answered at its deadline).
+      const destroy = () => statement.destroySync();
+      void running.then(destroy, destroy);
+    }
+  }
+
+  private read<R>(reader: Pick<DuckDBResultReader, "returnType" | "rowsChanged" | "getRows" | "deduplicatedColumnNames" | "columnTypes">): QueryResult<R> {
     if (reader.returnType === ResultReturnType.CHANGED_ROWS) {
       return { rows: [], numAffectedRows: BigInt(reader.rowsChanged) };
     }
@@ -70,7 +114,7 @@ class DuckDBKyselyConnection implements DatabaseConnection {
   }
 
   async *streamQuery<R>(query: CompiledQuery, chunkSize = 2048): AsyncIterableIterator<QueryResult<R>> {
-    const result = await this.conn.stream(query.sql, query.parameters.map(toDuckDBParam));
+    const result = await this.through(this.conn.stream(query.sql, query.parameters.map(toDuckDBParam)));
     const names = result.deduplicatedColumnNames();
     const types = result.columnTypes();
     let pending: Record<string, JS>[] = [];
@@ -94,8 +138,11 @@ class DuckDBDriver implements Driver {
   private tail: Promise<void> = Promise.resolve();
   private release: (() => void) | undefined;
 
-  constructor(private readonly raw: DuckDBConnection) {
-    this.connection = new DuckDBKyselyConnection(raw);
+  constructor(
+    private readonly raw: DuckDBConnection,
+    through: CallThrough,
+  ) {
+    this.connection = new DuckDBKyselyConnection(raw, through);
   }
 
   async init(): Promise<void> {}
@@ -138,9 +185,12 @@ class DuckDBAdapter extends PostgresAdapter {
 
 /** DuckDB speaks PostgreSQL-flavoured SQL with `$n` parameters, so kysely's Postgres compiler fits. */
 export class DuckDBDialect implements Dialect {
-  constructor(private readonly connection: DuckDBConnection) {}
+  constructor(
+    private readonly connection: DuckDBConnection,
+    private readonly through: CallThrough = (p) => p,
+  ) {}
   createDriver(): Driver {
-    return new DuckDBDriver(this.connection);
+    return new DuckDBDriver(this.connection, this.through);
   }
   createQueryCompiler(): PostgresQueryCompiler {
     return new PostgresQueryCompiler();

@@ -3,6 +3,7 @@
 // implementation is meant to sit beside them. Both keep the same rollup format (latency buckets on
 // OpenTelemetry's exponential mapping at scale 6, sketch.ts) and turn merged buckets into
 // percentiles with the same quantileFromBuckets, so equal data gives equal answers.
+import type { HostSample, LatencyRecord, ResourceRecord, SpanRecord } from "../ingest/records.js";
 import type { SqlBatch, SqlResult } from "./readonly-sql.js";
 
 export interface ServiceRow {
@@ -113,6 +114,15 @@ export interface Explanation {
   keysExamined: number;
 }
 
+/** A span kept as an exemplar of its latency bucket (latency_exemplars). */
+export interface ExemplarRow {
+  traceId: string;
+  spanId: string;
+  startTime: Date;
+  durationNs: number;
+  bucket: number;
+}
+
 /** [sinceMs, untilMs): rollup reads take every minute that starts in [floor(since), until). */
 export interface TimeWindow {
   sinceMs: number;
@@ -130,6 +140,11 @@ export interface ReadStore {
   slowTraces(a: { service: string; minDurationNs: number; limit: number } & TimeWindow): Promise<{ traces: TraceRow[]; total: number }>;
   errorTraces(a: { service: string; limit: number } & TimeWindow): Promise<{ traces: TraceRow[]; total: number }>;
   systemMetrics(a: { service: string } & TimeWindow): Promise<SystemMetrics>;
+  /**
+   * The window's exemplars of `metric`, at most `limit`: those in `bucket` first, closest to
+   * `valueNs` first, then those of the nearest buckets. Optional: an engine that keeps none lacks it.
+   */
+  exemplars?(a: { service: string; metric: string; bucket: number; valueNs: number; limit: number } & TimeWindow): Promise<ExemplarRow[]>;
   /** Whether the service has ever stored latency under `metric` (tells "unknown metric" from "no traffic"). */
   metricExists(service: string, metric: string): Promise<boolean>;
   traceSpans(a: { traceId: string; limit: number; maxTextBytes: number }): Promise<TraceSpans>;
@@ -150,4 +165,37 @@ export interface UserSql {
   run(sql: string, signal?: AbortSignal): Promise<SqlResult>;
   /** Column-major batches; columns on the first, `truncated` on the last. */
   stream(sql: string, o?: { maxRows?: number; batchRows?: number; batchBytes?: number; signal?: AbortSignal }): AsyncGenerator<SqlBatch>;
+}
+
+/** Spans made ready to commit by one engine's `prepareSpans`; only that engine's `writePrepared` reads them. */
+export interface PreparedBatch {
+  readonly count: number;
+}
+
+/**
+ * The write side, whatever engine holds the data: OTLP ingestion (IngestPipeline), the demo seed
+ * and its live traffic, and the colony's start-up and retention use only this. DuckDB's Writer
+ * (colony/ingest/writer.ts) and ClickHouse's (clickhouse/writer.ts) implement it.
+ */
+export interface WriteStore {
+  /** Validates and lays out spans outside the serial commit; throws RangeError on values the store cannot hold. */
+  prepareSpans(spans: readonly SpanRecord[]): PreparedBatch;
+  /** Stores prepared batches; each is stored whole or not at all, and a retried one is not counted twice. */
+  writePrepared(parts: readonly PreparedBatch[]): Promise<void>;
+  writeSpans(spans: readonly SpanRecord[]): Promise<void>;
+  /** Host samples and latency observations of one request: stored together or not at all. */
+  writeMetrics(samples: readonly HostSample[], records: readonly LatencyRecord[]): Promise<void>;
+  writeLatency(records: readonly LatencyRecord[]): Promise<void>;
+  writeHostSamples(samples: readonly HostSample[]): Promise<void>;
+  writeResources(resources: ResourceRecord[]): Promise<void>;
+  /** Deletes raw spans and trace summaries that started before `cutoffMs`; resolves with the spans deleted. */
+  deleteTracesBefore(cutoffMs: number): Promise<number>;
+  /** Resolves once every span acknowledged so far is reflected in the rollups (readers call it first). */
+  settle(): Promise<void>;
+  /** Minutes whose rollups `recover` will rebuild (left by a process that did not stop cleanly). */
+  pendingMinutes(): Promise<number>;
+  /** Rebuilds what a crash left unmerged; call once at start, before serving reads. Resolves with the minutes rebuilt. */
+  recover(): Promise<number>;
+  /** Waits for what is in flight and releases the writer's connections; the store stays open. */
+  close(): Promise<void>;
 }

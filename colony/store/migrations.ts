@@ -8,13 +8,16 @@
 import { sql, type Kysely, type Transaction } from "kysely";
 import { HTTP_SERVER_DURATION, type Database } from "./schema.js";
 import { bucketIndex, bucketIndexSql } from "./sketch.js";
+import { rebuildExemplars } from "../ingest/exemplars.js";
 
 /**
  * 1: latency buckets were DDSketch log buckets with α = 1 % (γ = 1.01/0.99; bucket i held
  *    (γ^(i−1), γ^i] and reported 2γ^i/(γ+1)).
  * 2: latency buckets are OpenTelemetry's exponential mapping at scale 6 (sketch.ts).
+ * 3: `latency_exemplars` holds the exemplars of every minute whose raw spans are stored.
+ * 4: every span's attributes also have rows in `span_attributes` (what group-by and explain read).
  */
-export const DATA_VERSION = 2;
+export const DATA_VERSION = 4;
 
 const LEGACY_GAMMA = 1.01 / 0.99;
 
@@ -38,6 +41,8 @@ export async function upgradeData(db: Kysely<Database>, fresh: boolean): Promise
     // by the same transaction. Killed before this, the next start's `migrate` builds it.
     await sql`CREATE UNIQUE INDEX IF NOT EXISTS service_latency_buckets_key ON service_latency_buckets (timestamp, service_name, metric, bucket)`.execute(db);
   }
+  if (version < 3) await db.transaction().execute(async (trx) => fillExemplars(trx));
+  if (version < 4) await db.transaction().execute(async (trx) => fillSpanAttributes(trx));
 }
 
 async function recordVersion(db: Kysely<Database>, version: number): Promise<void> {
@@ -102,4 +107,30 @@ async function rebucket(trx: Transaction<Database>): Promise<void> {
   }
   for (const t of ["rebucket_map", "rebucket_exact", "rebucket_rows"]) await sql`DROP TABLE temp.${sql.raw(t)}`.execute(trx);
   await recordVersion(trx, 2);
+}
+
+/** Version 2 → 3: the exemplars ingestion would have kept, for every span still stored. */
+async function fillExemplars(trx: Transaction<Database>): Promise<void> {
+  await rebuildExemplars(trx, new Date(0), new Date(8.64e15));
+  await recordVersion(trx, 3);
+}
+
+/**
+ * Version → 4: `span_attributes` rows for the spans already stored, from their JSON, exactly as
+ * group-by and explain used to read it (json_extract_string of each top-level key; a null value, or
+ * text that is not a JSON object, gives no row). Files of that age have no resource attributes.
+ * Rows a killed earlier attempt left cannot exist: the insert commits with the version.
+ */
+async function fillSpanAttributes(trx: Transaction<Database>): Promise<void> {
+  await sql`
+    INSERT INTO span_attributes
+    SELECT service_name, start_time, trace_id, span_id, kind, duration_ns,
+           status_code = 'ERROR' OR coalesce(http_status_code, 0) >= 500, k, v, false
+    FROM (
+      SELECT s.*, u.k, json_extract_string(s.attributes, '/' || replace(replace(u.k, '~', '~0'), '/', '~1')) AS v
+      FROM (SELECT * FROM spans WHERE CASE WHEN json_valid(attributes) THEN json_type(attributes) = 'OBJECT' ELSE false END) s,
+           unnest(list_distinct(json_keys(s.attributes))) AS u(k)
+    )
+    WHERE v IS NOT NULL`.execute(trx);
+  await recordVersion(trx, 4);
 }

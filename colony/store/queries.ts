@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Selectable } from "kysely";
 import { HTTP_SERVER_DURATION, type Database, type ServicesTable, type TraceSummaryTable } from "./schema.js";
 import { bucketIndexSql, quantileFromBuckets } from "./sketch.js";
-import type { AttributeGroupRow, AttributeGroups, ExplainRow, ExplainSelection, Explanation, ReadStore, ServiceRow, SystemMetrics, TraceRow, TraceSpanRow, TraceSpans } from "./engine.js";
+import type { AttributeGroupRow, AttributeGroups, ExemplarRow, ExplainRow, ExplainSelection, Explanation, ReadStore, ServiceRow, SystemMetrics, TraceRow, TraceSpanRow, TraceSpans } from "./engine.js";
 import type { Store } from "./store.js";
 
 
@@ -46,7 +46,8 @@ function toTraceRow(r: Selectable<TraceSummaryTable>): TraceRow {
 export class Queries implements ReadStore {
   private readonly db: Kysely<Database>;
 
-  constructor(store: Store) {
+  /** `store`: the Store (its shared connection), or a connection of one guarded read's own (typed-reads.ts). */
+  constructor(store: Pick<Store, "db">) {
     this.db = store.db;
   }
 
@@ -67,7 +68,8 @@ export class Queries implements ReadStore {
     const [since, until] = minuteWindow(a.sinceMs, a.untilMs);
     const buckets = await this.db
       .selectFrom("service_latency_buckets")
-      .select((eb) => ["bucket", eb.fn.sum<number>("count").as("count")])
+      // As DOUBLE, the number it is used as: a HUGEINT sum would arrive as a bigint, converted row by row.
+      .select(["bucket", sql<number>`CAST(sum(count) AS DOUBLE)`.as("count")])
       .where("service_name", "=", a.service)
       .where("metric", "=", a.metric)
       .where("timestamp", ">=", since)
@@ -148,6 +150,18 @@ export class Queries implements ReadStore {
     return row;
   }
 
+  async exemplars(a: { service: string; metric: string; bucket: number; valueNs: number; limit: number; sinceMs: number; untilMs: number }): Promise<ExemplarRow[]> {
+    const [since, until] = minuteWindow(a.sinceMs, a.untilMs);
+    const r = await sql<{ trace_id: string; span_id: string; start_time: Date; duration_ns: number; bucket: number }>`
+      SELECT trace_id, span_id, start_time, duration_ns, bucket FROM latency_exemplars
+      WHERE service_name = ${a.service} AND metric = ${a.metric} AND timestamp >= ${since} AND timestamp < ${until}
+      -- A span stored twice (a client's retry) is one request.
+      QUALIFY row_number() OVER (PARTITION BY trace_id, span_id ORDER BY timestamp) = 1
+      ORDER BY abs(bucket - ${a.bucket}), abs(duration_ns - ${a.valueNs}), start_time DESC, trace_id, span_id
+      LIMIT ${a.limit}`.execute(this.db);
+    return r.rows.map((x) => ({ traceId: x.trace_id, spanId: x.span_id, startTime: x.start_time, durationNs: x.duration_ns, bucket: x.bucket }));
+  }
+
   async metricExists(service: string, metric: string): Promise<boolean> {
     const row = await this.db
       .selectFrom("service_latency_buckets")
@@ -201,30 +215,43 @@ export class Queries implements ReadStore {
   }
 
   /**
-   * A service's SERVER spans in the window, grouped by the value of one span attribute: the `limit`
-   * values with the most requests, and one "other" group for the rest. Per group, the counts and
-   * the sketch buckets of the durations (the same buckets as the rollups), so percentiles cost a
-   * few hundred rows per group whatever the number of spans. The key reaches DuckDB as a bound
-   * parameter, written as a JSON pointer, so no key can change the statement or the path syntax.
+   * A service's SERVER spans in the window, grouped by the value of one attribute (span or
+   * resource): the `limit` values with the most requests, and one "other" group for the rest. Per
+   * group, the counts and the sketch buckets of the durations (the same buckets as the rollups), so
+   * percentiles cost a few hundred rows per group whatever the number of spans. Values come from
+   * `span_attributes` (only the key's rows are read); the spans without the key are the window's
+   * spans minus those, bucket by bucket, so nothing joins back to `spans`.
    */
   async attributeGroups(a: { service: string; key: string; limit: number; sinceMs: number; untilMs: number }): Promise<AttributeGroups> {
-    const pointer = `/${a.key.replaceAll("~", "~0").replaceAll("/", "~1")}`;
+    const since = new Date(a.sinceMs);
+    const until = new Date(a.untilMs);
+    const bucket = sql.raw(bucketIndexSql("duration_ns"));
     const r = await sql<{ value: string | null; other: boolean; bucket: number; n: number; errors: number; value_count: number }>`
-      WITH s AS (
-        SELECT json_extract_string(attributes, ${pointer}) AS v, duration_ns,
-               status_code = 'ERROR' OR coalesce(http_status_code, 0) >= 500 AS failed
-        FROM spans
-        WHERE service_name = ${a.service} AND kind = 'SERVER'
-          AND start_time >= ${new Date(a.sinceMs)} AND start_time < ${new Date(a.untilMs)}
+      WITH present AS (
+        SELECT value AS v, ${bucket} AS bucket, count(*) AS n, count(*) FILTER (WHERE failed) AS errors
+        FROM span_attributes
+        WHERE service_name = ${a.service} AND kind = 'SERVER' AND start_time >= ${since} AND start_time < ${until} AND key = ${a.key}
+        GROUP BY ALL
       ),
-      per_value AS (SELECT v, count(*) AS n FROM s GROUP BY v),
+      everything AS (
+        SELECT ${bucket} AS bucket, count(*) AS n, count(*) FILTER (WHERE ${FAILED}) AS errors
+        FROM spans
+        WHERE service_name = ${a.service} AND kind = 'SERVER' AND start_time >= ${since} AND start_time < ${until}
+        GROUP BY ALL
+      ),
+      absent AS (
+        SELECT NULL::VARCHAR AS v, e.bucket, e.n - coalesce(p.n, 0) AS n, e.errors - coalesce(p.errors, 0) AS errors
+        FROM everything e LEFT JOIN (SELECT bucket, sum(n) AS n, sum(errors) AS errors FROM present GROUP BY bucket) p USING (bucket)
+        WHERE e.n > coalesce(p.n, 0)
+      ),
+      s AS (SELECT * FROM present UNION ALL SELECT * FROM absent),
+      per_value AS (SELECT v, sum(n) AS n FROM s GROUP BY v),
       top AS (SELECT v, true AS keep FROM per_value ORDER BY n DESC, v NULLS LAST LIMIT ${a.limit}),
       tagged AS (
-        SELECT CASE WHEN top.keep THEN s.v END AS value, top.keep IS NULL AS other, s.duration_ns, s.failed
+        SELECT CASE WHEN top.keep THEN s.v END AS value, top.keep IS NULL AS other, s.bucket, s.n, s.errors
         FROM s LEFT JOIN top ON s.v IS NOT DISTINCT FROM top.v
       )
-      SELECT value, other, ${sql.raw(bucketIndexSql("duration_ns"))} AS bucket, count(*) AS n,
-             count(*) FILTER (WHERE failed) AS errors, (SELECT count(*) FROM per_value) AS value_count
+      SELECT value, other, bucket, CAST(sum(n) AS BIGINT) AS n, CAST(sum(errors) AS BIGINT) AS errors, (SELECT count(*) FROM per_value) AS value_count
       FROM tagged
       GROUP BY ALL`.execute(this.db);
     const groups = new Map<string, Omit<AttributeGroupRow, "p50" | "p95" | "p99"> & { buckets: { bucket: number; count: number }[] }>();
@@ -253,45 +280,51 @@ export class Queries implements ReadStore {
 
   /**
    * Compares the selected requests of a service with the rest of the window, value by value of
-   * every span attribute. Two statements over the window's SERVER spans: the first counts each
-   * (key, value) among selected and baseline requests, for the EXPLAIN_MAX_KEYS most frequent keys
-   * and, per key, the EXPLAIN_MAX_VALUES values most frequent among the selected requests (so 10,000
-   * distinct values of one key cost one group each, and only 20 travel); the second measures the
-   * `limit` best values (p99 and error rate with and without them, exemplar traces). Keys and
-   * values travel as bound parameters; values are compared by their first EXPLAIN_MATCH_CHARS
-   * characters and their length, so a huge value is never copied whole.
+   * every attribute (span and resource), reading `span_attributes`. The first statement works
+   * from the selection outwards, so its cost follows the selected requests, not the window: it
+   * counts keys over the window (the EXPLAIN_MAX_KEYS most frequent are compared), counts the
+   * values of the selected requests only, keeps per key the EXPLAIN_MAX_VALUES values most frequent
+   * among them (ties in value order; so 10,000 distinct values of one key cost one group each, and
+   * only 20 travel), and counts the baseline of just those. The second measures the `limit` best
+   * values (p99 and error rate with and without them, exemplar traces). Keys and values travel as
+   * bound parameters; values are compared by their first EXPLAIN_MATCH_CHARS characters and their
+   * length, so a huge value is never copied whole.
    */
   async explain(a: { service: string; selection: ExplainSelection; limit: number; excludeKeys: string[]; sinceMs: number; untilMs: number }): Promise<Explanation> {
-    const selected = "slowNs" in a.selection ? sql<boolean>`duration_ns >= ${a.selection.slowNs}` : sql<boolean>`${FAILED}`;
-    const excluded = a.excludeKeys.length ? sql`AND k NOT IN (${sql.join(a.excludeKeys)})` : sql``;
+    const selected = "slowNs" in a.selection ? sql<boolean>`duration_ns >= ${a.selection.slowNs}` : sql<boolean>`failed`;
+    const MATCH = sql.lit(EXPLAIN_MATCH_CHARS);
+    const since = new Date(a.sinceMs);
+    const until = new Date(a.untilMs);
+    const excluded = a.excludeKeys.length ? sql`AND key NOT IN (${sql.join(a.excludeKeys)})` : sql``;
+    /** The window's attribute rows of the service's requests, one scan each use (filters pushed into it). */
+    const attrs = (columns: ReturnType<typeof sql>, where: ReturnType<typeof sql> = sql``) => sql`
+      SELECT ${columns} FROM span_attributes
+      WHERE service_name = ${a.service} AND kind = 'SERVER' AND start_time >= ${since} AND start_time < ${until} ${excluded} ${where}`;
     const window = sql`
-      SELECT trace_id, start_time, duration_ns, ${FAILED} AS failed, ${selected} AS sel,
-             CASE WHEN json_type(attributes) = 'OBJECT' THEN attributes ELSE '{}' END AS attributes
-      FROM spans
-      WHERE service_name = ${a.service} AND kind = 'SERVER'
-        AND start_time >= ${new Date(a.sinceMs)} AND start_time < ${new Date(a.untilMs)}`;
-    const pairs = (keys: ReturnType<typeof sql>) => sql`
-      SELECT k AS key, left(v, ${EXPLAIN_MATCH_CHARS}) AS value, strlen(v) AS bytes, trace_id, start_time, duration_ns, failed, sel
-      FROM (
-        SELECT k, json_extract_string(s.attributes, '/' || replace(replace(k, '~', '~0'), '/', '~1')) AS v, s.*
-        FROM s, unnest(json_keys(s.attributes)) AS u(k)
-        WHERE true ${keys}
-      )
-      WHERE v IS NOT NULL`;
+      SELECT duration_ns, ${FAILED} AS failed FROM spans
+      WHERE service_name = ${a.service} AND kind = 'SERVER' AND start_time >= ${since} AND start_time < ${until}`;
     const counted = await sql<{ n: number; n_sel: number; key: string | null; value: string | null; bytes: number; sel_n: number; base_n: number; key_count: number }>`
-      WITH s AS (${window}),
+      WITH s AS (SELECT *, ${selected} AS sel FROM (${window})),
       totals AS (SELECT count(*) AS n, count(*) FILTER (WHERE sel) AS n_sel FROM s),
-      p AS (${pairs(excluded)}),
-      keys AS (SELECT key, count(*) AS n FROM p GROUP BY key),
+      keys AS (SELECT key, count(*) AS n FROM (${attrs(sql`key`)}) GROUP BY key),
       top_keys AS (SELECT key FROM keys ORDER BY n DESC, key LIMIT ${EXPLAIN_MAX_KEYS}),
-      vals AS (
-        SELECT key, value, bytes, count(*) FILTER (WHERE sel) AS sel_n, count(*) FILTER (WHERE NOT sel) AS base_n,
-               row_number() OVER (PARTITION BY key ORDER BY count(*) FILTER (WHERE sel) DESC, count(*) DESC, value, bytes) AS rank
-        FROM p SEMI JOIN top_keys USING (key)
-        GROUP BY key, value, bytes
-      )
+      picked AS (
+        SELECT key, value, bytes, sel_n FROM (
+          SELECT key, left(value, ${MATCH}) AS value, strlen(value) AS bytes, count(*) AS sel_n,
+                 row_number() OVER (PARTITION BY key ORDER BY count(*) DESC, left(value, ${MATCH}), strlen(value)) AS rank
+          FROM (${attrs(sql`key, value`, sql`AND ${selected}`)}) SEMI JOIN top_keys USING (key)
+          GROUP BY key, left(value, ${MATCH}), strlen(value)
+        ) WHERE rank <= ${EXPLAIN_MAX_VALUES}
+      ),
+      base AS (
+        SELECT b.key, left(b.value, ${MATCH}) AS value, strlen(b.value) AS bytes, count(*) AS base_n
+        FROM (${attrs(sql`key, value`, sql`AND NOT (${selected}) AND key IN (SELECT key FROM picked)`)}) b
+        SEMI JOIN picked p ON p.key = b.key AND p.bytes = strlen(b.value) AND p.value = left(b.value, ${MATCH})
+        GROUP BY ALL
+      ),
+      vals AS (SELECT p.key, p.value, p.bytes, p.sel_n, coalesce(b.base_n, 0) AS base_n FROM picked p LEFT JOIN base b USING (key, value, bytes))
       SELECT totals.n, totals.n_sel, vals.key, vals.value, vals.bytes, vals.sel_n, vals.base_n, (SELECT count(*) FROM keys) AS key_count
-      FROM totals LEFT JOIN vals ON vals.rank <= ${EXPLAIN_MAX_VALUES}`.execute(this.db);
+      FROM totals LEFT JOIN vals ON true`.execute(this.db);
     const first = counted.rows[0];
     const total = first?.n ?? 0;
     const nSel = first?.n_sel ?? 0;
@@ -310,20 +343,20 @@ export class Queries implements ReadStore {
     if (candidates.length === 0) return { total, selected: nSel, rows: [], keyCount, keysExamined };
 
     const c = sql.join(candidates.map((r, i) => sql`(${i}, ${r.key}, ${r.value}, ${r.bytes})`));
-    const candidateKeys = sql`AND k IN (${sql.join([...new Set(candidates.map((r) => r.key))])})`;
+    const candidateKeys = sql`AND key IN (${sql.join([...new Set(candidates.map((r) => r.key))])})`;
     const newest = "slowNs" in a.selection ? sql`duration_ns` : sql`epoch_us(start_time)`;
     const measured = await sql<{ i: number; bucket: number; n: number; errors: number; exemplars: string[] | null }>`
-      WITH s AS (${window}),
-      c(i, key, value, bytes) AS (VALUES ${c}),
+      WITH c(i, key, value, bytes) AS (VALUES ${c}),
       hits AS (
-        SELECT c.i, p.trace_id, p.start_time, p.duration_ns, p.failed, p.sel
-        FROM (${pairs(candidateKeys)}) p JOIN c ON p.key = c.key AND p.value = c.value AND p.bytes = c.bytes
+        SELECT c.i, h.trace_id, h.start_time, h.duration_ns, h.failed, ${selected} AS sel
+        FROM (${attrs(sql`key, value, trace_id, start_time, duration_ns, failed`, candidateKeys)}) h
+        JOIN c ON h.key = c.key AND strlen(h.value) = c.bytes AND left(h.value, ${MATCH}) = c.value
       ),
       ex AS (SELECT i, max_by(trace_id, ${newest}, ${EXPLAIN_EXEMPLARS}) FILTER (WHERE sel) AS exemplars FROM hits GROUP BY i),
       b AS (
         SELECT i, ${sql.raw(bucketIndexSql("duration_ns"))} AS bucket, count(*) AS n, count(*) FILTER (WHERE failed) AS errors FROM hits GROUP BY ALL
         UNION ALL
-        SELECT -1 AS i, ${sql.raw(bucketIndexSql("duration_ns"))} AS bucket, count(*) AS n, count(*) FILTER (WHERE failed) AS errors FROM s GROUP BY ALL
+        SELECT -1 AS i, ${sql.raw(bucketIndexSql("duration_ns"))} AS bucket, count(*) AS n, count(*) FILTER (WHERE failed) AS errors FROM (${window}) GROUP BY ALL
       )
       SELECT b.i, b.bucket, b.n, b.errors, ex.exemplars FROM b LEFT JOIN ex USING (i)`.execute(this.db);
 

@@ -65,6 +65,28 @@ const TABLES = {
     /** JSON text of the span's attributes. */
     attributes: text(),
   },
+  /**
+   * One row per attribute of a span (resource attributes included), so group-by and explain read
+   * columns instead of extracting values from `spans.attributes` (~60× faster on 1M spans). Written
+   * in the transaction that stores the span; the span's duration, kind and failure ride along so
+   * those reads never join back to `spans`. A span attribute hides a resource attribute of the
+   * same key; a null value has no row.
+   */
+  span_attributes: {
+    service_name: text(),
+    start_time: time(),
+    trace_id: text(),
+    span_id: text(),
+    kind: text<SpanKind>(),
+    duration_ns: bigint(),
+    /** Failed as GetErrorRate counts it: status ERROR, or an HTTP status of 500 or more. */
+    failed: bool(),
+    key: text(),
+    /** Strings as they are; numbers, booleans, arrays and maps as JSON (json_extract_string's text). */
+    value: text(),
+    /** From the span's OTLP resource rather than the span itself. */
+    resource: bool(),
+  },
   trace_summary: {
     trace_id: text(),
     service_name: text(),
@@ -93,6 +115,22 @@ const TABLES = {
     metric: text(),
     bucket: int(),
     count: bigint(),
+  },
+  /**
+   * A few SERVER spans per latency bucket and minute (the slowest of each, at most
+   * EXEMPLARS_PER_BUCKET: colony/ingest/exemplars.ts), so a percentile can name requests it
+   * describes. Kept, like the spans they point at, for the retention period.
+   */
+  latency_exemplars: {
+    /** The minute, as in service_latency_buckets. */
+    timestamp: time(),
+    service_name: text(),
+    metric: text(),
+    bucket: int(),
+    trace_id: text(),
+    span_id: text(),
+    start_time: time(),
+    duration_ns: bigint(),
   },
   /** Raw host samples; the rollup is recomputed from them so late or repeated batches never double count. */
   host_samples: HOST_READING,

@@ -30,6 +30,7 @@ describe("Store", () => {
       expect(tables.rows.map((r) => r.name)).toEqual([
         "histogram_streams",
         "host_samples",
+        "latency_exemplars",
         "rollup_pending",
         "schema_migrations",
         "service_instances",

@@ -46,7 +46,8 @@ describe("coral query explain", () => {
       expect([r.request_count, r.selected_count]).toEqual([totals.n, totals.n_sel]);
       expect(r.causes.length).toBeGreaterThan(0);
       for (const c of r.causes) {
-        const has = `json_extract_string(attributes, ${quote(`$."${c.key}"`)}) = ${quote(c.value)}`;
+        // Span or resource attribute (the staged pod is its pod's resource attribute): span_attributes has both.
+        const has = `EXISTS (SELECT 1 FROM span_attributes a WHERE a.trace_id = spans.trace_id AND a.span_id = spans.span_id AND a.key = ${quote(c.key)} AND a.value = ${quote(c.value)})`;
         const [t] = await sqlRows(
           `SELECT count(*) FILTER (WHERE (${sel}) AND ${has}) AS sel_n, count(*) FILTER (WHERE NOT (${sel}) AND coalesce(${has}, false)) AS base_n,
                   count(*) FILTER (WHERE ${has}) AS with_n, count(*) FILTER (WHERE ${has} AND (status_code = 'ERROR' OR coalesce(http_status_code, 0) >= 500)) AS with_errors,

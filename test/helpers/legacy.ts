@@ -61,6 +61,8 @@ export async function writeLegacyFile(
         await trx.updateTable("histogram_streams").set({ buckets: JSON.stringify([...legacy]) }).where("stream", "=", s.stream).execute();
       }
       await trx.deleteFrom("schema_migrations").execute();
+      // Version 1 had no span_attributes (data version 4 fills it from the spans' JSON).
+      await sql`DROP TABLE span_attributes`.execute(trx);
       if (o.deleteSpans) await sql.raw(`DELETE FROM spans WHERE ${o.deleteSpans}`).execute(trx);
     });
     await sql`CREATE UNIQUE INDEX service_latency_buckets_key ON service_latency_buckets (timestamp, service_name, metric, bucket)`.execute(db);

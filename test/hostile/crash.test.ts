@@ -103,6 +103,22 @@ async function verify(addr: string, ledger: ReadonlyMap<string, LoadRequest>): P
      LIMIT 10`,
   );
   for (const r of traces.rows) problems.push(`trace_summary ≠ spans (trace, service, [truth, stored] count, error, start, root, duration): ${JSON.stringify(r)}`);
+  // latency_exemplars: the 4 slowest SERVER spans of each (service, minute, bucket), so no
+  // exemplar names a span that was not committed, and none is missing after a kill.
+  const exemplars = await querySql(
+    addr,
+    `WITH truth AS (
+       SELECT service_name, date_trunc('minute', start_time) AS ts, ${bucketIndexSql("duration_ns")} AS bucket, trace_id, span_id, start_time, duration_ns
+       FROM spans WHERE kind = 'SERVER'
+       QUALIFY row_number() OVER (PARTITION BY service_name, ts, bucket ORDER BY duration_ns DESC, trace_id, span_id) <= 4),
+     stored AS (SELECT service_name, timestamp AS ts, bucket, trace_id, span_id, start_time, duration_ns FROM latency_exemplars WHERE metric = 'http.server.duration')
+     SELECT coalesce(t.service_name, x.service_name), CAST(coalesce(t.ts, x.ts) AS VARCHAR), coalesce(t.bucket, x.bucket),
+            coalesce(t.trace_id, x.trace_id), coalesce(t.span_id, x.span_id), t.duration_ns, x.duration_ns
+     FROM truth t FULL JOIN stored x USING (service_name, ts, bucket, trace_id, span_id)
+     WHERE t.duration_ns IS DISTINCT FROM x.duration_ns OR t.start_time IS DISTINCT FROM x.start_time
+     LIMIT 10`,
+  );
+  for (const r of exemplars.rows) problems.push(`latency_exemplars ≠ spans (service, minute, bucket, trace, span, [truth, stored] duration): ${JSON.stringify(r)}`);
   const [[pending]] = (await querySql(addr, "SELECT count(*) FROM rollup_pending")).rows as [[number]];
   if (Number(pending) !== 0) problems.push(`${pending} rollup_pending rows left after a settled query`);
 

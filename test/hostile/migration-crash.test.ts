@@ -4,17 +4,16 @@
 // again; after every kill the file is wholly old or wholly migrated, and the start that is let
 // finish answers exactly what an uninterrupted migration gives. The kill points come from a seed
 // printed at the start: CORAL_CRASH_SEED=N npx vitest run test/hostile/migration-crash.test.ts.
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { DuckDBInstance } from "@duckdb/node-api";
 import { expect, test } from "vitest";
 import type { LatencyRecord, SpanRecord } from "../../colony/ingest/records.js";
 import { DATA_VERSION } from "../../colony/store/migrations.js";
 import { bucketIndex, bucketIndexSql } from "../../colony/store/sketch.js";
 import { Store } from "../../colony/store/store.js";
-import { killAtWalWrite, querySql, seededRandom, snapshotCli, startKillableColony } from "../helpers/crash.js";
+import { killAtWalWrite, peekDatabase, querySql, seededRandom, snapshotCli, startKillableColony } from "../helpers/crash.js";
 import { writeLegacyFile } from "../helpers/legacy.js";
 
 const SEED = process.env.CORAL_CRASH_SEED ? Number(process.env.CORAL_CRASH_SEED) : Math.floor(Math.random() * 2 ** 31);
@@ -25,32 +24,12 @@ const MIN = 60_000;
 const BUCKETS = `SELECT count(*) || ' rows, md5 ' || md5(coalesce(string_agg(epoch_ms(timestamp) || ' ' || service_name || ' ' || metric || ' ' || bucket || ' ' || count, chr(10)
                    ORDER BY timestamp, service_name, metric, bucket), '')) FROM service_latency_buckets`;
 
-/**
- * Reads a killed colony's file as the next start will find it, through a copy (with its WAL) opened
- * read-write: the file itself is left untouched, and DuckDB can finish what a kill interrupted (a
- * read-only open refuses to replay a WAL whose checkpoint it would have to complete).
- */
-async function peekCopy<T>(dbPath: string, sql: string): Promise<T[][]> {
-  const copy = `${dbPath}.peek`;
-  copyFileSync(dbPath, copy);
-  if (existsSync(`${dbPath}.wal`)) copyFileSync(`${dbPath}.wal`, `${copy}.wal`);
-  try {
-    const instance = await DuckDBInstance.create(copy);
-    try {
-      const conn = await instance.connect();
-      try {
-        return (await conn.runAndReadAll(sql)).getRowsJS() as T[][];
-      } finally {
-        conn.closeSync();
-      }
-    } finally {
-      instance.closeSync();
-    }
-  } finally {
-    rmSync(copy, { force: true });
-    rmSync(`${copy}.wal`, { force: true });
-  }
-}
+/** Every span_attributes row (data version 4), as a count and one hash. */
+const ATTRIBUTES = `SELECT count(*) || ' rows, md5 ' || md5(coalesce(string_agg(concat_ws(' ', trace_id, span_id, key, value, duration_ns, failed, resource), chr(10)
+                      ORDER BY trace_id, span_id, key), '')) FROM span_attributes`;
+
+/** A killed colony's file as the next start will find it (through a copy: see peekDatabase). */
+const peekCopy = <T>(dbPath: string, sql: string) => peekDatabase<T>(dbPath, sql, { access: "copy" });
 
 test(
   "kill -9 during the start-up migration of an old file: every kill leaves it old or migrated, the next start completes it",
@@ -69,7 +48,8 @@ test(
         spans.push({
           traceId: `t${i}`, spanId: `s${i}`, parentSpanId: null, serviceName: service, name: "GET /", kind: i % 7 === 0 ? "CLIENT" : "SERVER",
           startTimeMs: t0 + (i % 3600) * 1000 + (i % 997), durationNs: i % 501 === 0 ? 2 ** (10 + (i % 40)) : Math.round(1e5 * Math.exp(random() * 12)),
-          statusCode: "OK", httpStatusCode: i % 50 === 0 ? 503 : 200, attributes: {},
+          statusCode: "OK", httpStatusCode: i % 50 === 0 ? 503 : 200,
+          attributes: { "http.route": `/r/${i % 5}`, "k8s.pod.name": `pod-"${i % 3}"-ü`, ...(i % 11 === 0 ? { "app.note": "x".repeat(300 + (i % 7)) } : {}) },
         });
       }
       const latency: LatencyRecord[] = Array.from({ length: 30 }, (_, m) => ({
@@ -86,6 +66,10 @@ test(
       copyFileSync(legacy, reference);
       await (await Store.open(reference)).close();
       const migrated = await peekCopy<string>(reference, BUCKETS);
+      const migratedAttributes = await peekCopy<string>(reference, ATTRIBUTES);
+      // Two attributes per span still stored (the spans retention took have none), plus the long notes.
+      const kept = spans.filter((s) => s.startTimeMs >= t0 + 10 * MIN);
+      expect(migratedAttributes[0]![0]).toMatch(new RegExp(`^${kept.reduce((n, s) => n + Object.keys(s.attributes).length, 0)} rows`));
       expect(migrated).not.toEqual(legacyBuckets);
       const truth = await peekCopy<bigint>(
         reference,
@@ -122,11 +106,17 @@ test(
             const interrupted = await killAtWalWrite(c, db, writes, 4096);
             what.push(`at WAL write ${writes}${interrupted ? "" : " (it was ready first)"}`);
           }
-          const version = await peekCopy<number | null>(db, "SELECT max(version) FROM schema_migrations");
+          const version = (await peekCopy<number | null>(db, "SELECT max(version) FROM schema_migrations"))[0]![0] ?? 1;
           const now = await peekCopy<string>(db, BUCKETS);
-          const state = version[0]![0] === DATA_VERSION ? "migrated" : "old";
+          // Each data version is a step of its own: a kill between two leaves the file at the first.
+          const state = version === DATA_VERSION ? "migrated" : `version ${version}`;
           expect(now, `seed ${SEED}, episode ${episode + 1}, killed ${what.join(", then ")}: a ${state} file with the wrong buckets`).toEqual(
-            state === "migrated" ? migrated : legacyBuckets,
+            version >= 2 ? migrated : legacyBuckets,
+          );
+          const hasTable = await peekCopy<bigint>(db, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'span_attributes'");
+          const attributes = hasTable[0]![0] === 0n ? [["absent"]] : await peekCopy<string>(db, ATTRIBUTES);
+          expect(attributes, `seed ${SEED}, episode ${episode + 1}, killed ${what.join(", then ")}: a ${state} file with the wrong span_attributes`).toEqual(
+            version === DATA_VERSION ? migratedAttributes : hasTable[0]![0] === 0n ? [["absent"]] : [[expect.stringMatching(/^0 rows/)]],
           );
           what[what.length - 1] += ` → ${state}`;
         }
@@ -136,8 +126,10 @@ test(
           const rows = await querySql(addr, BUCKETS);
           expect(rows.truncated).toBe(false);
           expect(rows.rows, `seed ${SEED}, episode ${episode + 1}, killed ${what.join(", then ")}`).toEqual(migrated.map(([r]) => [r]));
-          const meta = await querySql(addr, "SELECT (SELECT count(*) FROM schema_migrations), (SELECT count(*) FROM duckdb_indexes() WHERE index_name = 'service_latency_buckets_key')");
-          expect(meta.rows).toEqual([[1, 1]]);
+          const attributes = await querySql(addr, ATTRIBUTES);
+          expect(attributes.rows, `seed ${SEED}, episode ${episode + 1}, killed ${what.join(", then ")}`).toEqual(migratedAttributes.map(([r]) => [r]));
+          const meta = await querySql(addr, "SELECT (SELECT max(version) FROM schema_migrations), (SELECT count(*) FROM duckdb_indexes() WHERE index_name = 'service_latency_buckets_key')");
+          expect(meta.rows).toEqual([[DATA_VERSION, 1]]);
         } finally {
           await c.kill();
         }

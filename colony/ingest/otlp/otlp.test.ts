@@ -108,10 +108,16 @@ describe("decodeTraces (the wire decoder)", () => {
         statusCode: "ERROR",
         httpStatusCode: 503,
         attributes: { s: 'x"y', b: true, neg: -42, big: 2 ** 40, d: 0.5, arr: [1, "two"], kv: { inner: false }, bytes: "AQID", "http.response.status_code": 503 },
+        // As span_attributes stores them: strings as they are, everything else as JSON.
+        attributeRows: ["s", 'x"y', "b", "true", "neg", "-42", "big", "1099511627776", "d", "0.5", "arr", '[1,"two"]', "kv", '{"inner":false}', "bytes", "AQID", "http.response.status_code", "503"],
+        // The resource's attributes but service.name, shared by its spans.
+        resourceRows: ["cloud.region", "eu"],
       },
-      expect.objectContaining({ spanId: "02".repeat(8), parentSpanId: null, kind: "CLIENT", durationNs: 0, statusCode: "UNSET", httpStatusCode: null, attributes: {} }),
+      expect.objectContaining({ spanId: "02".repeat(8), parentSpanId: null, kind: "CLIENT", durationNs: 0, statusCode: "UNSET", httpStatusCode: null, attributes: {}, attributeRows: [], resourceRows: ["cloud.region", "eu"] }),
       expect.objectContaining({ serviceName: "unknown_service", name: "anon", kind: "INTERNAL" }),
     ]);
+    expect(out.spans[2]!.resourceRows).toBeUndefined();
+    expect(out.spans[0]!.resourceRows).toBe(out.spans[1]!.resourceRows);
     expect(out.spans[0]!.startTimeMs * 1e6).toBeCloseTo(Number(NOW_NS), -3);
     expect(out.resources).toEqual([
       { serviceName: "svc", namespace: "", region: "eu", instanceId: "svc", seenAtMs: 1000 },
@@ -193,7 +199,7 @@ describe("encodeTraces (coral demo load's encoder)", () => {
     const msg = fromBinary(ExportTraceServiceRequestSchema, bytes);
     expect(msg.resourceSpans[0]!.scopeSpans[0]!.spans).toHaveLength(spans.length);
     const back = decodeTraces(bytes, 0).spans;
-    const norm = (s: SpanRecord) => {
+    const norm = ({ attributeRows: _rows, resourceRows: _resource, ...s }: SpanRecord) => {
       const attrs = typeof s.attributes === "string" ? JSON.parse(s.attributes) : { ...s.attributes };
       delete attrs["service.instance.id"];
       // The encoder carries every span's HTTP status as an attribute (the demo's CLIENT spans keep it in a field).

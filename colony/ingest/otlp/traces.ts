@@ -18,7 +18,7 @@
 // 30 runs: 582k vs 621k spans/s).
 
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-import type { ResourceRecord, SpanRecord } from "../records.js";
+import { attributeText, boundedResourceRows, type AttributeRows, type ResourceRecord, type SpanRecord } from "../records.js";
 import { DEFAULT_REQUEST_LIMITS, LimitError, OtlpDecodeError, Tally, type RequestLimits } from "./limits.js";
 
 export { OtlpDecodeError };
@@ -149,13 +149,25 @@ function resourceSpans(r: BinaryReader, buf: Buffer, end: number, out: DecodedTr
   done(r, end);
   // The resource may follow its spans on the wire; name them once the whole message is read.
   const info = resourceInfo(attrs);
-  for (let i = first; i < out.spans.length; i++) out.spans[i]!.serviceName = info.serviceName;
+  // One array shared by the resource's spans (structured clone keeps it shared across the worker boundary).
+  const resourceRows = out.spans.length > first ? resourceAttributeRows(attrs) : [];
+  for (let i = first; i < out.spans.length; i++) {
+    out.spans[i]!.serviceName = info.serviceName;
+    if (resourceRows.length > 0) out.spans[i]!.resourceRows = resourceRows;
+  }
   // A resource is announced with its spans, or alone when it came without any; one whose every
   // span was refused is not (a refused span stores nothing).
   const refusedAll = out.spans.length === first && out.rejected > rejectedBefore;
   if (out.spans.length > first || (attrs.size > 0 && !refusedAll)) {
     out.resources.push({ serviceName: info.serviceName, namespace: info.namespace, region: info.region, instanceId: info.instanceId, seenAtMs: receivedAtMs });
   }
+}
+
+/** What each span keeps of its resource: every attribute but service.name (the span's service already), bounded. */
+function resourceAttributeRows(attrs: Map<string, unknown>): AttributeRows {
+  const pairs: [string, string | null][] = [];
+  for (const [k, v] of attrs) if (k !== "service.name") pairs.push([k, attributeText(v)]);
+  return boundedResourceRows(pairs);
 }
 
 function resourceAttributes(r: BinaryReader, buf: Buffer, end: number, tally: Tally): Map<string, unknown> {
@@ -201,6 +213,9 @@ function span(r: BinaryReader, buf: Buffer, end: number, out: DecodedTraces, tal
   let endHi = 0;
   let status = 0;
   let attrs = "{";
+  const rows: (string | null)[] = [];
+  /** Where each key sits in `rows`, once there are enough keys that scanning for a repeat would cost. */
+  let at: Map<string, number> | undefined;
   let httpStatus: number | null = null;
   while (r.pos < end) {
     const [field, wireType] = r.tag();
@@ -247,6 +262,18 @@ function span(r: BinaryReader, buf: Buffer, end: number, out: DecodedTraces, tal
         if (k === "http.status_code" || k === "http.response.status_code") httpStatus = statusOf(v);
         if (attrs.length > 1) attrs += ",";
         attrs += JSON.stringify(k) + ":" + JSON.stringify(v === undefined ? null : v);
+        // A repeated key keeps its last value (as JSON.parse of `attrs` would); a null one, no row.
+        if (at === undefined && rows.length >= 32) {
+          at = new Map();
+          for (let i = 0; i < rows.length; i += 2) at.set(rows[i] as string, i);
+        }
+        const seen = at ? (at.get(k) ?? -1) : rows.findIndex((x, i) => i % 2 === 0 && x === k);
+        const text = attributeText(v);
+        if (seen >= 0) rows[seen + 1] = text;
+        else {
+          at?.set(k, rows.length);
+          rows.push(k, text);
+        }
         break;
       }
       case 15: {
@@ -293,6 +320,8 @@ function span(r: BinaryReader, buf: Buffer, end: number, out: DecodedTraces, tal
     statusCode: STATUS[status] ?? "UNSET",
     httpStatusCode: httpStatus,
     attributes: attrs + "}",
+    // Null values hold their key's place until the span is read whole: a later value may replace them.
+    attributeRows: (rows.includes(null) ? rows.filter((_, i) => rows[i | 1] !== null) : rows) as string[],
   });
 }
 

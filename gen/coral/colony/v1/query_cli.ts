@@ -75,18 +75,20 @@ export const commands: CommandSpec[] = [
       },
     ],
   },
-  // `coral query metrics`: GetPercentile, GetErrorRate, GroupByAttribute.
+  // `coral query metrics`: GetPercentile, GetExemplars, GetErrorRate, GroupByAttribute.
   {
     path: ["query", "metrics"],
     usage: {
       category: "Query",
       description: "Returns a latency percentile of a service's metric over a window.",
-      details: "By default: Returns a latency percentile of a service's metric over a window. It is merged from\nthe per-minute log-bucket summaries (OpenTelemetry's base-2 exponential buckets at\nscale 6): at most 0.54% relative error at every percentile, and a cost that does not\ngrow with the number of spans.\n\nWith --error-rate: Returns the fraction of a service's requests that failed over a window. A request\nfailed when its span status is ERROR or its HTTP status is 500 or more; the counts\ncome with the rate.\n\nWith --by: Breaks a service's requests down by the value of one span attribute: per value, the\nrequest count, the failures and latency percentiles, largest groups first; the values\nbeyond the top `limit` are summed in one \"other\" row. Computed from the raw SERVER\nspans in the window (kept for the colony's retention, 24 hours by default), with the\nsame log buckets as GetPercentile.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+      details: "By default: Returns a latency percentile of a service's metric over a window. It is merged from\nthe per-minute log-bucket summaries (OpenTelemetry's base-2 exponential buckets at\nscale 6): at most 0.54% relative error at every percentile, and a cost that does not\ngrow with the number of spans.\n\nWith --exemplars: Returns requests behind a latency percentile: traces whose duration falls in the bucket of\nthe answer. The percentile is GetPercentile's; exemplars are kept as spans arrive, at most\n4 per minute, service, metric and bucket (the slowest of each), for as long as the raw\nspans (24 hours by default). Those in the answer's bucket come first, closest to the value\nfirst; when the window holds fewer, those of the nearest buckets follow.\n\nWith --error-rate: Returns the fraction of a service's requests that failed over a window. A request\nfailed when its span status is ERROR or its HTTP status is 500 or more; the counts\ncome with the rate.\n\nWith --by: Breaks a service's requests down by the value of one span or resource attribute: per value, the\nrequest count, the failures and latency percentiles, largest groups first; the values\nbeyond the top `limit` are summed in one \"other\" row. Computed from the raw SERVER\nspans in the window (kept for the colony's retention, 24 hours by default), with the\nsame log buckets as GetPercentile.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
       examples: [
         ["Returns a latency percentile of a service's metric over a window.", "coral query metrics payments --metric http.server.duration --percentile 99"],
+        ["Returns requests behind a latency percentile: traces whose duration falls in the bucket of the answer.", "coral query metrics payments --percentile 99 --exemplars 5"],
+        ["Returns requests behind a latency percentile: traces whose duration falls in the bucket of the answer.", "coral query metrics payments --exemplars 3 --window 15m --output json"],
         ["Returns the fraction of a service's requests that failed over a window.", "coral query metrics payments --error-rate --window 5m"],
-        ["Breaks a service's requests down by the value of one span attribute: per value, the request count, the failures and latency percentiles, largest groups first; the values beyond the top `limit` are summed in one \"other\" row.", "coral query metrics payments --by http.route"],
-        ["Breaks a service's requests down by the value of one span attribute: per value, the request count, the failures and latency percentiles, largest groups first; the values beyond the top `limit` are summed in one \"other\" row.", "coral query metrics frontend --by service.instance.id --window 15m --limit 5"],
+        ["Breaks a service's requests down by the value of one span or resource attribute: per value, the request count, the failures and latency percentiles, largest groups first; the values beyond the top `limit` are summed in one \"other\" row.", "coral query metrics payments --by http.route"],
+        ["Breaks a service's requests down by the value of one span or resource attribute: per value, the request count, the failures and latency percentiles, largest groups first; the values beyond the top `limit` are summed in one \"other\" row.", "coral query metrics frontend --by service.instance.id --window 15m --limit 5"],
       ],
     },
     options: [
@@ -94,7 +96,8 @@ export const commands: CommandSpec[] = [
       { kind: "string", prop: "metric", flag: "--metric", description: "Metric name; latency of served requests is `http.server.duration`. (default: http.server.duration)" },
       { kind: "string", prop: "percentile", flag: "--percentile", description: "Percentile as a fraction (0.99); on the CLI a percentage (99). Written like 99 or 99.9. Range: (0, 100]. (default: 99)" },
       { kind: "string", prop: "window", flag: "--window", description: "Look-back window. Written like 30s, 5m, 1h. (default: 1h)" },
-      { kind: "string", prop: "by", flag: "--by", description: "Span attribute whose values form the groups, e.g. \"http.route\"." },
+      { kind: "string", prop: "exemplars", flag: "--exemplars", description: "How many exemplar traces to return. Range: 1..100." },
+      { kind: "string", prop: "by", flag: "--by", description: "Span or resource attribute whose values form the groups, e.g. \"http.route\"." },
       { kind: "string", prop: "limit", flag: "--limit", description: "At most this many groups (0 means the default): the largest; the rest make one \"other\" row. Range: 1..100. (default: 10)" },
       { kind: "boolean", prop: "errorRate", flag: "--error-rate", description: "Returns the fraction of a service's requests that failed over a window.", initial: false },
     ],
@@ -111,6 +114,22 @@ export const commands: CommandSpec[] = [
         show: ["value", "sample_count"],
         wide: ["value", "unit", "sample_count"],
         units: { value: "ns" },
+      },
+      {
+        select: "exemplars",
+        selectFlag: "--exemplars",
+        method: QueryService.method.getExemplars,
+        params: [
+          { prop: "service", field: "service", flag: "SERVICE", parse: "string" },
+          { prop: "exemplars", field: "exemplars", flag: "--exemplars", parse: "int", min: "1", max: "100" },
+          { prop: "metric", field: "metric", flag: "--metric", parse: "string", default: "http.server.duration" },
+          { prop: "percentile", field: "percentile", flag: "--percentile", parse: "percent", default: "99", min: "0", minExclusive: true, max: "100" },
+          { prop: "window", field: "timeRangeMs", flag: "--window", parse: "durationMs", default: "1h", min: "0s" },
+        ],
+        rows: "exemplars",
+        show: ["trace_id", "duration_ns", "timestamp", "bucket_offset"],
+        wide: ["trace_id", "span_id", "duration_ns", "timestamp", "bucket_offset"],
+        units: { duration_ns: "ns" },
       },
       {
         select: "errorRate",
@@ -315,7 +334,7 @@ export const commands: CommandSpec[] = [
     usage: {
       category: "Query",
       description: "Explains what sets a service's slow (or failed) requests apart.",
-      details: "Explains what sets a service's slow (or failed) requests apart. The selected requests\n(duration at least `slow_threshold_ns`, or failed with `errors`) are compared with the\nrest of the window (the baseline) on every span attribute: each value's share among the\nselected requests minus its share in the baseline is its score, and the values with the\nhighest scores come first, with the counts behind them, the p99 and error rate of the\nwindow's requests with and without the value, and exemplar traces. Computed from the raw\nSERVER spans in the window; at most 64 attribute keys (the most frequent) and 20 values\nper key (the most frequent among the selected requests) are compared.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
+      details: "Explains what sets a service's slow (or failed) requests apart. The selected requests\n(duration at least `slow_threshold_ns`, or failed with `errors`) are compared with the\nrest of the window (the baseline) on every span and resource attribute: each value's share among the\nselected requests minus its share in the baseline is its score, and the values with the\nhighest scores come first, with the counts behind them, the p99 and error rate of the\nwindow's requests with and without the value, and exemplar traces. Computed from the raw\nSERVER spans in the window; at most 64 attribute keys (the most frequent) and 20 values\nper key (the most frequent among the selected requests) are compared.\n\nOutput: --output table (main columns, human units, fits the terminal), wide (every column), json (raw values, proto field names) or csv. Exit codes: 0 ok, 1 error (colony unreachable, not found, wrong token), 2 usage error (including values the colony refuses).",
       examples: [
         ["Explains what sets a service's slow (or failed) requests apart.", "coral query explain payments --slow 1s --window 30m"],
         ["Explains what sets a service's slow (or failed) requests apart.", "coral query explain payments --errors --window 15m --output json"],

@@ -20,6 +20,11 @@ export const requestDefaults: Record<string, Record<string, unknown>> = {
     percentile: 0.99,
     timeRangeMs: 3600000n,
   },
+  "coral.colony.v1.GetExemplarsRequest": {
+    metric: "http.server.duration",
+    percentile: 0.99,
+    timeRangeMs: 3600000n,
+  },
   "coral.colony.v1.GetErrorRateRequest": {
     timeRangeMs: 3600000n,
   },
@@ -74,6 +79,12 @@ export const requestRules: Record<string, Record<string, FieldRule>> = {
   },
   "coral.colony.v1.GetPercentileRequest": {
     service: { name: "service", required: true },
+    percentile: { name: "percentile", min: 0, minExclusive: true, max: 1 },
+    timeRangeMs: { name: "time_range_ms", min: 0 },
+  },
+  "coral.colony.v1.GetExemplarsRequest": {
+    service: { name: "service", required: true },
+    exemplars: { name: "exemplars", required: true, min: 1, max: 100 },
     percentile: { name: "percentile", min: 0, minExclusive: true, max: 1 },
     timeRangeMs: { name: "time_range_ms", min: 0 },
   },

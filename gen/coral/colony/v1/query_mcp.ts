@@ -12,7 +12,7 @@ import type { McpTool } from "../../../../surface/mcp.js";
 import { QueryService } from "./query_pb.js";
 
 /**
- * The MCP tools of `coral mcp`, one per RPC: ListServices, GetService, GetPercentile, GetErrorRate, FindSlowTraces, FindErrorTraces, GetSystemMetrics, ExecuteQuery, StreamQuery, GetTrace, GroupByAttribute, ExplainSpans.
+ * The MCP tools of `coral mcp`, one per RPC: ListServices, GetService, GetPercentile, GetExemplars, GetErrorRate, FindSlowTraces, FindErrorTraces, GetSystemMetrics, ExecuteQuery, StreamQuery, GetTrace, GroupByAttribute, ExplainSpans.
  */
 export const tools: McpTool[] = [
   {
@@ -151,6 +151,71 @@ export const tools: McpTool[] = [
     output: {
       show: ["value", "sample_count"],
       units: { "value": "ns" },
+    },
+  },
+  {
+    name: "get_exemplars",
+    title: "Returns requests behind a latency percentile: traces whose duration falls in the bucket of the answer",
+    description: "Returns requests behind a latency percentile: traces whose duration falls in the bucket of the answer. The percentile is GetPercentile's; exemplars are kept as spans arrive, at most 4 per minute, service, metric and bucket (the slowest of each), for as long as the raw spans (24 hours by default). Those in the answer's bucket come first, closest to the value first; when the window holds fewer, those of the nearest buckets follow.\n\nOutput: a table (trace_id, duration_ns, timestamp, bucket_offset), at most 25 rows; durations and sizes in human units. Same answer as `coral query metrics --exemplars`.",
+    method: QueryService.method.getExemplars,
+    inputSchema: {
+      "type": "object",
+      "properties": {
+        "service": {
+          "type": "string",
+          "description": "Service name.",
+          "minLength": 1
+        },
+        "exemplars": {
+          "type": "integer",
+          "description": "How many exemplar traces to return. Range: 1..100.",
+          "minimum": 1,
+          "maximum": 100
+        },
+        "metric": {
+          "type": "string",
+          "description": "Metric name; latency of served requests is `http.server.duration`.",
+          "default": "http.server.duration"
+        },
+        "percentile": {
+          "type": "number",
+          "description": "Percentile as a fraction (0.99); on the CLI a percentage (99). Here as on the CLI: a percentage, written like 99 or 99.9. Range: (0, 100].",
+          "exclusiveMinimum": 0,
+          "maximum": 100,
+          "default": 99
+        },
+        "window": {
+          "type": "string",
+          "description": "Look-back window. Written like 30s, 5m, 1h.",
+          "pattern": "^\\s*((\\d+(\\.\\d+)?|\\.\\d+)(ns|us|µs|ms|s|m|h|d))+\\s*$",
+          "default": "1h"
+        },
+        "output": {
+          "type": "string",
+          "enum": [
+            "table",
+            "json"
+          ],
+          "default": "table",
+          "description": "table: compact, human units (the default); json: raw values with proto field names (durations in nanoseconds)"
+        }
+      },
+      "required": [
+        "service"
+      ],
+      "additionalProperties": false
+    },
+    args: [
+      { name: "service", field: "service", parse: "string", required: true },
+      { name: "exemplars", field: "exemplars", parse: "int", min: "1", max: "100" },
+      { name: "metric", field: "metric", parse: "string", default: "http.server.duration" },
+      { name: "percentile", field: "percentile", parse: "percent", default: "99", min: "0", minExclusive: true, max: "100" },
+      { name: "window", field: "timeRangeMs", parse: "durationMs", default: "1h", min: "0s" },
+    ],
+    output: {
+      rows: "exemplars",
+      show: ["trace_id", "duration_ns", "timestamp", "bucket_offset"],
+      units: { "duration_ns": "ns" },
     },
   },
   {
@@ -482,8 +547,8 @@ export const tools: McpTool[] = [
   },
   {
     name: "group_by_attribute",
-    title: "Breaks a service's requests down by the value of one span attribute: per value, the request count, the failures and latency percentiles, largest groups first; the values beyond the top `limit` are summed in one \"other\" row",
-    description: "Breaks a service's requests down by the value of one span attribute: per value, the request count, the failures and latency percentiles, largest groups first; the values beyond the top `limit` are summed in one \"other\" row. Computed from the raw SERVER spans in the window (kept for the colony's retention, 24 hours by default), with the same log buckets as GetPercentile.\n\nOutput: a table (value, request_count, error_count, error_rate, p50_ns, p95_ns, p99_ns), at most 25 rows; durations and sizes in human units. Same answer as `coral query metrics --by`.",
+    title: "Breaks a service's requests down by the value of one span or resource attribute: per value, the request count, the failures and latency percentiles, largest groups first; the values beyond the top `limit` are summed in one \"other\" row",
+    description: "Breaks a service's requests down by the value of one span or resource attribute: per value, the request count, the failures and latency percentiles, largest groups first; the values beyond the top `limit` are summed in one \"other\" row. Computed from the raw SERVER spans in the window (kept for the colony's retention, 24 hours by default), with the same log buckets as GetPercentile.\n\nOutput: a table (value, request_count, error_count, error_rate, p50_ns, p95_ns, p99_ns), at most 25 rows; durations and sizes in human units. Same answer as `coral query metrics --by`.",
     method: QueryService.method.groupByAttribute,
     inputSchema: {
       "type": "object",
@@ -495,7 +560,7 @@ export const tools: McpTool[] = [
         },
         "by": {
           "type": "string",
-          "description": "Span attribute whose values form the groups, e.g. \"http.route\"."
+          "description": "Span or resource attribute whose values form the groups, e.g. \"http.route\"."
         },
         "window": {
           "type": "string",
@@ -540,7 +605,7 @@ export const tools: McpTool[] = [
   {
     name: "explain_spans",
     title: "Explains what sets a service's slow (or failed) requests apart",
-    description: "Explains what sets a service's slow (or failed) requests apart. The selected requests (duration at least `slow_threshold_ns`, or failed with `errors`) are compared with the rest of the window (the baseline) on every span attribute: each value's share among the selected requests minus its share in the baseline is its score, and the values with the highest scores come first, with the counts behind them, the p99 and error rate of the window's requests with and without the value, and exemplar traces. Computed from the raw SERVER spans in the window; at most 64 attribute keys (the most frequent) and 20 values per key (the most frequent among the selected requests) are compared.\n\nOutput: a table (key, value, selected_share, baseline_share), at most 25 rows; durations and sizes in human units. Same answer as `coral query explain`.",
+    description: "Explains what sets a service's slow (or failed) requests apart. The selected requests (duration at least `slow_threshold_ns`, or failed with `errors`) are compared with the rest of the window (the baseline) on every span and resource attribute: each value's share among the selected requests minus its share in the baseline is its score, and the values with the highest scores come first, with the counts behind them, the p99 and error rate of the window's requests with and without the value, and exemplar traces. Computed from the raw SERVER spans in the window; at most 64 attribute keys (the most frequent) and 20 values per key (the most frequent among the selected requests) are compared.\n\nOutput: a table (key, value, selected_share, baseline_share), at most 25 rows; durations and sizes in human units. Same answer as `coral query explain`.",
     method: QueryService.method.explainSpans,
     inputSchema: {
       "type": "object",

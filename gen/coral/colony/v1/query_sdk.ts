@@ -69,8 +69,9 @@ export const services = {
  *
  * - {@link metrics.getPercentile | getPercentile}: Returns a latency percentile of a service's metric over a window.
  * - {@link metrics.getP50 | getP50}, {@link metrics.getP95 | getP95}, {@link metrics.getP99 | getP99}: shorthands for `getPercentile`.
+ * - {@link metrics.getExemplars | getExemplars}: Returns requests behind a latency percentile: traces whose duration falls in the bucket of the answer.
  * - {@link metrics.getErrorRate | getErrorRate}: Returns the fraction of a service's requests that failed over a window.
- * - {@link metrics.groupBy | groupBy}: Breaks a service's requests down by the value of one span attribute: per value, the request count, the failures and latency percentiles, largest groups first; the values beyond the top `limit` are summed in one "other" row.
+ * - {@link metrics.groupBy | groupBy}: Breaks a service's requests down by the value of one span or resource attribute: per value, the request count, the failures and latency percentiles, largest groups first; the values beyond the top `limit` are summed in one "other" row.
  *
  * The functions that take a `service` are also on each service `coral.services.list()` returns, for that service: `service.metrics.getPercentile()`.
  *
@@ -161,6 +162,31 @@ export const metrics = {
     return metrics.getPercentile(service, metric, 0.99, time_range_ms);
   },
   /**
+   * Returns requests behind a latency percentile: traces whose duration falls in the bucket of
+   * the answer. The percentile is GetPercentile's; exemplars are kept as spans arrive, at most
+   * 4 per minute, service, metric and bucket (the slowest of each), for as long as the raw
+   * spans (24 hours by default). Those in the answer's bucket come first, closest to the value
+   * first; when the window holds fewer, those of the nearest buckets follow.
+   *
+   * @param service Service name.
+   * @param exemplars How many exemplar traces to return. Range: 1..100.
+   * @param metric Metric name; latency of served requests is `http.server.duration`. Default: "http.server.duration".
+   * @param percentile Percentile as a fraction (0.99); on the CLI a percentage (99). Range: (0, 1]. Default: 0.99.
+   * @param time_range_ms Look-back window in milliseconds. Default: 3600000 (1h).
+   * @returns The percentile (`value`, in nanoseconds, null without samples), the bounds of its bucket and the exemplars (`exemplars`): trace and span id, duration and start of each, and how many buckets away from the answer's it lies (0: in it).
+   * @throws CoralError with a code such as "not_found", "invalid_argument" or "unavailable".
+   * @example
+   * ```ts
+   * const { value, exemplars } = await coral.metrics.getExemplars("payments", 3);
+   * for (const e of exemplars) console.log(e.trace_id, `${(e.duration_ns / 1e6).toFixed(1)} ms`, value);
+   * ```
+   * @see [GetExemplars](../../../../docs/reference/rpc/GetExemplars.md): the colony API call behind it, with its command `coral query metrics`.
+   */
+  async getExemplars(service: string, exemplars: number, metric?: string, percentile?: number, time_range_ms?: number): Promise<PercentileExemplars> {
+    const res = await call("GetExemplars", { service: service, exemplars: exemplars, metric: metric ?? "http.server.duration", percentile: percentile ?? 0.99, timeRangeMs: int64("time_range_ms", time_range_ms ?? 3600000), });
+    return res as unknown as PercentileExemplars;
+  },
+  /**
    * Returns the fraction of a service's requests that failed over a window. A request
    * failed when its span status is ERROR or its HTTP status is 500 or more; the counts
    * come with the rate.
@@ -181,14 +207,14 @@ export const metrics = {
     return res.rate as unknown as number | null;
   },
   /**
-   * Breaks a service's requests down by the value of one span attribute: per value, the
+   * Breaks a service's requests down by the value of one span or resource attribute: per value, the
    * request count, the failures and latency percentiles, largest groups first; the values
    * beyond the top `limit` are summed in one "other" row. Computed from the raw SERVER
    * spans in the window (kept for the colony's retention, 24 hours by default), with the
    * same log buckets as GetPercentile.
    *
    * @param service Service name.
-   * @param by Span attribute whose values form the groups, e.g. "http.route".
+   * @param by Span or resource attribute whose values form the groups, e.g. "http.route".
    * @param time_range_ms Look-back window in milliseconds. Default: 3600000 (1h).
    * @param limit At most this many groups (0 means the default): the largest; the rest make one "other" row. Range: 1..100. Default: 10.
    * @returns The groups, most requests first and the "other" row last, each with its request and error counts, error rate and p50/p95/p99 in nanoseconds; and the window's request count and number of distinct values.
@@ -286,7 +312,7 @@ export const traces = {
   /**
    * Explains what sets a service's slow (or failed) requests apart. The selected requests
    * (duration at least `slow_threshold_ns`, or failed with `errors`) are compared with the
-   * rest of the window (the baseline) on every span attribute: each value's share among the
+   * rest of the window (the baseline) on every span and resource attribute: each value's share among the
    * selected requests minus its share in the baseline is its score, and the values with the
    * highest scores come first, with the counts behind them, the p99 and error rate of the
    * window's requests with and without the value, and exemplar traces. Computed from the raw
@@ -415,6 +441,8 @@ export interface ServiceHelpers {
     getP95(metric?: string, time_range_ms?: number): Promise<number | null>;
     /** {@link metrics.getP99} for this service. */
     getP99(metric?: string, time_range_ms?: number): Promise<number | null>;
+    /** {@link metrics.getExemplars} for this service. */
+    getExemplars(exemplars: number, metric?: string, percentile?: number, time_range_ms?: number): Promise<PercentileExemplars>;
     /** {@link metrics.getErrorRate} for this service. */
     getErrorRate(time_range_ms?: number): Promise<number | null>;
     /** {@link metrics.groupBy} for this service. */
@@ -449,6 +477,7 @@ function bind<T extends object>(obj: T, name: string): Bound<T> {
       getP50: (metric?: string, time_range_ms?: number) => metrics.getP50(name, metric, time_range_ms),
       getP95: (metric?: string, time_range_ms?: number) => metrics.getP95(name, metric, time_range_ms),
       getP99: (metric?: string, time_range_ms?: number) => metrics.getP99(name, metric, time_range_ms),
+      getExemplars: (exemplars: number, metric?: string, percentile?: number, time_range_ms?: number) => metrics.getExemplars(name, exemplars, metric, percentile, time_range_ms),
       getErrorRate: (time_range_ms?: number) => metrics.getErrorRate(name, time_range_ms),
       groupBy: (by: string, time_range_ms?: number, limit?: number) => metrics.groupBy(name, by, time_range_ms, limit),
     } },
@@ -486,13 +515,36 @@ export interface Explanation {
    */
   selection: string;
   /**
-   * Distinct span attribute keys among the window's requests.
+   * Distinct span and resource attribute keys among the window's requests.
    */
   key_count: number;
   /**
    * How many of those keys were compared (the most frequent, at most 64).
    */
   keys_examined: number;
+}
+
+/**
+ * What `coral.metrics.getExemplars` returns.
+ */
+export interface PercentileExemplars {
+  /**
+   * The percentile, as GetPercentile answers it: nanoseconds; unset without samples.
+   */
+  value: number | null;
+  /**
+   * Number of samples the percentile was computed from.
+   */
+  sample_count: number;
+  /**
+   * The answer's bucket holds the durations above this and at most `bucket_high_ns`.
+   */
+  bucket_low_ns: number;
+  bucket_high_ns: number;
+  /**
+   * At most `exemplars` of them, the answer's bucket first.
+   */
+  exemplars: Exemplar[];
 }
 
 /**
@@ -667,7 +719,7 @@ export interface Trace {
  */
 export interface AttributeCause {
   /**
-   * Span attribute key, e.g. "k8s.pod.name".
+   * Span or resource attribute key, e.g. "k8s.pod.name".
    */
   key: string;
   /**
@@ -718,6 +770,30 @@ export interface AttributeCause {
    * Up to 3 selected requests with the value: the slowest (slow) or latest (errors) trace ids.
    */
   exemplar_trace_ids: string[];
+}
+
+/**
+ * One request kept as an exemplar: a SERVER span and its trace.
+ */
+export interface Exemplar {
+  /**
+   * The trace; `coral query trace TRACE_ID` draws it.
+   */
+  trace_id: string;
+  /**
+   * The SERVER span whose duration was counted.
+   */
+  span_id: string;
+  duration_ns: number;
+  /**
+   * When the span started.
+   */
+  timestamp: Date | null;
+  /**
+   * Buckets between the span's and the answer's: 0 in the answer's bucket, -1 the one below, 1
+   * the one above.
+   */
+  bucket_offset: number;
 }
 
 /**
