@@ -4,6 +4,7 @@
 import { HTTP_SERVER_DURATION } from "../store/schema.js";
 import { bucketIndex, bucketValue } from "../store/sketch.js";
 import { increment, type StreamPoint } from "./cumulative.js";
+import { offerExemplar } from "./exemplars.js";
 import type { LatencyRecord, SpanRecord } from "./records.js";
 import { MINUTE_MS, addSummary, type SummaryDelta, type TraceDelta } from "./rollups.js";
 
@@ -53,6 +54,7 @@ export function spanDeltas(spans: readonly SpanRecord[]): SpanDeltas {
       if (v > d.max) d.max = v;
       const b = bucketIndex(v);
       d.buckets.set(b, (d.buckets.get(b) ?? 0) + 1);
+      offerExemplar((d.exemplars ??= new Map()), b, { traceId: s.traceId, spanId: s.spanId, startTimeMs: s.startTimeMs, durationNs: v });
     }
   }
   // A service's local roots in this batch: spans whose parent is not one of the service's own spans
