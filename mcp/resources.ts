@@ -4,6 +4,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { Resource } from "@modelcontextprotocol/sdk/types.js";
+import { userTableRows } from "../colony/store/schema.js";
 
 export interface Library {
   resources: Resource[];
@@ -83,14 +84,9 @@ export function library(root: string, declarations: string | undefined): Library
   };
 }
 
-/**
- * The SQL tables, one line: "services(name, namespace, …); spans(…)", from the table of tables in
- * docs/scripting.md — the one place they are documented. Undefined when it cannot be found.
- */
-export function sqlTables(root: string): string | undefined {
-  const file = join(root, "docs/scripting.md");
-  if (!existsSync(file)) return undefined;
-  const rows = [...readFileSync(file, "utf8").matchAll(/^\| `(\w+)` \| ([^|]+) \| `([^`|]+)` \|$/gm)];
-  if (rows.length === 0) return undefined;
-  return rows.map((m) => `${m[1]}(${m[3]!.trim()}) — one row per ${m[2]!.trim()}`).join("; ");
+/** The SQL tables, one line: "services(name, namespace, …) — one row per service; spans(…)". */
+export function sqlTables(): string {
+  return userTableRows()
+    .map((t) => `${t.table}(${t.columns.join(", ")}) — one row per ${t.rowPer}`)
+    .join("; ");
 }

@@ -68,7 +68,7 @@ export function sandboxRules(s: Pick<ScriptSettings, "budget" | "memoryMb" | "ma
 }
 
 /** The tool's description: how to write the script, then the SDK's own declarations. */
-export function scriptListing(settings: ScriptSettings, declarations: string | undefined, sqlTables: string | undefined): Tool {
+export function scriptListing(settings: ScriptSettings, declarations: string | undefined, sqlTables: string): Tool {
   const description = [
     "Runs a TypeScript script against the colony in the sandbox of `coral run` and returns its exit code, stdout, stderr (bounded) and the budget it used. " +
       "Prefer one script over many tool calls when a question spans several services or needs arithmetic (ranking, ratios, correlation).",
@@ -78,7 +78,7 @@ export function scriptListing(settings: ScriptSettings, declarations: string | u
       "`params` reach the script as strings in coral.params, with typed readers: coral.params.durationMs(\"window\", \"1h\"). " +
       "A failed SDK call throws coral.CoralError (code, message); an uncaught one ends the script with exit code 1.",
     sandboxRules(settings),
-    sqlTables ? `SQL tables (coral.db.query): ${sqlTables}` : "",
+    `SQL tables (coral.db.query): ${sqlTables}`,
     declarations ? `The SDK's type declarations:\n\`\`\`ts\n${declarations}\`\`\`` : "",
     'Example:\n```ts\nimport * as coral from "@coral/sdk";\nconst rows = [];\nfor (const s of await coral.services.list()) {\n  rows.push({ service: s.name, p99_ms: ((await s.metrics.getP99()) ?? NaN) / 1e6, errors: await s.metrics.getErrorRate() });\n}\nconsole.table(rows);\n```',
   ]

@@ -63,7 +63,7 @@ export const MCP_LIMITS = {
  */
 export function serverFactory(s: McpSettings, limits = MCP_LIMITS): () => Server {
   const declarations = sdkDeclarations(s.script.sdkModule);
-  const tables = sqlTables(s.root);
+  const tables = sqlTables();
   const lib = library(s.root, declarations);
   const tools = [...queryTools.map((t) => listing(t, tables)), scriptListing(s.script, declarations, tables)];
   const byName = new Map(queryTools.map((t) => [t.name, t]));

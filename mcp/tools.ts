@@ -33,11 +33,11 @@ function reply(a: Answer, mode: OutputMode): CallToolResult {
 }
 
 /**
- * The tool as tools/list shows it. SQL tools also name the tables (`sqlTables`, from the scripting
- * guide), which a model cannot guess and would otherwise spend calls discovering.
+ * The tool as tools/list shows it. SQL tools also name the tables (`sqlTables`, from colony/store/schema.ts
+ * USER_TABLES), which a model cannot guess and would otherwise spend calls discovering.
  */
-export function listing(tool: McpTool, sqlTables: string | undefined): Tool {
-  const description = tool.output.columns && sqlTables ? `${tool.description}\n\nTables: ${sqlTables}` : tool.description;
+export function listing(tool: McpTool, sqlTables: string): Tool {
+  const description = tool.output.columns ? `${tool.description}\n\nTables: ${sqlTables}` : tool.description;
   return {
     name: tool.name,
     title: tool.title,

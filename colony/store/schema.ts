@@ -177,6 +177,29 @@ const TABLES = {
   },
 } satisfies Record<string, Record<string, Column<unknown>>>;
 
+/**
+ * The tables users' SQL is meant to read, in the order the docs list them, each with what one of
+ * its rows stands for. The rest (rollup_pending, histogram_streams, schema_migrations) are the
+ * colony's bookkeeping. docs/scripting.md's table of tables and `coral mcp`'s tool descriptions
+ * come from here (schema.test.ts checks the docs).
+ */
+export const USER_TABLES = {
+  services: "service",
+  spans: "span (bounded retention)",
+  span_attributes: "span or resource attribute of a span (kept with its span)",
+  trace_summary: "trace and service",
+  service_summary: "service, metric, minute",
+  service_latency_buckets: "service, metric, minute, bucket",
+  latency_exemplars: "slow span kept per service, metric, minute and bucket (kept with its span)",
+  system_metrics_rollup: "host, minute",
+  host_samples: "host sample",
+} as const satisfies Partial<Record<keyof typeof TABLES, string>>;
+
+/** One line per user table: "`name` | one row per | `columns`", as docs/scripting.md shows them. */
+export function userTableRows(): { table: string; rowPer: string; columns: string[] }[] {
+  return Object.entries(USER_TABLES).map(([table, rowPer]) => ({ table, rowPer, columns: Object.keys(TABLES[table as keyof typeof TABLES]) }));
+}
+
 /** Keys of more than one column, as named constraints. */
 const COMPOSITE_KEYS: Partial<Record<keyof typeof TABLES, { name: string; columns: string[] }>> = {
   service_instances: { name: "service_instances_pk", columns: ["service_name", "instance_id"] },
