@@ -3,12 +3,13 @@ import { describe, expect, it } from "vitest";
 import {
   ExecuteQueryRequestSchema,
   FindSlowTracesRequestSchema,
+  GetExemplarsRequestSchema,
   GetPercentileRequestSchema,
   ListServicesRequestSchema,
   StreamQueryRequestSchema,
 } from "../../gen/coral/colony/v1/query_pb.js";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { applyDefaults, prepare } from "./defaults.js";
+import { applyDefaults, checkRequest, prepare } from "./defaults.js";
 
 // These use the table generated from query.proto's annotations, so they also check that the
 // generator turned "1h", "99" and "500ms" into values of the right JS type.
@@ -63,6 +64,18 @@ describe("checkRequest", () => {
   it("a required (positional) field must be there and not blank", () => {
     expect(check(GetPercentileRequestSchema, {})).toThrow("service is required");
     expect(check(ExecuteQueryRequestSchema, { sql: " \n" })).toThrow("sql is required");
+  });
+
+  it("a required number left at 0 that its bounds refuse is refused by its bounds, as the CLI words it", () => {
+    expect(check(GetExemplarsRequestSchema, { service: "x" })).toThrow(/ exemplars must be in 1\.\.100; got 0$/);
+    expect(check(GetExemplarsRequestSchema, { service: "x", exemplars: 101 })).toThrow(/ exemplars must be in 1\.\.100; got 101$/);
+    expect(check(GetExemplarsRequestSchema, { service: "x", exemplars: 1 })).not.toThrow();
+    // A 0 its bounds allow, or a field without bounds: the 0 reads as absent, so "required".
+    const table = { "coral.colony.v1.ListServicesRequest": { n: { name: "n", required: true, min: 0 }, m: { name: "m", required: true } } };
+    const bare = (init: Record<string, unknown>) => () => checkRequest(ListServicesRequestSchema, Object.assign(create(ListServicesRequestSchema, {}), init), table);
+    expect(bare({ n: 0, m: 1 })).toThrow(/ n is required$/);
+    expect(bare({ n: 1, m: 0n })).toThrow(/ m is required$/);
+    expect(bare({ n: -1, m: 1 })).toThrow(/ n must be at least 0; got -1$/);
   });
 
   it("lets through the edges and what defaults fill in", () => {

@@ -34,11 +34,14 @@ export function checkRequest<T extends Message>(schema: DescMessage, msg: T, tab
   if (!rules) return msg;
   for (const [prop, rule] of Object.entries(rules)) {
     const v = (msg as Record<string, unknown>)[prop];
+    // Bounds first: proto3 cannot tell an explicit 0 from an absent field, and for a 0 the bounds
+    // refuse, "must be in 1..100; got 0" says what to send (and is what the CLI says).
+    if ((typeof v === "number" || typeof v === "bigint") && outside(Number(v), rule)) {
+      throw new ConnectError(`${rule.name} must be ${boundsPhrase(rule)}; got ${v}`, Code.InvalidArgument);
+    }
     if (rule.required && (v === undefined || (typeof v === "string" ? v.trim() === "" : v === 0 || v === 0n))) {
       throw new ConnectError(`${rule.name} is required`, Code.InvalidArgument);
     }
-    if (typeof v !== "number" && typeof v !== "bigint") continue;
-    if (outside(Number(v), rule)) throw new ConnectError(`${rule.name} must be ${boundsPhrase(rule)}; got ${v}`, Code.InvalidArgument);
   }
   return msg;
 }

@@ -423,6 +423,7 @@ function attributesOf(text: string): JsonObject {
 }
 
 function toSpan(s: TraceSpanRow, traceStartUs: number): Span {
+  const attributes = attributesOf(s.attributes);
   return create(SpanSchema, {
     spanId: s.span_id,
     parentSpanId: s.parent_span_id ?? "",
@@ -435,8 +436,14 @@ function toSpan(s: TraceSpanRow, traceStartUs: number): Span {
     status: s.status_code,
     httpStatusCode: s.http_status_code ?? undefined,
     error: s.status_code === "ERROR" || (s.http_status_code ?? 0) >= 500,
-    attributes: attributesOf(s.attributes),
+    attributes,
+    resourceAttributes: withoutKeys(attributesOf(s.resource_attributes), attributes),
   });
+}
+
+/** The span's own attributes win: ingest already leaves such resource keys out; older rows may not. */
+function withoutKeys(resource: JsonObject, own: JsonObject): JsonObject {
+  return Object.fromEntries(Object.entries(resource).filter(([k]) => !Object.hasOwn(own, k)));
 }
 
 /** `folded`: how many values the "other" group stands for. */

@@ -48,6 +48,8 @@ export interface TraceSpanRow {
   http_status_code: number | null;
   /** The attributes' JSON text, as stored. */
   attributes: string;
+  /** The span's resource attributes as a JSON object of text values ("{}" when it has none). */
+  resource_attributes: string;
 }
 
 export interface TraceSpans {

@@ -178,13 +178,33 @@ export class Queries implements ReadStore {
    * and attributes: when the trace is larger, its longest spans (a parent lasts as long as its
    * children, so they are the top of the tree). `total` counts every span of the trace; 0 means the
    * trace is unknown. Times are microseconds (DuckDB's precision), offsets from the earliest span.
+   * Resource attributes come from `span_attributes` and count towards `maxTextBytes` too.
    */
   async traceSpans(a: { traceId: string; limit: number; maxTextBytes: number }): Promise<TraceSpans> {
     const r = await sql<TraceSpanRow & { total: number; trace_start_us: number; trace_duration_ns: number }>`
-      WITH t AS (
-        SELECT span_id, parent_span_id, service_name, name, kind, epoch_us(start_time) AS start_us, duration_ns,
-               status_code, http_status_code, attributes
+      WITH own AS (
+        SELECT span_id, parent_span_id, service_name, name, kind, start_time, duration_ns, status_code, http_status_code, attributes
         FROM spans WHERE trace_id = ${a.traceId}
+      ),
+      -- A span's rows share its span id and start time; joining on the start time too lets the
+      -- trace's time span bound the scan of span_attributes. DISTINCT: a span stored twice (a
+      -- client's retry) has its rows twice.
+      res AS (
+        SELECT span_id, start_time, json_group_object(key, value) AS resource_attributes,
+               sum(strlen(key) + strlen(value)) AS resource_bytes
+        FROM (
+          SELECT DISTINCT a.span_id, a.start_time, a.key, a.value
+          FROM span_attributes a JOIN (SELECT DISTINCT span_id, start_time FROM own) k
+            ON a.span_id = k.span_id AND a.start_time = k.start_time
+          WHERE a.trace_id = ${a.traceId} AND a.resource
+        )
+        GROUP BY span_id, start_time
+      ),
+      t AS (
+        SELECT own.span_id, parent_span_id, service_name, name, kind, epoch_us(own.start_time) AS start_us, duration_ns,
+               status_code, http_status_code, attributes,
+               coalesce(res.resource_attributes::VARCHAR, '{}') AS resource_attributes, coalesce(res.resource_bytes, 0) AS resource_bytes
+        FROM own LEFT JOIN res ON own.span_id = res.span_id AND own.start_time = res.start_time
       ),
       first AS (SELECT count(*) AS total, min(start_us) AS trace_start_us FROM t),
       -- Ends relative to the start: absolute ones in ns are beyond a DOUBLE's integer precision.
@@ -195,12 +215,12 @@ export class Queries implements ReadStore {
       ranked AS (
         SELECT *,
                row_number() OVER longest AS rank,
-               sum(strlen(attributes) + strlen(name)) OVER (longest ROWS UNBOUNDED PRECEDING) AS text_bytes
+               sum(strlen(attributes) + strlen(name) + resource_bytes) OVER (longest ROWS UNBOUNDED PRECEDING) AS text_bytes
         FROM t
         WINDOW longest AS (ORDER BY duration_ns DESC, start_us, span_id)
       )
       SELECT span_id, parent_span_id, service_name, name, kind, start_us, duration_ns, status_code,
-             http_status_code, attributes, total, trace_start_us, trace_duration_ns
+             http_status_code, attributes, resource_attributes, total, trace_start_us, trace_duration_ns
       FROM ranked, bounds
       WHERE rank <= ${a.limit} AND (rank = 1 OR text_bytes <= ${a.maxTextBytes})
       ORDER BY start_us, span_id`.execute(this.db);

@@ -8,7 +8,10 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bucketIndex } from "../../colony/store/sketch.js";
-import { runCoral, spawnColony, type SpawnedColony } from "../helpers/colony.js";
+import { Code, createClient } from "@connectrpc/connect";
+import { QueryService } from "../../gen/coral/colony/v1/query_pb.js";
+import { runCoral, spawnColony, transports, type SpawnedColony } from "../helpers/colony.js";
+import { failureOf } from "../helpers/rpc.js";
 import { queryJson, sqlQuote, sqlRows } from "../helpers/query.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -158,4 +161,26 @@ describe("the get_exemplars MCP tool", () => {
       expect(r.text).not.toMatch(/\n\s+at /);
     });
   }
+});
+
+// proto3 sends exemplars: 0 as an absent field; the colony words it by the field's bounds, as the
+// CLI and MCP do, not as a missing argument.
+describe("GetExemplars with exemplars 0, through the API and the SDK", () => {
+  it("the RPC refuses it by its bounds (invalid_argument)", async () => {
+    const client = createClient(QueryService, transports["Connect over HTTP/1.1"]!(colony.baseUrl));
+    const err = await failureOf(client.getExemplars({ service: "payments", exemplars: 0 }));
+    expect(err).toMatchObject({ code: Code.InvalidArgument, message: "exemplars must be in 1..100; got 0" });
+  });
+
+  it("a script's coral.metrics.getExemplars(service, 0) gets the same words", async () => {
+    const script = `import * as coral from "@coral/sdk";
+try { await coral.metrics.getExemplars("payments", 0); console.log("answered"); } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
+    const r = await runCoral(["run", "--colony", colony.addr, "-"], { input: script });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const got = JSON.parse(r.stdout);
+    expect(got.code).toBe("invalid_argument");
+    expect(got.message).toMatch(/exemplars must be in 1\.\.100; got 0/);
+    expect(got.message).not.toMatch(/required/);
+  });
 });

@@ -80,6 +80,8 @@ describe("coral query trace on demo data", () => {
          FROM spans WHERE trace_id = '${id}' ORDER BY start_time, span_id`,
       );
       expect(rows.length).toBeGreaterThan(1);
+      const resources = await sqlRows(`SELECT span_id, key, value FROM span_attributes WHERE trace_id = '${id}' AND resource`);
+      const resourceOf = (spanId: string) => Object.fromEntries(resources.filter((r) => r.span_id === spanId).map((r) => [r.key, r.value]));
       expect(t.trace_id).toBe(id);
       expect(t.total_count).toBe(rows.length);
       expect(t.truncated).toBe(false);
@@ -101,6 +103,7 @@ describe("coral query trace on demo data", () => {
           http_status_code: r.http_status_code,
           error: r.status_code === "ERROR" || (r.http_status_code ?? 0) >= 500,
           attributes: JSON.parse(r.attributes),
+          resource_attributes: resourceOf(r.span_id),
         })),
       );
     }
@@ -224,6 +227,28 @@ describe("partial and hostile stored traces", () => {
     expect(lines).toHaveLength(10_000);
     expect(out.split("\n").every((l) => l.length <= 80)).toBe(true);
     expect(out).toContain("(10000 of 100000 shown; truncated at the row limit)");
+  });
+
+  it("resource attributes sent over OTLP: per span, beside its own attributes, which win on the same key", async () => {
+    const traceId = hex(16);
+    const [root, child] = [hex(8), hex(8)];
+    const t0 = Date.now() - 30_000;
+    const group = (pod: string, spans: SpanRecord[]) => ({
+      resource: { serviceName: "hostile", namespace: "e2e", region: "r1", instanceId: pod, attributes: ["k8s.pod.name", pod, "service.version", "1.4.2", "shared.key", "from resource"] },
+      spans,
+    });
+    const body = encodeTraces([
+      group("pod-a", [record(traceId, root, null, "root", t0, 50e6, { "shared.key": "from span" })]),
+      group("pod-b", [record(traceId, child, root, "child", t0 + 1, 20e6)]),
+    ]);
+    const res = await fetch(`${colony.otlpUrl}/v1/traces`, { method: "POST", headers: { "content-type": "application/x-protobuf" }, body: new Uint8Array(body) });
+    expect(res.status).toBe(200);
+    const t = await json("query", "trace", traceId);
+    const common = { "service.namespace": "e2e", "cloud.region": "r1", "service.version": "1.4.2" };
+    expect(t.spans.map((s: any) => [s.name, s.attributes, s.resource_attributes])).toEqual([
+      ["root", { "shared.key": "from span" }, { ...common, "service.instance.id": "pod-a", "k8s.pod.name": "pod-a" }],
+      ["child", {}, { ...common, "service.instance.id": "pod-b", "k8s.pod.name": "pod-b", "shared.key": "from resource" }],
+    ]);
   });
 
   it("attributes beyond 16 MiB in all: the longest spans that fit, said to be cut", async () => {

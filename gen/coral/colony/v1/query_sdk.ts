@@ -850,6 +850,11 @@ export interface Span {
    * The span's attributes.
    */
   attributes: Record<string, unknown> | null;
+  /**
+   * The attributes of the span's OTLP resource (k8s.pod.name, service.version, …), values as text
+   * (numbers and booleans as JSON). A key the span has itself is under `attributes` only.
+   */
+  resource_attributes: Record<string, unknown> | null;
 }
 
 /**
