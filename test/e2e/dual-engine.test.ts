@@ -55,12 +55,16 @@ const COMMANDS: string[][] = [
   ["query", "metrics", "payments", "--by", "http.route"],
   ["query", "metrics", "frontend", "--by", "service.instance.id", "--window", "15m", "--limit", "2"],
   ["query", "metrics", "payments", "--by", "no.such.attribute"],
+  // Resource attributes (the demo's staged pods of payments), read from span_attributes.
+  ["query", "metrics", "payments", "--by", "k8s.pod.name", "--window", "1h"],
+  ["query", "metrics", "payments", "--by", "service.version", "--window", "3h", "--limit", "1"],
   ["query", "traces", "payments", "--slow", "--threshold", "500ms", "--limit", "10"],
   ["query", "traces", "legacy-api", "--slow", "--threshold", "1s", "--limit", "3", "--window", "3h"],
   ["query", "traces", "payments", "--errors", "--window", "1h"],
   ["query", "explain", "payments", "--slow", "1s"],
   ["query", "explain", "payments", "--errors", "--window", "1h"],
   ["query", "explain", "legacy-api", "--slow", "1500ms", "--window", "3h"],
+  ["query", "explain", "payments", "--slow", "300ms", "--window", "3h"],
 ];
 
 describe("coral query --output json: DuckDB and ClickHouse answer byte for byte alike", () => {

@@ -68,7 +68,16 @@ beforeAll(async () => {
       durationNs: 2 ** (20 + (i % 7)) + i,
       statusCode: i % 5 === 0 ? ("ERROR" as const) : ("OK" as const),
       httpStatusCode: i % 3 === 0 ? null : 200,
-      attributes: i % 4 === 0 ? ({} as Record<string, string>) : { "http.route": i % 2 ? "/odd/{id}" : "/odd/ünï", n: i % 3, ok: i % 2 === 0, "a/b~c": "x'\\\"y" },
+      attributes: i % 4 === 0 ? ({} as Record<string, string>) : { "http.route": i % 2 ? "/odd/{id}" : "/odd/ünï", n: i % 3, ok: i % 2 === 0, "a/b~c": "x'\\\"y", tie: `v${i % 37}` },
+      // Resource attributes: one the span also has (the span's wins), one only some spans' resources have,
+      // and 30 values seen once each, so the 20-value cut falls among equal counts. None on odd0..odd3:
+      // traceSpans on ClickHouse returns no resource attributes yet (reads.ts), and compares odd3.
+      resourceRows: i < 4 ? [] : [
+        ...(i % 2 ? ["http.route", "/from-resource"] : []),
+        ...(i % 3 === 0 ? ["k8s.pod.name", `pod-${i % 4}`] : []),
+        "tie.res",
+        `r${String(29 - (i % 30)).padStart(2, "0")}`,
+      ],
     })),
   );
   await writer.close();
@@ -105,6 +114,14 @@ beforeAll(async () => {
     last_seen: ts(r.l as number),
   }));
   await copy("service_instances_parts", "SELECT *, epoch_us(last_seen) AS l FROM service_instances", (r) => ({ service_name: r.service_name, instance_id: r.instance_id, last_seen: ts(r.l as number) }));
+  await copy("span_attributes", "SELECT *, epoch_us(start_time) AS us FROM span_attributes", ({ us: t, ...r }) => ({ ...r, start_time: ts(t as number) }));
+  await copy("latency_exemplars", "SELECT *, epoch_us(timestamp) AS m, epoch_us(start_time) AS us FROM latency_exemplars", ({ m, us: t, ...r }) => ({ ...r, timestamp: ts(m as number), start_time: ts(t as number) }));
+  // Candidates another colony inserted that rank after the 4 kept ones of their key: reads must drop them.
+  await copy(
+    "latency_exemplars",
+    "SELECT timestamp, service_name, metric, bucket, min(duration_ns) - 1 AS duration_ns, epoch_us(timestamp) AS m, epoch_us(min(start_time)) AS us FROM latency_exemplars GROUP BY ALL HAVING count(*) = 4",
+    ({ m, us: t, ...r }) => ({ ...r, trace_id: "zz-loser", span_id: `zz-${String(r.bucket)}`, timestamp: ts(m as number), start_time: ts(t as number) }),
+  );
   await copy("host_samples", "SELECT *, epoch_us(timestamp) AS us FROM host_samples", ({ us: t, ...r }) => ({ ...r, timestamp: ts(t as number) }));
   ch = new ClickHouseReads(client, database);
 }, 300_000);
@@ -188,10 +205,10 @@ describe("ClickHouseReads answers as Queries (DuckDB) does, on the same data", (
     }
   });
 
-  it("attributeGroups", async () => {
+  it("attributeGroups", { timeout: 300_000 }, async () => {
     for (const service of ["payments", "nope"]) {
       for (const w of windows.slice(0, 2)) {
-        for (const key of ["http.route", "n", "ok", "a/b~c", "missing"]) {
+        for (const key of ["http.route", "n", "ok", "a/b~c", "missing", "k8s.pod.name", "tie", "tie.res", "service.version"]) {
           for (const limit of [1, 10]) {
             expect(await ch.attributeGroups({ service, key, limit, ...w }), `${service} ${key} ${limit}`).toEqual(await duck.attributeGroups({ service, key, limit, ...w }));
           }
@@ -200,12 +217,28 @@ describe("ClickHouseReads answers as Queries (DuckDB) does, on the same data", (
     }
   });
 
-  it("explain", async () => {
+  it("explain", { timeout: 300_000 }, async () => {
     for (const service of ["payments", "nope"]) {
       for (const selection of [{ slowNs: 500_000_000 }, { slowNs: 2 ** 22 }, { errors: true as const }]) {
-        for (const excludeKeys of [[], ["http.route"]]) {
+        for (const excludeKeys of [[], ["http.route"], ["http.route", "tie", "tie.res"]]) {
           const a = { service, selection, limit: 10, excludeKeys, ...windows[0]! };
           expect(await ch.explain(a), JSON.stringify(a)).toEqual(await duck.explain(a));
+        }
+      }
+    }
+  });
+
+  it("exemplars", { timeout: 300_000 }, async () => {
+    const [{ n }] = (await duckRows("SELECT count(*) AS n FROM latency_exemplars")) as [{ n: number }];
+    expect(n).toBeGreaterThan(100);
+    const picks = await duckRows("SELECT service_name, bucket, duration_ns FROM latency_exemplars ORDER BY duration_ns DESC, trace_id LIMIT 2");
+    for (const service of services) {
+      for (const w of windows) {
+        for (const [bucket, valueNs] of [[0, 0], ...picks.map((p) => [p.bucket as number, p.duration_ns as number]), [bucketIndex(2 ** 24), 2 ** 24]] as [number, number][]) {
+          for (const limit of [1, 1000]) {
+            const a = { service, metric: HTTP_SERVER_DURATION, bucket, valueNs, limit, ...w };
+            expect(await ch.exemplars(a), JSON.stringify(a)).toEqual(await duck.exemplars(a));
+          }
         }
       }
     }

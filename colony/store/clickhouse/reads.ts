@@ -1,6 +1,7 @@
 import type { ClickHouseClient } from "@clickhouse/client";
 import { Kysely, sql, type RawBuilder, type Selectable } from "kysely";
-import type { AttributeGroupRow, AttributeGroups, ExplainRow, ExplainSelection, Explanation, ReadStore, ServiceRow, SystemMetrics, TraceRow, TraceSpanRow, TraceSpans } from "../engine.js";
+import { EXEMPLARS_PER_BUCKET } from "../../ingest/exemplars.js";
+import type { AttributeGroupRow, AttributeGroups, ExemplarRow, ExplainRow, ExplainSelection, Explanation, ReadStore, ServiceRow, SystemMetrics, TraceRow, TraceSpanRow, TraceSpans } from "../engine.js";
 import { EXPLAIN_MAX_KEYS, EXPLAIN_MAX_VALUES, EXPLAIN_VALUE_CHARS } from "../queries.js";
 import { HTTP_SERVER_DURATION, type Database, type ServicesTable, type TraceSummaryTable } from "../schema.js";
 import { EDGE_MANTISSA, SCALE, quantileFromBuckets } from "../sketch.js";
@@ -49,17 +50,6 @@ export function bucketIndexClickHouseSql(column: string): string {
   const lowestIn = (i: string) => `(toFloat64(arrayElement(${mantissas}, toUInt32((((${i}) % ${per}) + ${per}) % ${per} + 1))) * pow(2.0, floor((${i}) / ${per}) - 52))`;
   return `toInt32(if(abs(${t} - round(${t})) > 1e-9, ${k},
     ${k} + multiIf(${x} >= ${lowestIn(`${k} + 1`)}, 1, ${x} < ${lowestIn(k)}, -1, 0)))`;
-}
-
-/**
- * DuckDB's json_extract_string(attributes, '/key'): a string's value, any other JSON value's text
- * (numbers, booleans, objects), NULL for a missing key or a JSON null. Attributes are written by
- * JSON.stringify, so the raw text of a value is already DuckDB's minified rendering of it.
- */
-function jsonValue(attributes: string, key: RawBuilder<unknown> | string): RawBuilder<string | null> {
-  const k = typeof key === "string" ? sql.raw(key) : key;
-  const a = sql.raw(attributes);
-  return sql<string | null>`multiIf(JSONType(${a}, ${k}) = 'Null', NULL, JSONType(${a}, ${k}) = 'String', JSONExtractString(${a}, ${k}), JSONExtractRaw(${a}, ${k}))`;
 }
 
 /** A failed request, as GetErrorRate counts them (queries.ts FAILED). */
@@ -173,6 +163,30 @@ export class ClickHouseReads implements ReadStore {
     };
   }
 
+  /**
+   * As queries.ts exemplars. The table holds every batch's candidates (writer.ts), so the key's
+   * EXEMPLARS_PER_BUCKET slowest are picked here, by the rank DuckDB keeps them by.
+   */
+  async exemplars(a: { service: string; metric: string; bucket: number; valueNs: number; limit: number; sinceMs: number; untilMs: number }): Promise<ExemplarRow[]> {
+    const [since, until] = minuteWindow(a.sinceMs, a.untilMs);
+    const r = await sql<{ trace_id: string; span_id: string; start_time: Date; duration_ns: number; bucket: number }>`
+      SELECT trace_id, span_id, start_time, duration_ns, bucket FROM (
+        SELECT * FROM (
+          SELECT timestamp, service_name, metric, bucket, trace_id, span_id, start_time, duration_ns
+          FROM ${this.t("latency_exemplars")}
+          WHERE service_name = ${a.service} AND metric = ${a.metric} AND timestamp >= ${since} AND timestamp < ${until}
+          ORDER BY duration_ns DESC, trace_id, span_id
+          LIMIT ${EXEMPLARS_PER_BUCKET} BY timestamp, service_name, metric, bucket
+        )
+        -- A span stored twice (a client's retry) is one request.
+        ORDER BY trace_id, span_id, timestamp
+        LIMIT 1 BY trace_id, span_id
+      )
+      ORDER BY abs(bucket - ${a.bucket}), abs(duration_ns - ${a.valueNs}), start_time DESC, trace_id, span_id
+      LIMIT ${a.limit}`.execute(this.db);
+    return r.rows.map((x) => ({ traceId: x.trace_id, spanId: x.span_id, startTime: x.start_time, durationNs: x.duration_ns, bucket: x.bucket }));
+  }
+
   async metricExists(service: string, metric: string): Promise<boolean> {
     const row = await this.db
       .selectFrom("service_latency_buckets")
@@ -184,7 +198,10 @@ export class ClickHouseReads implements ReadStore {
     return row !== undefined;
   }
 
-  /** As queries.ts traceSpans: the longest spans within `limit` and about `maxTextBytes`, by start time. */
+  /**
+   * As queries.ts traceSpans: the longest spans within `limit` and about `maxTextBytes`, by start
+   * time. No resource attributes: they live in span_attributes, which ClickHouse does not have yet.
+   */
   async traceSpans(a: { traceId: string; limit: number; maxTextBytes: number }): Promise<TraceSpans> {
     const r = await sql<TraceSpanRow & { total: number; trace_start_us: number; trace_duration_ns: number }>`
       WITH t AS (
@@ -205,7 +222,7 @@ export class ClickHouseReads implements ReadStore {
         FROM t
       )
       SELECT span_id, parent_span_id, service_name, name, kind, start_us, duration_ns, status_code,
-             http_status_code, attributes, total, trace_start_us, trace_duration_ns
+             http_status_code, attributes, '{}' AS resource_attributes, total, trace_start_us, trace_duration_ns
       FROM ranked CROSS JOIN bounds
       WHERE span_rank <= ${a.limit} AND (span_rank = 1 OR text_bytes <= ${a.maxTextBytes})
       ORDER BY start_us, span_id`.execute(this.db);
@@ -220,21 +237,35 @@ export class ClickHouseReads implements ReadStore {
   }
 
   /**
-   * As queries.ts attributeGroups. A value is compared with its NULL-ness beside it, (isNull(v),
-   * ifNull(v, '')), because ClickHouse's IN never matches NULL: spans without the attribute are
-   * a group like any other.
+   * As queries.ts attributeGroups: the key's values from `span_attributes`, the spans without it as
+   * the window's spans minus those, bucket by bucket. A value is compared with its NULL-ness beside
+   * it, (isNull(v), ifNull(v, '')), because ClickHouse's IN never matches NULL: spans without the
+   * attribute are a group like any other.
    */
   async attributeGroups(a: { service: string; key: string; limit: number; sinceMs: number; untilMs: number }): Promise<AttributeGroups> {
+    const bucket = sql.raw(bucketIndexClickHouseSql("duration_ns"));
+    const window = sql`service_name = ${a.service} AND kind = 'SERVER' AND start_time >= ${new Date(a.sinceMs)} AND start_time < ${new Date(a.untilMs)}`;
     const r = await sql<{ value: string | null; other: number; bucket: number; n: number; errors: number; value_count: number }>`
-      WITH s AS (
-        SELECT ${jsonValue("attributes", sql`${a.key}`)} AS v, (isNull(v), ifNull(v, '')) AS vk, duration_ns, ${FAILED} AS failed
-        FROM ${this.t("spans")}
-        WHERE service_name = ${a.service} AND kind = 'SERVER'
-          AND start_time >= ${new Date(a.sinceMs)} AND start_time < ${new Date(a.untilMs)}
+      WITH present AS (
+        SELECT toNullable(value) AS v, ${bucket} AS bucket, toInt64(count()) AS n, toInt64(countIf(failed)) AS errors
+        FROM ${this.t("span_attributes")}
+        WHERE ${window} AND key = ${a.key}
+        GROUP BY v, bucket
       ),
-      top AS (SELECT vk FROM s GROUP BY vk ORDER BY count() DESC, vk.1, vk.2 LIMIT ${a.limit})
-      SELECT if(kept, v, NULL) AS value, NOT kept AS other, ${sql.raw(bucketIndexClickHouseSql("duration_ns"))} AS bucket,
-             count() AS n, countIf(failed) AS errors, (SELECT uniqExact(vk) FROM s) AS value_count
+      everything AS (
+        SELECT ${bucket} AS bucket, toInt64(count()) AS n, toInt64(countIf(${FAILED})) AS errors
+        FROM ${this.t("spans")} WHERE ${window}
+        GROUP BY bucket
+      ),
+      absent AS (
+        SELECT CAST(NULL AS Nullable(String)) AS v, e.bucket AS bucket, e.n - p.n AS n, e.errors - p.errors AS errors
+        FROM everything AS e LEFT JOIN (SELECT bucket, sum(n) AS n, sum(errors) AS errors FROM present GROUP BY bucket) AS p ON e.bucket = p.bucket
+        WHERE e.n > p.n
+      ),
+      s AS (SELECT v, (isNull(v), ifNull(v, '')) AS vk, bucket, n, errors FROM (SELECT * FROM present UNION ALL SELECT * FROM absent)),
+      per_value AS (SELECT vk, sum(n) AS total FROM s GROUP BY vk),
+      top AS (SELECT vk FROM per_value ORDER BY total DESC, vk.1, vk.2 LIMIT ${a.limit})
+      SELECT if(kept, v, NULL) AS value, NOT kept AS other, bucket, sum(n) AS n, sum(errors) AS errors, (SELECT count() FROM per_value) AS value_count
       FROM (SELECT *, vk IN (SELECT vk FROM top) AS kept FROM s)
       GROUP BY value, other, bucket`.execute(this.db);
     const groups = new Map<string, Omit<AttributeGroupRow, "p50" | "p95" | "p99"> & { buckets: { bucket: number; count: number }[] }>();
@@ -264,32 +295,31 @@ export class ClickHouseReads implements ReadStore {
   /** As queries.ts explain: the same two statements, in ClickHouse SQL. */
   async explain(a: { service: string; selection: ExplainSelection; limit: number; excludeKeys: string[]; sinceMs: number; untilMs: number }): Promise<Explanation> {
     const selected = "slowNs" in a.selection ? sql<boolean>`duration_ns >= ${a.selection.slowNs}` : FAILED;
+    const selectedAttr = "slowNs" in a.selection ? selected : sql<boolean>`failed`;
     const window = sql`
-      SELECT trace_id, start_time, duration_ns, ${FAILED} AS failed, ${selected} AS sel,
-             if(JSONType(attributes) = 'Object', attributes, '{}') AS attributes
+      SELECT trace_id, start_time, duration_ns, ${FAILED} AS failed, ${selected} AS sel
       FROM ${this.t("spans")}
       WHERE service_name = ${a.service} AND kind = 'SERVER'
         AND start_time >= ${new Date(a.sinceMs)} AND start_time < ${new Date(a.untilMs)}`;
+    /** The window's attribute rows (span and resource) of the service's requests. */
     const pairs = (keys: RawBuilder<unknown>) => sql`
-      SELECT k AS key, leftUTF8(v, ${EXPLAIN_MATCH_CHARS}) AS value, length(v) AS bytes, trace_id, start_time, duration_ns, failed, sel
-      FROM (
-        SELECT k, ${jsonValue("attributes", "k")} AS v, trace_id, start_time, duration_ns, failed, sel
-        FROM s ARRAY JOIN JSONExtractKeys(attributes) AS k
-        WHERE true ${keys}
-      )
-      WHERE v IS NOT NULL`;
-    const excluded = a.excludeKeys.length ? sql`AND k NOT IN (${sql.join(a.excludeKeys)})` : sql``;
+      SELECT key, leftUTF8(value, ${EXPLAIN_MATCH_CHARS}) AS value, length(value) AS bytes, trace_id, start_time, duration_ns, failed, ${selectedAttr} AS sel
+      FROM ${this.t("span_attributes")}
+      WHERE service_name = ${a.service} AND kind = 'SERVER'
+        AND start_time >= ${new Date(a.sinceMs)} AND start_time < ${new Date(a.untilMs)} ${keys}`;
+    const excluded = a.excludeKeys.length ? sql`AND key NOT IN (${sql.join(a.excludeKeys)})` : sql``;
     const counted = await sql<{ n: number; n_sel: number; key: string | null; value: string | null; bytes: number; sel_n: number; base_n: number; key_count: number }>`
       WITH s AS (${window}),
       p AS (${pairs(excluded)}),
       top_keys AS (SELECT key FROM p GROUP BY key ORDER BY count() DESC, key LIMIT ${EXPLAIN_MAX_KEYS}),
       vals AS (
         SELECT key, value, bytes, sel_n, base_n,
-               row_number() OVER (PARTITION BY key ORDER BY sel_n DESC, sel_n + base_n DESC, value, bytes) AS rank
+               row_number() OVER (PARTITION BY key ORDER BY sel_n DESC, value, bytes) AS rank
         FROM (
           SELECT key, value, bytes, countIf(sel) AS sel_n, countIf(NOT sel) AS base_n
           FROM p WHERE key IN (SELECT key FROM top_keys)
           GROUP BY key, value, bytes
+          HAVING sel_n > 0
         )
       )
       -- One row of totals (key NULL), then the values: a window without attributes still has its totals.
@@ -318,7 +348,7 @@ export class ClickHouseReads implements ReadStore {
     const keys = candidates.map((r) => r.key);
     const values = candidates.map((r) => r.value);
     const bytes = candidates.map((r) => r.bytes);
-    const candidateKeys = sql`AND k IN (${sql.join([...new Set(keys)])})`;
+    const candidateKeys = sql`AND key IN (${sql.join([...new Set(keys)])})`;
     const newest = "slowNs" in a.selection ? sql`toFloat64(duration_ns)` : sql`toFloat64(toUnixTimestamp64Micro(start_time))`;
     const measured = await sql<{ i: number; bucket: number; n: number; errors: number; exemplars: string[] }>`
       WITH s AS (${window}),

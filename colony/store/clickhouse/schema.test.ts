@@ -23,6 +23,8 @@ async function rows<T>(query: string, params: Record<string, unknown> = {}): Pro
 /** The tables raw SQL sees on DuckDB (colony/store/schema.ts), minus DuckDB's internal bookkeeping. */
 const PUBLIC_SHAPES: Record<string, string[]> = {
   spans: ["trace_id", "span_id", "parent_span_id", "service_name", "name", "kind", "start_time", "duration_ns", "status_code", "http_status_code", "attributes"],
+  span_attributes: ["service_name", "start_time", "trace_id", "span_id", "kind", "duration_ns", "failed", "key", "value", "resource"],
+  latency_exemplars: ["timestamp", "service_name", "metric", "bucket", "trace_id", "span_id", "start_time", "duration_ns"],
   trace_summary: ["trace_id", "service_name", "root_name", "timestamp", "duration_ns", "span_count", "error"],
   service_summary: ["timestamp", "service_name", "metric", "request_count", "error_count", "sum_duration_ns", "min_duration_ns", "max_duration_ns", "p50_duration_ns", "p95_duration_ns", "p99_duration_ns"],
   service_latency_buckets: ["timestamp", "service_name", "metric", "bucket", "count"],

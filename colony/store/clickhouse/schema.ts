@@ -91,6 +91,27 @@ const TABLES: TableDef[] = [
     shardBy: "cityHash64(trace_id)",
   },
   {
+    // One row per span and attribute (span or resource), as on DuckDB; written with its span.
+    name: "span_attributes",
+    columns: [
+      ["service_name", "String"],
+      ["start_time", TS],
+      ["trace_id", "String"],
+      ["span_id", "String"],
+      ["kind", "String"],
+      ["duration_ns", "Int64"],
+      ["failed", "Bool"],
+      ["key", "String"],
+      ["value", "String"],
+      ["resource", "Bool"],
+    ],
+    engine: "MergeTree",
+    partitionBy: "toDate(start_time)",
+    // Every read names the service, SERVER and a window, and attributeGroups one key.
+    orderBy: "(service_name, kind, key, start_time)",
+    shardBy: "cityHash64(trace_id)",
+  },
+  {
     name: "service_latency_buckets",
     columns: [
       ["timestamp", TS],
@@ -139,6 +160,25 @@ const TABLES: TableDef[] = [
     engine: "AggregatingMergeTree",
     orderBy: "(trace_id, service_name)",
     shardBy: "cityHash64(trace_id)",
+  },
+  {
+    // Candidates only: every batch inserts its EXEMPLARS_PER_BUCKET slowest per key, and reads keep
+    // the slowest of all (LIMIT … BY the key), so colonies sharing the table never rewrite a row.
+    name: "latency_exemplars",
+    columns: [
+      ["timestamp", TS],
+      ["service_name", "String"],
+      ["metric", "String"],
+      ["bucket", "Int32"],
+      ["trace_id", "String"],
+      ["span_id", "String"],
+      ["start_time", TS],
+      ["duration_ns", "Int64"],
+    ],
+    engine: "MergeTree",
+    partitionBy: "toYYYYMM(timestamp)",
+    orderBy: "(service_name, metric, timestamp, bucket)",
+    shardBy: "cityHash64(service_name)",
   },
   {
     name: "host_samples",

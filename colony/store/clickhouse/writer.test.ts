@@ -56,7 +56,7 @@ function traffic(prefix: string): SpanRecord[] {
   for (let i = 0; i < 30; i++) {
     const traceId = `${prefix}-t${i % 10}`;
     out.push(
-      span({ traceId, spanId: `${prefix}-${i}-root`, startTimeMs: NOW + i * 1000 + 0.5, durationNs: 1e6 * (1 + i), httpStatusCode: i % 7 === 0 ? 503 : 200, name: `root${i % 3}` }),
+      span({ traceId, spanId: `${prefix}-${i}-root`, startTimeMs: NOW + i * 1000 + 0.5, durationNs: 1e6 * (1 + i), httpStatusCode: i % 7 === 0 ? 503 : 200, name: `root${i % 3}`, attributes: { shard: i % 4 } }),
       span({ traceId, spanId: `${prefix}-${i}-db`, parentSpanId: `${prefix}-${i}-root`, kind: "CLIENT", startTimeMs: NOW + i * 1000 + 1, durationNs: 5e5 + i, statusCode: i % 5 === 0 ? "ERROR" : "OK", name: "SELECT" }),
     );
   }
@@ -89,6 +89,16 @@ const SHAPES: Record<string, { duck: string; ch: string }> = {
   spans: {
     duck: "SELECT trace_id, span_id, parent_span_id, service_name, name, kind, epoch_us(start_time) AS start_us, duration_ns, status_code, http_status_code, attributes FROM spans ORDER BY span_id",
     ch: "SELECT trace_id, span_id, parent_span_id, service_name, name, kind, toUnixTimestamp64Micro(start_time) AS start_us, duration_ns, status_code, http_status_code, attributes FROM {db}.spans ORDER BY span_id",
+  },
+  span_attributes: {
+    duck: "SELECT service_name, epoch_us(start_time) AS us, trace_id, span_id, kind, duration_ns, failed, key, value, resource FROM span_attributes ORDER BY ALL",
+    ch: "SELECT service_name, toUnixTimestamp64Micro(start_time) AS us, trace_id, span_id, kind, duration_ns, failed, key, value, resource FROM {db}.span_attributes ORDER BY ALL",
+  },
+  latency_exemplars: {
+    duck: "SELECT epoch_ms(timestamp) AS ms, service_name, metric, bucket, trace_id, span_id, epoch_us(start_time) AS us, duration_ns FROM latency_exemplars ORDER BY ALL",
+    // Candidates of every batch are stored; the 4 that rank first per key are the exemplars.
+    ch: `SELECT toUnixTimestamp64Milli(timestamp) AS ms, service_name, metric, bucket, trace_id, span_id, toUnixTimestamp64Micro(start_time) AS us, duration_ns
+         FROM (SELECT * FROM {db}.latency_exemplars ORDER BY duration_ns DESC, trace_id, span_id LIMIT 4 BY timestamp, service_name, metric, bucket) ORDER BY ALL`,
   },
   service_summary: {
     duck: "SELECT epoch_ms(timestamp) AS ms, service_name, metric, request_count, error_count, sum_duration_ns, min_duration_ns, max_duration_ns, p50_duration_ns, p95_duration_ns, p99_duration_ns FROM service_summary ORDER BY ALL",
@@ -244,6 +254,12 @@ describe("ClickHouseWriter", () => {
     expect(after.spans!.every((s) => (s as { start_us: number }).start_us >= (NOW + 5_000) * 1000)).toBe(true);
     expect((after.trace_summary as { us: number }[]).every((t) => t.us >= (NOW + 5_000) * 1000)).toBe(true);
     expect(after.trace_summary!.length).toBeGreaterThan(0);
+    // Exemplars point at spans: those of deleted spans go with them.
+    expect(before.latency_exemplars!.length).toBeGreaterThan(after.latency_exemplars!.length);
+    expect((after.latency_exemplars as { us: number }[]).every((e) => e.us >= (NOW + 5_000) * 1000)).toBe(true);
+    expect(after.latency_exemplars!.length).toBeGreaterThan(0);
+    expect(before.span_attributes!.length).toBeGreaterThan(after.span_attributes!.length);
+    expect((after.span_attributes as { us: number }[]).every((e) => e.us >= (NOW + 5_000) * 1000)).toBe(true);
     expect(after.service_summary).toEqual(before.service_summary);
     expect(await w.deleteTracesBefore(NOW + 5_000)).toBe(0);
   });

@@ -13,8 +13,8 @@
 import { createHash } from "node:crypto";
 import type { ClickHouseClient } from "@clickhouse/client";
 import type { StreamPoint } from "../../ingest/cumulative.js";
-import { latencyDeltas, spanDeltas } from "../../ingest/deltas.js";
-import type { HostSample, LatencyRecord, ResourceRecord, SpanRecord } from "../../ingest/records.js";
+import { isErrorSpan, latencyDeltas, spanDeltas } from "../../ingest/deltas.js";
+import { toAttributeRows, type AttributeRows, type HostSample, type LatencyRecord, type ResourceRecord, type SpanRecord } from "../../ingest/records.js";
 import type { SummaryDelta, TraceDelta } from "../../ingest/rollups.js";
 import type { PreparedBatch, WriteStore } from "../engine.js";
 import { ident } from "./schema.js";
@@ -31,6 +31,8 @@ type Row = unknown[];
 /** The columns each insert names, in the order its rows give values (arrays are half the bytes of objects to build and parse). */
 const COLUMNS = {
   spans: ["trace_id", "span_id", "parent_span_id", "service_name", "name", "kind", "start_time", "duration_ns", "status_code", "http_status_code", "attributes"],
+  span_attributes: ["service_name", "start_time", "trace_id", "span_id", "kind", "duration_ns", "failed", "key", "value", "resource"],
+  latency_exemplars: ["timestamp", "service_name", "metric", "bucket", "trace_id", "span_id", "start_time", "duration_ns"],
   service_latency_buckets: ["timestamp", "service_name", "metric", "bucket", "count"],
   service_summary_parts: ["timestamp", "service_name", "metric", "request_count", "error_count", "sum_duration_ns", "min_duration_ns", "max_duration_ns"],
   trace_summary_parts: ["trace_id", "service_name", "root", "start_time", "end_ns", "span_count", "error"],
@@ -42,6 +44,7 @@ const COLUMNS = {
 
 interface PreparedClickHouse extends PreparedBatch {
   readonly spans: Row[];
+  readonly attributes: Row[];
   readonly summaries: ReadonlyMap<string, SummaryDelta>;
   readonly traces: ReadonlyMap<string, TraceDelta>;
   /** Identifies the batch's content: the same spans give the same token, on any process. */
@@ -101,7 +104,7 @@ export class ClickHouseWriter implements WriteStore {
       const attributes = typeof s.attributes === "string" ? s.attributes : JSON.stringify(s.attributes);
       return [s.traceId, s.spanId, s.parentSpanId, s.serviceName, s.name, s.kind, start, duration, s.statusCode, s.httpStatusCode, attributes];
     });
-    return { count: spans.length, spans: rows, summaries, traces, token: `spans:${hash.digest("hex")}` };
+    return { count: spans.length, spans: rows, attributes: attributeRows(spans), summaries, traces, token: `spans:${hash.digest("hex")}` };
   }
 
   writeSpans(spans: readonly SpanRecord[]): Promise<void> {
@@ -123,6 +126,7 @@ export class ClickHouseWriter implements WriteStore {
       (parts as readonly PreparedClickHouse[]).map(async (part) => {
         if (part.count === 0) return;
         await this.insert("spans", part.spans, `${part.token}:spans`);
+        await this.insert("span_attributes", part.attributes, `${part.token}:attributes`);
         await this.insertSummaries([...part.summaries.values()], part.token);
         await this.insert("trace_summary_parts", [...part.traces.values()].map(traceRow), `${part.token}:traces`);
       }),
@@ -191,6 +195,15 @@ export class ClickHouseWriter implements WriteStore {
       deltas.map((d) => [d.minuteMs * 1000, d.serviceName, d.metric, count(d.count), count(d.errors), d.sum, int64(d.min), int64(d.max)]),
       `${token}:summaries`,
     );
+    await this.insert(
+      "latency_exemplars",
+      deltas.flatMap((d) =>
+        [...(d.exemplars ?? [])].flatMap(([bucket, list]) =>
+          list.map((e) => [d.minuteMs * 1000, d.serviceName, d.metric, bucket, e.traceId, e.spanId, micros(e.startTimeMs), int64(e.durationNs)]),
+        ),
+      ),
+      `${token}:exemplars`,
+    );
   }
 
   /**
@@ -228,7 +241,12 @@ export class ClickHouseWriter implements WriteStore {
     const r = await this.client.query({ query: `SELECT count() AS n FROM ${this.table("spans")} WHERE start_time < ${cutoff}`, query_params: params, format: "JSONEachRow" });
     const n = Number((await r.json<{ n: string | number }>())[0]?.n ?? 0);
     const local = (name: string) => (this.o.cluster ? `${this.table(`${name}_local`)} ON CLUSTER ${ident(this.o.cluster)}` : this.table(name));
-    if (n > 0) await this.client.command({ query: `DELETE FROM ${local("spans")} WHERE start_time < ${cutoff}`, query_params: params });
+    if (n > 0) {
+      // Attribute rows and exemplars point at spans: they go with them (by the span's start, as on DuckDB).
+      for (const table of ["spans", "span_attributes", "latency_exemplars"]) {
+        await this.client.command({ query: `DELETE FROM ${local(table)} WHERE start_time < ${cutoff}`, query_params: params });
+      }
+    }
     const t = await this.client.query({ query: `SELECT count() AS n FROM ${this.table("trace_summary_parts")} WHERE start_time < ${cutoff}`, query_params: params, format: "JSONEachRow" });
     if (Number((await t.json<{ n: string | number }>())[0]?.n ?? 0) > 0) {
       // Every part of such a trace goes, not only the parts that started early: the trace's summary
@@ -256,6 +274,38 @@ export class ClickHouseWriter implements WriteStore {
       clickhouse_settings: { insert_deduplication_token: token },
     });
   }
+}
+
+/** A span's own attributes as rows, from whichever form its producer gave them in (as colony/ingest/writer.ts). */
+function ownRows(s: SpanRecord): AttributeRows {
+  if (s.attributeRows) return s.attributeRows;
+  if (typeof s.attributes !== "string") return toAttributeRows(s.attributes);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(s.attributes);
+  } catch {
+    return []; // kept verbatim in spans.attributes; nothing to group by
+  }
+  return parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) ? toAttributeRows(parsed as Record<string, unknown>) : [];
+}
+
+/** The `span_attributes` rows of spans: each span's own attributes, then its resource's whose key the span lacks. */
+function attributeRows(spans: readonly SpanRecord[]): Row[] {
+  const rows: Row[] = [];
+  for (const s of spans) {
+    const own = ownRows(s);
+    const res = s.resourceRows ?? [];
+    if (own.length === 0 && res.length === 0) continue;
+    const at = micros(s.startTimeMs);
+    const ns = int64(s.durationNs);
+    const failed = isErrorSpan(s);
+    for (let i = 0; i < own.length; i += 2) rows.push([s.serviceName, at, s.traceId, s.spanId, s.kind, ns, failed, own[i]!, own[i + 1]!, false]);
+    if (res.length === 0) continue;
+    const ownKeys = new Set<string>();
+    for (let i = 0; i < own.length; i += 2) ownKeys.add(own[i]!);
+    for (let i = 0; i < res.length; i += 2) if (!ownKeys.has(res[i]!)) rows.push([s.serviceName, at, s.traceId, s.spanId, s.kind, ns, failed, res[i]!, res[i + 1]!, true]);
+  }
+  return rows;
 }
 
 function traceRow(t: TraceDelta): Row {

@@ -21,6 +21,25 @@ ORDER BY (service_name, start_time, trace_id);
 CREATE TABLE IF NOT EXISTS `coral`.`spans` ON CLUSTER `prod` AS `coral`.`spans_local`
 ENGINE = Distributed(`prod`, `coral`, `spans_local`, cityHash64(trace_id));
 
+CREATE TABLE IF NOT EXISTS `coral`.`span_attributes_local` ON CLUSTER `prod` (
+  `service_name` String,
+  `start_time` DateTime64(6, 'UTC'),
+  `trace_id` String,
+  `span_id` String,
+  `kind` String,
+  `duration_ns` Int64,
+  `failed` Bool,
+  `key` String,
+  `value` String,
+  `resource` Bool
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/coral/span_attributes_local', '{replica}')
+PARTITION BY toDate(start_time)
+ORDER BY (service_name, kind, key, start_time);
+
+CREATE TABLE IF NOT EXISTS `coral`.`span_attributes` ON CLUSTER `prod` AS `coral`.`span_attributes_local`
+ENGINE = Distributed(`prod`, `coral`, `span_attributes_local`, cityHash64(trace_id));
+
 CREATE TABLE IF NOT EXISTS `coral`.`service_latency_buckets_local` ON CLUSTER `prod` (
   `timestamp` DateTime64(6, 'UTC'),
   `service_name` String,
@@ -66,6 +85,23 @@ ORDER BY (trace_id, service_name);
 
 CREATE TABLE IF NOT EXISTS `coral`.`trace_summary_parts` ON CLUSTER `prod` AS `coral`.`trace_summary_parts_local`
 ENGINE = Distributed(`prod`, `coral`, `trace_summary_parts_local`, cityHash64(trace_id));
+
+CREATE TABLE IF NOT EXISTS `coral`.`latency_exemplars_local` ON CLUSTER `prod` (
+  `timestamp` DateTime64(6, 'UTC'),
+  `service_name` String,
+  `metric` String,
+  `bucket` Int32,
+  `trace_id` String,
+  `span_id` String,
+  `start_time` DateTime64(6, 'UTC'),
+  `duration_ns` Int64
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/coral/latency_exemplars_local', '{replica}')
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (service_name, metric, timestamp, bucket);
+
+CREATE TABLE IF NOT EXISTS `coral`.`latency_exemplars` ON CLUSTER `prod` AS `coral`.`latency_exemplars_local`
+ENGINE = Distributed(`prod`, `coral`, `latency_exemplars_local`, cityHash64(service_name));
 
 CREATE TABLE IF NOT EXISTS `coral`.`host_samples_local` ON CLUSTER `prod` (
   `timestamp` DateTime64(6, 'UTC'),
