@@ -37,6 +37,7 @@ describe("Store", () => {
         "service_latency_buckets",
         "service_summary",
         "services",
+        "span_attributes",
         "spans",
         "system_metrics_rollup",
         "trace_summary",
