@@ -56,6 +56,35 @@ export function toAttributeRows(attributes: Readonly<Record<string, unknown>>): 
   return rows;
 }
 
+/** A span's own attributes as rows, from whichever form its producer gave them in. */
+function ownRows(s: SpanRecord): AttributeRows {
+  if (s.attributeRows) return s.attributeRows;
+  if (typeof s.attributes !== "string") return toAttributeRows(s.attributes);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(s.attributes);
+  } catch {
+    return []; // kept verbatim in spans.attributes; nothing to group by
+  }
+  return parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) ? toAttributeRows(parsed as Record<string, unknown>) : [];
+}
+
+/**
+ * What `span_attributes` stores for a span, whichever engine holds it: the span's own attributes,
+ * and those of its resource whose key the span does not have itself (a span attribute hides a
+ * resource attribute of the same key).
+ */
+export function storedAttributes(s: SpanRecord): { own: AttributeRows; resource: AttributeRows } {
+  const own = ownRows(s);
+  const res = s.resourceRows ?? [];
+  if (res.length === 0 || own.length === 0) return { own, resource: res };
+  const ownKeys = new Set<string>();
+  for (let i = 0; i < own.length; i += 2) ownKeys.add(own[i]!);
+  const resource: string[] = [];
+  for (let i = 0; i < res.length; i += 2) if (!ownKeys.has(res[i]!)) resource.push(res[i]!, res[i + 1]!);
+  return { own, resource };
+}
+
 /**
  * Keeps pairs in order until RESOURCE_LIMITS is reached; a later value of a repeated key replaces
  * the earlier one. `pairs` is `[key, value, …]` with values already as text (null: no row).

@@ -8,7 +8,7 @@ import { appendChunks, appendPrepared, buildChunks, chunksOfColumns, inTransacti
 import { loadStreams, saveStreams, type StreamPoint } from "./cumulative.js";
 import { isErrorSpan, latencyDeltas, spanDeltas } from "./deltas.js";
 import { EXEMPLAR_STAGING } from "./exemplars.js";
-import { toAttributeRows, type AttributeRows, type HostSample, type LatencyRecord, type ResourceRecord, type SpanRecord } from "./records.js";
+import { storedAttributes, type HostSample, type LatencyRecord, type ResourceRecord, type SpanRecord } from "./records.js";
 import {
   MINUTE_MS,
   TRACE_HORIZON_MS,
@@ -474,22 +474,8 @@ export class Writer implements WriteStore {
 }
 
 
-/** A span's own attributes as rows, from whichever form its producer gave them in. */
-function spanRows(s: SpanRecord): AttributeRows {
-  if (s.attributeRows) return s.attributeRows;
-  if (typeof s.attributes !== "string") return toAttributeRows(s.attributes);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(s.attributes);
-  } catch {
-    return []; // kept verbatim in spans.attributes; nothing to group by
-  }
-  return parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) ? toAttributeRows(parsed as Record<string, unknown>) : [];
-}
-
 /**
- * The `span_attributes` rows of a batch, column by column: the span's own attributes, then those
- * of its resource whose key the span does not have itself.
+ * The `span_attributes` rows of a batch, column by column (which attributes: storedAttributes).
  */
 function attributeChunks(spans: readonly SpanRecord[]): DuckDBDataChunk[] {
   const cols: DuckDBValue[][] = ATTRIBUTE_TYPES.map(() => []);
@@ -507,18 +493,14 @@ function attributeChunks(spans: readonly SpanRecord[]): DuckDBDataChunk[] {
     resource.push(fromResource);
   };
   for (const s of spans) {
-    const own = spanRows(s);
-    const res = s.resourceRows ?? [];
+    const { own, resource: res } = storedAttributes(s);
     if (own.length === 0 && res.length === 0) continue;
     // One timestamp and duration value per span, shared by its rows.
     const at = tstz(s.startTimeMs);
     const ns = BigInt(Math.round(s.durationNs));
     const fail = isErrorSpan(s);
     for (let i = 0; i < own.length; i += 2) add(s, at, ns, fail, own[i]!, own[i + 1]!, false);
-    if (res.length === 0) continue;
-    const ownKeys = new Set<string>();
-    for (let i = 0; i < own.length; i += 2) ownKeys.add(own[i]!);
-    for (let i = 0; i < res.length; i += 2) if (!ownKeys.has(res[i]!)) add(s, at, ns, fail, res[i]!, res[i + 1]!, true);
+    for (let i = 0; i < res.length; i += 2) add(s, at, ns, fail, res[i]!, res[i + 1]!, true);
   }
   return chunksOfColumns(ATTRIBUTE_TYPES, cols);
 }

@@ -4,7 +4,6 @@ import {
   JSDuckDBValueConverter,
   ResultReturnType,
   type DuckDBConnection,
-  type DuckDBPreparedStatement,
   type DuckDBResultReader,
   type DuckDBType,
   type DuckDBValue,

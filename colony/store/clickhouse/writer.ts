@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import type { ClickHouseClient } from "@clickhouse/client";
 import type { StreamPoint } from "../../ingest/cumulative.js";
 import { isErrorSpan, latencyDeltas, spanDeltas } from "../../ingest/deltas.js";
-import { toAttributeRows, type AttributeRows, type HostSample, type LatencyRecord, type ResourceRecord, type SpanRecord } from "../../ingest/records.js";
+import { storedAttributes, type HostSample, type LatencyRecord, type ResourceRecord, type SpanRecord } from "../../ingest/records.js";
 import type { SummaryDelta, TraceDelta } from "../../ingest/rollups.js";
 import type { PreparedBatch, WriteStore } from "../engine.js";
 import { ident } from "./schema.js";
@@ -276,34 +276,17 @@ export class ClickHouseWriter implements WriteStore {
   }
 }
 
-/** A span's own attributes as rows, from whichever form its producer gave them in (as colony/ingest/writer.ts). */
-function ownRows(s: SpanRecord): AttributeRows {
-  if (s.attributeRows) return s.attributeRows;
-  if (typeof s.attributes !== "string") return toAttributeRows(s.attributes);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(s.attributes);
-  } catch {
-    return []; // kept verbatim in spans.attributes; nothing to group by
-  }
-  return parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) ? toAttributeRows(parsed as Record<string, unknown>) : [];
-}
-
-/** The `span_attributes` rows of spans: each span's own attributes, then its resource's whose key the span lacks. */
+/** The `span_attributes` rows of spans (which attributes: storedAttributes). */
 function attributeRows(spans: readonly SpanRecord[]): Row[] {
   const rows: Row[] = [];
   for (const s of spans) {
-    const own = ownRows(s);
-    const res = s.resourceRows ?? [];
+    const { own, resource: res } = storedAttributes(s);
     if (own.length === 0 && res.length === 0) continue;
     const at = micros(s.startTimeMs);
     const ns = int64(s.durationNs);
     const failed = isErrorSpan(s);
     for (let i = 0; i < own.length; i += 2) rows.push([s.serviceName, at, s.traceId, s.spanId, s.kind, ns, failed, own[i]!, own[i + 1]!, false]);
-    if (res.length === 0) continue;
-    const ownKeys = new Set<string>();
-    for (let i = 0; i < own.length; i += 2) ownKeys.add(own[i]!);
-    for (let i = 0; i < res.length; i += 2) if (!ownKeys.has(res[i]!)) rows.push([s.serviceName, at, s.traceId, s.spanId, s.kind, ns, failed, res[i]!, res[i + 1]!, true]);
+    for (let i = 0; i < res.length; i += 2) rows.push([s.serviceName, at, s.traceId, s.spanId, s.kind, ns, failed, res[i]!, res[i + 1]!, true]);
   }
   return rows;
 }
