@@ -10,7 +10,7 @@
 // Streams use Connect's streaming protocol in binary, loaded at the first one (broker-stream.ts).
 import { ColonyClient, type ClientLimits } from "../runtime/client.js";
 import { resolveColony } from "../runtime/colony-address.js";
-import { readUnary, WireError } from "../runtime/connect-wire.js";
+import { WireError } from "../runtime/connect-wire.js";
 import type { Plain } from "../../surface/plain.js";
 import type { RpcFailure } from "../runtime/errors.js";
 import type { ApiShape, MethodShape } from "./api-shape.js";
@@ -59,8 +59,7 @@ export async function connectColony(address: string, token: string | undefined, 
       if (why) throw new Error(why);
     },
     async unary(method, json, signal) {
-      const res = await client.post(`/${shape.service}/${method.name}`, "application/json", Buffer.from(JSON.stringify(json)), signal);
-      const data = await readUnary(res, "application/json", client.limits);
+      const data = await client.unary(`/${shape.service}/${method.name}`, "application/json", Buffer.from(JSON.stringify(json)), signal);
       try {
         return plainOf(method.output, JSON.parse(data.toString("utf8")), shape);
       } catch (e) {

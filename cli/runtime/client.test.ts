@@ -5,7 +5,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer as createTcpServer, type AddressInfo, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QueryService, StreamQueryResponseSchema } from "../../gen/coral/colony/v1/query_pb.js";
 import { callTool, queryTools } from "../../mcp/tools.js";
@@ -96,6 +96,24 @@ async function misbehaving(handler: (req: IncomingMessage, res: ServerResponse) 
   };
 }
 
+/** A server below HTTP: `answer` writes whatever bytes it likes once a request's first bytes are in. */
+async function raw(answer: (socket: Socket) => void): Promise<{ addr: string; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createTcpServer((socket) => {
+    sockets.add(socket);
+    socket.on("error", () => {});
+    socket.once("data", () => answer(socket));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    addr: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
+}
+
 const isStream = (req: IncomingMessage) => req.headers["content-type"] === "application/connect+proto";
 const batch = envelope(toBinary(StreamQueryResponseSchema, create(StreamQueryResponseSchema, { rowCount: 1, valuesJson: "[[1]]" })));
 
@@ -169,6 +187,40 @@ describe("a colony that fails", () => {
       }
     });
 
+    it(`answers with a garbage status line: llhttp's words (${kind})`, async () => {
+      const s = await raw((socket) => socket.end("garbage\r\n\r\n"));
+      try {
+        expectAgreement(await say(s.addr, TOKEN, kind), "unknown", /^Parse Error: Expected HTTP\/, RTSP\/ or ICE\/ \(unknown\)$/, s.addr);
+      } finally {
+        await s.close();
+      }
+    });
+
+    it(`floods headers: refused past 16 KiB (${kind})`, async () => {
+      const s = await raw((socket) => {
+        socket.write("HTTP/1.1 200 OK\r\n");
+        for (let i = 0; i < 2000; i++) socket.write(`x-h${i}: ${"a".repeat(20)}\r\n`);
+      });
+      try {
+        expectAgreement(await say(s.addr, TOKEN, kind), "unknown", /^Parse Error: Header overflow \(unknown\)$/, s.addr);
+      } finally {
+        await s.close();
+      }
+    });
+
+    it(`drips its head a byte at a time: deadline_exceeded (${kind})`, async () => {
+      const s = await raw((socket) => {
+        const t = setInterval(() => socket.write("x"), 20);
+        socket.once("close", () => clearInterval(t));
+        socket.write("HTTP/1.1 200 OK\r\nx-slow: ");
+      });
+      try {
+        expectAgreement(await say(s.addr, TOKEN, kind, { answerTimeoutMs: 300 }), "deadline_exceeded", /^colony at \S+ timed out: no answer in 0\.3 s$/, s.addr);
+      } finally {
+        await s.close();
+      }
+    });
+
     it(`is something else: unavailable, naming what answered (${kind})`, async () => {
       const s = await misbehaving((_req, res) => res.writeHead(404, { "content-type": "text/html" }).end("<h1>nope</h1>"));
       try {
@@ -178,6 +230,42 @@ describe("a colony that fails", () => {
       }
     });
   }
+
+  it("declares an answer larger than the client takes: refused unread (unary)", async () => {
+    const s = await raw((socket) => socket.write("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2048\r\n\r\n"));
+    try {
+      expectAgreement(await say(s.addr, TOKEN, "unary", { readMaxBytes: 1024 }), "resource_exhausted", /^the colony sent a message of 2048 bytes, over the 1024 coral accepts/, s.addr);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("drops each kept-alive connection as the next call goes out: every unary call still answered", async () => {
+    // The race of every keep-alive client: a server closes an idle connection just as a request is
+    // written on it. The colony's unary calls only read, so each is sent again, once, on a new one.
+    const served = new WeakMap<object, number>();
+    const s = await misbehaving((req, res) => {
+      const n = served.get(req.socket) ?? 0;
+      served.set(req.socket, n + 1);
+      if (n > 0) req.socket.destroy();
+      else res.writeHead(200, { "content-type": req.headers["content-type"] }).end(req.headers["content-type"] === "application/json" ? "{}" : "");
+    });
+    const address = resolveColony(s.addr);
+    const client = new ColonyClient(address, TOKEN);
+    const colony = await connectColony(s.addr, TOKEN);
+    try {
+      const query = createClient(QueryService, colonyTransport(client));
+      const method = colony.method("ListServices")!;
+      for (let i = 0; i < 3; i++) {
+        expect(await query.listServices({})).toMatchObject({ services: [] });
+        expect(await colony.unary(method, {}, new AbortController().signal)).toEqual({ services: [] });
+      }
+    } finally {
+      client.close();
+      colony.close();
+      await s.close();
+    }
+  });
 
   it("every request carries the token, the user agent and Connect's version", async () => {
     const seen: IncomingMessage["headers"][] = [];

@@ -4,12 +4,14 @@
 // header), the keep-alive sockets, the time a colony has to answer, the largest answer taken, and
 // how a failure is worded (the translator in errors.ts).
 //
-// node:http only, and nothing of Connect or protobuf: a `coral run` whose script makes unary calls
-// only must load neither (broker-rpc.ts says what that saves). Failures are worded lazily.
+// node:http and its own lean HTTP/1.1 for unary calls to a plain-HTTP colony (lean-http.ts), and
+// nothing of Connect or protobuf: a `coral run` whose script makes unary calls only must load
+// neither (broker-rpc.ts says what that saves). Failures are worded lazily.
 import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
 import pkg from "../../package.json" with { type: "json" };
 import type { RpcFailure } from "./errors.js";
-import { silence } from "./connect-wire.js";
+import { readUnary, silence, unexpectedAnswer } from "./connect-wire.js";
+import { aborted, LeanHttp } from "./lean-http.js";
 
 export interface ClientLimits {
   /** Time to open a connection: a host that drops packets would otherwise hold a call for minutes. */
@@ -46,17 +48,44 @@ export class ColonyClient {
   /** Plain HTTP's agent and request, or (a colony behind a TLS proxy) HTTPS's, loaded when first used. */
   private http?: { agent: Agent; request: typeof httpRequest };
   private https?: Promise<{ agent: Agent; request: typeof httpRequest }>;
+  /** Unary calls to a plain-HTTP colony. */
+  private readonly lean?: LeanHttp;
   private readonly headers: Record<string, string>;
 
   constructor(address: ColonyAddress, token: string | undefined, limits: Partial<ClientLimits> = {}) {
     this.display = address.display;
     this.limits = { ...DEFAULT_LIMITS, ...limits };
     this.url = new URL(address.baseUrl);
-    // node:https loads node:crypto and node:tls, which a run against a plain-HTTP colony never needs.
-    if (this.url.protocol === "https:") this.https = import("node:https").then((m) => ({ agent: new m.Agent({ keepAlive: true }), request: m.request }));
-    else this.http = { agent: new Agent({ keepAlive: true }), request: httpRequest };
     this.headers = { "connect-protocol-version": "1", "user-agent": `coral/${pkg.version}` };
     if (token) this.headers.authorization = `Bearer ${token}`;
+    if (this.url.protocol === "https:") {
+      // node:https loads node:crypto and node:tls, which a run against a plain-HTTP colony never needs.
+      this.https = import("node:https").then((m) => ({ agent: new m.Agent({ keepAlive: true }), request: m.request }));
+      return;
+    }
+    this.http = { agent: new Agent({ keepAlive: true }), request: httpRequest };
+    // A header value node:http would refuse (checkToken refuses such tokens first) keeps node:http,
+    // and its error.
+    if (Object.values(this.headers).every((v) => /^[\x20-\x7e]*$/.test(v))) {
+      this.lean = new LeanHttp({
+        host: this.url.hostname.replace(/^\[|\]$/g, ""),
+        port: Number(this.url.port || 80),
+        display: this.display,
+        headers: `host: ${this.url.host}\r\nconnection: keep-alive\r\n${Object.entries(this.headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")}`,
+        ...this.limits,
+      });
+    }
+  }
+
+  /**
+   * A unary call: POSTs `body` to `path` and resolves with the answer's body when it is a 200 of
+   * `contentType`; else fails as post() does, or with what the answer means (connect-wire.ts).
+   */
+  async unary(path: string, contentType: string, body: Uint8Array, signal?: AbortSignal): Promise<Buffer> {
+    if (!this.lean) return readUnary(await this.post(path, contentType, body, signal), contentType, this.limits);
+    const answer = await this.lean.post(path, contentType, body, signal);
+    if (answer.status === 200 && answer.contentType === contentType) return answer.body;
+    throw unexpectedAnswer(answer.status, answer.contentType, answer.body);
   }
 
   /**
@@ -148,11 +177,8 @@ export class ColonyClient {
 
   /** Closes the kept-alive connections; calls still running fail. */
   close(): void {
+    this.lean?.close();
     this.http?.agent.destroy();
     void this.https?.then((h) => h.agent.destroy(), () => {});
   }
-}
-
-function aborted(signal: AbortSignal): Error {
-  return Object.assign(new Error("This operation was aborted"), { name: "AbortError", code: "ABORT_ERR", cause: signal.reason });
 }

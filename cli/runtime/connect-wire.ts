@@ -1,6 +1,7 @@
 // The answer side of Connect's protocol over HTTP/1.1, as every client of the colony reads it: a
 // unary body, and what each way of failing means (a stream's envelopes: connect-stream.ts). Used by
-// the Connect transport of `coral query` and `coral mcp` (transport.ts) and by `coral run`'s broker,
+// the colony client's unary calls (client.ts, over node:http or lean-http.ts), which serve the
+// Connect transport of `coral query` and `coral mcp` (transport.ts) and `coral run`'s broker,
 // whose unary calls must load no Connect or protobuf runtime at all: so nothing here imports them,
 // and a failure is a WireError (a status code name and a message) until it is reported
 // (transport.ts turns it into a ConnectError).

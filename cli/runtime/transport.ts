@@ -7,7 +7,6 @@ import { Code, ConnectError, type StreamResponse, type Transport, type UnaryResp
 import type { ColonyClient } from "./client.js";
 import { envelope, streamMessages } from "./connect-stream.js";
 import { connectErrorOf } from "./connect-error.js";
-import { readUnary } from "./connect-wire.js";
 
 const path = (method: { parent: { typeName: string }; name: string }) => `/${method.parent.typeName}/${method.name}`;
 
@@ -22,8 +21,7 @@ export function colonyTransport(client: ColonyClient): Transport {
     ): Promise<UnaryResponse<I, O>> {
       try {
         const body = toBinary(method.input, create(method.input, input));
-        const res = await client.post(path(method), "application/proto", body, signal);
-        const bytes = await readUnary(res, "application/proto", client.limits);
+        const bytes = await client.unary(path(method), "application/proto", body, signal);
         const message = fromBinary(method.output, bytes);
         return { stream: false, service: method.parent, method, header: new Headers(), trailer: new Headers(), message };
       } catch (e) {
