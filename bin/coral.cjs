@@ -19,9 +19,11 @@ const dist = join(__dirname, "../dist/cli");
 
 // `coral run` has a bundle of its own, loaded through V8's code cache (scripts/build.mjs says why).
 if (argv[0] === "run" && existsSync(join(dist, "run.cjs"))) {
+  // Deno starts first and waits at its gate while the rest of `coral run` loads (cli/run/early-start.ts).
+  const early = existsSync(join(dist, "run-early.cjs")) ? require(join(dist, "run-early.cjs")).startEarly(argv) : undefined;
   const { loadCached } = require("./code-cache.cjs");
   const run = loadCached(join(dist, "run.cjs"));
-  run.exports.main(argv).then((code) => {
+  run.exports.main(argv, early).then((code) => {
     run.done();
     // The run is over and its directory removed; Node's own teardown would only add time. Output
     // still queued (pipes are asynchronous on some platforms) is written before a natural exit.

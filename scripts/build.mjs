@@ -45,7 +45,9 @@ await build({
 await build({
   define: { ...define, "import.meta.url": "__coralImportMetaUrl" },
   absWorkingDir: root,
-  entryPoints: { run: "cli/run/entry.ts" },
+  // run-early: what bin/coral.cjs loads first to start Deno early (cli/run/early-start.ts); small
+  // enough that compiling it costs less than reading a code cache for it would.
+  entryPoints: { run: "cli/run/entry.ts", "run-early": "cli/run/early-start.ts" },
   outdir: staging,
   outExtension: { ".js": ".cjs" },
   bundle: true,
@@ -75,6 +77,46 @@ if (existsSync(`${root}/sdk/mod.ts`)) {
   await buildCacheTemplate(`${root}/dist/sdk/coral-sdk.js`).catch((e) =>
     console.warn(`build: no Deno cache for the SDK (coral run starts slower): ${e.message}`),
   );
+  await warmRunCodeCache().catch((e) => console.warn(`build: no code cache for coral run (its first run writes one): ${e.message}`));
+}
+
+/**
+ * V8's code cache for `coral run`'s bundle (bin/code-cache.cjs), written by one real `coral run` of
+ * a script that makes a call, so that an install nobody may write to (a global npm install) starts
+ * from it too: otherwise the first run after a build writes it, and a read-only install never does.
+ * The call goes to a throwaway HTTP server that answers it with an empty message, so the cache holds
+ * the code of a successful call (an error answer compiled half as much again, mostly error paths a
+ * run rarely takes). The cache is validated as always (it names this bundle's size, mtime, inode).
+ */
+async function warmRunCodeCache() {
+  const { spawn } = await import("node:child_process");
+  const { createServer } = await import("node:http");
+  const { mkdtempSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const server = createServer((req, res) => {
+    req.resume();
+    // An empty answer is a valid one for every unary method (Connect JSON: all fields default).
+    res.writeHead(200, { "content-type": "application/json" }).end("{}");
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const dir = mkdtempSync(`${tmpdir()}/coral-build-warm-up-`);
+  try {
+    writeFileSync(`${dir}/warm-up.ts`, 'import * as coral from "@coral/sdk";\nawait coral.services.list().catch(() => {});\n');
+    const env = { NO_COLOR: "1" };
+    for (const k of ["PATH", "HOME", "TMPDIR", "LANG"]) if (process.env[k] !== undefined) env[k] = process.env[k];
+    const args = [`${root}/bin/coral.cjs`, "run", "--colony", `127.0.0.1:${server.address().port}`, `${dir}/warm-up.ts`];
+    const { code, stderr } = await new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, args, { env, stdio: ["ignore", "ignore", "pipe"] });
+      let stderr = "";
+      child.stderr.on("data", (c) => (stderr += c));
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code, stderr }));
+    });
+    if (code !== 0) throw new Error(`the warm-up run failed (exit ${code}): ${stderr.trim()}`);
+  } finally {
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Bundles and evaluates cli/run/api-shape-source.ts: the shape of the API as generated in gen/. */

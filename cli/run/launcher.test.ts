@@ -1,12 +1,16 @@
 // What a script is given and how its run ends, through runScript/watchScript and the commands.
-import { existsSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { denoSpec, launch, prepareRunDir } from "./deno-start.js";
+import { offerEarlyStart, type EarlyStart } from "./early-start.js";
 import { initScriptsDir } from "./init-dir.js";
+import { denoPath } from "./paths.js";
+import { makeRunDir } from "./run-dir.js";
 import type { RunOptions } from "./launcher.js";
 import { watchScript } from "./watch.js";
 import { capture, emptyStdin, httpServer, makeSandbox, run, runSource, type Sandbox } from "./testing.js";
@@ -126,6 +130,72 @@ try { await fetch("http://127.0.0.1:${colony.port}/"); console.log("fetched"); }
     await until(() => out.text().includes("up"));
     controller.abort();
     expect((await pending).code).toBe(130);
+  });
+});
+
+describe("early start (a Deno started before the launcher, early-start.ts)", () => {
+  /** What bin/coral.cjs would offer: a prepared run directory and a Deno started for `spec` there. */
+  async function offer(script: string, o: { memoryMb?: number; sdk?: string } = {}): Promise<EarlyStart> {
+    const work = await makeRunDir();
+    const prepared = prepareRunDir(work, o.sdk ?? sb.sdk, true);
+    const spec = denoSpec({ deno: denoPath(), work, gated: true, script: realpathSync(script), args: [], params: {}, memoryMb: o.memoryMb ?? 64, stdin: "pipe", stdout: "pipe" });
+    const launched = launch(spec);
+    const early: EarlyStart = {
+      work,
+      prepared,
+      spec,
+      launched,
+      discard: async () => {
+        launched.child.kill("SIGKILL");
+        await launched.closed.catch(() => {});
+      },
+      release: () => {},
+    };
+    offerEarlyStart(early);
+    return early;
+  }
+  const printPid = 'console.log(String(Deno.pid));\n';
+
+  it("runs the script in the early Deno when the launcher computes the same start", async () => {
+    const script = await sb.file("proj/early-pid.ts", printPid);
+    const early = await offer(script);
+    const r = await run(sb, script);
+    expect(r).toEqual({ code: 0, stdout: `${early.launched.child.pid}\n`, stderr: "" });
+    expect(existsSync(early.work)).toBe(false);
+  });
+
+  it("kills an early Deno started for other flags at its gate and runs the script in its own", async () => {
+    const script = await sb.file("proj/early-other.ts", printPid);
+    const early = await offer(script, { memoryMb: 65 });
+    const r = await run(sb, script);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^\d+\n$/);
+    expect(r.stdout).not.toBe(`${early.launched.child.pid}\n`);
+    expect(await early.launched.closed).toEqual({ code: null, signal: "SIGKILL" });
+    expect(existsSync(early.work)).toBe(false);
+  });
+
+  it("kills an early Deno prepared for another SDK bundle", async () => {
+    const script = await sb.file("proj/early-sdk.ts", printPid);
+    const other = await sb.file("other-sdk/coral-sdk.js", 'export const ping = () => "other";\n');
+    const early = await offer(script, { sdk: other });
+    const r = await run(sb, script);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toBe(`${early.launched.child.pid}\n`);
+    expect(await early.launched.closed).toEqual({ code: null, signal: "SIGKILL" });
+    expect(existsSync(early.work)).toBe(false);
+  });
+
+  it("a refused script's early Deno dies at its gate, having run nothing", async () => {
+    await sb.file("proj/.secret.ts", 'console.log("SECRET RAN");\n');
+    const script = await sb.file("proj/early-refused.ts", 'import "./.secret.ts";\nconsole.log("MAIN RAN");\n');
+    const early = await offer(script);
+    const r = await run(sb, script);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toMatch(/refused import "\.\/\.secret\.ts"/);
+    expect(await early.launched.closed).toEqual({ code: null, signal: "SIGKILL" });
+    expect(existsSync(early.work)).toBe(false);
   });
 });
 

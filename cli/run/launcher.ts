@@ -1,31 +1,19 @@
-import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
+import { spawn } from "node:child_process";
 import type { Socket } from "node:net";
-import { existsSync, fstatSync, realpathSync, statSync } from "node:fs";
-import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { existsSync, fstatSync, realpathSync, rmSync, statSync } from "node:fs";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Broker, preloadColony } from "./broker.js";
 import { DEFAULT_BUDGET, type Budget } from "./broker-budget.js";
-import { cacheTemplateDir, seedDenoDir } from "./deno-cache.js";
+import { denoSpec, hasExited, launch, preparedKey, prepareRunDir, runPaths, sameSpec, type DenoSpec, type Launched } from "./deno-start.js";
+import { claimEarlyStart, type EarlyStart } from "./early-start.js";
 import { judgeGraph, sdkDirOf, type DenoInfo, type GraphVerdict } from "./graph.js";
 import { importsOnlySdk } from "./graph-fast.js";
 import { makeRunDir, sweepStaleRunDirs } from "./run-dir.js";
 import { defaultSdkModule, denoPath } from "./paths.js";
-import {
-  childEnv,
-  closeStorage,
-  FILE_SIZE_LIMIT_MIB,
-  GATE_MODULE,
-  GO_MESSAGE,
-  parseColony,
-  resolutionFlags,
-  runFlags,
-  SandboxError,
-  tiedToParent,
-  vetReadDir,
-  withLimits,
-} from "./sandbox.js";
+import { childEnv, FILE_SIZE_LIMIT_MIB, GO_MESSAGE, parseColony, resolutionFlags, SandboxError, tiedToParent, vetReadDir } from "./sandbox.js";
 import { StderrFilter } from "./stderr-filter.js";
 
 export { denoPath } from "./paths.js";
@@ -104,11 +92,14 @@ export interface RunOutcome {
 /** One run with its own temp dir; shared by runScript and watchScript. */
 export async function runOnce(o: RunOptions, signal?: AbortSignal, stdinSource?: string): Promise<RunOutcome> {
   const stderr = o.stderr ?? process.stderr;
+  // The Deno bin/coral.cjs started from the command line, if any (early-start.ts): its directory is
+  // this run's from here on, and its process is adopted or discarded by runIn.
+  const early = claimEarlyStart();
   // Runs that were SIGKILLed could not remove their directories; this one removes them.
   const sweeping = sweepStaleRunDirs();
-  const work = await makeRunDir();
+  const work = early?.work ?? (await makeRunDir());
   try {
-    return await runIn(work, o, stderr, signal, stdinSource);
+    return await runIn(work, o, stderr, signal, stdinSource, early);
   } catch (e) {
     if (e instanceof SandboxError) {
       stderr.write(`coral: ${e.message}\n`);
@@ -116,7 +107,11 @@ export async function runOnce(o: RunOptions, signal?: AbortSignal, stdinSource?:
     }
     throw e;
   } finally {
-    await Promise.all([rm(work, { recursive: true, force: true }), sweeping]);
+    await early?.discard();
+    // Synchronously: the run is over and nothing waits on the event loop, while the asynchronous rm
+    // takes a thread-pool round trip per entry, each a wake-up that waits for the scheduler.
+    rmSync(work, { recursive: true, force: true });
+    await sweeping;
   }
 }
 
@@ -126,6 +121,7 @@ async function runIn(
   stderr: NodeJS.WritableStream,
   signal: AbortSignal | undefined,
   stdinSource: string | undefined,
+  early: EarlyStart | undefined,
 ): Promise<RunOutcome> {
   parseColony(o.colony);
   const deno = denoPath();
@@ -152,20 +148,22 @@ async function runIn(
   const scriptDir = dirname(script);
 
   // The run's own DENO_DIR, seeded with the SDK's compilation caches (deno-cache.ts).
-  const denoDir = join(work, "deno_dir");
+  const { denoDir, importMap } = runPaths(work);
   const env = childEnv({ denoDir, params: o.params });
-  const sdkUrl = pathToFileURL(realpathSync(sdkModule)).href;
-  const importMap = join(work, "import_map.json");
   // Deno starts at the gate while the graph is judged (GATE_MODULE), except with --check, whose
   // type check can take seconds that would count against the script's --timeout. Deno reads
   // --preload as a comma-separated list, so a temp dir with a comma in its path goes without.
-  const gate = o.check || work.includes(",") ? undefined : join(work, "gate.js");
-  const [, , , source] = await Promise.all([
-    seedDenoDir(denoDir, cacheTemplateDir(sdkModule)).then(() => closeStorage(denoDir)),
-    writeFile(importMap, JSON.stringify({ imports: { "@coral/sdk": sdkUrl } })),
-    gate ? writeFile(gate, GATE_MODULE) : undefined,
-    readScript(script),
-  ]);
+  const gated = !o.check && !work.includes(",");
+  const reading = readScript(script);
+  reading.catch(() => {}); // Awaited below; a failure of the preparation comes first.
+  if (early?.prepared !== preparedKey(sdkModule, gated)) {
+    // An early start that prepared something else (another SDK bundle) cannot be adopted; its
+    // directory is filled anew (prepareRunDir overwrites what it wrote before).
+    await early?.discard();
+    early = undefined;
+    prepareRunDir(work, sdkModule, gated);
+  }
+  const source = await reading;
 
   // The --allow-read directory is vetted while Deno resolves the graph; both must pass.
   const vetting = o.allowRead ? vetReadDir(o.allowRead) : undefined;
@@ -176,12 +174,30 @@ async function runIn(
     : captureDeno(deno, ["info", "--json", ...resolutionFlags(importMap), script], env, signal);
   // Deno's flags name the vetted directory, so with --allow-read it starts once that is known; an
   // unusable directory starts nothing (its error is reported after the graph's).
-  const start = (read: { root: string; denyRead: string[] } | undefined, gated: string | undefined) =>
-    startScript(deno, importMap, read, gated, script, denoDir, o, stderr, signal);
+  const start = (read: { root: string; denyRead: string[] } | undefined, gate: boolean) => {
+    const spec = denoSpec({
+      deno,
+      work,
+      gated: gate,
+      read,
+      script,
+      args: o.args,
+      params: o.params,
+      memoryMb: o.memoryMb,
+      stdin: o.script === "-" ? "ignore" : o.stdin === undefined || o.stdin === process.stdin ? "inherit" : "pipe",
+      // RLIMIT_FSIZE (withLimits) would also cap a stdout redirected to a file; through a pipe it cannot.
+      stdout: (o.stdout === undefined || o.stdout === process.stdout) && !isRegularFile(1) ? "inherit" : "pipe",
+    });
+    const adopted = early && sameSpec(early.spec, spec) ? early.launched : undefined;
+    // An early Deno started for another command line dies at its gate (runOnce waits for it).
+    if (!adopted) void early?.discard();
+    early = undefined;
+    return startScript(spec, adopted, gate, o, stderr, signal);
+  };
   let started: Started | undefined;
-  if (gate) {
+  if (gated) {
     const read = vetting ? await vetting.catch(() => null) : undefined;
-    if (read !== null) started = start(read, gate);
+    if (read !== null) started = start(read, true);
   }
   // protobuf-es, the API's descriptors and the HTTP clients load while Deno starts (and after the
   // spawns: evaluating them would otherwise delay them).
@@ -219,7 +235,7 @@ async function runIn(
     if (code !== 0) return { code: EXIT.refused, localFiles };
   }
 
-  started ??= start(read, undefined);
+  started ??= start(read, false);
   started.go();
   const code = await started.exited;
   const broker = started.broker;
@@ -243,37 +259,21 @@ interface Started {
   discard(): Promise<void>;
 }
 
-/** Spawns the script's Deno under the limits, with the broker on its channel. */
+/** Starts the script's Deno (or takes over `adopted`, started early for the same spec), with the broker on its channel. */
 function startScript(
-  deno: string,
-  importMap: string,
-  read: { root: string; denyRead: string[] } | undefined,
-  gate: string | undefined,
-  script: string,
-  denoDir: string,
+  spec: DenoSpec,
+  adopted: Launched | undefined,
+  gate: boolean,
   o: RunOptions,
   stderr: NodeJS.WritableStream,
   signal: AbortSignal | undefined,
 ): Started {
-  const argv = withLimits(
-    [
-      deno,
-      ...runFlags({
-        importMap,
-        memoryMb: o.memoryMb,
-        allowRead: read?.root,
-        denyRead: read?.denyRead ?? [],
-        gate,
-      }),
-      script,
-      ...o.args,
-    ],
-    o.memoryMb,
-  );
   // Deno's stderr is a pipe to us either way; colour codes belong only on a terminal (NO_COLOR
   // for Deno would also take the colours off a script's stdout on a terminal).
   const filter = new StderrFilter(stderr, { plain: !(stderr as NodeJS.WriteStream).isTTY });
   let channel: Socket | undefined;
+  let quiet = false;
+  let launched: Launched | undefined;
   const started: Started = {
     filter,
     exited: Promise.resolve(0),
@@ -282,15 +282,19 @@ function startScript(
     },
     discard: async () => {
       quiet = true;
-      child?.kill("SIGKILL");
+      if (launched && !hasExited(launched.child)) launched.child.kill("SIGKILL");
       await started.exited.catch(() => {});
     },
   };
-  let quiet = false;
-  let child: ChildProcess | undefined;
-  started.exited = supervise(argv, childEnv({ denoDir, params: o.params, channel: true }), o, filter, stderr, signal, o.script === "-", () => quiet, (c) => {
-    child = c;
-    if (!c.stdio[3]) return; // spawn failed; supervise reports it
+  try {
+    launched = adopted ?? launch(spec);
+  } catch (e) {
+    started.exited = Promise.reject(e);
+    started.exited.catch(() => {});
+    return started;
+  }
+  const c = launched.child;
+  if (c.stdio[3]) {
     channel = c.stdio[3] as Socket;
     const b = new Broker(channel, {
       colony: o.colony,
@@ -301,9 +305,11 @@ function startScript(
     });
     // A socket paused on a flood of calls would never see the end of the script, and the child's
     // "close" waits for every stdio stream.
-    c.once("exit", () => b.close());
+    if (hasExited(c)) b.close();
+    else c.once("exit", () => b.close());
     started.broker = b;
-  });
+  }
+  started.exited = supervise(launched, o, filter, stderr, signal, () => quiet);
   // A discarded script's failure to start is of no interest; runIn awaits `exited` otherwise.
   started.exited.catch(() => {});
   return started;
@@ -336,100 +342,79 @@ async function checkTypes(
   return r.code;
 }
 
-/** Starts Deno under the limits, streams its output, and maps how it ended to our exit code. */
+/** Streams the started Deno's output and maps how it ended to our exit code. */
 function supervise(
-  argv: string[],
-  env: Record<string, string>,
+  { child, closed }: Launched,
   o: RunOptions,
   filter: StderrFilter,
   stderr: NodeJS.WritableStream,
   signal: AbortSignal | undefined,
-  stdinConsumed: boolean,
   discarded: () => boolean,
-  onSpawn: (child: ChildProcess) => void,
 ): Promise<number> {
-  // RLIMIT_FSIZE (withLimits) would also cap a stdout redirected to a file; through a pipe it cannot.
-  const inheritOut = (o.stdout === undefined || o.stdout === process.stdout) && !isRegularFile(1);
-  const inheritIn = o.stdin === undefined || o.stdin === process.stdin;
-  const stdio: StdioOptions = [
-    stdinConsumed ? "ignore" : inheritIn ? "inherit" : "pipe",
-    inheritOut ? "inherit" : "pipe",
-    "pipe",
-    // fd 3, the SDK's channel (CHANNEL_ENV): a socketpair, read by broker.ts with its own limits.
-    "pipe",
-  ];
-  return new Promise((resolvePromise, reject) => {
-    let child: ChildProcess;
-    try {
-      child = spawn(argv[0], argv.slice(1), { env, stdio });
-    } catch (e) {
-      reject(e);
-      return;
+  child.stderr!.on("data", (c: Buffer) => {
+    // A slow reader of our stderr slows the script down instead of growing our memory.
+    if (!filter.write(c)) {
+      child.stderr!.pause();
+      stderr.once("drain", () => child.stderr!.resume());
     }
-    onSpawn(child);
-    child.stderr!.on("data", (c: Buffer) => {
-      // A slow reader of our stderr slows the script down instead of growing our memory.
-      if (!filter.write(c)) {
-        child.stderr!.pause();
-        stderr.once("drain", () => child.stderr!.resume());
-      }
-    });
-    if (child.stdout) child.stdout.pipe(o.stdout ?? process.stdout, { end: false });
-    if (child.stdin) {
-      // The script may exit without reading its input; that is not our error.
-      child.stdin.on("error", () => {});
-      o.stdin!.pipe(child.stdin);
-    }
+  });
+  if (child.stdout) child.stdout.pipe(o.stdout ?? process.stdout, { end: false });
+  if (child.stdin) {
+    // The script may exit without reading its input; that is not our error.
+    child.stdin.on("error", () => {});
+    o.stdin!.pipe(child.stdin);
+  }
 
-    let ending: "timeout" | "aborted" | undefined;
-    let killTimer: NodeJS.Timeout | undefined;
-    const stop = (why: "timeout" | "aborted") => {
-      if (ending) return;
-      ending = why;
-      child.kill("SIGTERM");
-      // Scripts can ignore SIGTERM (Deno.addSignalListener); SIGKILL cannot be ignored.
-      killTimer = setTimeout(() => child.kill("SIGKILL"), KILL_GRACE_MS);
-    };
-    const timer = o.timeoutSec > 0 ? setTimeout(() => stop("timeout"), o.timeoutSec * 1000) : undefined;
-    const onAbort = () => stop("aborted");
-    if (signal?.aborted) onAbort();
-    else signal?.addEventListener("abort", onAbort, { once: true });
+  let ending: "timeout" | "aborted" | undefined;
+  let killTimer: NodeJS.Timeout | undefined;
+  const stop = (why: "timeout" | "aborted") => {
+    if (ending) return;
+    ending = why;
+    child.kill("SIGTERM");
+    // Scripts can ignore SIGTERM (Deno.addSignalListener); SIGKILL cannot be ignored.
+    killTimer = setTimeout(() => child.kill("SIGKILL"), KILL_GRACE_MS);
+  };
+  const timer = o.timeoutSec > 0 ? setTimeout(() => stop("timeout"), o.timeoutSec * 1000) : undefined;
+  const onAbort = () => stop("aborted");
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener("abort", onAbort, { once: true });
+  const cleanUp = () => {
+    clearTimeout(timer);
+    clearTimeout(killTimer);
+    signal?.removeEventListener("abort", onAbort);
+    if (child.stdin && o.stdin) o.stdin.unpipe(child.stdin);
+  };
 
-    child.on("error", (e) => {
-      clearTimeout(timer);
-      clearTimeout(killTimer);
-      signal?.removeEventListener("abort", onAbort);
-      reject(e);
-    });
-    child.on("close", (exitCode, exitSignal) => {
-      clearTimeout(timer);
-      clearTimeout(killTimer);
-      signal?.removeEventListener("abort", onAbort);
-      if (child.stdin && o.stdin) o.stdin.unpipe(child.stdin);
+  return closed.then(
+    ({ code: exitCode, signal: exitSignal }) => {
+      cleanUp();
       // Killed at its gate: the refusal has been reported, and nothing of the script ran.
-      if (discarded()) return resolvePromise(EXIT.refused);
+      if (discarded()) return EXIT.refused;
       const failed = exitCode !== 0 || exitSignal !== null;
       const oom = filter.finish(failed && ending === undefined);
       if (ending === "timeout") {
         filter.ownLine(`script timed out after ${o.timeoutSec} s`);
-        resolvePromise(EXIT.timeout);
-      } else if (ending === "aborted") {
-        resolvePromise(abortedCode(signal));
-      } else if (oom) {
+        return EXIT.timeout;
+      }
+      if (ending === "aborted") return abortedCode(signal);
+      if (oom) {
         filter.ownLine(`script exceeded its memory limit (${o.memoryMb} MB)`);
-        resolvePromise(EXIT.outOfMemory);
-      } else if (exitSignal === "SIGXFSZ") {
+        return EXIT.outOfMemory;
+      }
+      if (exitSignal === "SIGXFSZ") {
         filter.ownLine(
           `script stopped: it made Deno cache more than ${FILE_SIZE_LIMIT_MIB} MiB of compiled code (modules created at run time); scripts cannot write to disk`,
         );
-        resolvePromise(128 + osConstants.signals.SIGXFSZ);
-      } else if (exitSignal) {
-        resolvePromise(128 + (osConstants.signals[exitSignal] ?? 0));
-      } else {
-        resolvePromise(exitCode ?? 1);
+        return 128 + osConstants.signals.SIGXFSZ;
       }
-    });
-  });
+      if (exitSignal) return 128 + (osConstants.signals[exitSignal] ?? 0);
+      return exitCode ?? 1;
+    },
+    (e: unknown) => {
+      cleanUp();
+      throw e;
+    },
+  );
 }
 
 /** Runs a short Deno subcommand (info, check) to completion, collecting its output. */

@@ -1,6 +1,6 @@
 // The temp directory of one `coral run`: named after its owner, so that a later run can remove
 // the directory of a run that was SIGKILLed and could not remove its own.
-import { readlinkSync } from "node:fs";
+import { mkdtempSync, readlinkSync } from "node:fs";
 import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,6 +32,11 @@ const NAME = /^coral-run-(\d+)-(\d+)-/;
 /** Creates this run's directory under `parent` (default: the OS temp dir). */
 export function makeRunDir(parent = tmpdir()): Promise<string> {
   return mkdtemp(join(parent, `${PREFIX}${ownerTag(process.pid)}-`));
+}
+
+/** makeRunDir for the early start (early-start.ts), which must not yield before Deno is spawned. */
+export function makeRunDirSync(parent = tmpdir()): string {
+  return mkdtempSync(join(parent, `${PREFIX}${ownerTag(process.pid)}-`));
 }
 
 /**

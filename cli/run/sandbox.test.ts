@@ -1,5 +1,5 @@
 // Every test here is an escape attempt run in a real Deno; each asserts that it was stopped.
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildCacheTemplate, CACHE_FILES } from "./deno-cache.js";
-import { RUNTIME_BASE_MIB } from "./sandbox.js";
+import { dataLimitBytes, FILE_SIZE_LIMIT_MIB, RUNTIME_BASE_MIB, withLimits } from "./sandbox.js";
 import { httpServer, makeSandbox, run, runSource, type Sandbox } from "./testing.js";
 
 const DENIED = /NotCapable|PermissionDenied|Requires \w+ access/;
@@ -282,6 +282,15 @@ describe("limits", () => {
     const r = await runSource(sb, 'const a = [];\nwhile (true) a.push({ s: "x" + Math.random() });\n', { memoryMb: 64 });
     expect(r.stderr).toBe("coral: script exceeded its memory limit (64 MB)\n");
     expect(r.code).toBe(137);
+  });
+
+  it("without prlimit(1), the shell sets the same limits (dash takes one per ulimit)", () => {
+    const report = ["/bin/sh", "-c", 'echo "$(ulimit -d) $(ulimit -f) $(ulimit -c)"'];
+    const viaShell = withLimits(report, 64, false);
+    expect(viaShell).not.toContain("/usr/bin/prlimit");
+    const [data, fsize, core] = execFileSync(viaShell[0]!, viaShell.slice(1), { encoding: "utf8" }).trim().split(" ");
+    // POSIX sh reports -d in KiB and -f in 512-byte blocks.
+    expect([Number(data) * 1024, Number(fsize) * 512, core]).toEqual([dataLimitBytes(64), FILE_SIZE_LIMIT_MIB * 1024 * 1024, "0"]);
   });
 
   it("an ArrayBuffer bomb is stopped by the OS ceiling near the limit", async () => {

@@ -1,5 +1,5 @@
-import { existsSync } from "node:fs";
-import { lstat, mkdir, opendir, realpath, stat, writeFile } from "node:fs/promises";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { lstat, opendir, realpath, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { isInside } from "./graph.js";
 
@@ -207,14 +207,13 @@ export const FILE_SIZE_LIMIT_MIB = 32;
  * exec, so the pid we signal on timeout is Deno's own. Other platforms (macOS does not enforce
  * RLIMIT_DATA) run without the OS limits; the V8 heap limit still applies.
  */
-export function withLimits(argv: string[], memoryMb: number): string[] {
+export function withLimits(argv: string[], memoryMb: number, prlimit: string | false = firstExisting(["/usr/bin/prlimit", "/bin/prlimit"]) ?? false): string[] {
   if (process.platform !== "linux") return argv;
   const data = dataLimitBytes(memoryMb);
   const fsize = FILE_SIZE_LIMIT_MIB * 1024 * 1024;
-  const prlimit = firstExisting(["/usr/bin/prlimit", "/bin/prlimit"]);
   if (prlimit) return tiedToParent([prlimit, `--data=${data}`, `--fsize=${fsize}`, "--core=0", "--", ...argv]);
-  // POSIX sh counts -d in KiB and -f in 512-byte blocks.
-  const limits = `ulimit -d ${Math.floor(data / 1024)} -f ${fsize / 512} -c 0`;
+  // POSIX sh counts -d in KiB and -f in 512-byte blocks; dash takes one limit per `ulimit`.
+  const limits = `ulimit -d ${Math.floor(data / 1024)} && ulimit -f ${fsize / 512} && ulimit -c 0`;
   return tiedToParent(["/bin/sh", "-c", `${limits} && exec "$@"`, "coral-run", ...argv]);
 }
 
@@ -242,7 +241,7 @@ function firstExisting(paths: string[]): string | undefined {
  * use; sessionStorage stays in memory. Emits of the script's own files (gen/file/) still work: they
  * are bounded by the module graph.
  */
-export async function closeStorage(denoDir: string): Promise<void> {
-  await mkdir(join(denoDir, "gen"), { recursive: true });
-  await Promise.all(["location_data", "gen/data", "gen/blob"].map((p) => writeFile(join(denoDir, p), "")));
+export function closeStorage(denoDir: string): void {
+  mkdirSync(join(denoDir, "gen"), { recursive: true });
+  for (const p of ["location_data", "gen/data", "gen/blob"]) writeFileSync(join(denoDir, p), "");
 }

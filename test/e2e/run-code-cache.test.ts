@@ -21,13 +21,14 @@ writeFileSync(script, 'console.log("six times seven is " + 6 * 7);\n');
 
 afterAll(() => rmSync(base, { recursive: true, force: true }));
 
-/** A fresh copy of what `coral run` loads: bin/, the run bundle, and links to the SDK and node_modules. */
+/** A fresh copy of what `coral run` loads: bin/, the run bundles, and links to the SDK and node_modules. */
 beforeEach(() => {
   rmSync(install, { recursive: true, force: true });
   mkdirSync(join(install, "bin"), { recursive: true });
   mkdirSync(cliDir, { recursive: true });
   for (const f of ["coral.cjs", "code-cache.cjs"]) copyFileSync(join(root, "bin", f), join(install, "bin", f));
   copyFileSync(join(root, "dist/cli/run.cjs"), bundle);
+  copyFileSync(join(root, "dist/cli/run-early.cjs"), join(cliDir, "run-early.cjs"));
   writeFileSync(join(install, "package.json"), JSON.stringify({ name: "coral", private: true, type: "module" }));
   symlinkSync(join(root, "dist/sdk"), join(install, "dist/sdk"));
   symlinkSync(join(root, "node_modules"), join(install, "node_modules"));
@@ -66,7 +67,7 @@ function expectHello(r: Result): void {
 
 /** The cache files beside the bundle, and anything left half-written. */
 function cacheFiles(): string[] {
-  return readdirSync(cliDir).filter((f) => f !== "run.cjs");
+  return readdirSync(cliDir).filter((f) => f !== "run.cjs" && f !== "run-early.cjs");
 }
 
 function cacheFile(): string {
