@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { prng } from "../demo/prng.js";
 import { bucketIndex, bucketIndexSql, SCALE } from "../store/sketch.js";
 import { Store } from "../store/store.js";
-import { EXEMPLARS_PER_BUCKET } from "./exemplars.js";
+import { EXEMPLARS_PER_BUCKET } from "../store/exemplar-limits.js";
 import type { SpanRecord } from "./records.js";
 import { Writer } from "./writer.js";
 

@@ -6,11 +6,9 @@
 import { BIGINT, INTEGER, TIMESTAMPTZ, VARCHAR, type DuckDBConnection } from "@duckdb/node-api";
 import { sql, type Transaction } from "kysely";
 import { HTTP_SERVER_DURATION, type Database } from "../store/schema.js";
+import { EXEMPLARS_PER_BUCKET } from "../store/exemplar-limits.js";
 import { bucketIndexSql } from "../store/sketch.js";
 import { appendChunks, tsLiteral, tstz } from "./appender.js";
-
-/** Spans kept per (minute, service, metric, bucket): enough to pick from, a bounded cost per bucket. */
-export const EXEMPLARS_PER_BUCKET = 4;
 
 export interface Exemplar {
   traceId: string;

@@ -1,57 +1,33 @@
-import { create, type JsonObject } from "@bufbuild/protobuf";
-import {
-  ListValueSchema,
-  TimestampSchema,
-  timestampFromDate,
-  ValueSchema,
-  type ListValue,
-  type Timestamp,
-  type Value,
-} from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
+import { ListValueSchema, ValueSchema, type ListValue, type Value } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   ColumnSchema,
   ExecuteQueryRequestSchema,
   ExecuteQueryResponseSchema,
   FindErrorTracesRequestSchema,
-  FindErrorTracesResponseSchema,
   FindSlowTracesRequestSchema,
-  FindSlowTracesResponseSchema,
   GetErrorRateRequestSchema,
   GetErrorRateResponseSchema,
   GetPercentileRequestSchema,
   GetPercentileResponseSchema,
   GetExemplarsRequestSchema,
   GetExemplarsResponseSchema,
-  ExemplarSchema,
   GetServiceRequestSchema,
   GetServiceResponseSchema,
   GetSystemMetricsRequestSchema,
-  GetSystemMetricsResponseSchema,
   ListServicesRequestSchema,
   ListServicesResponseSchema,
   QueryService,
-  ServiceSchema,
   StreamQueryRequestSchema,
   StreamQueryResponseSchema,
-  TraceSchema,
-  type Service,
-  type Trace,
-  AttributeGroupSchema,
   GetTraceRequestSchema,
-  GetTraceResponseSchema,
   GroupByAttributeRequestSchema,
-  GroupByAttributeResponseSchema,
-  SpanSchema,
-  type AttributeGroup,
-  type Span,
-  AttributeCauseSchema,
   ExplainSpansRequestSchema,
   ExplainSpansResponseSchema,
-  type AttributeCause,
 } from "../../gen/coral/colony/v1/query_pb.js";
 import { formatDurationNs } from "../../surface/units.js";
-import type { AttributeGroupRow, ExplainRow, ReadStore, ServiceRow, TraceRow, TraceSpanRow, UserSql } from "../store/engine.js";
+import type { KnownService, ReadStore, UserSql } from "../store/engine.js";
 import type { ReadCost } from "../store/typed-reads.js";
 import { SqlRejected, type SqlValue } from "../store/readonly-sql.js";
 import { prepare } from "./defaults.js";
@@ -86,12 +62,13 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
     return { sinceMs: Math.max(0, untilMs - toNumber(timeRangeMs)), untilMs };
   };
 
-  const knownService = async (queries: ReadStore, name: string): Promise<ServiceRow> => {
-    const row = await queries.getService(name);
-    if (!row) {
+  /** The service's name as stored (the one every read below is given), or NotFound. */
+  const knownService = async (queries: ReadStore, name: string): Promise<KnownService> => {
+    const known = await queries.getService(name);
+    if (!known) {
       throw new ConnectError(`service "${name}" not found — list services with: coral query services`, Code.NotFound);
     }
-    return row;
+    return known;
   };
 
   /**
@@ -101,9 +78,9 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
   const percentileOf = async (queries: ReadStore, service: string, metric: string, q: number, w: { sinceMs: number; untilMs: number }) => {
     const r = await queries.percentile({ service, metric, q, ...w });
     if (r.count > 0) return r;
-    const row = await knownService(queries, service);
-    if (!(await queries.metricExists(row.name, metric))) {
-      throw new ConnectError(`metric "${metric}" not found for service "${row.name}" — latency of served requests is "http.server.duration"`, Code.NotFound);
+    const { name } = (await knownService(queries, service)).service;
+    if (!(await queries.metricExists(name, metric))) {
+      throw new ConnectError(`metric "${metric}" not found for service "${name}" — latency of served requests is "http.server.duration"`, Code.NotFound);
     }
     return r;
   };
@@ -112,26 +89,20 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
     async listServices(raw, ctx: HandlerContext) {
       const queries = reads(ctx, "lookup", RETRY);
       const req = prepare(ListServicesRequestSchema, raw);
-      const rows = await queries.listServices({
+      const services = await queries.listServices({
         namespace: req.namespace || undefined,
         region: req.region || undefined,
       });
-      return create(ListServicesResponseSchema, { services: rows.map(toService) });
+      return create(ListServicesResponseSchema, { services });
     },
 
     async getService(raw, ctx: HandlerContext) {
       const queries = reads(ctx, "lookup", WINDOW);
       const req = prepare(GetServiceRequestSchema, raw);
       const w = window(req.timeRangeMs);
-      const row = await knownService(queries, req.service);
-      const counts = await queries.counts({ service: row.name, ...w });
-      return create(GetServiceResponseSchema, {
-        service: toService(row),
-        firstSeen: timestampFromDate(row.firstSeen),
-        lastSeen: timestampFromDate(row.lastSeen),
-        requestCount: BigInt(counts.total),
-        errorCount: BigInt(counts.errors),
-      });
+      const known = await knownService(queries, req.service);
+      const counts = await queries.counts({ service: known.service.name, ...w });
+      return create(GetServiceResponseSchema, { ...known, requestCount: BigInt(counts.total), errorCount: BigInt(counts.errors) });
     },
 
     async getPercentile(raw, ctx: HandlerContext) {
@@ -152,31 +123,17 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       const r = await percentileOf(queries, req.service, req.metric, req.percentile!, w);
       if (r.count === 0) return create(GetExemplarsResponseSchema, { sampleCount: 0n });
       const bucket = bucketIndex(r.value);
-      const rows = await queries.exemplars({ service: req.service, metric: req.metric, bucket, valueNs: r.value, limit: req.exemplars, ...w });
+      const exemplars = await queries.exemplars({ service: req.service, metric: req.metric, bucket, valueNs: r.value, limit: req.exemplars, ...w });
       const [low, high] = bucketBounds(bucket);
-      return create(GetExemplarsResponseSchema, {
-        value: r.value,
-        sampleCount: BigInt(r.count),
-        bucketLowNs: low,
-        bucketHighNs: high,
-        exemplars: rows.map((e) =>
-          create(ExemplarSchema, {
-            traceId: e.traceId,
-            spanId: e.spanId,
-            durationNs: BigInt(Math.round(e.durationNs)),
-            timestamp: timestampFromDate(e.startTime),
-            bucketOffset: e.bucket - bucket,
-          }),
-        ),
-      });
+      return create(GetExemplarsResponseSchema, { value: r.value, sampleCount: BigInt(r.count), bucketLowNs: low, bucketHighNs: high, exemplars });
     },
 
     async getErrorRate(raw, ctx: HandlerContext) {
       const queries = reads(ctx, "lookup", WINDOW);
       const req = prepare(GetErrorRateRequestSchema, raw);
       const w = window(req.timeRangeMs);
-      const row = await knownService(queries, req.service);
-      const c = await queries.counts({ service: row.name, ...w });
+      const { name } = (await knownService(queries, req.service)).service;
+      const c = await queries.counts({ service: name, ...w });
       return create(GetErrorRateResponseSchema, {
         rate: c.total > 0 ? c.errors / c.total : undefined,
         errorCount: BigInt(c.errors),
@@ -190,9 +147,8 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       const minDurationNs = req.minDurationNs!; // prepare fills an absent threshold
       const limit = req.limit;
       const w = window(req.timeRangeMs);
-      const row = await knownService(queries, req.service);
-      const r = await queries.slowTraces({ service: row.name, minDurationNs: toNumber(minDurationNs), limit, ...w });
-      return create(FindSlowTracesResponseSchema, { traces: r.traces.map(toTrace), totalCount: BigInt(r.total) });
+      const { name } = (await knownService(queries, req.service)).service;
+      return queries.slowTraces({ service: name, minDurationNs: toNumber(minDurationNs), limit, ...w });
     },
 
     async findErrorTraces(raw, ctx: HandlerContext) {
@@ -200,26 +156,16 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       const req = prepare(FindErrorTracesRequestSchema, raw);
       const limit = req.limit;
       const w = window(req.timeRangeMs);
-      const row = await knownService(queries, req.service);
-      const r = await queries.errorTraces({ service: row.name, limit, ...w });
-      return create(FindErrorTracesResponseSchema, { traces: r.traces.map(toTrace), totalCount: BigInt(r.total) });
+      const { name } = (await knownService(queries, req.service)).service;
+      return queries.errorTraces({ service: name, limit, ...w });
     },
 
     async getSystemMetrics(raw, ctx: HandlerContext) {
       const queries = reads(ctx, "lookup", WINDOW);
       const req = prepare(GetSystemMetricsRequestSchema, raw);
       const w = window(req.timeRangeMs);
-      const row = await knownService(queries, req.service);
-      const m = await queries.systemMetrics({ service: row.name, ...w });
-      return create(GetSystemMetricsResponseSchema, {
-        service: row.name,
-        cpuPercent: m.cpuPercent ?? undefined,
-        memoryPercent: m.memoryPercent ?? undefined,
-        memoryUsedBytes: m.memoryUsedBytes === null ? undefined : BigInt(Math.round(m.memoryUsedBytes)),
-        memoryTotalBytes: m.memoryTotalBytes === null ? undefined : BigInt(Math.round(m.memoryTotalBytes)),
-        hostCount: m.hostCount,
-        sampleCount: BigInt(m.sampleCount),
-      });
+      const { name } = (await knownService(queries, req.service)).service;
+      return queries.systemMetrics({ service: name, ...w });
     },
 
     async executeQuery(raw, ctx: HandlerContext) {
@@ -263,20 +209,13 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       const req = prepare(GetTraceRequestSchema, raw);
       const traceId = traceIdOf(req.traceId);
       const t = await queries.traceSpans({ traceId, limit: req.limit, maxTextBytes: TRACE_TEXT_BYTES });
-      if (t.total === 0) {
+      if (t.totalCount === 0n) {
         throw new ConnectError(
           `trace ${traceId} not found — it may be older than the colony's retention; find traces with: coral query traces SERVICE --slow`,
           Code.NotFound,
         );
       }
-      return create(GetTraceResponseSchema, {
-        traceId,
-        startTime: timestampFromUs(t.startUs),
-        durationNs: BigInt(Math.round(t.durationNs)),
-        spans: t.spans.map((s) => toSpan(s, t.startUs)),
-        totalCount: BigInt(t.total),
-        truncated: t.spans.length < t.total,
-      });
+      return t;
     },
 
     async groupByAttribute(raw, ctx: HandlerContext) {
@@ -286,14 +225,8 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
         throw new ConnectError(`by must be an attribute key of at most ${MAX_ATTRIBUTE_KEY} characters; got ${req.by.length}`, Code.InvalidArgument);
       }
       const w = window(req.timeRangeMs);
-      const row = await knownService(queries, req.service);
-      const r = await queries.attributeGroups({ service: row.name, key: req.by, limit: req.limit, ...w });
-      const folded = r.valueCount - r.groups.filter((g) => !g.other).length;
-      return create(GroupByAttributeResponseSchema, {
-        groups: r.groups.map((g) => toAttributeGroup(g, folded)),
-        requestCount: BigInt(r.groups.reduce((n, g) => n + g.count, 0)),
-        valueCount: BigInt(r.valueCount),
-      });
+      const { name } = (await knownService(queries, req.service)).service;
+      return queries.attributeGroups({ service: name, key: req.by, limit: req.limit, ...w });
     },
 
     async explainSpans(raw, ctx: HandlerContext) {
@@ -310,9 +243,9 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       const slowNs = req.slowThresholdNs === undefined ? undefined : toNumber(req.slowThresholdNs);
       const selection = slowNs === undefined ? "failed" : `duration >= ${formatDurationNs(slowNs)}`;
       const w = window(req.timeRangeMs);
-      const row = await knownService(queries, req.service);
+      const { name } = (await knownService(queries, req.service)).service;
       const r = await queries.explain({
-        service: row.name,
+        service: name,
         selection: slowNs === undefined ? { errors: true } : { slowNs },
         excludeKeys: slowNs === undefined ? STATUS_KEYS : [],
         limit: req.limit,
@@ -321,24 +254,24 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
       const span = windowText(w.untilMs - w.sinceMs);
       // Nothing to compare is the caller's next decision, not an empty table to puzzle over.
       if (r.total === 0) {
-        throw new ConnectError(`${row.name} served no requests in the last ${span}: nothing to explain — widen --window`, Code.FailedPrecondition);
+        throw new ConnectError(`${name} served no requests in the last ${span}: nothing to explain — widen --window`, Code.FailedPrecondition);
       }
       if (r.selected === 0) {
         throw new ConnectError(
           slowNs === undefined
-            ? `none of the ${r.total} requests ${row.name} served in the last ${span} failed: nothing to explain — try --slow THRESHOLD`
-            : `none of the ${r.total} requests ${row.name} served in the last ${span} took ${formatDurationNs(slowNs)} or more: nothing to explain — lower --slow (see coral query metrics ${row.name} --percentile 99)`,
+            ? `none of the ${r.total} requests ${name} served in the last ${span} failed: nothing to explain — try --slow THRESHOLD`
+            : `none of the ${r.total} requests ${name} served in the last ${span} took ${formatDurationNs(slowNs)} or more: nothing to explain — lower --slow (see coral query metrics ${name} --percentile 99)`,
           Code.FailedPrecondition,
         );
       }
       if (r.selected === r.total) {
         throw new ConnectError(
-          `all ${r.total} requests ${row.name} served in the last ${span} were ${slowNs === undefined ? "failed" : `${formatDurationNs(slowNs)} or slower`}: nothing to compare them with${slowNs === undefined ? "" : " — raise --slow"}`,
+          `all ${r.total} requests ${name} served in the last ${span} were ${slowNs === undefined ? "failed" : `${formatDurationNs(slowNs)} or slower`}: nothing to compare them with${slowNs === undefined ? "" : " — raise --slow"}`,
           Code.FailedPrecondition,
         );
       }
       return create(ExplainSpansResponseSchema, {
-        causes: r.rows.map(toAttributeCause),
+        causes: r.rows,
         requestCount: BigInt(r.total),
         selectedCount: BigInt(r.selected),
         selection,
@@ -374,24 +307,6 @@ function windowText(ms: number): string {
 /** Status codes restate an error selection: that failed requests carry 5xx explains nothing. */
 const STATUS_KEYS = ["http.status_code", "http.response.status_code"];
 
-function toAttributeCause(r: ExplainRow): AttributeCause {
-  return create(AttributeCauseSchema, {
-    key: r.key,
-    value: r.value,
-    valueTruncated: r.valueTruncated,
-    score: r.score,
-    selectedShare: r.selectedShare,
-    baselineShare: r.baselineShare,
-    selected: BigInt(r.selected),
-    baseline: BigInt(r.baseline),
-    p99WithNs: r.p99With,
-    p99WithoutNs: r.p99Without,
-    errorRateWith: r.errorRateWith,
-    errorRateWithout: r.errorRateWithout,
-    exemplarTraceIds: r.exemplars,
-  });
-}
-
 /** A trace's spans travel whole up to this many bytes of names and attributes; a larger trace is cut. */
 const TRACE_TEXT_BYTES = 16 * 2 ** 20;
 
@@ -404,60 +319,6 @@ function traceIdOf(text: string): string {
   const shown = text.length > 40 ? `${JSON.stringify(text.slice(0, 40)).slice(0, -1)}…"` : JSON.stringify(text);
   const what = text.length === 32 ? "has a character that is not a hex digit" : `is ${text.length} characters long`;
   throw new ConnectError(`trace_id must be 32 hex digits (as coral query traces lists them); ${shown} ${what}`, Code.InvalidArgument);
-}
-
-function timestampFromUs(us: number): Timestamp {
-  const seconds = Math.floor(us / 1e6);
-  return create(TimestampSchema, { seconds: BigInt(seconds), nanos: (us - seconds * 1e6) * 1000 });
-}
-
-/** Stored attributes are JSON objects; anything else (a store written by hand) shows as none. */
-function attributesOf(text: string): JsonObject {
-  try {
-    const v: unknown = JSON.parse(text);
-    if (v !== null && typeof v === "object" && !Array.isArray(v)) return v as JsonObject;
-  } catch {
-    // fall through
-  }
-  return {};
-}
-
-function toSpan(s: TraceSpanRow, traceStartUs: number): Span {
-  const attributes = attributesOf(s.attributes);
-  return create(SpanSchema, {
-    spanId: s.span_id,
-    parentSpanId: s.parent_span_id ?? "",
-    service: s.service_name,
-    name: s.name,
-    kind: s.kind,
-    startTime: timestampFromUs(s.start_us),
-    startOffsetNs: BigInt((s.start_us - traceStartUs) * 1000),
-    durationNs: BigInt(Math.round(s.duration_ns)),
-    status: s.status_code,
-    httpStatusCode: s.http_status_code ?? undefined,
-    error: s.status_code === "ERROR" || (s.http_status_code ?? 0) >= 500,
-    attributes,
-    resourceAttributes: withoutKeys(attributesOf(s.resource_attributes), attributes),
-  });
-}
-
-/** The span's own attributes win: ingest already leaves such resource keys out; older rows may not. */
-function withoutKeys(resource: JsonObject, own: JsonObject): JsonObject {
-  return Object.fromEntries(Object.entries(resource).filter(([k]) => !Object.hasOwn(own, k)));
-}
-
-/** `folded`: how many values the "other" group stands for. */
-function toAttributeGroup(g: AttributeGroupRow, folded: number): AttributeGroup {
-  return create(AttributeGroupSchema, {
-    value: g.other ? `(${folded} other value${folded === 1 ? "" : "s"})` : (g.value ?? undefined),
-    other: g.other,
-    requestCount: BigInt(g.count),
-    errorCount: BigInt(g.errors),
-    errorRate: g.count > 0 ? g.errors / g.count : 0,
-    p50Ns: g.p50,
-    p95Ns: g.p95,
-    p99Ns: g.p99,
-  });
 }
 
 /** Windows and thresholds beyond 2^53 are meaningless here; clamping beats a RangeError downstream. */
@@ -480,22 +341,6 @@ async function sqlErrors<R>(f: () => Promise<R>): Promise<R> {
     // Anything else is a fault of the colony, not of the SQL: Connect reports it as internal.
     throw err;
   }
-}
-
-function toService(r: ServiceRow): Service {
-  return create(ServiceSchema, { name: r.name, namespace: r.namespace, region: r.region, instanceCount: r.instanceCount });
-}
-
-function toTrace(t: TraceRow): Trace {
-  return create(TraceSchema, {
-    traceId: t.traceId,
-    durationNs: BigInt(Math.round(t.durationNs)),
-    timestamp: timestampFromDate(t.timestamp),
-    service: t.service,
-    rootName: t.rootName,
-    spanCount: t.spanCount,
-    error: t.error,
-  });
 }
 
 function toListValue(row: SqlValue[]): ListValue {

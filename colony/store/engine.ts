@@ -1,128 +1,45 @@
 // The store as the query handlers (colony/query/service.ts) see it, whatever engine holds the data.
-// DuckDB implements it today (Queries in queries.ts, SqlRunner in readonly-sql.ts); a ClickHouse
-// implementation is meant to sit beside them. Both keep the same rollup format (latency buckets on
+// DuckDB (Queries in queries.ts, SqlRunner in readonly-sql.ts) and ClickHouse (clickhouse/reads.ts,
+// clickhouse/user-sql.ts) implement it. Both keep the same rollup format (latency buckets on
 // OpenTelemetry's exponential mapping at scale 6, sketch.ts) and turn merged buckets into
 // percentiles with the same quantileFromBuckets, so equal data gives equal answers.
+import type {
+  AttributeCause,
+  Exemplar,
+  FindErrorTracesResponse,
+  FindSlowTracesResponse,
+  GetServiceResponse,
+  GetSystemMetricsResponse,
+  GetTraceResponse,
+  GroupByAttributeResponse,
+  Service,
+} from "../../gen/coral/colony/v1/query_pb.js";
 import type { HostSample, LatencyRecord, ResourceRecord, SpanRecord } from "../ingest/records.js";
 import type { SqlBatch, SqlResult } from "./readonly-sql.js";
 
-export interface ServiceRow {
-  name: string;
-  namespace: string;
-  region: string;
-  instanceCount: number;
-  firstSeen: Date;
-  lastSeen: Date;
-}
+// Reads answer in the proto's messages (query.proto), made from rows by answers.ts, so each shape
+// is declared once. The types below are what no message holds: a read's inputs and the counts a
+// handler turns into its own answer or refusal.
 
-export interface TraceRow {
-  traceId: string;
-  durationNs: number;
-  timestamp: Date;
-  service: string;
-  rootName: string;
-  spanCount: number;
-  error: boolean;
-}
-
-/** A metric no host reported in the window is null: no data, not a measured 0. */
-export interface SystemMetrics {
-  cpuPercent: number | null;
-  memoryPercent: number | null;
-  memoryUsedBytes: number | null;
-  memoryTotalBytes: number | null;
-  hostCount: number;
-  sampleCount: number;
-}
-
-/** A stored span as traceSpans reads it: column names, times in microseconds. */
-export interface TraceSpanRow {
-  span_id: string;
-  parent_span_id: string | null;
-  service_name: string;
-  name: string;
-  kind: string;
-  start_us: number;
-  duration_ns: number;
-  status_code: string;
-  http_status_code: number | null;
-  /** The attributes' JSON text, as stored. */
-  attributes: string;
-  /** The span's resource attributes as a JSON object of text values ("{}" when it has none). */
-  resource_attributes: string;
-}
-
-export interface TraceSpans {
-  spans: TraceSpanRow[];
-  /** Spans the trace holds in all; 0 for an unknown trace. */
-  total: number;
-  /** Start of the earliest span, microseconds since the epoch. */
-  startUs: number;
-  /** From the earliest start to the latest end. */
-  durationNs: number;
-}
-
-export interface AttributeGroupRow {
-  /** The attribute's value as text; null for the spans without it (and on the "other" group). */
-  value: string | null;
-  other: boolean;
-  count: number;
-  errors: number;
-  /** Percentiles of the group's durations, from the sketch's buckets. */
-  p50: number;
-  p95: number;
-  p99: number;
-}
-
-export interface AttributeGroups {
-  groups: AttributeGroupRow[];
-  /** Distinct values among the window's spans (absence counts as one). */
-  valueCount: number;
-}
+/** A service as GetService describes it; its counts are a read of their own (counts), made by GetService only. */
+export type KnownService = Required<Pick<GetServiceResponse, "service" | "firstSeen" | "lastSeen">>;
 
 /** Which of a service's requests `explain` sets apart from the rest of the window. */
 export type ExplainSelection = { slowNs: number } | { errors: true };
 
-/** One attribute value, compared between the selected requests and the rest (the baseline). */
-export interface ExplainRow {
-  key: string;
-  /** The value as text, cut to EXPLAIN_VALUE_CHARS (then `valueTruncated`). */
-  value: string;
-  valueTruncated: boolean;
-  /** Selected and baseline requests that have this value. */
-  selected: number;
-  baseline: number;
-  selectedShare: number;
-  baselineShare: number;
-  /** selectedShare − baselineShare: how much more common the value is among the selected requests. */
-  score: number;
-  /** p99 of the window's requests with and without the value (sketch buckets, as GetPercentile). */
-  p99With: number;
-  p99Without: number;
-  errorRateWith: number;
-  /** NaN never: 0 when every request of the window has the value. */
-  errorRateWithout: number;
-  /** Selected requests with this value: the slowest (slow) or latest (errors) trace ids. */
-  exemplars: string[];
-}
-
+/**
+ * The counts ExplainSpans' refusals are worded from (no requests, none selected, all selected), and
+ * the causes. Not ExplainSpansResponse: its `selection` is the handler's wording of the request.
+ */
 export interface Explanation {
   /** Requests (SERVER spans) in the window, and how many of them the selection holds. */
   total: number;
   selected: number;
-  rows: ExplainRow[];
+  /** Values cut to EXPLAIN_VALUE_CHARS characters (then `valueTruncated`). */
+  rows: AttributeCause[];
   /** Distinct attribute keys among the window's requests, and how many were compared. */
   keyCount: number;
   keysExamined: number;
-}
-
-/** A span kept as an exemplar of its latency bucket (latency_exemplars). */
-export interface ExemplarRow {
-  traceId: string;
-  spanId: string;
-  startTime: Date;
-  durationNs: number;
-  bucket: number;
 }
 
 /** [sinceMs, untilMs): rollup reads take every minute that starts in [floor(since), until). */
@@ -133,24 +50,26 @@ export interface TimeWindow {
 
 /** The reads behind QueryService's typed RPCs. */
 export interface ReadStore {
-  listServices(f: { namespace?: string; region?: string }): Promise<ServiceRow[]>;
-  getService(name: string): Promise<ServiceRow | undefined>;
+  listServices(f: { namespace?: string; region?: string }): Promise<Service[]>;
+  getService(name: string): Promise<KnownService | undefined>;
   /** The q-quantile of the window's merged latency buckets; count 0 (value 0) when it has none. */
   percentile(a: { service: string; metric: string; q: number } & TimeWindow): Promise<{ value: number; count: number }>;
   /** `http.server.duration` requests and errors in the window. */
   counts(a: { service: string } & TimeWindow): Promise<{ total: number; errors: number }>;
-  slowTraces(a: { service: string; minDurationNs: number; limit: number } & TimeWindow): Promise<{ traces: TraceRow[]; total: number }>;
-  errorTraces(a: { service: string; limit: number } & TimeWindow): Promise<{ traces: TraceRow[]; total: number }>;
-  systemMetrics(a: { service: string } & TimeWindow): Promise<SystemMetrics>;
+  slowTraces(a: { service: string; minDurationNs: number; limit: number } & TimeWindow): Promise<FindSlowTracesResponse>;
+  errorTraces(a: { service: string; limit: number } & TimeWindow): Promise<FindErrorTracesResponse>;
+  systemMetrics(a: { service: string } & TimeWindow): Promise<GetSystemMetricsResponse>;
   /**
    * The window's exemplars of `metric`, at most `limit`: those in `bucket` first, closest to
-   * `valueNs` first, then those of the nearest buckets. Optional: an engine that keeps none lacks it.
+   * `valueNs` first, then those of the nearest buckets (`bucketOffset` from `bucket`). Optional: an
+   * engine that keeps none lacks it.
    */
-  exemplars?(a: { service: string; metric: string; bucket: number; valueNs: number; limit: number } & TimeWindow): Promise<ExemplarRow[]>;
+  exemplars?(a: { service: string; metric: string; bucket: number; valueNs: number; limit: number } & TimeWindow): Promise<Exemplar[]>;
   /** Whether the service has ever stored latency under `metric` (tells "unknown metric" from "no traffic"). */
   metricExists(service: string, metric: string): Promise<boolean>;
-  traceSpans(a: { traceId: string; limit: number; maxTextBytes: number }): Promise<TraceSpans>;
-  attributeGroups(a: { service: string; key: string; limit: number } & TimeWindow): Promise<AttributeGroups>;
+  /** GetTrace's answer; `totalCount` 0 for an unknown trace. */
+  traceSpans(a: { traceId: string; limit: number; maxTextBytes: number }): Promise<GetTraceResponse>;
+  attributeGroups(a: { service: string; key: string; limit: number } & TimeWindow): Promise<GroupByAttributeResponse>;
   /**
    * Ranks the span attribute values that set the selected requests apart from the rest of the
    * window; the best `limit` with a positive score. Keys in `excludeKeys` are not compared.

@@ -1,7 +1,22 @@
-import { sql, type Kysely, type Selectable } from "kysely";
-import { HTTP_SERVER_DURATION, type Database, type ServicesTable, type TraceSummaryTable } from "./schema.js";
+import { create } from "@bufbuild/protobuf";
+import { sql, type Kysely } from "kysely";
+import {
+  AttributeCauseSchema,
+  FindErrorTracesResponseSchema,
+  FindSlowTracesResponseSchema,
+  type AttributeCause,
+  type Exemplar,
+  type FindErrorTracesResponse,
+  type FindSlowTracesResponse,
+  type GetSystemMetricsResponse,
+  type GetTraceResponse,
+  type GroupByAttributeResponse,
+  type Service,
+} from "../../gen/coral/colony/v1/query_pb.js";
+import { exemplarOf, groupByAttributeAnswer, knownServiceOf, serviceOf, systemMetricsOf, traceAnswer, traceOf, type GroupBucket, type StoredSpan, type TraceBounds } from "./answers.js";
+import { HTTP_SERVER_DURATION, type Database } from "./schema.js";
 import { bucketIndexSql, quantileFromBuckets } from "./sketch.js";
-import type { AttributeGroupRow, AttributeGroups, ExemplarRow, ExplainRow, ExplainSelection, Explanation, ReadStore, ServiceRow, SystemMetrics, TraceRow, TraceSpanRow, TraceSpans } from "./engine.js";
+import type { ExplainSelection, Explanation, KnownService, ReadStore } from "./engine.js";
 import type { Store } from "./store.js";
 
 
@@ -16,29 +31,6 @@ function minuteWindow(sinceMs: number, untilMs: number): [Date, Date] {
   return [new Date(Math.floor(sinceMs / MINUTE_MS) * MINUTE_MS), new Date(untilMs)];
 }
 
-function toServiceRow(r: Selectable<ServicesTable>): ServiceRow {
-  return {
-    name: r.name,
-    namespace: r.namespace,
-    region: r.region,
-    instanceCount: r.instance_count,
-    firstSeen: r.first_seen,
-    lastSeen: r.last_seen,
-  };
-}
-
-function toTraceRow(r: Selectable<TraceSummaryTable>): TraceRow {
-  return {
-    traceId: r.trace_id,
-    durationNs: r.duration_ns,
-    timestamp: r.timestamp,
-    service: r.service_name,
-    rootName: r.root_name,
-    spanCount: r.span_count,
-    error: r.error,
-  };
-}
-
 /**
  * The read side behind QueryService's typed RPCs. Every answer comes from rollups, never from a scan
  * of raw spans, except a trace's spans and attribute groups: the rollups keep no attributes.
@@ -51,16 +43,16 @@ export class Queries implements ReadStore {
     this.db = store.db;
   }
 
-  async listServices(f: { namespace?: string; region?: string }): Promise<ServiceRow[]> {
+  async listServices(f: { namespace?: string; region?: string }): Promise<Service[]> {
     let q = this.db.selectFrom("services").selectAll();
     if (f.namespace) q = q.where("namespace", "=", f.namespace);
     if (f.region) q = q.where("region", "=", f.region);
-    return (await q.orderBy("name").execute()).map(toServiceRow);
+    return (await q.orderBy("name").execute()).map(serviceOf);
   }
 
-  async getService(name: string): Promise<ServiceRow | undefined> {
+  async getService(name: string): Promise<KnownService | undefined> {
     const row = await this.db.selectFrom("services").selectAll().where("name", "=", name).executeTakeFirst();
-    return row && toServiceRow(row);
+    return row && knownServiceOf(row);
   }
 
   /** Merges the window's latency buckets, so the answer is within 0.54 % of the exact quantile at any q (sketch.ts). */
@@ -96,7 +88,7 @@ export class Queries implements ReadStore {
     return { total: row.total, errors: row.errors };
   }
 
-  async slowTraces(a: { service: string; minDurationNs: number; sinceMs: number; untilMs: number; limit: number }): Promise<{ traces: TraceRow[]; total: number }> {
+  async slowTraces(a: { service: string; minDurationNs: number; sinceMs: number; untilMs: number; limit: number }): Promise<FindSlowTracesResponse> {
     const base = this.db
       .selectFrom("trace_summary")
       .where("service_name", "=", a.service)
@@ -107,10 +99,10 @@ export class Queries implements ReadStore {
       base.selectAll().orderBy("duration_ns", "desc").orderBy("trace_id").limit(a.limit).execute(),
       base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow(),
     ]);
-    return { traces: rows.map(toTraceRow), total: total.n };
+    return create(FindSlowTracesResponseSchema, { traces: rows.map(traceOf), totalCount: BigInt(total.n) });
   }
 
-  async errorTraces(a: { service: string; sinceMs: number; untilMs: number; limit: number }): Promise<{ traces: TraceRow[]; total: number }> {
+  async errorTraces(a: { service: string; sinceMs: number; untilMs: number; limit: number }): Promise<FindErrorTracesResponse> {
     const base = this.db
       .selectFrom("trace_summary")
       .where("service_name", "=", a.service)
@@ -121,14 +113,14 @@ export class Queries implements ReadStore {
       base.selectAll().orderBy("timestamp", "desc").orderBy("trace_id").limit(a.limit).execute(),
       base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow(),
     ]);
-    return { traces: rows.map(toTraceRow), total: total.n };
+    return create(FindErrorTracesResponseSchema, { traces: rows.map(traceOf), totalCount: BigInt(total.n) });
   }
 
   /**
    * Averages per host sample over the window (minutes weighted by how many samples they hold), so a
    * host that reported more often is not under-represented; null for a metric with no samples.
    */
-  async systemMetrics(a: { service: string; sinceMs: number; untilMs: number }): Promise<SystemMetrics> {
+  async systemMetrics(a: { service: string; sinceMs: number; untilMs: number }): Promise<GetSystemMetricsResponse> {
     const [since, until] = minuteWindow(a.sinceMs, a.untilMs);
     const weighted = (column: "cpu_percent" | "memory_percent" | "memory_used_bytes" | "memory_total_bytes") =>
       // Weighted over the minutes that reported the metric: a host sending only CPU does not dilute memory.
@@ -147,10 +139,10 @@ export class Queries implements ReadStore {
       .where("timestamp", ">=", since)
       .where("timestamp", "<", until)
       .executeTakeFirstOrThrow();
-    return row;
+    return systemMetricsOf(a.service, row);
   }
 
-  async exemplars(a: { service: string; metric: string; bucket: number; valueNs: number; limit: number; sinceMs: number; untilMs: number }): Promise<ExemplarRow[]> {
+  async exemplars(a: { service: string; metric: string; bucket: number; valueNs: number; limit: number; sinceMs: number; untilMs: number }): Promise<Exemplar[]> {
     const [since, until] = minuteWindow(a.sinceMs, a.untilMs);
     const r = await sql<{ trace_id: string; span_id: string; start_time: Date; duration_ns: number; bucket: number }>`
       SELECT trace_id, span_id, start_time, duration_ns, bucket FROM latency_exemplars
@@ -159,7 +151,7 @@ export class Queries implements ReadStore {
       QUALIFY row_number() OVER (PARTITION BY trace_id, span_id ORDER BY timestamp) = 1
       ORDER BY abs(bucket - ${a.bucket}), abs(duration_ns - ${a.valueNs}), start_time DESC, trace_id, span_id
       LIMIT ${a.limit}`.execute(this.db);
-    return r.rows.map((x) => ({ traceId: x.trace_id, spanId: x.span_id, startTime: x.start_time, durationNs: x.duration_ns, bucket: x.bucket }));
+    return r.rows.map((x) => exemplarOf(x, a.bucket));
   }
 
   async metricExists(service: string, metric: string): Promise<boolean> {
@@ -180,8 +172,8 @@ export class Queries implements ReadStore {
    * trace is unknown. Times are microseconds (DuckDB's precision), offsets from the earliest span.
    * Resource attributes come from `span_attributes` and count towards `maxTextBytes` too.
    */
-  async traceSpans(a: { traceId: string; limit: number; maxTextBytes: number }): Promise<TraceSpans> {
-    const r = await sql<TraceSpanRow & { total: number; trace_start_us: number; trace_duration_ns: number }>`
+  async traceSpans(a: { traceId: string; limit: number; maxTextBytes: number }): Promise<GetTraceResponse> {
+    const r = await sql<StoredSpan & TraceBounds>`
       WITH own AS (
         SELECT span_id, parent_span_id, service_name, name, kind, start_time, duration_ns, status_code, http_status_code, attributes
         FROM spans WHERE trace_id = ${a.traceId}
@@ -224,14 +216,7 @@ export class Queries implements ReadStore {
       FROM ranked, bounds
       WHERE rank <= ${a.limit} AND (rank = 1 OR text_bytes <= ${a.maxTextBytes})
       ORDER BY start_us, span_id`.execute(this.db);
-    const first = r.rows[0];
-    if (!first) return { spans: [], total: 0, startUs: 0, durationNs: 0 };
-    return {
-      spans: r.rows.map(({ total: _t, trace_start_us: _s, trace_duration_ns: _d, ...span }) => span),
-      total: first.total,
-      startUs: first.trace_start_us,
-      durationNs: first.trace_duration_ns,
-    };
+    return traceAnswer(a.traceId, r.rows, r.rows[0]);
   }
 
   /**
@@ -242,11 +227,11 @@ export class Queries implements ReadStore {
    * `span_attributes` (only the key's rows are read); the spans without the key are the window's
    * spans minus those, bucket by bucket, so nothing joins back to `spans`.
    */
-  async attributeGroups(a: { service: string; key: string; limit: number; sinceMs: number; untilMs: number }): Promise<AttributeGroups> {
+  async attributeGroups(a: { service: string; key: string; limit: number; sinceMs: number; untilMs: number }): Promise<GroupByAttributeResponse> {
     const since = new Date(a.sinceMs);
     const until = new Date(a.untilMs);
     const bucket = sql.raw(bucketIndexSql("duration_ns"));
-    const r = await sql<{ value: string | null; other: boolean; bucket: number; n: number; errors: number; value_count: number }>`
+    const r = await sql<GroupBucket & { value_count: number }>`
       WITH present AS (
         SELECT value AS v, ${bucket} AS bucket, count(*) AS n, count(*) FILTER (WHERE failed) AS errors
         FROM span_attributes
@@ -274,152 +259,183 @@ export class Queries implements ReadStore {
       SELECT value, other, bucket, CAST(sum(n) AS BIGINT) AS n, CAST(sum(errors) AS BIGINT) AS errors, (SELECT count(*) FROM per_value) AS value_count
       FROM tagged
       GROUP BY ALL`.execute(this.db);
-    const groups = new Map<string, Omit<AttributeGroupRow, "p50" | "p95" | "p99"> & { buckets: { bucket: number; count: number }[] }>();
-    for (const row of r.rows) {
-      const key = row.other ? "other" : row.value === null ? "absent" : `=${row.value}`;
-      let g = groups.get(key);
-      if (!g) groups.set(key, (g = { value: row.value, other: row.other, count: 0, errors: 0, buckets: [] }));
-      g.count += row.n;
-      g.errors += row.errors;
-      g.buckets.push({ bucket: row.bucket, count: row.n });
-    }
-    // Most requests first, as `top` chose them; "other" last whatever its size.
-    const ordered = [...groups.values()].sort(
-      (x, y) => Number(x.other) - Number(y.other) || y.count - x.count || (x.value === null ? 1 : y.value === null ? -1 : x.value < y.value ? -1 : x.value > y.value ? 1 : 0),
-    );
-    return {
-      groups: ordered.map(({ buckets, ...g }) => ({
-        ...g,
-        p50: quantileFromBuckets(buckets, 0.5),
-        p95: quantileFromBuckets(buckets, 0.95),
-        p99: quantileFromBuckets(buckets, 0.99),
-      })),
-      valueCount: r.rows[0]?.value_count ?? 0,
-    };
+    return groupByAttributeAnswer(r.rows, r.rows[0]?.value_count ?? 0);
   }
 
   /**
    * Compares the selected requests of a service with the rest of the window, value by value of
-   * every attribute (span and resource), reading `span_attributes`. The first statement works
-   * from the selection outwards, so its cost follows the selected requests, not the window: it
-   * counts keys over the window (the EXPLAIN_MAX_KEYS most frequent are compared), counts the
-   * values of the selected requests only, keeps per key the EXPLAIN_MAX_VALUES values most frequent
-   * among them (ties in value order; so 10,000 distinct values of one key cost one group each, and
-   * only 20 travel), and counts the baseline of just those. The second measures the `limit` best
-   * values (p99 and error rate with and without them, exemplar traces). Keys and values travel as
-   * bound parameters; values are compared by their first EXPLAIN_MATCH_CHARS characters and their
-   * length, so a huge value is never copied whole.
+   * every attribute (span and resource), reading `span_attributes` in one statement of two scans:
+   *
+   * 1. The selected requests' rows (a few per cent of the window) are grouped by value, and per key
+   *    the EXPLAIN_MAX_VALUES values most frequent among them are picked (ties in value order), so
+   *    10,000 distinct values of one key cost one group each and only 20 travel on.
+   * 2. Every row of the window is matched to the picked values on a 64-bit hash of (key, value,
+   *    length), an integer join instead of one on text, and counted per key (the EXPLAIN_MAX_KEYS
+   *    most frequent keys are compared) and per picked value and latency bucket, which gives both
+   *    the baseline counts and the p99 and error rate with and without each value.
+   *
+   * A hash-matched row whose text differs (a collision) is counted as not matching; should one
+   * occur, the statement is run again matching on the text itself, so a collision never changes
+   * the answer. Values are compared by their first EXPLAIN_MATCH_CHARS characters and their length,
+   * so a huge value is never copied whole; keys and values travel as bound parameters.
    */
   async explain(a: { service: string; selection: ExplainSelection; limit: number; excludeKeys: string[]; sinceMs: number; untilMs: number }): Promise<Explanation> {
-    const selected = "slowNs" in a.selection ? sql<boolean>`duration_ns >= ${a.selection.slowNs}` : sql<boolean>`failed`;
-    const MATCH = sql.lit(EXPLAIN_MATCH_CHARS);
-    const since = new Date(a.sinceMs);
-    const until = new Date(a.untilMs);
-    const excluded = a.excludeKeys.length ? sql`AND key NOT IN (${sql.join(a.excludeKeys)})` : sql``;
-    /** The window's attribute rows of the service's requests, one scan each use (filters pushed into it). */
-    const attrs = (columns: ReturnType<typeof sql>, where: ReturnType<typeof sql> = sql``) => sql`
-      SELECT ${columns} FROM span_attributes
-      WHERE service_name = ${a.service} AND kind = 'SERVER' AND start_time >= ${since} AND start_time < ${until} ${excluded} ${where}`;
-    const window = sql`
-      SELECT duration_ns, ${FAILED} AS failed FROM spans
-      WHERE service_name = ${a.service} AND kind = 'SERVER' AND start_time >= ${since} AND start_time < ${until}`;
-    const counted = await sql<{ n: number; n_sel: number; key: string | null; value: string | null; bytes: number; sel_n: number; base_n: number; key_count: number }>`
-      WITH s AS (SELECT *, ${selected} AS sel FROM (${window})),
-      totals AS (SELECT count(*) AS n, count(*) FILTER (WHERE sel) AS n_sel FROM s),
-      keys AS (SELECT key, count(*) AS n FROM (${attrs(sql`key`)}) GROUP BY key),
-      top_keys AS (SELECT key FROM keys ORDER BY n DESC, key LIMIT ${EXPLAIN_MAX_KEYS}),
-      picked AS (
-        SELECT key, value, bytes, sel_n FROM (
-          SELECT key, left(value, ${MATCH}) AS value, strlen(value) AS bytes, count(*) AS sel_n,
-                 row_number() OVER (PARTITION BY key ORDER BY count(*) DESC, left(value, ${MATCH}), strlen(value)) AS rank
-          FROM (${attrs(sql`key, value`, sql`AND ${selected}`)}) SEMI JOIN top_keys USING (key)
-          GROUP BY key, left(value, ${MATCH}), strlen(value)
-        ) WHERE rank <= ${EXPLAIN_MAX_VALUES}
-      ),
-      base AS (
-        SELECT b.key, left(b.value, ${MATCH}) AS value, strlen(b.value) AS bytes, count(*) AS base_n
-        FROM (${attrs(sql`key, value`, sql`AND NOT (${selected}) AND key IN (SELECT key FROM picked)`)}) b
-        SEMI JOIN picked p ON p.key = b.key AND p.bytes = strlen(b.value) AND p.value = left(b.value, ${MATCH})
-        GROUP BY ALL
-      ),
-      vals AS (SELECT p.key, p.value, p.bytes, p.sel_n, coalesce(b.base_n, 0) AS base_n FROM picked p LEFT JOIN base b USING (key, value, bytes))
-      SELECT totals.n, totals.n_sel, vals.key, vals.value, vals.bytes, vals.sel_n, vals.base_n, (SELECT count(*) FROM keys) AS key_count
-      FROM totals LEFT JOIN vals ON true`.execute(this.db);
-    const first = counted.rows[0];
-    const total = first?.n ?? 0;
-    const nSel = first?.n_sel ?? 0;
+    const first = await this.explainCounts(a, "hash");
+    const { rows: counted, totals } = first.mismatched > 0 ? await this.explainCounts(a, "text") : first;
+    const total = totals.n;
+    const nSel = totals.n_sel;
     const nBase = total - nSel;
-    const keyCount = first?.key_count ?? 0;
+    const keyCount = totals.key_count;
     const keysExamined = Math.min(keyCount, EXPLAIN_MAX_KEYS);
     if (nSel === 0 || nBase === 0) return { total, selected: nSel, rows: [], keyCount, keysExamined };
 
-    const candidates = counted.rows
-      .filter((r): r is typeof r & { key: string; value: string } => r.key !== null && r.value !== null)
+    const candidates = counted
       .map((r) => ({ ...r, selectedShare: r.sel_n / nSel, baselineShare: r.base_n / nBase }))
       .map((r) => ({ ...r, score: r.selectedShare - r.baselineShare }))
       .filter((r) => r.score > 0)
       .sort((x, y) => y.score - x.score || y.sel_n - x.sel_n || cmp(x.key, y.key) || cmp(x.value, y.value) || x.bytes - y.bytes)
       .slice(0, a.limit);
-    if (candidates.length === 0) return { total, selected: nSel, rows: [], keyCount, keysExamined };
 
-    const c = sql.join(candidates.map((r, i) => sql`(${i}, ${r.key}, ${r.value}, ${r.bytes})`));
-    const candidateKeys = sql`AND key IN (${sql.join([...new Set(candidates.map((r) => r.key))])})`;
-    const newest = "slowNs" in a.selection ? sql`duration_ns` : sql`epoch_us(start_time)`;
-    const measured = await sql<{ i: number; bucket: number; n: number; errors: number; exemplars: string[] | null }>`
-      WITH c(i, key, value, bytes) AS (VALUES ${c}),
-      hits AS (
-        SELECT c.i, h.trace_id, h.start_time, h.duration_ns, h.failed, ${selected} AS sel
-        FROM (${attrs(sql`key, value, trace_id, start_time, duration_ns, failed`, candidateKeys)}) h
-        JOIN c ON h.key = c.key AND strlen(h.value) = c.bytes AND left(h.value, ${MATCH}) = c.value
-      ),
-      ex AS (SELECT i, max_by(trace_id, ${newest}, ${EXPLAIN_EXEMPLARS}) FILTER (WHERE sel) AS exemplars FROM hits GROUP BY i),
-      b AS (
-        SELECT i, ${sql.raw(bucketIndexSql("duration_ns"))} AS bucket, count(*) AS n, count(*) FILTER (WHERE failed) AS errors FROM hits GROUP BY ALL
-        UNION ALL
-        SELECT -1 AS i, ${sql.raw(bucketIndexSql("duration_ns"))} AS bucket, count(*) AS n, count(*) FILTER (WHERE failed) AS errors FROM (${window}) GROUP BY ALL
-      )
-      SELECT b.i, b.bucket, b.n, b.errors, ex.exemplars FROM b LEFT JOIN ex USING (i)`.execute(this.db);
-
-    const all = new Map<number, number>();
-    let allErrors = 0;
-    const per = candidates.map(() => ({ buckets: new Map<number, number>(), n: 0, errors: 0, exemplars: [] as string[] }));
-    for (const row of measured.rows) {
-      if (row.i < 0) {
-        all.set(row.bucket, (all.get(row.bucket) ?? 0) + row.n);
-        allErrors += row.errors;
-        continue;
-      }
-      const g = per[row.i]!;
-      g.buckets.set(row.bucket, (g.buckets.get(row.bucket) ?? 0) + row.n);
-      g.n += row.n;
-      g.errors += row.errors;
-      if (row.exemplars) g.exemplars = row.exemplars;
-    }
-    const toList = (m: Map<number, number>) => [...m].filter(([, n]) => n > 0).map(([bucket, count]) => ({ bucket, count }));
-    const rows: ExplainRow[] = candidates.map((r, i) => {
-      const g = per[i]!;
-      const without = new Map(all);
-      for (const [bucket, n] of g.buckets) without.set(bucket, (without.get(bucket) ?? 0) - n);
-      const restN = total - g.n;
-      return {
+    const all = histogram(totals.buckets);
+    const rows: AttributeCause[] = candidates.map((r) => {
+      const mine = histogram(r.buckets);
+      const without = new Map(all.counts);
+      for (const [bucket, n] of mine.counts) without.set(bucket, (without.get(bucket) ?? 0) - n);
+      const restN = total - mine.n;
+      return create(AttributeCauseSchema, {
         key: r.key,
         value: r.value.length > EXPLAIN_VALUE_CHARS ? r.value.slice(0, EXPLAIN_VALUE_CHARS) : r.value,
         valueTruncated: r.value.length > EXPLAIN_VALUE_CHARS,
-        selected: r.sel_n,
-        baseline: r.base_n,
+        selected: BigInt(r.sel_n),
+        baseline: BigInt(r.base_n),
         selectedShare: r.selectedShare,
         baselineShare: r.baselineShare,
         score: r.score,
-        p99With: quantileFromBuckets(toList(g.buckets), 0.99),
-        p99Without: restN > 0 ? quantileFromBuckets(toList(without), 0.99) : 0,
-        errorRateWith: g.n > 0 ? g.errors / g.n : 0,
-        errorRateWithout: restN > 0 ? (allErrors - g.errors) / restN : 0,
-        exemplars: g.exemplars,
-      };
+        p99WithNs: quantileFromBuckets(toBucketList(mine.counts), 0.99),
+        p99WithoutNs: restN > 0 ? quantileFromBuckets(toBucketList(without), 0.99) : 0,
+        errorRateWith: mine.n > 0 ? mine.errors / mine.n : 0,
+        errorRateWithout: restN > 0 ? (all.errors - mine.errors) / restN : 0,
+        exemplarTraceIds: r.exemplars ?? [],
+      });
     });
     return { total, selected: nSel, rows, keyCount, keysExamined };
   }
+
+  /**
+   * explain's statement: the window's totals and latency buckets, and per picked value of the
+   * compared keys its counts, buckets and exemplars. `match`: how window rows find their picked
+   * value, by hash (fast) or by text (after a collision). `mismatched` counts the hash matches
+   * whose text differed.
+   */
+  private async explainCounts(
+    a: { service: string; selection: ExplainSelection; excludeKeys: string[]; sinceMs: number; untilMs: number },
+    match: "hash" | "text",
+  ): Promise<{ totals: { n: number; n_sel: number; key_count: number; buckets: BucketCounts }; rows: ExplainCounted[]; mismatched: number }> {
+    const selected = "slowNs" in a.selection ? sql<boolean>`duration_ns >= ${a.selection.slowNs}` : sql<boolean>`failed`;
+    const MATCH = sql.lit(EXPLAIN_MATCH_CHARS);
+    const since = new Date(a.sinceMs);
+    const until = new Date(a.untilMs);
+    const excluded = a.excludeKeys.length ? sql`AND key NOT IN (${sql.join(a.excludeKeys)})` : sql``;
+    const where = sql`service_name = ${a.service} AND kind = 'SERVER' AND start_time >= ${since} AND start_time < ${until}`;
+    const bucket = sql.raw(bucketIndexSql("duration_ns"));
+    // left() walks the characters; a value of at most MATCH bytes has at most MATCH characters.
+    const matched = (v: string) => sql.raw(`CASE WHEN strlen(${v}) <= ${EXPLAIN_MATCH_CHARS} THEN ${v} ELSE left(${v}, ${EXPLAIN_MATCH_CHARS}) END`);
+    const newest = "slowNs" in a.selection ? sql`duration_ns` : sql`epoch_us(start_time)`;
+    const join =
+      match === "hash" ? sql`p.h = w.h` : sql`p.key = w.key AND p.value = ${matched("w.value")} AND p.bytes = strlen(w.value)`;
+    const r = await sql<{
+      n: number | null; n_sel: number | null; key_count: number | null; window_buckets: BucketCounts | null; mismatched: number | null;
+      key: string | null; value: string | null; bytes: number; sel_n: number; base_n: number; buckets: BucketCounts | null; exemplars: string[] | null;
+    }>`
+      WITH chosen AS MATERIALIZED (
+        SELECT key, ${matched("value")} AS value, strlen(value) AS bytes, trace_id, ${newest} AS newest
+        FROM span_attributes WHERE ${where} ${excluded} AND ${selected}
+      ),
+      picked AS (
+        SELECT row_number() OVER (ORDER BY key, value, bytes) AS id, key, value, bytes, hash(key, value, bytes) AS h FROM (
+          SELECT key, value, bytes, row_number() OVER (PARTITION BY key ORDER BY count(*) DESC, value, bytes) AS rank
+          FROM chosen GROUP BY key, value, bytes
+        ) WHERE rank <= ${EXPLAIN_MAX_VALUES}
+      ),
+      -- Every row of the window once, with the picked value it holds (NULL: none).
+      joined AS (
+        SELECT w.key, w.duration_ns, w.failed, w.sel, p.id IS NOT NULL AS hit,
+               CASE WHEN p.id IS NULL THEN false ELSE p.key = w.key AND p.value = ${matched("w.value")} AND p.bytes = strlen(w.value) END AS same,
+               CASE WHEN same THEN p.id END AS pid
+        FROM (
+          SELECT key, value, duration_ns, failed, ${selected} AS sel${match === "hash" ? sql`, hash(key, ${matched("value")}, strlen(value)) AS h` : sql``}
+          FROM span_attributes WHERE ${where} ${excluded}
+        ) w LEFT JOIN picked p ON ${join}
+      ),
+      per AS (
+        SELECT key, pid, CASE WHEN pid IS NOT NULL THEN ${bucket} END AS bucket,
+               count(*) AS n, count(*) FILTER (WHERE sel) AS sel_n, count(*) FILTER (WHERE failed) AS errors,
+               count(*) FILTER (WHERE hit AND NOT same) AS mismatched
+        FROM joined GROUP BY ALL
+      ),
+      keys AS (SELECT key, sum(n) AS n FROM per GROUP BY key),
+      top_keys AS (SELECT key FROM keys ORDER BY n DESC, key LIMIT ${EXPLAIN_MAX_KEYS}),
+      vals AS (
+        SELECT pid, CAST(sum(sel_n) AS BIGINT) AS sel_n, CAST(sum(n) - sum(sel_n) AS BIGINT) AS base_n,
+               list([bucket, CAST(n AS BIGINT), CAST(errors AS BIGINT)]) AS buckets
+        FROM per WHERE pid IS NOT NULL AND key IN (SELECT key FROM top_keys)
+        GROUP BY pid
+      ),
+      -- The slowest (or newest) selected requests holding each value compared.
+      ex AS (
+        SELECT p.id AS pid, max_by(c.trace_id, c.newest, ${EXPLAIN_EXEMPLARS}) AS exemplars
+        FROM chosen c JOIN picked p ON p.key = c.key AND p.value = c.value AND p.bytes = c.bytes
+        WHERE p.id IN (SELECT pid FROM vals)
+        GROUP BY p.id
+      ),
+      s AS (
+        SELECT ${bucket} AS bucket, count(*) AS n, count(*) FILTER (WHERE sel) AS n_sel, count(*) FILTER (WHERE failed) AS errors
+        FROM (SELECT duration_ns, failed, ${selected} AS sel FROM (SELECT duration_ns, ${FAILED} AS failed FROM spans WHERE ${where}))
+        GROUP BY ALL
+      )
+      SELECT CAST(sum(n) AS BIGINT) AS n, CAST(sum(n_sel) AS BIGINT) AS n_sel, (SELECT count(*) FROM keys) AS key_count,
+             list([bucket, CAST(n AS BIGINT), CAST(errors AS BIGINT)]) AS window_buckets, (SELECT CAST(sum(mismatched) AS BIGINT) FROM per) AS mismatched,
+             NULL AS key, NULL AS value, 0 AS bytes, 0 AS sel_n, 0 AS base_n, NULL AS buckets, NULL AS exemplars
+      FROM s
+      UNION ALL
+      SELECT NULL, NULL, NULL, NULL, NULL, p.key, p.value, p.bytes, vals.sel_n, vals.base_n, vals.buckets, ex.exemplars
+      FROM vals JOIN picked p ON p.id = vals.pid LEFT JOIN ex USING (pid)`.execute(this.db);
+    const head = r.rows.find((x) => x.key === null);
+    return {
+      totals: { n: head?.n ?? 0, n_sel: head?.n_sel ?? 0, key_count: head?.key_count ?? 0, buckets: head?.window_buckets ?? [] },
+      rows: r.rows.filter((x): x is typeof x & { key: string; value: string } => x.key !== null && x.value !== null).map((x) => ({
+        key: x.key, value: x.value, bytes: x.bytes, sel_n: x.sel_n, base_n: x.base_n, buckets: x.buckets ?? [], exemplars: x.exemplars,
+      })),
+      mismatched: head?.mismatched ?? 0,
+    };
+  }
 }
+
+/** Latency buckets as explain's statement lists them: [bucket, requests, failed requests]. */
+type BucketCounts = [number, number, number][];
+interface ExplainCounted {
+  key: string;
+  value: string;
+  bytes: number;
+  sel_n: number;
+  base_n: number;
+  buckets: BucketCounts;
+  exemplars: string[] | null;
+}
+
+function histogram(rows: BucketCounts): { counts: Map<number, number>; n: number; errors: number } {
+  const counts = new Map<number, number>();
+  let n = 0;
+  let errors = 0;
+  for (const [bucket, count, failed] of rows) {
+    counts.set(bucket, (counts.get(bucket) ?? 0) + count);
+    n += count;
+    errors += failed;
+  }
+  return { counts, n, errors };
+}
+
+const toBucketList = (m: Map<number, number>) => [...m].filter(([, n]) => n > 0).map(([bucket, count]) => ({ bucket, count }));
 
 /** A failed request, as GetErrorRate counts them. */
 const FAILED = sql<boolean>`(status_code = 'ERROR' OR coalesce(http_status_code, 0) >= 500)`;

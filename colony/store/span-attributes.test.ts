@@ -12,7 +12,7 @@ import { ExportTraceServiceRequestSchema } from "../../gen/opentelemetry/proto/c
 import { RESOURCE_LIMITS, type SpanRecord } from "../ingest/records.js";
 import { decodeTraces } from "../ingest/otlp/traces.js";
 import { Writer } from "../ingest/writer.js";
-import { DATA_VERSION } from "./migrations.js";
+import { DATA_VERSION, upgradeData } from "./migrations.js";
 import { Queries } from "./queries.js";
 import { Store } from "./store.js";
 
@@ -128,19 +128,40 @@ describe("span_attributes", () => {
       await writeSpans(store, decoded.spans);
       const q = new Queries(store);
       const pods = await q.attributeGroups({ service: "shop", key: "k8s.pod.name", limit: 10, ...WINDOW });
-      expect(pods.groups.map((g) => [g.value, g.count])).toEqual([["shop-0", 40], ["shop-1", 40], ["shop-2", 40]]);
+      expect(pods.groups.map((g) => [g.value, g.requestCount])).toEqual([["shop-0", 40n], ["shop-1", 40n], ["shop-2", 40n]]);
       const hostile = await q.attributeGroups({ service: "shop", key: "hostile", limit: 100, ...WINDOW });
       expect(new Set(hostile.groups.map((g) => g.value))).toEqual(new Set(HOSTILE));
-      expect(hostile.groups.reduce((n, g) => n + g.count, 0)).toBe(120);
+      expect(hostile.requestCount).toBe(120n);
       const absent = await q.attributeGroups({ service: "shop", key: "dropped", limit: 10, ...WINDOW });
-      expect(absent.groups).toEqual([expect.objectContaining({ value: null, other: false, count: 120 })]);
+      expect(absent.groups.map((g) => [g.value, g.other, g.requestCount])).toEqual([[undefined, false, 120n]]);
 
       const e = await q.explain({ service: "shop", selection: { slowNs: 1e9 }, limit: 50, excludeKeys: [], ...WINDOW });
       expect(e).toMatchObject({ total: 120, selected: 10 });
-      expect(e.rows[0]).toMatchObject({ key: "k8s.pod.name", value: "shop-1", selected: 10, baseline: 30, score: 1 - 30 / 110 });
+      expect(e.rows[0]).toMatchObject({ key: "k8s.pod.name", value: "shop-1", selected: 10n, baseline: 30n, score: 1 - 30 / 110 });
       expect(e.keyCount).toBe(99 + RESOURCE_LIMITS.maxKeys - 1); // the span's deployment.environment hides the resource's
       const long = e.rows.find((r) => r.key === "hostile" && r.valueTruncated);
       if (long) expect(long.value).toBe("x".repeat(256));
+    });
+  });
+
+  it("explain answers the same when a hash collision makes it match values by their text", async () => {
+    await withStore(":memory:", async (store) => {
+      await writeSpans(store, decodeTraces(request(3, 40), NOW).spans);
+      const args = { service: "shop", selection: { slowNs: 1e9 }, limit: 50, excludeKeys: [] as string[], ...WINDOW };
+      const hashed = await new Queries(store).explain(args);
+      // A collision cannot be staged on purpose (64-bit hashes): the hash pass is told it saw one.
+      const q = new Queries(store) as unknown as { explainCounts: (a: unknown, match: string) => Promise<{ mismatched: number }> };
+      const real = q.explainCounts.bind(q);
+      const matches: string[] = [];
+      q.explainCounts = async (a, match) => {
+        matches.push(match);
+        const r = await real(a, match);
+        return match === "hash" ? { ...r, mismatched: 1 } : r;
+      };
+      const byText = await (q as unknown as Queries).explain(args);
+      expect(matches).toEqual(["hash", "text"]);
+      expect(byText).toEqual(hashed);
+      expect(hashed.rows.length).toBeGreaterThan(0);
     });
   });
 
@@ -153,11 +174,14 @@ describe("span_attributes", () => {
     spans[2] = { ...spans[2]!, attributes: "{not json" };
     const answers = async (store: Store) => {
       const q = new Queries(store);
-      return JSON.stringify([
-        await q.explain({ service: "shop", selection: { slowNs: 1e9 }, limit: 50, excludeKeys: [], ...WINDOW }),
-        await q.attributeGroups({ service: "shop", key: "hostile", limit: 3, ...WINDOW }),
-        await q.attributeGroups({ service: "shop", key: "nested", limit: 3, ...WINDOW }),
-      ]).replaceAll(/"exemplars":\[[^\]]*\]/g, "");
+      return JSON.stringify(
+        [
+          await q.explain({ service: "shop", selection: { slowNs: 1e9 }, limit: 50, excludeKeys: [], ...WINDOW }),
+          await q.attributeGroups({ service: "shop", key: "hostile", limit: 3, ...WINDOW }),
+          await q.attributeGroups({ service: "shop", key: "nested", limit: 3, ...WINDOW }),
+        ],
+        (_, v: unknown) => (typeof v === "bigint" ? String(v) : v),
+      ).replaceAll(/"exemplarTraceIds":\[[^\]]*\]/g, "");
     };
     const written = await withStore(path, async (store) => {
       await writeSpans(store, spans);
@@ -174,6 +198,33 @@ describe("span_attributes", () => {
       expect(await answers(store)).toEqual(written.answers);
       const versions = await store.db.selectFrom("schema_migrations").select("version").orderBy("version").execute();
       expect(versions.map((v) => v.version).at(-1)).toBe(DATA_VERSION);
+    });
+  });
+
+  it("the migration reads a duplicated key's first value, as json_extract_string does, and says how far it is in chunks", async () => {
+    await withStore(":memory:", async (store) => {
+      const base = decodeTraces(request(2, 30), NOW).spans.map(({ resourceRows: _r, attributeRows: _a, ...s }) => s);
+      // JSON text as a client may have sent it: a key twice, keys that need escaping in a JSON path.
+      base[0] = { ...base[0]!, attributes: '{"dup":"first","x":1,"dup":"second","a/b~c":"slash","":"empty","~1":"tilde"}' };
+      await writeSpans(store, base);
+      const expected = await rowsOf(store);
+      // As a file of data version 3 holds it: the spans, no span_attributes.
+      await sql`DELETE FROM span_attributes`.execute(store.db);
+      await sql`DELETE FROM schema_migrations`.execute(store.db);
+      await sql`INSERT INTO schema_migrations VALUES (3, now())`.execute(store.db);
+      const said: string[] = [];
+      await upgradeData(store.db, false, { log: (line) => said.push(line), chunkSpans: 7 });
+      const migrated = await rowsOf(store);
+      const first = migrated.filter((r) => r.trace_id === base[0]!.traceId);
+      expect(first.map((r) => [r.key, r.value])).toEqual([["", "empty"], ["a/b~c", "slash"], ["dup", "first"], ["x", "1"], ["~1", "tilde"]]);
+      // Every other span as the Writer stored it.
+      expect(migrated.filter((r) => r.trace_id !== base[0]!.traceId)).toEqual(expected.filter((r) => r.trace_id !== base[0]!.traceId));
+      // 60 spans in chunks of 7: a start line, one per chunk but the last, and an end line.
+      expect(said).toHaveLength(1 + 8 + 1);
+      expect(said[0]).toMatch(/^indexing the attributes of 60 stored spans/);
+      expect(said.slice(1, -1)).toEqual([11, 22, 33, 44, 56, 67, 78, 89].map((p) => `… ${p} % of the stored spans' attributes indexed`));
+      const versions = await store.db.selectFrom("schema_migrations").select("version").execute();
+      expect(versions.map((v) => v.version)).toContain(DATA_VERSION);
     });
   });
 

@@ -28,12 +28,12 @@ export interface TypedReadLimits {
 
 // The colony's libuv pool has 16 threads (bin/coral.cjs), each DuckDB call holding one: 4 for user
 // SQL, 2 scans and 6 lookups leave 4 for ingestion even when every slot is busy.
-const ADMISSION: Record<ReadCost, { maxConcurrent: number; maxQueued: number }> = {
+export const ADMISSION: Record<ReadCost, { maxConcurrent: number; maxQueued: number }> = {
   scan: { maxConcurrent: 2, maxQueued: 32 },
   lookup: { maxConcurrent: 6, maxQueued: 256 },
 };
 
-const WORDS: Record<ReadCost, GuardWords> = {
+export const WORDS: Record<ReadCost, GuardWords> = {
   scan: { queries: "span scans (traces, group-by, explain)", slots: "span-scan slots", timeout: "query timeout (--query-timeout)" },
   lookup: { queries: "rollup reads", slots: "rollup-read slots", timeout: "query timeout (--query-timeout)" },
 };

@@ -1,39 +1,38 @@
 import type { ClickHouseClient } from "@clickhouse/client";
-import { Kysely, sql, type RawBuilder, type Selectable } from "kysely";
-import { EXEMPLARS_PER_BUCKET } from "../../ingest/exemplars.js";
-import type { AttributeGroupRow, AttributeGroups, ExemplarRow, ExplainRow, ExplainSelection, Explanation, ReadStore, ServiceRow, SystemMetrics, TraceRow, TraceSpanRow, TraceSpans } from "../engine.js";
+import { create } from "@bufbuild/protobuf";
+import { Kysely, sql, type RawBuilder } from "kysely";
+import {
+  AttributeCauseSchema,
+  FindErrorTracesResponseSchema,
+  FindSlowTracesResponseSchema,
+  type AttributeCause,
+  type Exemplar,
+  type FindErrorTracesResponse,
+  type FindSlowTracesResponse,
+  type GetSystemMetricsResponse,
+  type GetTraceResponse,
+  type GroupByAttributeResponse,
+  type Service,
+} from "../../../gen/coral/colony/v1/query_pb.js";
+import { exemplarOf, groupByAttributeAnswer, knownServiceOf, serviceOf, systemMetricsOf, traceAnswer, traceOf, type StoredSpan, type TraceBounds } from "../answers.js";
+import type { ExplainSelection, Explanation, KnownService, ReadStore } from "../engine.js";
+import { EXEMPLARS_PER_BUCKET } from "../exemplar-limits.js";
 import { EXPLAIN_MAX_KEYS, EXPLAIN_MAX_VALUES, EXPLAIN_VALUE_CHARS } from "../queries.js";
-import { HTTP_SERVER_DURATION, type Database, type ServicesTable, type TraceSummaryTable } from "../schema.js";
+import { HTTP_SERVER_DURATION, type Database } from "../schema.js";
 import { EDGE_MANTISSA, SCALE, quantileFromBuckets } from "../sketch.js";
 import { ClickHouseDialect } from "./dialect.js";
 
-// The ClickHouse side of queries.ts: the same reads, answers and row shapes. Rollup tables hold
-// contributions that background merges add up whenever they run, so every read aggregates by the
-// key itself (the views of schema.ts do that for the DuckDB-shaped names), and percentiles come
-// from merged buckets through the same quantileFromBuckets as on DuckDB.
+// The ClickHouse side of queries.ts: the same reads, and the same answers (answers.ts makes both
+// engines' messages). Rollup tables hold contributions that background merges add up whenever they
+// run, so every read aggregates by the key itself (the views of schema.ts do that for the
+// DuckDB-shaped names), and percentiles come from merged buckets through the same
+// quantileFromBuckets as on DuckDB.
 
 const MINUTE_MS = 60_000;
 
 /** As queries.ts: a window takes every minute that starts in [floor(since), until). */
 function minuteWindow(sinceMs: number, untilMs: number): [Date, Date] {
   return [new Date(Math.floor(sinceMs / MINUTE_MS) * MINUTE_MS), new Date(untilMs)];
-}
-
-function toServiceRow(r: Selectable<ServicesTable>): ServiceRow {
-  return { name: r.name, namespace: r.namespace, region: r.region, instanceCount: r.instance_count, firstSeen: r.first_seen, lastSeen: r.last_seen };
-}
-
-/** ClickHouse compares to a UInt8 where DuckDB has BOOLEAN: `error` arrives as 0/1. */
-function toTraceRow(r: Selectable<TraceSummaryTable>): TraceRow {
-  return {
-    traceId: r.trace_id,
-    durationNs: r.duration_ns,
-    timestamp: r.timestamp,
-    service: r.service_name,
-    rootName: r.root_name,
-    spanCount: r.span_count,
-    error: Boolean(r.error),
-  };
 }
 
 /**
@@ -76,16 +75,16 @@ export class ClickHouseReads implements ReadStore {
     return sql.table(`${this.database}.${name}`);
   }
 
-  async listServices(f: { namespace?: string; region?: string }): Promise<ServiceRow[]> {
+  async listServices(f: { namespace?: string; region?: string }): Promise<Service[]> {
     let q = this.db.selectFrom("services").selectAll();
     if (f.namespace) q = q.where("namespace", "=", f.namespace);
     if (f.region) q = q.where("region", "=", f.region);
-    return (await q.orderBy("name").execute()).map(toServiceRow);
+    return (await q.orderBy("name").execute()).map(serviceOf);
   }
 
-  async getService(name: string): Promise<ServiceRow | undefined> {
+  async getService(name: string): Promise<KnownService | undefined> {
     const row = await this.db.selectFrom("services").selectAll().where("name", "=", name).executeTakeFirst();
-    return row && toServiceRow(row);
+    return row && knownServiceOf(row);
   }
 
   async percentile(a: { service: string; metric: string; q: number; sinceMs: number; untilMs: number }): Promise<{ value: number; count: number }> {
@@ -114,7 +113,7 @@ export class ClickHouseReads implements ReadStore {
     return { total: row?.total ?? 0, errors: row?.errors ?? 0 };
   }
 
-  async slowTraces(a: { service: string; minDurationNs: number; sinceMs: number; untilMs: number; limit: number }): Promise<{ traces: TraceRow[]; total: number }> {
+  async slowTraces(a: { service: string; minDurationNs: number; sinceMs: number; untilMs: number; limit: number }): Promise<FindSlowTracesResponse> {
     const base = this.db
       .selectFrom("trace_summary")
       .where("service_name", "=", a.service)
@@ -125,10 +124,11 @@ export class ClickHouseReads implements ReadStore {
       base.selectAll().orderBy("duration_ns", "desc").orderBy("trace_id").limit(a.limit).execute(),
       base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow(),
     ]);
-    return { traces: rows.map(toTraceRow), total: total.n };
+    // `error` arrives as 0/1 (UInt8 where DuckDB has BOOLEAN): traceOf takes either.
+    return create(FindSlowTracesResponseSchema, { traces: rows.map(traceOf), totalCount: BigInt(total.n) });
   }
 
-  async errorTraces(a: { service: string; sinceMs: number; untilMs: number; limit: number }): Promise<{ traces: TraceRow[]; total: number }> {
+  async errorTraces(a: { service: string; sinceMs: number; untilMs: number; limit: number }): Promise<FindErrorTracesResponse> {
     const base = this.db
       .selectFrom("trace_summary")
       .where("service_name", "=", a.service)
@@ -139,41 +139,34 @@ export class ClickHouseReads implements ReadStore {
       base.selectAll().orderBy("timestamp", "desc").orderBy("trace_id").limit(a.limit).execute(),
       base.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow(),
     ]);
-    return { traces: rows.map(toTraceRow), total: total.n };
+    return create(FindErrorTracesResponseSchema, { traces: rows.map(traceOf), totalCount: BigInt(total.n) });
   }
 
   /** As queries.ts: per host sample, minutes weighted by their samples, over the minutes that reported the metric. */
-  async systemMetrics(a: { service: string; sinceMs: number; untilMs: number }): Promise<SystemMetrics> {
+  async systemMetrics(a: { service: string; sinceMs: number; untilMs: number }): Promise<GetSystemMetricsResponse> {
     const [since, until] = minuteWindow(a.sinceMs, a.untilMs);
     const weighted = (column: string) => sql.raw(`sum(${column} * sample_count) / nullIf(sumIf(sample_count, ${column} IS NOT NULL), 0)`);
-    const r = await sql<SystemMetrics>`
+    const r = await sql<Parameters<typeof systemMetricsOf>[1]>`
       SELECT ${weighted("cpu_percent")} AS cpuPercent, ${weighted("memory_percent")} AS memoryPercent,
              ${weighted("memory_used_bytes")} AS memoryUsedBytes, ${weighted("memory_total_bytes")} AS memoryTotalBytes,
              uniqExact(host_name) AS hostCount, sum(sample_count) AS sampleCount
       FROM ${this.t("system_metrics_rollup")}
       WHERE service_name = ${a.service} AND timestamp >= ${since} AND timestamp < ${until}`.execute(this.db);
-    const row = r.rows[0]!;
-    return {
-      cpuPercent: row.cpuPercent,
-      memoryPercent: row.memoryPercent,
-      memoryUsedBytes: row.memoryUsedBytes,
-      memoryTotalBytes: row.memoryTotalBytes,
-      hostCount: row.hostCount,
-      sampleCount: row.sampleCount,
-    };
+    return systemMetricsOf(a.service, r.rows[0]!);
   }
 
   /**
-   * As queries.ts exemplars. The table holds every batch's candidates (writer.ts), so the key's
-   * EXEMPLARS_PER_BUCKET slowest are picked here, by the rank DuckDB keeps them by.
+   * As queries.ts exemplars. The parts hold every batch's candidates (writer.ts), so the key's
+   * EXEMPLARS_PER_BUCKET slowest are picked here, by the rank DuckDB keeps them by: the view
+   * `latency_exemplars` does the same, but over every key before this read's filter.
    */
-  async exemplars(a: { service: string; metric: string; bucket: number; valueNs: number; limit: number; sinceMs: number; untilMs: number }): Promise<ExemplarRow[]> {
+  async exemplars(a: { service: string; metric: string; bucket: number; valueNs: number; limit: number; sinceMs: number; untilMs: number }): Promise<Exemplar[]> {
     const [since, until] = minuteWindow(a.sinceMs, a.untilMs);
     const r = await sql<{ trace_id: string; span_id: string; start_time: Date; duration_ns: number; bucket: number }>`
       SELECT trace_id, span_id, start_time, duration_ns, bucket FROM (
         SELECT * FROM (
           SELECT timestamp, service_name, metric, bucket, trace_id, span_id, start_time, duration_ns
-          FROM ${this.t("latency_exemplars")}
+          FROM ${this.t("latency_exemplar_parts")}
           WHERE service_name = ${a.service} AND metric = ${a.metric} AND timestamp >= ${since} AND timestamp < ${until}
           ORDER BY duration_ns DESC, trace_id, span_id
           LIMIT ${EXEMPLARS_PER_BUCKET} BY timestamp, service_name, metric, bucket
@@ -184,7 +177,7 @@ export class ClickHouseReads implements ReadStore {
       )
       ORDER BY abs(bucket - ${a.bucket}), abs(duration_ns - ${a.valueNs}), start_time DESC, trace_id, span_id
       LIMIT ${a.limit}`.execute(this.db);
-    return r.rows.map((x) => ({ traceId: x.trace_id, spanId: x.span_id, startTime: x.start_time, durationNs: x.duration_ns, bucket: x.bucket }));
+    return r.rows.map((x) => exemplarOf(x, a.bucket));
   }
 
   async metricExists(service: string, metric: string): Promise<boolean> {
@@ -199,15 +192,36 @@ export class ClickHouseReads implements ReadStore {
   }
 
   /**
-   * As queries.ts traceSpans: the longest spans within `limit` and about `maxTextBytes`, by start
-   * time. No resource attributes: they live in span_attributes, which ClickHouse does not have yet.
+   * As queries.ts traceSpans: the longest spans within `limit` and about `maxTextBytes` (resource
+   * attributes counted), by start time. Resource attributes come from span_attributes, whose sort key
+   * does not start with the trace: the scan is bounded by the trace's services and time span
+   * (scalar and IN subqueries ClickHouse evaluates before it prunes partitions and granules).
    */
-  async traceSpans(a: { traceId: string; limit: number; maxTextBytes: number }): Promise<TraceSpans> {
-    const r = await sql<TraceSpanRow & { total: number; trace_start_us: number; trace_duration_ns: number }>`
-      WITH t AS (
-        SELECT span_id, parent_span_id, service_name, name, kind, toUnixTimestamp64Micro(start_time) AS start_us, duration_ns,
-               status_code, http_status_code, attributes
+  async traceSpans(a: { traceId: string; limit: number; maxTextBytes: number }): Promise<GetTraceResponse> {
+    const r = await sql<StoredSpan & TraceBounds>`
+      WITH own AS (
+        SELECT span_id, parent_span_id, service_name, name, kind, start_time, duration_ns, status_code, http_status_code, attributes
         FROM ${this.t("spans")} WHERE trace_id = ${a.traceId}
+      ),
+      -- DISTINCT: a span stored twice (a client's retry) has its rows twice.
+      res AS (
+        SELECT span_id, start_time, toJSONString(mapFromArrays(groupArray(key), groupArray(value))) AS resource_attributes,
+               sum(length(key) + length(value)) AS resource_bytes
+        FROM (
+          SELECT DISTINCT span_id, start_time, key, value FROM ${this.t("span_attributes")}
+          WHERE trace_id = ${a.traceId} AND resource
+            AND service_name IN (SELECT service_name FROM own)
+            AND start_time >= (SELECT min(start_time) FROM own) AND start_time <= (SELECT max(start_time) FROM own)
+            AND (span_id, start_time) IN (SELECT span_id, start_time FROM own)
+        )
+        GROUP BY span_id, start_time
+      ),
+      t AS (
+        SELECT own.span_id AS span_id, parent_span_id, service_name, name, kind, toUnixTimestamp64Micro(own.start_time) AS start_us, duration_ns,
+               status_code, http_status_code, attributes,
+               -- No match is the join's defaults: '' and 0.
+               if(empty(res.resource_attributes), '{}', res.resource_attributes) AS resource_attributes, res.resource_bytes AS resource_bytes
+        FROM own LEFT JOIN res ON own.span_id = res.span_id AND own.start_time = res.start_time
       ),
       head AS (SELECT count() AS total, min(start_us) AS trace_start_us FROM t),
       -- Ends relative to the start: absolute ones in ns are beyond a double's integer precision.
@@ -218,22 +232,15 @@ export class ClickHouseReads implements ReadStore {
       ranked AS (
         SELECT *,
                row_number() OVER (ORDER BY duration_ns DESC, start_us, span_id) AS span_rank,
-               sum(length(attributes) + length(name)) OVER (ORDER BY duration_ns DESC, start_us, span_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS text_bytes
+               sum(length(attributes) + length(name) + resource_bytes) OVER (ORDER BY duration_ns DESC, start_us, span_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS text_bytes
         FROM t
       )
       SELECT span_id, parent_span_id, service_name, name, kind, start_us, duration_ns, status_code,
-             http_status_code, attributes, '{}' AS resource_attributes, total, trace_start_us, trace_duration_ns
+             http_status_code, attributes, resource_attributes, total, trace_start_us, trace_duration_ns
       FROM ranked CROSS JOIN bounds
       WHERE span_rank <= ${a.limit} AND (span_rank = 1 OR text_bytes <= ${a.maxTextBytes})
       ORDER BY start_us, span_id`.execute(this.db);
-    const first = r.rows[0];
-    if (!first) return { spans: [], total: 0, startUs: 0, durationNs: 0 };
-    return {
-      spans: r.rows.map(({ total: _t, trace_start_us: _s, trace_duration_ns: _d, ...span }) => span),
-      total: first.total,
-      startUs: first.trace_start_us,
-      durationNs: first.trace_duration_ns,
-    };
+    return traceAnswer(a.traceId, r.rows, r.rows[0]);
   }
 
   /**
@@ -242,7 +249,7 @@ export class ClickHouseReads implements ReadStore {
    * it, (isNull(v), ifNull(v, '')), because ClickHouse's IN never matches NULL: spans without the
    * attribute are a group like any other.
    */
-  async attributeGroups(a: { service: string; key: string; limit: number; sinceMs: number; untilMs: number }): Promise<AttributeGroups> {
+  async attributeGroups(a: { service: string; key: string; limit: number; sinceMs: number; untilMs: number }): Promise<GroupByAttributeResponse> {
     const bucket = sql.raw(bucketIndexClickHouseSql("duration_ns"));
     const window = sql`service_name = ${a.service} AND kind = 'SERVER' AND start_time >= ${new Date(a.sinceMs)} AND start_time < ${new Date(a.untilMs)}`;
     const r = await sql<{ value: string | null; other: number; bucket: number; n: number; errors: number; value_count: number }>`
@@ -268,28 +275,11 @@ export class ClickHouseReads implements ReadStore {
       SELECT if(kept, v, NULL) AS value, NOT kept AS other, bucket, sum(n) AS n, sum(errors) AS errors, (SELECT count() FROM per_value) AS value_count
       FROM (SELECT *, vk IN (SELECT vk FROM top) AS kept FROM s)
       GROUP BY value, other, bucket`.execute(this.db);
-    const groups = new Map<string, Omit<AttributeGroupRow, "p50" | "p95" | "p99"> & { buckets: { bucket: number; count: number }[] }>();
-    for (const row of r.rows) {
-      const other = Boolean(row.other);
-      const key = other ? "other" : row.value === null ? "absent" : `=${row.value}`;
-      let g = groups.get(key);
-      if (!g) groups.set(key, (g = { value: row.value, other, count: 0, errors: 0, buckets: [] }));
-      g.count += row.n;
-      g.errors += row.errors;
-      g.buckets.push({ bucket: row.bucket, count: row.n });
-    }
-    const ordered = [...groups.values()].sort(
-      (x, y) => Number(x.other) - Number(y.other) || y.count - x.count || (x.value === null ? 1 : y.value === null ? -1 : cmp(x.value, y.value)),
+    // `other` arrives as 0/1.
+    return groupByAttributeAnswer(
+      r.rows.map((row) => ({ ...row, other: Boolean(row.other) })),
+      r.rows[0]?.value_count ?? 0,
     );
-    return {
-      groups: ordered.map(({ buckets, ...g }) => ({
-        ...g,
-        p50: quantileFromBuckets(buckets, 0.5),
-        p95: quantileFromBuckets(buckets, 0.95),
-        p99: quantileFromBuckets(buckets, 0.99),
-      })),
-      valueCount: r.rows[0]?.value_count ?? 0,
-    };
   }
 
   /** As queries.ts explain: the same two statements, in ClickHouse SQL. */
@@ -385,26 +375,26 @@ export class ClickHouseReads implements ReadStore {
       if (row.exemplars.length > 0) g.exemplars = row.exemplars;
     }
     const toList = (m: Map<number, number>) => [...m].filter(([, n]) => n > 0).map(([bucket, count]) => ({ bucket, count }));
-    const rows: ExplainRow[] = candidates.map((r, i) => {
+    const rows: AttributeCause[] = candidates.map((r, i) => {
       const g = per[i]!;
       const without = new Map(all);
       for (const [bucket, n] of g.buckets) without.set(bucket, (without.get(bucket) ?? 0) - n);
       const restN = total - g.n;
-      return {
+      return create(AttributeCauseSchema, {
         key: r.key,
         value: r.value.length > EXPLAIN_VALUE_CHARS ? r.value.slice(0, EXPLAIN_VALUE_CHARS) : r.value,
         valueTruncated: r.value.length > EXPLAIN_VALUE_CHARS,
-        selected: r.sel_n,
-        baseline: r.base_n,
+        selected: BigInt(r.sel_n),
+        baseline: BigInt(r.base_n),
         selectedShare: r.selectedShare,
         baselineShare: r.baselineShare,
         score: r.score,
-        p99With: quantileFromBuckets(toList(g.buckets), 0.99),
-        p99Without: restN > 0 ? quantileFromBuckets(toList(without), 0.99) : 0,
+        p99WithNs: quantileFromBuckets(toList(g.buckets), 0.99),
+        p99WithoutNs: restN > 0 ? quantileFromBuckets(toList(without), 0.99) : 0,
         errorRateWith: g.n > 0 ? g.errors / g.n : 0,
         errorRateWithout: restN > 0 ? (allErrors - g.errors) / restN : 0,
-        exemplars: g.exemplars,
-      };
+        exemplarTraceIds: g.exemplars,
+      });
     });
     return { total, selected: nSel, rows, keyCount, keysExamined };
   }
