@@ -95,4 +95,78 @@ describe("waterfall", () => {
     expect(text).toContain("00f067aa0ba902b7 svc " + long);
     expect(text).toMatch(/█{60}/);
   });
+
+  describe("attributes of the critical path and failed spans", () => {
+    const attributed = (row: ReturnType<typeof span>, attributes: Record<string, string | number>, resource: Record<string, string | number> = {}) => ({
+      ...row,
+      attributes,
+      resource_attributes: resource,
+    });
+    /** The lines after the tree: from the ATTRIBUTES heading to the blank line before the legend. */
+    const section = (text: string) => {
+      const lines = text.split("\n");
+      const from = lines.findIndex((l) => l.startsWith("ATTRIBUTES"));
+      return from < 0 ? [] : lines.slice(from, lines.indexOf("", from));
+    };
+
+    it("lists where and why first (route, status, pod, release), a span's own value over its resource's, in tree order", () => {
+      const text = table([
+        attributed(span("a", "", "frontend", "POST /checkout", 0, 100), { "http.method": "POST", "zz.custom": "z", "http.route": "/checkout", "http.status_code": 200 }, {
+          "k8s.pod.name": "frontend-5b7d8c9f4-c9wnd",
+          "service.version": "3.12.0",
+          "service.name": "frontend",
+        }),
+        attributed(span("b", "a", "payments", "POST /charge", 10, 80, true), { "http.status_code": 503, "cloud.region": "eu-west-1" }, { "cloud.region": "us-east-1", "k8s.pod.name": "payments-x" }),
+        attributed(span("c", "a", "frontend", "GET /fast", 1, 2), { "http.route": "/fast" }),
+      ]);
+      expect(section(text)).toEqual([
+        "ATTRIBUTES of the critical path and failed spans",
+        " frontend POST /checkout  100.0ms",
+        "     http.route=/checkout  http.status_code=200",
+        "     k8s.pod.name=frontend-5b7d8c9f4-c9wnd  service.version=3.12.0  zz.custom=z",
+        // On the critical path too: the parent's work waited for it before the call to payments.
+        " frontend GET /fast  2.0ms",
+        "     http.route=/fast",
+        "!payments POST /charge  80.0ms",
+        "     http.status_code=503  k8s.pod.name=payments-x  cloud.region=eu-west-1",
+      ]);
+    });
+
+    it("stays within the width with hostile keys and values, two lines a span, and says how many pairs are left out", () => {
+      const many = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${String(i).padStart(3, "0")}`, `v${i}`]));
+      const hostile = { "http.route": `/\x1b[31m${"r".repeat(500)}`, [`key\n${"k".repeat(200)}`]: "x", ...many };
+      for (const width of [40, 60, 80]) {
+        const text = table([attributed(span("a", "", "svc", "GET /", 0, 10, true), hostile)], width);
+        for (const l of text.split("\n")) expect(l.length, l).toBeLessThanOrEqual(width);
+        const lines = section(text);
+        expect(lines).toHaveLength(4);
+        expect(lines[2]).toContain("http.route=/\\u001b[31mr");
+        expect(lines[3]).toMatch(/ \+\d+ more$/);
+      }
+    });
+
+    it("names at most six spans in a terminal (failed first, then most time of their own) and says how many more; wide lists every one, with its id and every pair", () => {
+      const rows = Array.from({ length: 20 }, (_, i) => attributed(span(`s${i}`, "", "svc", `op ${i}`, i, 5, true), { "http.route": `/r${i}`, ...Object.fromEntries(Array.from({ length: 30 }, (_, k) => [`x${k}`, "v"])) }));
+      const lines = section(table(rows));
+      expect(lines.filter((l) => l.startsWith("!"))).toHaveLength(6);
+      expect(lines.at(-1)).toBe("… 14 more such spans: --output wide lists them all");
+      const wide = section(formatWaterfall(rows, { width: 80, wide: true }));
+      expect(wide.filter((l) => l.startsWith("!"))).toHaveLength(20);
+      expect(wide).toContain("!s19 svc op 19  5.0ms");
+      expect(wide.filter((l) => l.includes("x29=v"))).toHaveLength(20);
+    });
+
+    it("of a long critical path, keeps the spans that spent the time themselves, in tree order", () => {
+      // A chain where each span waits for its child, but step 9's child is short: step 9 works ~980 ms itself.
+      const durationMs = (i: number) => (i === 10 ? 5 : i === 11 ? 2 : 1000 - 2 * i);
+      const rows = Array.from({ length: 12 }, (_, i) => attributed(span(`s${i}`, i === 0 ? "" : `s${i - 1}`, "svc", `step ${i}`, i, durationMs(i)), { "http.route": `/s${i}` }));
+      const named = section(table(rows)).filter((l) => l.startsWith(" svc"));
+      // Step 9, then step 10 (3 ms of its own), then the earliest of those with 2 ms.
+      expect(named.map((l) => Number(/step (\d+)/.exec(l)![1]))).toEqual([0, 1, 2, 3, 9, 10]);
+    });
+
+    it("has no section when no such span has attributes", () => {
+      expect(section(table([span("a", "", "svc", "GET /", 0, 10, true)]))).toEqual([]);
+    });
+  });
 });

@@ -2,6 +2,8 @@
 // each, with a bar on the trace's time line. Stored traces can be partial or corrupt (a parent never
 // received, parent links that loop, repeated span ids), so the tree is built without trusting the
 // links and walked without recursion: every span is drawn exactly once, whatever its links say.
+// Below the tree, the attributes that say where and why (route, status, pod, release, …) of the
+// spans that matter most: those on the critical path and those that failed.
 import type { Plain } from "../../surface/plain.js";
 import { formatDurationNs } from "../../surface/units.js";
 import { humanCell } from "./render.js";
@@ -16,6 +18,8 @@ interface Span {
   start: number;
   end: number;
   error: boolean;
+  /** Span attributes, then resource attributes the span does not override, as text. */
+  attributes: [string, string][];
 }
 
 export interface WaterfallView {
@@ -61,7 +65,67 @@ function toSpan(r: Row): Span {
     start,
     end: start + Math.max(0, num(r.duration_ns)),
     error: r.error === true,
+    attributes: attributesOf(r),
   };
+}
+
+function attributesOf(r: Row): [string, string][] {
+  const out = new Map<string, string>();
+  for (const field of [r.attributes, r.resource_attributes]) {
+    if (field === null || typeof field !== "object" || Array.isArray(field) || field instanceof Date) continue;
+    for (const [k, v] of Object.entries(field)) if (!out.has(k) && v !== null) out.set(k, typeof v === "string" ? v : JSON.stringify(v));
+  }
+  return [...out];
+}
+
+/**
+ * Attributes that most often answer "where and why", shown first in this order (OpenTelemetry
+ * semantic conventions); the rest follow by name.
+ */
+const FIRST_ATTRIBUTES = [
+  "http.route", "http.status_code", "http.response.status_code", "rpc.grpc.status_code", "error.type", "exception.type", "exception.message",
+  "k8s.pod.name", "service.version", "deployment.environment", "cloud.region", "peer.service", "server.address", "db.system", "db.operation",
+  "messaging.system",
+];
+/** Said by the span's line already (service, and the method in its name). */
+const SHOWN_ELSEWHERE = new Set(["service.name", "http.method", "http.request.method"]);
+/** Spans whose attributes are listed in a terminal (critical path and failed), and lines per span. */
+const MAX_DETAILED_SPANS = 6;
+const MAX_ATTRIBUTE_LINES = 2;
+const MAX_VALUE_CHARS = 48;
+/** "  +N more" for up to 99,999 pairs. */
+const MORE_WIDTH = 14;
+
+function ordered(attributes: [string, string][]): [string, string][] {
+  const rank = (k: string) => {
+    const i = FIRST_ATTRIBUTES.indexOf(k);
+    return i < 0 ? FIRST_ATTRIBUTES.length : i;
+  };
+  return attributes
+    .filter(([k]) => !SHOWN_ELSEWHERE.has(k))
+    .sort(([a], [b]) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/**
+ * `key=value` pairs filled into lines of `width` after an indent; in a terminal, at most
+ * MAX_ATTRIBUTE_LINES of them, values cut, and how many pairs did not fit.
+ */
+function attributeLines(attributes: [string, string][], width: number, wide: boolean): string[] {
+  const indent = "     ";
+  const pairs = ordered(attributes).map(([k, v]) => `${humanCell(k)}=${wide ? humanCell(v) : cut(humanCell(v), MAX_VALUE_CHARS)}`);
+  if (wide) return pairs.length ? [indent + pairs.join("  ")] : [];
+  const lines: string[] = [];
+  let k = 0;
+  for (; k < pairs.length; k++) {
+    // The last line keeps room to say how many pairs did not fit, unless this pair is the last.
+    const room = (n: number) => (n === MAX_ATTRIBUTE_LINES - 1 && k < pairs.length - 1 ? width - MORE_WIDTH : width);
+    const last = lines.length - 1;
+    if (last >= 0 && lines[last]!.length + 2 + pairs[k]!.length <= room(last)) lines[last] += `  ${pairs[k]}`;
+    else if (lines.length < MAX_ATTRIBUTE_LINES) lines.push(indent + cut(pairs[k]!, room(lines.length) - indent.length));
+    else break;
+  }
+  if (k < pairs.length) lines[lines.length - 1] += `  +${pairs.length - k} more`;
+  return lines;
 }
 
 const byStart = (spans: Span[]) => (a: number, b: number) => spans[a]!.start - spans[b]!.start || spans[b]!.end - spans[a]!.end || a - b;
@@ -204,6 +268,7 @@ export function formatWaterfall(rows: Row[], view: WaterfallView): string {
     const timeline = " ".repeat(from) + (critical.has(i) ? CRITICAL : OTHER).repeat(to - from);
     out.push(row(s.error ? "!" : " ", humanCell(s.id), labels[k]!, formatDurationNs(s.end - s.start), timeline));
   }
+  out.push(...details(spans, lines, children, critical, view));
   const legend = [`${CRITICAL} critical path`, `${OTHER} other spans`, "! failed"];
   if (lines.some((l) => l.detached)) legend.push("… parent missing");
   // The legend wraps rather than widen a narrow waterfall.
@@ -215,4 +280,48 @@ export function formatWaterfall(rows: Row[], view: WaterfallView): string {
   }
   out.push("", ...legendLines);
   return out.join("\n") + "\n";
+}
+
+/**
+ * The attributes of the spans on the critical path and of the failed ones, in tree order: a line
+ * naming the span, then its attributes. In a terminal, MAX_DETAILED_SPANS of them: the failed ones,
+ * then those that spent the most time on their own (not waiting for a child) — where a slow
+ * trace's time went; wide, every one with its span id.
+ */
+function details(spans: Span[], lines: Line[], children: number[][], critical: Set<number>, view: WaterfallView): string[] {
+  const chosen = lines.map((l) => l.span).filter((i) => (critical.has(i) || spans[i]!.error) && spans[i]!.attributes.length > 0);
+  if (chosen.length === 0) return [];
+  let shown = chosen;
+  if (!view.wide && chosen.length > MAX_DETAILED_SPANS) {
+    const own = new Map(chosen.map((i) => [i, selfTime(spans, children[i]!, i)]));
+    const kept = new Set(
+      [...chosen].sort((a, b) => Number(spans[b]!.error) - Number(spans[a]!.error) || own.get(b)! - own.get(a)! || a - b).slice(0, MAX_DETAILED_SPANS),
+    );
+    shown = chosen.filter((i) => kept.has(i));
+  }
+  const heading = "ATTRIBUTES of the critical path and failed spans";
+  const out = ["", view.wide ? heading : cut(heading, view.width)];
+  for (const i of shown) {
+    const s = spans[i]!;
+    const label = `${s.error ? "!" : " "}${view.wide ? `${humanCell(s.id)} ` : ""}${humanCell(`${s.service} ${s.name}`)}  ${formatDurationNs(s.end - s.start)}`;
+    out.push(view.wide ? label : cut(label, view.width), ...attributeLines(s.attributes, view.width, view.wide));
+  }
+  const rest = chosen.length - shown.length;
+  if (rest > 0) out.push(cut(`… ${rest} more such span${rest === 1 ? "" : "s"}: --output wide lists them all`, view.width));
+  return out;
+}
+
+/** A span's time not covered by any of its children. */
+function selfTime(spans: Span[], kids: number[], i: number): number {
+  const s = spans[i]!;
+  const parts = kids.map((c) => [Math.max(s.start, spans[c]!.start), Math.min(s.end, spans[c]!.end)] as const).filter(([a, b]) => b > a);
+  parts.sort((x, y) => x[0] - y[0]);
+  let covered = 0;
+  let reach = s.start;
+  for (const [a, b] of parts) {
+    if (b <= reach) continue;
+    covered += b - Math.max(a, reach);
+    reach = b;
+  }
+  return s.end - s.start - covered;
 }

@@ -28,15 +28,18 @@ interface ServiceSpec {
   cpu: number;
   memory: number;
   memoryTotalBytes: number;
+  /** The release its pods run (service.version) and their ReplicaSet's hash (in k8s.pod.name). */
+  version: string;
+  replicaSet: string;
 }
 
 const SERVICES: Record<string, ServiceSpec> = {
-  frontend: { namespace: "web", region: "us-east-1", instances: 4, errorRate: 0.001, cpu: 35, memory: 45, memoryTotalBytes: 4 * 2 ** 30 },
-  auth: { namespace: "platform", region: "us-east-1", instances: 2, errorRate: 0.0005, cpu: 20, memory: 30, memoryTotalBytes: 2 * 2 ** 30 },
-  orders: { namespace: "shop", region: "us-east-1", instances: 3, errorRate: 0.002, cpu: 40, memory: 55, memoryTotalBytes: 8 * 2 ** 30 },
-  payments: { namespace: "shop", region: "us-east-1", instances: 3, errorRate: 0.004, cpu: 45, memory: 60, memoryTotalBytes: 8 * 2 ** 30 },
-  inventory: { namespace: "shop", region: "us-west-2", instances: 2, errorRate: 0.001, cpu: 25, memory: 40, memoryTotalBytes: 4 * 2 ** 30 },
-  "legacy-api": { namespace: "legacy", region: "eu-west-1", instances: 2, errorRate: 0.03, cpu: 65, memory: 70, memoryTotalBytes: 16 * 2 ** 30 },
+  frontend: { namespace: "web", region: "us-east-1", instances: 4, errorRate: 0.001, cpu: 35, memory: 45, memoryTotalBytes: 4 * 2 ** 30, version: "3.12.0", replicaSet: "5b7d8c9f4" },
+  auth: { namespace: "platform", region: "us-east-1", instances: 2, errorRate: 0.0005, cpu: 20, memory: 30, memoryTotalBytes: 2 * 2 ** 30, version: "1.8.4", replicaSet: "6c9f5d7b8" },
+  orders: { namespace: "shop", region: "us-east-1", instances: 3, errorRate: 0.002, cpu: 40, memory: 55, memoryTotalBytes: 8 * 2 ** 30, version: "2.3.1", replicaSet: "7f6b9d4c5" },
+  payments: { namespace: "shop", region: "us-east-1", instances: 3, errorRate: 0.004, cpu: 45, memory: 60, memoryTotalBytes: 8 * 2 ** 30, version: "2.5.1", replicaSet: "5d9f7b8c6" },
+  inventory: { namespace: "shop", region: "us-west-2", instances: 2, errorRate: 0.001, cpu: 25, memory: 40, memoryTotalBytes: 4 * 2 ** 30, version: "1.4.2", replicaSet: "8b5c7f9d6" },
+  "legacy-api": { namespace: "legacy", region: "eu-west-1", instances: 2, errorRate: 0.03, cpu: 65, memory: 70, memoryTotalBytes: 16 * 2 ** 30, version: "0.9.7", replicaSet: "9d4f6b7c8" },
 };
 
 /** A route's own work (excluding downstream calls) is lognormal: `median` ms, and ≈ `p99` ms at the 99th percentile. */
@@ -155,33 +158,38 @@ class TraceBuilder {
     const own = g.lognormalMs(route.median, route.p99);
     let cursor = startMs + own * 0.3;
     let childFailed = false;
+    /** This process's CLIENT and INTERNAL spans: they share the SERVER span's resource. */
+    const local: SpanRecord[] = [];
     for (const call of route.calls ?? []) {
       const clientId = g.hex(16);
       const network = 0.3 + g.random() * 1.2;
       const child = this.serve(call, clientId, cursor + network / 2);
       const clientMs = child.durationMs + network;
-      this.spans.push(this.span(clientId, spanId, route.service, `${call.method} ${call.path}`, "CLIENT", cursor, clientMs, child.failed, child.failed ? 502 : 200, {
+      local.push(this.span(clientId, spanId, route.service, `${call.method} ${call.path}`, "CLIENT", cursor, clientMs, child.failed, child.failed ? 502 : 200, {
         "http.method": call.method,
         "peer.service": call.service,
       }));
+      this.spans.push(local.at(-1)!);
       childFailed ||= child.failed;
       cursor += clientMs;
     }
     if (route.internal) {
       const dbMs = own * (0.5 + g.random() * 0.3);
-      this.spans.push(this.span(g.hex(16), spanId, route.service, route.internal, "INTERNAL", cursor, dbMs, false, null, { "db.system": "postgresql" }));
+      local.push(this.span(g.hex(16), spanId, route.service, route.internal, "INTERNAL", cursor, dbMs, false, null, { "db.system": "postgresql" }));
+      this.spans.push(local.at(-1)!);
     }
     let durationMs = cursor - startMs + own * 0.7;
     const rate = this.incidents.find((i) => i.service === route.service && startMs >= i.fromMs && startMs < i.toMs)?.errorRate ?? spec.errorRate;
     let failed = childFailed || g.random() < rate;
     let status = failed ? (childFailed ? 502 : [500, 503, 504][g.int(3)]!) : route.method === "POST" ? 201 : 200;
+    const instance = g.int(spec.instances);
     const attributes: Record<string, string | number> = {
       "http.method": route.method,
       "http.route": route.path,
       "http.status_code": status,
-      "service.instance.id": `${route.service}-${g.int(spec.instances)}`,
+      "service.instance.id": `${route.service}-${instance}`,
     };
-    let resource: AttributeRows | undefined;
+    let pod = { name: podName(route.service, instance), version: spec.version };
     if (this.staging?.service === route.service) {
       const staged = this.staging.request(route.path, startMs, durationMs);
       durationMs += staged.extraMs;
@@ -190,10 +198,11 @@ class TraceBuilder {
         attributes["http.status_code"] = status = staged.failStatus;
       }
       Object.assign(attributes, staged.attributes);
-      resource = podResources.get(staged.resource);
+      pod = staged.pod;
     }
     const server = this.span(spanId, parentSpanId, route.service, `${route.method} ${route.path}`, "SERVER", startMs, durationMs, failed, status, attributes);
-    if (resource) server.resourceRows = resource;
+    const resource = podResources.get(route.service, pod);
+    for (const s of [server, ...local]) s.resourceRows = resource;
     this.spans.push(server);
     return { durationMs, failed };
   }
@@ -226,16 +235,40 @@ class TraceBuilder {
   }
 }
 
-/** One rows array per pod, shared by its spans, as the OTLP decoder shares a resource's. */
+/**
+ * The OTLP resource of the pod that served a span, as `span_attributes` keeps it: what `coral demo
+ * load` sends for it (load.ts) and the OTLP decoder keeps (service.name aside), so a seeded demo
+ * and a loaded one store the same rows. One rows array per pod, shared by its spans, as the
+ * decoder shares a resource's.
+ */
 const podResources = {
   rows: new Map<string, AttributeRows>(),
-  get(resource: Record<string, string>): AttributeRows {
-    const id = JSON.stringify(resource);
+  get(service: string, pod: { name: string; version: string }): AttributeRows {
+    const id = `${service}\u0000${pod.name}\u0000${pod.version}`;
     let rows = this.rows.get(id);
-    if (!rows) this.rows.set(id, (rows = toAttributeRows(resource)));
+    if (!rows) {
+      const spec = SERVICES[service]!;
+      rows = toAttributeRows({
+        "service.namespace": spec.namespace,
+        "cloud.region": spec.region,
+        "service.instance.id": pod.name,
+        "k8s.pod.name": pod.name,
+        "service.version": pod.version,
+      });
+      this.rows.set(id, rows);
+    }
     return rows;
   },
 };
+
+/** The keys podResources puts first, which `coral demo load` sends as fields of its LoadResource. */
+export const DEMO_RESOURCE_FIELDS = ["service.namespace", "cloud.region", "service.instance.id"] as const;
+
+/** Instance `i` of a service as a pod of its Deployment: `<service>-<ReplicaSet hash>-<5 characters>`. */
+function podName(service: string, i: number): string {
+  const suffix = ["x7k2q", "m4pzt", "c9wnd", "r2hlv", "t8gjb", "f5qsx"][i % 6]!;
+  return `${service}-${SERVICES[service]!.replicaSet}-${suffix}${i >= 6 ? i : ""}`;
+}
 
 function hostName(service: string, i: number): string {
   return `${service}-${i}.${SERVICES[service]!.region}.internal`;

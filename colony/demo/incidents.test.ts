@@ -89,9 +89,10 @@ describe("live staged traffic (coral demo load --incident)", () => {
         const a = s.attributes as Record<string, unknown>;
         // The pod and its release come as the pod's resource attributes, the rest on the span.
         const resource = Object.fromEntries(Array.from({ length: (s.resourceRows?.length ?? 0) / 2 }, (_, i) => [s.resourceRows![2 * i], s.resourceRows![2 * i + 1]]));
-        expect(Object.keys(resource).sort()).toEqual(["k8s.pod.name", "service.version"]);
+        // As `coral demo load` sends the pod's resource (its namespace, region and instance too).
+        expect(Object.keys(resource).sort()).toEqual(["cloud.region", "k8s.pod.name", "service.instance.id", "service.namespace", "service.version"]);
         for (const key of Object.values(INCIDENT_KEYS)) expect(typeof (a[key] ?? resource[key]), key).toBe("string");
-        for (const key of Object.keys(resource)) expect(a, key).not.toHaveProperty(key);
+        for (const key of ["k8s.pod.name", "service.version"]) expect(a, key).not.toHaveProperty(key);
         const g = by.get(a["http.route"] === plan.value)!;
         g.n++;
         if (s.statusCode === "ERROR") g.failed++;

@@ -110,8 +110,8 @@ export function planIncident(kind: IncidentKind, o: { seed: number; fromMs: numb
 export interface StagedRequest {
   /** Span attributes to add to the request's SERVER span. */
   attributes: Record<string, string>;
-  /** The resource attributes of the pod that served it. */
-  resource: Record<string, string>;
+  /** The pod that served it (its k8s.pod.name and the service.version it runs: resource attributes). */
+  pod: { name: string; version: string };
   /** Milliseconds to add to its duration. */
   extraMs: number;
   /** The request fails (an HTTP status to give it), or null. */
@@ -147,7 +147,7 @@ export class Staging {
       if (p.effect === "slow") extraMs += lognormalMs(this.random, 1500, 4000);
       else failStatus = this.random() < 0.5 ? 500 : 503;
     }
-    return { attributes, resource, extraMs, failStatus };
+    return { attributes, pod: { name: pod.name, version: pod.version }, extraMs, failStatus };
   }
 }
 

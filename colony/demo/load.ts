@@ -1,7 +1,7 @@
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import * as http from "node:http";
 import type { AttributeRows, SpanRecord } from "../ingest/records.js";
-import { DemoTraffic, demoServices } from "./demo.js";
+import { DEMO_RESOURCE_FIELDS, DemoTraffic, demoServices } from "./demo.js";
 import type { IncidentPlan, IncidentSpec } from "./incidents.js";
 import { ProtoWriter } from "./proto-writer.js";
 
@@ -113,18 +113,31 @@ function makeBatcher(seed: number, incident?: IncidentSpec) {
       }
     }
     round++;
-    // One resource per service, or per pod where the spans name theirs (a staged incident's service).
-    const byResource = new Map<string, { name: string; pod?: AttributeRows; spans: SpanRecord[] }>();
+    // One resource per pod that served spans of the batch, as the seeded demo stores it (demo.ts):
+    // its rows are shared by the pod's spans, so they identify it.
+    const byResource = new Map<AttributeRows | string, { name: string; rows: AttributeRows; spans: SpanRecord[] }>();
     for (const s of spans) {
-      const id = s.resourceRows ? `${s.serviceName}\u0000${s.resourceRows.join("\u0000")}` : s.serviceName;
+      const id = s.resourceRows ?? s.serviceName;
       let group = byResource.get(id);
-      if (!group) byResource.set(id, (group = { name: s.serviceName, ...(s.resourceRows ? { pod: s.resourceRows } : {}), spans: [] }));
+      if (!group) byResource.set(id, (group = { name: s.serviceName, rows: s.resourceRows ?? [], spans: [] }));
       group.spans.push(s);
     }
-    const groups = [...byResource.values()].map(({ name, pod, spans: list }) => {
+    const groups = [...byResource.values()].map(({ name, rows, spans: list }) => {
       const svc = services.get(name)!;
-      const instanceId = pod ? pod[pod.indexOf("k8s.pod.name") + 1]! : `${name}-${round % svc.instances}`;
-      return { resource: { serviceName: name, namespace: svc.namespace, region: svc.region, instanceId, ...(pod ? { attributes: pod } : {}) }, spans: list };
+      const fields = new Map<string, string>();
+      const attributes: string[] = [];
+      for (let i = 0; i < rows.length; i += 2) {
+        if ((DEMO_RESOURCE_FIELDS as readonly string[]).includes(rows[i]!)) fields.set(rows[i]!, rows[i + 1]!);
+        else attributes.push(rows[i]!, rows[i + 1]!);
+      }
+      const resource: LoadResource = {
+        serviceName: name,
+        namespace: fields.get("service.namespace") ?? svc.namespace,
+        region: fields.get("cloud.region") ?? svc.region,
+        instanceId: fields.get("service.instance.id") ?? `${name}-${round % svc.instances}`,
+        ...(attributes.length ? { attributes } : {}),
+      };
+      return { resource, spans: list };
     });
     return { body: encodeTraces(groups), spans: spans.length };
   };

@@ -19,7 +19,7 @@ export class Store {
    * instance down. From then on no connection — including the ones handed to
    * user SQL — can touch files or the network, attach databases, load extensions or change settings.
    */
-  static async open(path: string, o: { memoryLimitBytes?: number } = {}): Promise<Store> {
+  static async open(path: string, o: { memoryLimitBytes?: number; log?: (line: string) => void } = {}): Promise<Store> {
     // DuckDB checkpoints (compresses the WAL into the database file) at the commit that takes the WAL
     // past this size. Appending 1M demo spans in 8k-span commits, final checkpoint included, cost
     // 9.3 µs of CPU per span at the default 16 MB and 5.7 µs at 64 MB (fewer, larger checkpoints).
@@ -39,7 +39,7 @@ export class Store {
     const db = new Kysely<Database>({ dialect: new DuckDBDialect(await instance.connect()) });
     try {
       const { fresh } = await migrate(db);
-      await upgradeData(db, fresh);
+      await upgradeData(db, fresh, { log: o.log });
       const hardening = await instance.connect();
       try {
         // Order matters: once the configuration is locked, nothing (not even we) can turn access back on.
