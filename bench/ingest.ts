@@ -6,6 +6,13 @@
 //
 // Uses the OTLP receiver (spawnColony's `otlpUrl`) and `coral demo load`; where the checkout has no
 // receiver or no `demo load`, the OTLP part reports itself as not run rather than failing.
+//
+// The same OTLP runs against a colony on ClickHouse (`--store chdb:DIR`, embedded, in the colony's
+// process) sit next to DuckDB's, and every run reports the colony's CPU time per stored span
+// (supervisor and worker, user + system, from /proc): what a span costs, apart from the wall clock
+// the shared machine stretches.
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -14,7 +21,7 @@ import { Writer } from "../colony/ingest/writer.js";
 import type { SpanRecord } from "../colony/ingest/records.js";
 import { Store } from "../colony/store/store.js";
 import { QueryService } from "../gen/coral/colony/v1/query_pb.js";
-import { spawnColony } from "../test/helpers/colony.js";
+import { colonyPids, spawnColony } from "../test/helpers/colony.js";
 import { cleanEnv, coralBin, median, root, round, runProcess, type BenchContext, type BenchResult, type Benchmark } from "./lib.js";
 
 const BATCH = 512;
@@ -78,10 +85,32 @@ interface OtlpRun {
   stored: number;
   seconds: number;
   spans_per_s: number;
+  /** The colony's CPU time (all its processes, user + system) per stored span. */
+  cpu_us_per_span: number;
 }
 
-async function otlpRun(ctx: BenchContext, rate: number | "max", durationS: number, concurrency = CONCURRENCY): Promise<OtlpRun> {
-  const colony = await spawnColony({ otlp: "127.0.0.1:0" });
+type Engine = "duckdb" | "clickhouse";
+
+/** CPU seconds used so far by the colony's processes (supervisor and worker), from /proc/PID/stat. */
+function colonyCpuS(pid: number): number {
+  let ticks = 0;
+  for (const p of [pid, ...colonyPids(pid)]) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      // utime and stime: fields 14 and 15 of stat, 12 and 13 after the command name.
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      /* exited */
+    }
+  }
+  // USER_HZ is 100 on Linux builds since 2.6 (sysconf(_SC_CLK_TCK)).
+  return ticks / 100;
+}
+
+async function otlpRun(ctx: BenchContext, rate: number | "max", durationS: number, concurrency = CONCURRENCY, engine: Engine = "duckdb"): Promise<OtlpRun> {
+  const store = join(ctx.tmp, `ingest-${engine}-${Date.now()}`);
+  const colony = await spawnColony(engine === "clickhouse" ? { otlp: "127.0.0.1:0", extraArgs: ["--store", `chdb:${store}`] } : { otlp: "127.0.0.1:0", dbPath: `${store}.duckdb` });
   try {
     const otlpUrl = colony.otlpUrl;
     if (!otlpUrl) throw new Error("spawnColony returned no otlpUrl: the colony printed no `otlp listening on HOST:PORT` line");
@@ -91,6 +120,7 @@ async function otlpRun(ctx: BenchContext, rate: number | "max", durationS: numbe
       return Number(r.rows[0]!.values[0]!.kind.value);
     };
 
+    const cpu0 = colonyCpuS(colony.proc.pid!);
     const t0 = performance.now();
     const sender = spawn(
       process.execPath,
@@ -124,11 +154,17 @@ async function otlpRun(ctx: BenchContext, rate: number | "max", durationS: numbe
       }
     }
     const seconds = (doneAt - t0) / 1000;
-    const result = { sent, rejected, stored: n, seconds: round(seconds, 2), spans_per_s: round(n / seconds, 0) };
-    ctx.log(`  ingest: ${concurrency} in flight: sent ${sent}, stored ${n} in ${result.seconds} s → ${result.spans_per_s.toLocaleString("en-US")} spans/s`);
+    const cpuUs = (colonyCpuS(colony.proc.pid!) - cpu0) * 1e6;
+    const result = { sent, rejected, stored: n, seconds: round(seconds, 2), spans_per_s: round(n / seconds, 0), cpu_us_per_span: round(cpuUs / Math.max(n, 1), 1) };
+    ctx.log(
+      `  ingest (${engine}): ${concurrency} in flight: sent ${sent}, stored ${n} in ${result.seconds} s → ${result.spans_per_s.toLocaleString("en-US")} spans/s, ${result.cpu_us_per_span} µs CPU/span`,
+    );
     return result;
   } finally {
     await colony.stop();
+    rmSync(store, { recursive: true, force: true });
+    rmSync(`${store}.duckdb`, { force: true });
+    rmSync(`${store}.duckdb.wal`, { force: true });
   }
 }
 
@@ -166,10 +202,22 @@ export const ingest: Benchmark = {
     const spansPerS = round(median(runs.map((r) => r.spans_per_s)), 0);
     const high = ctx.quick ? undefined : await otlpRun(ctx, rate, duration, HIGH_CONCURRENCY);
     const lost = Math.max(...[...runs, ...(high ? [high] : [])].map((r) => r.sent - r.stored));
+    const cpuUsPerSpan = round(median(runs.map((r) => r.cpu_us_per_span)), 1);
+    // The same load into ClickHouse (chdb, in the colony's process), right after DuckDB's runs.
+    const chRuns: OtlpRun[] = [];
+    for (let i = 0; i < (ctx.quick ? 1 : 2); i++) chRuns.push(await otlpRun(ctx, ctx.quick ? 5_000 : rate, duration, CONCURRENCY, "clickhouse"));
+    const clickhouse = {
+      spans_per_s: round(median(chRuns.map((r) => r.spans_per_s)), 0),
+      cpu_us_per_span: round(median(chRuns.map((r) => r.cpu_us_per_span)), 1),
+      lost: Math.max(...chRuns.map((r) => r.sent - r.stored)),
+      runs: chRuns,
+    };
     return {
       fields: {
         spans_per_s: spansPerS,
+        cpu_us_per_span: cpuUsPerSpan,
         lost,
+        clickhouse,
         offered_rate: rate,
         duration_s: duration,
         batch: BATCH,
@@ -183,8 +231,10 @@ export const ingest: Benchmark = {
       goals: [
         { field: "ingest.spans_per_s", value: spansPerS, goal: "≥ 100,000/s", met: spansPerS >= 100_000 },
         { field: "ingest.lost", value: lost, goal: "0", met: lost === 0 },
+        { field: "ingest.clickhouse.lost", value: clickhouse.lost, goal: "0", met: clickhouse.lost === 0 },
       ],
       notes: [
+        `side by side, OTLP end to end: DuckDB ${spansPerS.toLocaleString("en-US")} spans/s at ${cpuUsPerSpan} µs CPU/span · ClickHouse (chdb) ${clickhouse.spans_per_s.toLocaleString("en-US")} spans/s at ${clickhouse.cpu_us_per_span} µs CPU/span (median of ${chRuns.length})`,
         `OTLP/HTTP protobuf, ${BATCH}-span batches, ${CONCURRENCY} in flight, offered at ${rate === "max" ? "max" : rate.toLocaleString("en-US") + "/s"} for ${duration} s: ${spansPerS.toLocaleString("en-US")} spans/s until queryable, ${lost} lost (median of ${runs.length})`,
         ...(high ? [`with ${HIGH_CONCURRENCY} requests in flight (larger group commits): ${high.spans_per_s.toLocaleString("en-US")} spans/s, one run`] : []),
         `Writer in process (baseline): ${writerRate.toLocaleString("en-US")} spans/s → OTLP end to end is ${round(spansPerS / writerRate, 2)}× of it`,

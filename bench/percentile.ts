@@ -6,6 +6,9 @@
 // rollup tables are filled with the Writer's own rollup SQL. A parity check runs a sample of the same
 // spans through the real Writer and requires identical buckets, so what is measured is what ingestion
 // would have produced. The timed path is the real GetPercentile RPC of a real `coral colony start`.
+//
+// Side by side, the same measurement on ClickHouse (percentile-clickhouse.ts: embedded chdb behind
+// `--store chdb:DIR`, exact = quantileExactInclusive) at the largest size.
 import { join } from "node:path";
 import { rmSync } from "node:fs";
 import { create } from "@bufbuild/protobuf";
@@ -19,6 +22,7 @@ import { bucketIndexSql } from "../colony/store/sketch.js";
 import { HTTP_SERVER_DURATION } from "../colony/store/schema.js";
 import { spawnColony, type SpawnedColony } from "../test/helpers/colony.js";
 import { median, round, timeMs, type BenchContext, type BenchResult, type Benchmark } from "./lib.js";
+import { measureClickHouse } from "./percentile-clickhouse.js";
 
 const SERVICE = "checkout";
 const QUANTILES = [0.5, 0.9, 0.99, 0.999] as const;
@@ -269,6 +273,15 @@ export const percentile: Benchmark = {
     const top = bySize[bySize.length - 1]!;
     // Flat: the largest size costs at most 1.5× the smallest (the ideal is 1; noise on 2 shared cores is not small).
     const scalingRatio = round(top.api_ms / bySize[0]!.api_ms, 2);
+    const ch = await measureClickHouse(ctx, {
+      spans: sizes[sizes.length - 1]!,
+      paritySpans: ctx.quick ? 5_000 : 50_000,
+      rounds,
+      service: SERVICE,
+      quantiles: QUANTILES,
+      offsetMs: OFFSET_MS,
+      spreadMs: SPREAD_MS,
+    });
     return {
       fields: {
         spans: top.spans,
@@ -283,6 +296,7 @@ export const percentile: Benchmark = {
         scaling_ratio: scalingRatio,
         writer_parity: parity,
         by_size: bySize,
+        clickhouse: ch,
       },
       goals: [
         { field: "percentile.spans", value: top.spans, goal: "≥ 10,000,000", met: top.spans >= 10_000_000 },
@@ -295,11 +309,16 @@ export const percentile: Benchmark = {
           goal: `flat (largest/smallest ≤ 1.5; got ${scalingRatio})`,
           met: scalingRatio <= 1.5,
         },
+        { field: "percentile.clickhouse.spans", value: ch.spans, goal: "≥ 10,000,000", met: ch.spans >= 10_000_000 },
+        { field: "percentile.clickhouse.speedup", value: ch.speedup, goal: "≥ 50× (exact/api)", met: ch.speedup >= 50 },
+        { field: "percentile.clickhouse.max_rel_err_pct", value: ch.max_rel_err_pct, goal: "≤ 0.6 %", met: ch.max_rel_err_pct <= 0.6 },
       ],
-      notes: bySize.map(
+      notes: [
+        `ClickHouse (chdb), ${ch.spans.toLocaleString("en-US")} spans: api ${ch.api_ms} ms · exact quantileExactInclusive ${ch.exact_ms} ms (${ch.speedup}×) · quantile() ${ch.approx_ms} ms · error api ${ch.max_rel_err_pct}% / quantile() ${ch.approx_max_rel_err_pct}% · DuckDB at the same size: api ${top.api_ms} ms, ${top.speedup}×`,
+      ].concat(bySize.map(
         (s) =>
           `${s.spans.toLocaleString("en-US")} spans: api ${s.api_ms} ms · exact quantile_cont ${s.exact_ms} ms · approx_quantile ${s.approx_ms} ms · error api ${s.max_rel_err_pct}% / approx ${s.approx_max_rel_err_pct}%`,
-      ),
+      )),
     };
   },
 };

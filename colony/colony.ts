@@ -296,12 +296,13 @@ async function openDuckDbEngine(o: ColonyOptions, log: (line: string) => void): 
  * shared modules import.
  */
 async function openClickHouseEngine(o: ColonyOptions): Promise<Engine> {
-  const [{ parseStoreUrl, openClickHouse, StoreUrlError }, { createTables }, { ClickHouseWriter }, { ClickHouseReads }, { ClickHouseUserSql }] = await Promise.all([
+  const [{ parseStoreUrl, openClickHouse, StoreUrlError }, { createTables }, { ClickHouseWriter }, { ClickHouseReads }, { ClickHouseUserSql }, { ClickHouseTypedReads }] = await Promise.all([
     import("./store/clickhouse/connection.js"),
     import("./store/clickhouse/schema.js"),
     import("./store/clickhouse/writer.js"),
     import("./store/clickhouse/reads.js"),
     import("./store/clickhouse/user-sql.js"),
+    import("./store/clickhouse/guard.js"),
   ]);
   const asStartError = (err: unknown) => (err instanceof StoreUrlError ? new ColonyStartError(err.message) : err);
   const target = (() => {
@@ -333,25 +334,24 @@ async function openClickHouseEngine(o: ColonyOptions): Promise<Engine> {
   const closeBoth = async () => {
     await Promise.all([client.close(), sqlClient.close()]);
   };
+  const maxMemoryBytes = o.queryMemoryBytes ?? DEFAULT_QUERY_MEMORY_BYTES;
+  // The typed RPCs' reads under the deadline and their caller's signal, on chdb each on a session
+  // of its own (guard.ts): a failed read's leftovers must reach neither the writer nor another read.
+  const reads = new ClickHouseTypedReads(
+    { connect: async () => (await openClickHouse(target, { password: o.clickhousePassword })).client, database, embedded: target.kind === "chdb" },
+    { timeoutMs: o.queryTimeoutMs, maxMemoryBytes },
+  );
   return {
     name: target.kind === "chdb" ? `chdb:${target.path}` : `${target.url}/${database}`,
     writer: new ClickHouseWriter(client, { database, cluster: o.cluster }),
     queries: new ClickHouseReads(client, database),
-    // TODO(#13): the deadline and the caller's signal on ClickHouse reads (abort_signal, max_execution_time).
-    reads: unguardedReads(new ClickHouseReads(client, database)),
-    sql: new ClickHouseUserSql(sqlClient, database, { timeoutMs: o.queryTimeoutMs, maxMemoryBytes: o.queryMemoryBytes ?? DEFAULT_QUERY_MEMORY_BYTES }, { embedded: target.kind === "chdb" }),
+    reads,
+    sql: new ClickHouseUserSql(sqlClient, database, { timeoutMs: o.queryTimeoutMs, maxMemoryBytes }, { embedded: target.kind === "chdb" }),
     close: closeBoth,
-    abort: closeBoth,
-  };
-}
-
-function unguardedReads(queries: ReadStore): ManagedReads {
-  return {
-    store: () => queries,
-    onRunaway: undefined,
-    oldestRunawaySince: undefined,
-    stopAll: () => Promise.resolve(0),
-    close: () => Promise.resolve(true),
+    abort: async () => {
+      await reads.close(0);
+      await closeBoth();
+    },
   };
 }
 
@@ -364,7 +364,7 @@ async function openStore(path: string, memoryLimitBytes: number, log: (line: str
   const waitUntil = Date.now() + EXITING_HOLDER_WAIT_MS;
   for (let waited = false; ; waited = true) {
     try {
-      return await Store.open(path, { memoryLimitBytes });
+      return await Store.open(path, { memoryLimitBytes, log });
     } catch (err) {
       const pid = /\(PID (\d+)\)/.exec(err instanceof Error ? err.message : String(err))?.[1];
       const holder = pid === undefined ? undefined : lockHolder(Number(pid));

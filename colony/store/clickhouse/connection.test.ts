@@ -1,3 +1,4 @@
+import { execFileSync, spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
@@ -86,6 +87,10 @@ describe("readPassword", () => {
       [empty, /is empty/],
       ["/dev/zero", /larger than 4 KiB/],
     ];
+    const fifo = join(dir, "fifo");
+    execFileSync("mkfifo", [fifo]);
+    // Opened for reading, a FIFO nobody writes to would block the start forever.
+    cases.push([fifo, /is a pipe nothing was written to within 2 s; it should hold the password/]);
     // root reads any file: the permission case only means something for other users.
     if (process.getuid?.() !== 0) cases.push([locked, /permission denied/]);
     for (const [file, why] of cases) {
@@ -100,6 +105,18 @@ describe("readPassword", () => {
       expect(msg).toContain(`--clickhouse-password-file: ${file}`);
       expect(msg).not.toContain("first-line-secret");
     }
+  });
+});
+
+describe("readPassword from a pipe", () => {
+  it("takes the password a FIFO's writer sends, as from `<(pass show coral)`", async () => {
+    const fifo = join(dir, "fifo-written");
+    execFileSync("mkfifo", [fifo]);
+    // The writer blocks until the reader opens; readPassword must not block the writer out.
+    const writer = spawn("sh", ["-c", `sleep 0.2; printf 'from-a-pipe\\n' > ${fifo}`]);
+    const exited = new Promise((r) => writer.on("exit", r));
+    expect(readPassword(fifo)).toBe("from-a-pipe");
+    await exited;
   });
 });
 

@@ -6,7 +6,7 @@
 //
 // The password never appears in the URL (argv is readable by every local user, and URLs end up in
 // logs): it comes from $CORAL_CLICKHOUSE_PASSWORD or a file, and no message here repeats it.
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { resolve } from "node:path";
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from "@clickhouse/client";
 
@@ -101,27 +101,54 @@ export function parseStoreUrl(raw: string): ClickHouseTarget {
 
 /** A password is a line of text; a bigger file is the wrong file. */
 const PASSWORD_FILE_MAX_BYTES = 4096;
+/** How long a pipe (`<(pass show coral)`, a FIFO) gets to deliver the password. */
+const PASSWORD_PIPE_WAIT_MS = 2_000;
+
+const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
 /**
  * The ClickHouse password: the file's first line (surrounding whitespace dropped) when a file is
  * given, else $CORAL_CLICKHOUSE_PASSWORD, else none (ClickHouse's passwordless `default` user).
+ * Bounded in size and time whatever the file is: a FIFO nobody writes to, /dev/zero, a directory
+ * or a huge file fail at once, or within PASSWORD_PIPE_WAIT_MS, with one line.
  */
 export function readPassword(file: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (file === undefined) return env[PASSWORD_ENV] === undefined || env[PASSWORD_ENV] === "" ? undefined : env[PASSWORD_ENV];
   const fail = (why: string) => new StoreUrlError(`--clickhouse-password-file: ${file} ${why}`);
   let fd: number;
   try {
-    fd = openSync(file, "r");
+    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer, forever.
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw fail(code === "ENOENT" ? "does not exist" : code === "EACCES" || code === "EPERM" ? "cannot be read (permission denied)" : `cannot be opened (${code})`);
   }
   try {
-    if (fstatSync(fd).isDirectory()) throw fail("is a directory, not a file");
+    const stat = fstatSync(fd);
+    if (stat.isDirectory()) throw fail("is a directory, not a file");
+    const pipe = stat.isFIFO() || stat.isSocket();
+    const until = Date.now() + PASSWORD_PIPE_WAIT_MS;
     // Read to the limit rather than trusting the size: a pipe reports none, /dev/zero never ends.
     const buf = Buffer.alloc(PASSWORD_FILE_MAX_BYTES + 1);
     let n = 0;
-    for (let got = -1; got !== 0 && n < buf.length; n += got) got = readSync(fd, buf, n, buf.length - n, null);
+    for (;;) {
+      let got: number;
+      try {
+        got = readSync(fd, buf, n, buf.length - n, null);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw fail(`cannot be read (${(err as NodeJS.ErrnoException).code})`);
+        got = -1;
+      }
+      if (got > 0) n += got;
+      if (n === buf.length) break;
+      // End of a file; of a pipe once its writer wrote and left (before, a FIFO reads as ended too).
+      if (got === 0 && (!pipe || n > 0)) break;
+      if (Date.now() >= until) {
+        if (n === 0) throw fail(`is a pipe nothing was written to within ${PASSWORD_PIPE_WAIT_MS / 1000} s; it should hold the password`);
+        break;
+      }
+      pause(10);
+    }
     if (n > PASSWORD_FILE_MAX_BYTES) throw fail(`is larger than ${PASSWORD_FILE_MAX_BYTES / 1024} KiB; it should hold only the password`);
     const text = buf.subarray(0, n).toString("utf8").trim();
     if (text === "") throw fail("is empty; it should hold the password");

@@ -2,8 +2,10 @@ import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ClickHouseClient } from "@clickhouse/client";
 import { quantileFromBuckets } from "../sketch.js";
+import type { SpanRecord } from "../../ingest/records.js";
 import { BUCKET_RANGE, createTables, ddl, schemaVersion, SCHEMA_VERSION } from "./schema.js";
 import { chdbClient } from "./testing.js";
+import { ClickHouseWriter } from "./writer.js";
 
 let client: ClickHouseClient;
 const database = "coral";
@@ -89,6 +91,64 @@ describe("ClickHouse schema", () => {
       expect(Number(got[i]!.ms)).toBe(s.minute);
       expect([got[i]!.p50, got[i]!.p95, got[i]!.p99]).toEqual([0.5, 0.95, 0.99].map((q) => quantileFromBuckets(buckets, q)));
     }
+  });
+
+  it("brings a database of the first shape to this one: span_attributes filled, latency_exemplars the kept rows", async () => {
+    // Spans of one minute whose attributes hold every JSON kind, and more exemplar candidates per
+    // bucket than are kept (equal durations: the trace and span ids decide).
+    const at = Date.UTC(2026, 0, 1, 12, 0, 0);
+    const attributes: SpanRecord["attributes"][] = [
+      { "http.route": "/a", n: 3, ok: true, nested: { a: [1, "x"] }, gone: null, quote: 'say "hi"\n\u00e9' },
+      { n: -1.5e21, "": "empty key", "a.b": "" },
+      {},
+    ];
+    const spans: SpanRecord[] = Array.from({ length: 30 }, (_, i) => ({
+      traceId: `t${i % 7}`,
+      spanId: `s${i}`,
+      parentSpanId: null,
+      serviceName: "svc",
+      name: "GET /",
+      kind: "SERVER",
+      startTimeMs: at + i * 100,
+      durationNs: 1_000_000 * (1 + (i % 3)),
+      statusCode: i % 4 === 0 ? "ERROR" : "OK",
+      httpStatusCode: i % 5 === 0 ? 503 : 200,
+      attributes: attributes[i % 3]!,
+    }));
+    const write = async (db: string) => {
+      await createTables(client, { database: db });
+      const w = new ClickHouseWriter(client, { database: db });
+      for (let i = 0; i < spans.length; i += 4) await w.writeSpans(spans.slice(i, i + 4));
+    };
+    const shapes = async (db: string) => ({
+      attributes: await rows(`SELECT * EXCEPT start_time, toString(start_time) AS at FROM \`${db}\`.span_attributes ORDER BY ALL`),
+      exemplars: await rows(`SELECT * EXCEPT (timestamp, start_time), toString(start_time) AS at FROM \`${db}\`.latency_exemplars ORDER BY ALL`),
+    });
+    await write("current");
+    const want = await shapes("current");
+    expect(want.attributes.length).toBeGreaterThan(50);
+    expect(want.exemplars.length).toBe(12);
+
+    // The first shape: no span_attributes, the candidates in a table named latency_exemplars, version 1.
+    await write("old");
+    for (const q of [
+      "DROP TABLE old.span_attributes",
+      "DROP VIEW old.latency_exemplars",
+      "RENAME TABLE old.latency_exemplar_parts TO old.latency_exemplars",
+      "TRUNCATE TABLE old.schema_migrations",
+      "INSERT INTO old.schema_migrations VALUES (1, now64(6))",
+    ]) {
+      await client.command({ query: q });
+    }
+    const [{ n: candidates }] = await rows<{ n: string }>("SELECT count() AS n FROM old.latency_exemplars");
+    expect(Number(candidates)).toBeGreaterThan(12);
+
+    expect((await createTables(client, { database: "old" })).fresh).toBe(false);
+    expect(await shapes("old")).toEqual(want);
+    expect(await schemaVersion(client, "old")).toBe(SCHEMA_VERSION);
+    // Again, as a second colony starting at the same time would: nothing is added twice.
+    await createTables(client, { database: "old" });
+    expect(await shapes("old")).toEqual(want);
   });
 
   it("writes the --cluster DDL as the golden text (ON CLUSTER, Replicated*MergeTree, Distributed)", () => {

@@ -16,21 +16,29 @@
 //   buckets when read, with the exact bucket values TypeScript uses (`coral_bucket_values`, the
 //   doubles' bit patterns), so it matches quantileFromBuckets to the bit.
 //
-// Crashes: a batch is several INSERTs (spans, then its rollup deltas), not one transaction. Each
-// INSERT carries an `insert_deduplication_token` derived from the batch's content, and every
-// MergeTree keeps a deduplication window, so a retried batch (an OTLP client retries what was not
-// acknowledged) skips the INSERTs that already landed and adds the ones that did not: a kill
-// between INSERTs loses nothing and doubles nothing *if the client retries*. If it never does,
-// the rollups of that one batch are missing while its spans are stored (the order is spans
-// first: raw data is the truth a rebuild starts from). docs/scale-out.md says the same.
+// Crashes: a batch is several INSERTs (one per table, sent together; writer.ts says why), not one
+// transaction. Each INSERT carries an `insert_deduplication_token` derived from the batch's
+// content, and every MergeTree keeps a deduplication window, so a retried batch (an OTLP client
+// retries what was not acknowledged) skips the INSERTs that already landed and adds the ones that
+// did not: a kill between INSERTs loses nothing and doubles nothing *if the client retries*. If
+// it never does, that one batch may be stored in part. docs/scale-out.md says the same.
 //
-// Internal tables (`*_parts`, `coral_bucket_values`) hold contributions; raw SQL should read the
-// views. DuckDB's `rollup_pending` has no counterpart: nothing is merged later, so nothing is owed.
+// Internal tables (`*_parts`, `coral_bucket_values`) hold contributions; raw SQL reads the views
+// (`latency_exemplars` too: the candidates DuckDB would have kept). DuckDB's `rollup_pending` has no counterpart: nothing is merged later, so nothing is owed.
 import type { ClickHouseClient } from "@clickhouse/client";
+import type { SpanRecord } from "../../ingest/records.js";
+import { EXEMPLARS_PER_BUCKET } from "../exemplar-limits.js";
 import { bucketValue } from "../sketch.js";
+import { attributeRows } from "./rows.js";
 
-/** The schema version `schema_migrations` records; bump it with a step in `createTables`. */
-export const SCHEMA_VERSION = 1;
+/**
+ * The schema version `schema_migrations` records; bump it with a step in `createTables`.
+ * 1: the first tables (span_attributes and latency_exemplars were added later without a bump, so
+ *    the steps look at which tables a database holds rather than at this number).
+ * 2: exemplar candidates in `latency_exemplar_parts`, `latency_exemplars` the view of the kept
+ *    ones; `span_attributes` filled for the spans stored before it existed.
+ */
+export const SCHEMA_VERSION = 2;
 
 /** Buckets of durations from 1 ns (bucket −1) to the largest Int64 (2^63 ns lies in bucket 4031). */
 export const BUCKET_RANGE = { first: -1, last: 63 * 64 - 1 } as const;
@@ -162,9 +170,10 @@ const TABLES: TableDef[] = [
     shardBy: "cityHash64(trace_id)",
   },
   {
-    // Candidates only: every batch inserts its EXEMPLARS_PER_BUCKET slowest per key, and reads keep
-    // the slowest of all (LIMIT … BY the key), so colonies sharing the table never rewrite a row.
-    name: "latency_exemplars",
+    // Candidates only: every batch inserts its EXEMPLARS_PER_BUCKET slowest per key, and the view
+    // `latency_exemplars` keeps the slowest of all (LIMIT … BY the key), so colonies sharing the
+    // table never rewrite a row and raw SQL sees the rows DuckDB keeps.
+    name: "latency_exemplar_parts",
     columns: [
       ["timestamp", TS],
       ["service_name", "String"],
@@ -261,6 +270,13 @@ const TABLES: TableDef[] = [
   },
 ];
 
+/** The columns of a table, in the order the writer's rows give values. */
+export function columnsOf(name: string): string[] {
+  const t = TABLES.find((x) => x.name === name);
+  if (!t) throw new Error(`no table ${name}`);
+  return t.columns.map(([n]) => n);
+}
+
 /**
  * quantileFromBuckets (sketch.ts) in ClickHouse SQL: `n` observations, `cum` the cumulative counts
  * and `vals` the bucket values, in bucket order. The same operations on the same doubles.
@@ -302,6 +318,16 @@ LEFT JOIN (
   INNER JOIN (SELECT bucket, reinterpretAsFloat64(any(bits)) AS value FROM ${t("coral_bucket_values")} GROUP BY bucket) AS v ON k.bucket = v.bucket
   GROUP BY timestamp, service_name, metric
 ) AS b ON s.timestamp = b.timestamp AND s.service_name = b.service_name AND s.metric = b.metric`,
+    },
+    {
+      // DuckDB keeps the first EXEMPLARS_PER_BUCKET by rank (exemplars.ts); the candidates ranked
+      // after them are what a merge there would have deleted.
+      name: "latency_exemplars",
+      select: `
+SELECT timestamp, service_name, metric, bucket, trace_id, span_id, start_time, duration_ns
+FROM ${t("latency_exemplar_parts")}
+ORDER BY duration_ns DESC, trace_id, span_id
+LIMIT ${EXEMPLARS_PER_BUCKET} BY timestamp, service_name, metric, bucket`,
     },
     {
       name: "trace_summary",
@@ -410,20 +436,113 @@ export function bucketValueRows(): { bucket: number; bits: string }[] {
   return rows;
 }
 
+/** The database's tables and views, by name, with their engines (`View`, `MergeTree`, `Distributed`, …). */
+async function tablesIn(client: ClickHouseClient, database: string): Promise<Map<string, string>> {
+  const r = await client.query({ query: "SELECT name, engine FROM system.tables WHERE database = {db:String}", query_params: { db: database }, format: "JSONEachRow" });
+  return new Map(((await r.json()) as { name: string; engine: string }[]).map((t) => [t.name, t.engine]));
+}
+
 /**
- * Creates the database, tables and views that do not exist yet, fills the constant tables and
- * records the schema version: safe to run on every start, and by several colonies starting at
- * once (the constant rows and the version row carry deduplication tokens, and readers of both
- * group by their key). `fresh`: the database held no `spans` table before.
+ * Step to 2, before the DDL: a `latency_exemplars` *table* (the candidates, before the view) takes
+ * the internal name, so the DDL creates the view in its place. RENAME is atomic; a colony starting
+ * at the same moment that lost the race finds it done.
+ */
+async function moveExemplarCandidates(client: ClickHouseClient, o: DdlOptions, before: Map<string, string>): Promise<void> {
+  const db = ident(o.database);
+  const rename = async (query: string, done: string) => {
+    try {
+      await client.command({ query });
+    } catch (err) {
+      if (!(await tablesIn(client, o.database)).has(done)) throw err;
+    }
+  };
+  if (!o.cluster) {
+    const engine = before.get("latency_exemplars");
+    if (engine && engine !== "View") await rename(`RENAME TABLE ${db}.${ident("latency_exemplars")} TO ${db}.${ident("latency_exemplar_parts")}`, "latency_exemplar_parts");
+    return;
+  }
+  const onCluster = ` ON CLUSTER ${ident(o.cluster)}`;
+  if (before.has("latency_exemplars_local")) {
+    await rename(`RENAME TABLE ${db}.${ident("latency_exemplars_local")} TO ${db}.${ident("latency_exemplar_parts_local")}${onCluster}`, "latency_exemplar_parts_local");
+  }
+  // The Distributed table names the local table it reads: it goes, and the DDL creates the new one.
+  if (before.get("latency_exemplars") === "Distributed") await client.command({ query: `DROP TABLE IF EXISTS ${db}.${ident("latency_exemplars")}${onCluster} SYNC` });
+}
+
+/** Spans read per chunk by the span_attributes step: bounded memory, whatever a day holds. */
+const FILL_CHUNK = 20_000;
+
+/**
+ * Step to 2, after the DDL, for a database whose spans predate `span_attributes`: their rows, made
+ * by the writer's own code from the stored JSON (such spans carry no resource attributes), so they
+ * equal what ingestion writes today — ClickHouse's JSON functions print some numbers differently
+ * from JavaScript. Chunks in a fixed order, each with a token: a second colony running the step
+ * at the same time adds nothing twice.
+ */
+async function fillSpanAttributes(client: ClickHouseClient, o: DdlOptions): Promise<void> {
+  const t = (name: string) => `${ident(o.database)}.${ident(name)}`;
+  const days = await client.query({ query: `SELECT DISTINCT toString(toDate(start_time)) AS day FROM ${t("spans")} ORDER BY day`, format: "JSONEachRow" });
+  type Stored = { trace_id: string; span_id: string; service_name: string; kind: string; us: string; duration_ns: string; status_code: string; http_status_code: number | null; attributes: string };
+  for (const { day } of (await days.json()) as { day: string }[]) {
+    let after: Stored | undefined;
+    for (let chunk = 0; ; chunk++) {
+      const r = await client.query({
+        query: `SELECT trace_id, span_id, service_name, kind, toString(toUnixTimestamp64Micro(start_time)) AS us, toString(duration_ns) AS duration_ns, status_code, http_status_code, attributes
+                FROM ${t("spans")}
+                WHERE toDate(start_time) = {day:Date}
+                  ${after ? "AND (service_name, start_time, trace_id, span_id) > ({s:String}, fromUnixTimestamp64Micro({us:Int64}, 'UTC'), {tr:String}, {sp:String})" : ""}
+                ORDER BY service_name, start_time, trace_id, span_id
+                LIMIT ${FILL_CHUNK}`,
+        query_params: { day, ...(after ? { s: after.service_name, us: after.us, tr: after.trace_id, sp: after.span_id } : {}) },
+        format: "JSONEachRow",
+      });
+      const stored = (await r.json()) as Stored[];
+      if (stored.length === 0) break;
+      after = stored[stored.length - 1];
+      const rows = attributeRows(
+        stored.map(
+          (x): SpanRecord => ({
+            traceId: x.trace_id,
+            spanId: x.span_id,
+            parentSpanId: null,
+            serviceName: x.service_name,
+            name: "",
+            kind: x.kind as SpanRecord["kind"],
+            startTimeMs: Number(x.us) / 1000,
+            durationNs: Number(x.duration_ns),
+            statusCode: x.status_code as SpanRecord["statusCode"],
+            httpStatusCode: x.http_status_code,
+            attributes: x.attributes,
+          }),
+        ),
+      );
+      if (rows.length > 0) {
+        await client.insert({
+          table: t("span_attributes"),
+          values: rows,
+          columns: columnsOf("span_attributes") as [string, ...string[]],
+          format: "JSONCompactEachRow",
+          clickhouse_settings: { insert_deduplication_token: `migrate-2:span_attributes:${day}:${chunk}` },
+        });
+      }
+      if (stored.length < FILL_CHUNK) break;
+    }
+  }
+}
+
+/**
+ * Creates the database, tables and views that do not exist yet, brings an older database to this
+ * shape (the steps above), fills the constant tables and records the schema version: safe to run
+ * on every start, and by several colonies starting at once (the constant rows and the version row
+ * carry deduplication tokens, and readers of both group by their key). `fresh`: the database held
+ * no `spans` table before.
  */
 export async function createTables(client: ClickHouseClient, o: DdlOptions): Promise<{ fresh: boolean }> {
-  const exists = await client.query({
-    query: "SELECT count() AS n FROM system.tables WHERE database = {db:String} AND name = 'spans'",
-    query_params: { db: o.database },
-    format: "JSONEachRow",
-  });
-  const fresh = Number(((await exists.json()) as { n: number | string }[])[0]?.n ?? 0) === 0;
+  const before = await tablesIn(client, o.database);
+  const fresh = !before.has("spans");
+  await moveExemplarCandidates(client, o, before);
   for (const statement of ddl(o)) await client.command({ query: statement });
+  if (!fresh && !before.has("span_attributes")) await fillSpanAttributes(client, o);
   const table = (name: string) => `${ident(o.database)}.${ident(name)}`;
   await client.insert({
     table: table("coral_bucket_values"),

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SqlRejected, type SqlBatch } from "../readonly-sql.js";
 import { createTables, ident } from "./schema.js";
 import { chdbClient } from "./testing.js";
-import { ClickHouseUserSql, readOnlyUserDdl, type ClickHouseSqlLimits } from "./user-sql.js";
+import { CLICKHOUSE_SQL_DEFAULTS, ClickHouseUserSql, guardSettings, guardedStatement, readOnlyUserDdl, type ClickHouseSqlLimits } from "./user-sql.js";
 
 let store: ClickHouseClient;
 let query: ClickHouseClient;
@@ -291,6 +291,44 @@ describe("ClickHouseUserSql", () => {
     const run = new ClickHouseUserSql(closed, database, {}, { embedded: true });
     await closed.close();
     await expect(run.run("SELECT 1")).rejects.not.toBeInstanceOf(SqlRejected);
+  });
+});
+
+describe("the limits in each query's SETTINGS, on their own", () => {
+  // As if the checks before them had a bug: statements they refuse, run as the colony runs a judged
+  // one. chdb has no users or profiles (its only user may not create them), so on chdb these
+  // settings are the server's half of the guard; docs/scale-out.md says what a server adds.
+  const limits = { ...CLICKHOUSE_SQL_DEFAULTS, maxRowsToRead: 1_000_000, maxMemoryBytes: 256 * 2 ** 20 };
+  const guarded = async (sql: string, secondsLeft = 30) => {
+    try {
+      const rs = await query.query({ query: guardedStatement(sql, 10, guardSettings(limits, secondsLeft, false)), format: "JSONCompactEachRow" });
+      return `allowed: ${await rs.text()}`;
+    } catch (err) {
+      return (err as { code?: string }).code;
+    } finally {
+      // A refused query may leave output in the session (see ClickHouseUserSql).
+      await query.query({ query: "SELECT 1", format: "JSONCompactEachRow" }).then((r) => r.text());
+    }
+  };
+
+  it("refuse file, url, s3, remote and executable table functions (readonly mode)", async () => {
+    for (const sql of [
+      "SELECT * FROM file('/etc/passwd', 'LineAsString')",
+      "SELECT * FROM url('http://127.0.0.1:9/', 'LineAsString')",
+      "SELECT * FROM s3('http://127.0.0.1:9/bucket/key.csv', 'CSV', 'x String')",
+      "SELECT * FROM remote('127.0.0.1', system.one)",
+      "SELECT * FROM executable('id', 'TSV', 'x String')",
+    ]) {
+      expect(await guarded(sql), sql).toBe("164"); // READONLY
+    }
+  });
+
+  // The result size: "caps the bytes of a response, on the wire size and in the server" above.
+  it("bound rows read, time and memory", async () => {
+    expect(await guarded("SELECT count() FROM numbers(100000000)")).toBe("158"); // TOO_MANY_ROWS
+    // TIMEOUT_EXCEEDED, or TOO_SLOW when ClickHouse's estimate already exceeds the limit.
+    expect(["159", "160"]).toContain(await guarded("SELECT count() FROM numbers_mt(1000000) WHERE sleepEachRow(0.001) = 0", 0.2));
+    expect(await guarded("SELECT length(groupArray(repeat('x', 1000))) FROM numbers(1000000)")).toBe("241"); // MEMORY_LIMIT_EXCEEDED
   });
 });
 

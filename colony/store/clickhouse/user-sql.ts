@@ -228,7 +228,7 @@ export class ClickHouseUserSql implements UserSql {
     try {
       const catalog = await this.readCatalog(abort.signal);
       const formatted = await this.judge(sql, catalog, abort.signal);
-      const query = `SELECT * FROM (\n${formatted}\n) LIMIT ${maxRows + 1}\nSETTINGS ${this.settings(catalog, deadline).join(", ")}`;
+      const query = guardedStatement(formatted, maxRows, guardSettings(this.limits, (deadline - Date.now()) / 1000, catalog.readonlyAlready));
       const rs = await this.client.query({ query, format: "JSONCompactEachRowWithNamesAndTypes", abort_signal: abort.signal });
       let columns: SqlColumn[] = [];
       let converters: (Convert | undefined)[] = [];
@@ -328,27 +328,6 @@ export class ClickHouseUserSql implements UserSql {
     await this.client.query({ query: "SELECT 1", format: "JSONCompactEachRow" }).then((rs) => rs.text()).catch(() => undefined);
   }
 
-  private settings(catalog: Catalog, deadline: number): string[] {
-    const l = this.limits;
-    const seconds = Math.max(0.001, (deadline - Date.now()) / 1000);
-    return [
-      ...(catalog.readonlyAlready ? [] : ["readonly = 1"]),
-      `max_execution_time = ${seconds.toFixed(3)}`,
-      "timeout_overflow_mode = 'throw'",
-      `max_memory_usage = ${Math.floor(l.maxMemoryBytes)}`,
-      `max_result_bytes = ${Math.floor(l.maxBytes * SERVER_BYTES_FACTOR)}`,
-      "result_overflow_mode = 'throw'",
-      `max_rows_to_read = ${Math.floor(l.maxRowsToRead)}`,
-      "read_overflow_mode = 'throw'",
-      // On an HTTP server, a client that goes away (an abort) cancels its query.
-      "cancel_http_readonly_queries_on_client_close = 1",
-      // Exact integers and decimals (as text when a double cannot hold them), and NaN/Inf as text.
-      "output_format_json_quote_64bit_integers = 1",
-      "output_format_json_quote_decimals = 1",
-      "output_format_json_quote_denormals = 1",
-    ];
-  }
-
   /** The statement re-printed by ClickHouse, once it is known to be one SELECT naming only what the policy allows. */
   private async judge(sql: string, catalog: Catalog, signal: AbortSignal): Promise<string> {
     let formatted: string;
@@ -423,6 +402,43 @@ export class ClickHouseUserSql implements UserSql {
 }
 
 /**
+ * The statement that runs: the judged one as a subquery, cut at maxRows + 1 rows (the server stops
+ * as soon as truncation is certain), under `settings`.
+ */
+export function guardedStatement(formatted: string, maxRows: number, settings: string[]): string {
+  return `SELECT * FROM (\n${formatted}\n) LIMIT ${maxRows + 1}\nSETTINGS ${settings.join(", ")}`;
+}
+
+/**
+ * The limits every user query runs under, in its own SETTINGS clause. On their own — were the
+ * checks before them to let something through — they refuse table functions (file, url, s3,
+ * remote, executable: ClickHouse allows none in readonly mode), writes and settings changes by
+ * statement, and bound time, memory, rows read and result size. They do not keep a query from
+ * system tables, getSetting() or a nested SETTINGS clause: the checks do that on chdb, and a
+ * server's read-only profile (readOnlyUserDdl: CONST/MAX constraints, SELECT on one database) too.
+ * `readonlyAlready`: the session's profile set readonly, which a query may then not set again.
+ */
+export function guardSettings(l: Required<ClickHouseSqlLimits>, secondsLeft: number, readonlyAlready: boolean): string[] {
+  const seconds = Math.max(0.001, secondsLeft);
+  return [
+    ...(readonlyAlready ? [] : ["readonly = 1"]),
+    `max_execution_time = ${seconds.toFixed(3)}`,
+    "timeout_overflow_mode = 'throw'",
+    `max_memory_usage = ${Math.floor(l.maxMemoryBytes)}`,
+    `max_result_bytes = ${Math.floor(l.maxBytes * SERVER_BYTES_FACTOR)}`,
+    "result_overflow_mode = 'throw'",
+    `max_rows_to_read = ${Math.floor(l.maxRowsToRead)}`,
+    "read_overflow_mode = 'throw'",
+    // On an HTTP server, a client that goes away (an abort) cancels its query.
+    "cancel_http_readonly_queries_on_client_close = 1",
+    // Exact integers and decimals (as text when a double cannot hold them), and NaN/Inf as text.
+    "output_format_json_quote_64bit_integers = 1",
+    "output_format_json_quote_decimals = 1",
+    "output_format_json_quote_denormals = 1",
+  ];
+}
+
+/**
  * Judges the lines of `EXPLAIN AST`, one at a time (see the top of this file): every function
  * call, every table named in a FROM or JOIN, and every qualified name (`x IN db.table` names a
  * table); a SETTINGS clause is refused outright.
@@ -471,6 +487,7 @@ export function judgeAstLines(lines: readonly string[], c: Catalog): string | un
  */
 const CODES: Record<string, "timeout" | "memory" | "result" | "exhausted" | "parameter" | "cancelled" | "internal"> = {
   159: "timeout", // TIMEOUT_EXCEEDED
+  160: "timeout", // TOO_SLOW: the estimated time already exceeds max_execution_time
   241: "memory", // MEMORY_LIMIT_EXCEEDED
   396: "result", // TOO_MANY_ROWS_OR_BYTES (max_result_*)
   158: "exhausted", // TOO_MANY_ROWS (max_rows_to_read)

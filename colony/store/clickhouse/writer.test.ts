@@ -96,9 +96,7 @@ const SHAPES: Record<string, { duck: string; ch: string }> = {
   },
   latency_exemplars: {
     duck: "SELECT epoch_ms(timestamp) AS ms, service_name, metric, bucket, trace_id, span_id, epoch_us(start_time) AS us, duration_ns FROM latency_exemplars ORDER BY ALL",
-    // Candidates of every batch are stored; the 4 that rank first per key are the exemplars.
-    ch: `SELECT toUnixTimestamp64Milli(timestamp) AS ms, service_name, metric, bucket, trace_id, span_id, toUnixTimestamp64Micro(start_time) AS us, duration_ns
-         FROM (SELECT * FROM {db}.latency_exemplars ORDER BY duration_ns DESC, trace_id, span_id LIMIT 4 BY timestamp, service_name, metric, bucket) ORDER BY ALL`,
+    ch: "SELECT toUnixTimestamp64Milli(timestamp) AS ms, service_name, metric, bucket, trace_id, span_id, toUnixTimestamp64Micro(start_time) AS us, duration_ns FROM {db}.latency_exemplars ORDER BY ALL",
   },
   service_summary: {
     duck: "SELECT epoch_ms(timestamp) AS ms, service_name, metric, request_count, error_count, sum_duration_ns, min_duration_ns, max_duration_ns, p50_duration_ns, p95_duration_ns, p99_duration_ns FROM service_summary ORDER BY ALL",
@@ -241,6 +239,33 @@ describe("ClickHouseWriter", () => {
     await other.writeSpans(batch);
     await other.writeSpans(batch);
     expect(await chTables()).toEqual(once);
+  });
+
+  it("keeps the exemplars DuckDB keeps when retention cuts through a minute", async () => {
+    // Twelve requests of one bucket and minute, batches of three (each stores its own candidates):
+    // the first-ranked (smallest trace ids) started before the cutoff, so retention empties their
+    // places; on DuckDB nothing ranked after them takes those places, so here nothing may either.
+    const spans = Array.from({ length: 12 }, (_, i) =>
+      span({ traceId: `x${String(i).padStart(2, "0")}`, spanId: `x${i}`, startTimeMs: NOW + (i < 6 ? i : 40 + i) * 1000, durationNs: 7_000_000 }),
+    );
+    const duckDir = mkdtempSync(join(tmpdir(), "coral-ch-writer-duck-"));
+    const store = await Store.open(join(duckDir, "coral.duckdb"));
+    try {
+      const duck = new Writer(store);
+      const ch = new ClickHouseWriter(client, { database });
+      for (const w of [duck, ch]) {
+        for (let i = 0; i < spans.length; i += 3) await w.writeSpans(spans.slice(i, i + 3));
+        await w.settle();
+        await w.deleteTracesBefore(NOW + 3_000);
+      }
+      await duck.close();
+      const [want, got] = [await duckTables(store), await chTables()];
+      expect(got.latency_exemplars).toEqual(want.latency_exemplars);
+      expect(want.latency_exemplars!.length).toBe(1);
+    } finally {
+      await store.close();
+      rmSync(duckDir, { recursive: true, force: true });
+    }
   });
 
   it("deletes raw spans and whole trace summaries before the cutoff, and keeps the rollups", async () => {

@@ -5,19 +5,43 @@
 // rows that the tables add up (schema.ts), and reads merge them. Nothing is merged later, so
 // `settle`, `pendingMinutes` and `recover` have nothing to do.
 //
-// A batch is several INSERTs, spans first. Each carries an insert_deduplication_token derived
-// from the batch's content (span ids, times, values), so when a client retries a batch that was
-// not acknowledged — after a failed INSERT or a killed colony, on this process or another — the
-// INSERTs that landed the first time are skipped and the rest are added: nothing counted twice,
-// nothing lost. What is lost is the rollups of a batch a client never retries after a kill.
+// A batch is one INSERT per table it has rows for (spans, span_attributes, the three latency
+// tables, trace contributions), all sent at once. Each carries an insert_deduplication_token
+// derived from the batch's content (span ids, times, values) and the table, so when a client
+// retries a batch that was not acknowledged — after a failed INSERT or a killed colony, on this
+// process or another — the INSERTs that landed the first time are skipped and the rest are added:
+// nothing counted twice, nothing lost. A batch a client never retries after a kill may be stored
+// in part (any of its tables).
+//
+// Why this shape — measured on chdb 26.7 (2 shared cores, 512-span batches of bench/ingest.ts's
+// synthetic spans, CPU of the whole process per batch, alternating runs in one process):
+// - What a batch costs is mostly ClickHouse making one part per table: an INSERT into a MergeTree
+//   costs 4–6 ms CPU more than the same INSERT into a Memory table, whatever its size, and the
+//   merges of those parts later add about 30 %. The batch is the deduplication unit (a retried
+//   request may come back grouped with other requests), and ClickHouse deduplicates whole parts,
+//   so one part per table per batch is the floor; coalescing batches into bigger INSERTs would
+//   count a retried request twice.
+// - One INSERT into a Null-engine table fanned out by materialized views (with
+//   deduplicate_blocks_in_dependent_materialized_views; retries deduplicate correctly) makes the
+//   same parts and cost more: 77–101 ms CPU per batch against 68–82 ms for the direct INSERTs,
+//   94–169 ms with parallel_view_processing.
+// - async_insert, which would coalesce many batches into one part and still deduplicate each,
+//   does not exist in chdb ("asynchronous insert queue … not initialized": inserts run
+//   synchronously); on a server it is a setting of the colony's user (docs/scale-out.md).
+// - Parallel INSERTs: what this writer does. chdb runs one session's queries one at a time (200
+//   concurrent 3 ms queries take 2.5 s), yet one batch's INSERTs sent together went through at
+//   3,600–5,500 spans/s against 1,900–3,400 one after another (it takes the next while one runs);
+//   with 16 batches at once both come to 2,600–4,400. On a server they overlap, and a batch waits
+//   one round trip instead of six.
 import { createHash } from "node:crypto";
 import type { ClickHouseClient } from "@clickhouse/client";
 import type { StreamPoint } from "../../ingest/cumulative.js";
-import { isErrorSpan, latencyDeltas, spanDeltas } from "../../ingest/deltas.js";
-import { storedAttributes, type HostSample, type LatencyRecord, type ResourceRecord, type SpanRecord } from "../../ingest/records.js";
+import { latencyDeltas, spanDeltas } from "../../ingest/deltas.js";
+import { type HostSample, type LatencyRecord, type ResourceRecord, type SpanRecord } from "../../ingest/records.js";
 import type { SummaryDelta, TraceDelta } from "../../ingest/rollups.js";
 import type { PreparedBatch, WriteStore } from "../engine.js";
-import { ident } from "./schema.js";
+import { attributeRows, count, int64, micros, type Row } from "./rows.js";
+import { columnsOf, ident } from "./schema.js";
 
 export interface ClickHouseWriterOptions {
   database: string;
@@ -25,51 +49,46 @@ export interface ClickHouseWriterOptions {
   cluster?: string;
 }
 
-/** A row as JSONCompactEachRow sends it: values in the order of its table's COLUMNS entry. */
-type Row = unknown[];
+/** The tables the writer fills; each INSERT names their columns (schema.ts), rows give values in that order (arrays are half the bytes of objects to build and parse). */
+const WRITTEN = [
+  "spans",
+  "span_attributes",
+  "service_latency_buckets",
+  "service_summary_parts",
+  "latency_exemplar_parts",
+  "trace_summary_parts",
+  "host_samples",
+  "histogram_streams",
+  "services_parts",
+  "service_instances_parts",
+] as const;
+type Written = (typeof WRITTEN)[number];
+const COLUMNS = Object.fromEntries(WRITTEN.map((t) => [t, columnsOf(t)])) as Record<Written, [string, ...string[]]>;
 
-/** The columns each insert names, in the order its rows give values (arrays are half the bytes of objects to build and parse). */
-const COLUMNS = {
-  spans: ["trace_id", "span_id", "parent_span_id", "service_name", "name", "kind", "start_time", "duration_ns", "status_code", "http_status_code", "attributes"],
-  span_attributes: ["service_name", "start_time", "trace_id", "span_id", "kind", "duration_ns", "failed", "key", "value", "resource"],
-  latency_exemplars: ["timestamp", "service_name", "metric", "bucket", "trace_id", "span_id", "start_time", "duration_ns"],
-  service_latency_buckets: ["timestamp", "service_name", "metric", "bucket", "count"],
-  service_summary_parts: ["timestamp", "service_name", "metric", "request_count", "error_count", "sum_duration_ns", "min_duration_ns", "max_duration_ns"],
-  trace_summary_parts: ["trace_id", "service_name", "root", "start_time", "end_ns", "span_count", "error"],
-  host_samples: ["timestamp", "host_name", "service_name", "cpu_percent", "memory_percent", "memory_used_bytes", "memory_total_bytes"],
-  histogram_streams: ["stream", "start_ns", "sum_ns", "buckets", "updated_at"],
-  services_parts: ["name", "namespace", "region", "first_seen", "last_seen"],
-  service_instances_parts: ["service_name", "instance_id", "last_seen"],
-} as const;
+/** A write's rows, by table. */
+type Rows = Partial<Record<Written, Row[]>>;
 
 interface PreparedClickHouse extends PreparedBatch {
-  readonly spans: Row[];
-  readonly attributes: Row[];
-  readonly summaries: ReadonlyMap<string, SummaryDelta>;
-  readonly traces: ReadonlyMap<string, TraceDelta>;
+  /** Built as the request arrives, not in the commit loop. */
+  readonly rows: Rows;
   /** Identifies the batch's content: the same spans give the same token, on any process. */
   readonly token: string;
 }
 
-const INT64_MAX = 2n ** 63n - 1n;
 
-/** Int64 values as decimal text: JSON numbers lose digits beyond 2^53, and ClickHouse reads quoted integers. */
-function int64(n: number | bigint): string {
-  const v = typeof n === "bigint" ? n : BigInt(Math.round(n));
-  return (v > INT64_MAX ? INT64_MAX : v < -INT64_MAX - 1n ? -INT64_MAX - 1n : v).toString();
-}
-
-/** UInt64 counts, saturated as DuckDB's are (a client may send counts up to 2^53 − 1 per point). */
-function count(n: number): string {
-  return n >= 2 ** 64 ? (2n ** 64n - 1n).toString() : BigInt(Math.max(0, Math.round(n))).toString();
-}
-
-const micros = (ms: number) => Math.round(ms * 1000);
+/**
+ * INSERTs sent at once. A few in flight let chdb take the next while one runs (one batch's six at
+ * once: 3,600–5,500 spans/s against 1,900–3,400 one after another); a hundred (a group of 16
+ * batches) did worse than 16, and a server's connection pool is 10 (connection.ts).
+ */
+const MAX_INSERTS_IN_FLIGHT = 8;
 
 export class ClickHouseWriter implements WriteStore {
   private readonly table: (name: string) => string;
   /** Stream points' `updated_at` strictly increases within this process, so the newest is one row. */
   private lastUpdatedUs = 0;
+  private inFlight = 0;
+  private readonly waiting: (() => void)[] = [];
 
   constructor(
     private readonly client: ClickHouseClient,
@@ -104,7 +123,8 @@ export class ClickHouseWriter implements WriteStore {
       const attributes = typeof s.attributes === "string" ? s.attributes : JSON.stringify(s.attributes);
       return [s.traceId, s.spanId, s.parentSpanId, s.serviceName, s.name, s.kind, start, duration, s.statusCode, s.httpStatusCode, attributes];
     });
-    return { count: spans.length, spans: rows, attributes: attributeRows(spans), summaries, traces, token: `spans:${hash.digest("hex")}` };
+    const all: Rows = { spans: rows, span_attributes: attributeRows(spans), ...summaryRows([...summaries.values()]), trace_summary_parts: [...traces.values()].map(traceRow) };
+    return { count: spans.length, rows: all, token: `spans:${hash.digest("hex")}` };
   }
 
   writeSpans(spans: readonly SpanRecord[]): Promise<void> {
@@ -117,18 +137,15 @@ export class ClickHouseWriter implements WriteStore {
   }
 
   /**
-   * Each batch on its own, with tokens of its own: batches are what clients retry, and a retried
+   * Each batch on its own, with a token of its own: batches are what clients retry, and a retried
    * request may come back grouped with different ones (so one INSERT per group would be counted
-   * twice when part of it landed). The batches go concurrently; within one, spans go first.
+   * twice when part of it landed). The batches go concurrently (a server takes them in parallel;
+   * chdb runs one session's queries one at a time).
    */
   async writePrepared(parts: readonly PreparedBatch[]): Promise<void> {
     const results = await Promise.allSettled(
       (parts as readonly PreparedClickHouse[]).map(async (part) => {
-        if (part.count === 0) return;
-        await this.insert("spans", part.spans, `${part.token}:spans`);
-        await this.insert("span_attributes", part.attributes, `${part.token}:attributes`);
-        await this.insertSummaries([...part.summaries.values()], part.token);
-        await this.insert("trace_summary_parts", [...part.traces.values()].map(traceRow), `${part.token}:traces`);
+        if (part.count > 0) await this.insertAll(part.rows, part.token);
       }),
     );
     // Every batch has run to its end before the caller hears of a failure and retries them.
@@ -145,9 +162,9 @@ export class ClickHouseWriter implements WriteStore {
   }
 
   /**
-   * Host samples, then latency contributions, then the cumulative streams' new last points. The
-   * points go last: a retry after a kill before them computes the same increments (the same rows,
-   * the same token: skipped) and then stores them. The last points are read from ClickHouse on
+   * Host samples and latency contributions (sent together), then the cumulative streams' new last
+   * points. The points go last: a retry after a kill before them computes the same increments (the
+   * same rows, the same tokens: skipped) and then stores them. The last points are read from ClickHouse on
    * every batch rather than cached, so a stream whose points reach different colonies still gets
    * increments against the newest stored point (two colonies taking points of one stream in the
    * same instant can still both count one increment: docs/scale-out.md).
@@ -155,12 +172,11 @@ export class ClickHouseWriter implements WriteStore {
   async writeMetrics(samples: readonly HostSample[], records: readonly LatencyRecord[]): Promise<void> {
     if (samples.length === 0 && records.length === 0) return;
     const token = metricsToken(samples, records);
-    await this.insert("host_samples", samples.map(hostRow), `${token}:hosts`);
     const streams = [...new Set(records.flatMap((r) => (r.cumulative ? [r.cumulative.stream] : [])))];
     const stored = streams.length > 0 ? await this.loadStreams(streams) : new Map<string, StreamPoint>();
     const changed = new Map<string, StreamPoint>();
     const summaries = latencyDeltas(records, (s) => stored.get(s), changed);
-    await this.insertSummaries([...summaries.values()], token);
+    await this.insertAll({ host_samples: samples.map(hostRow), ...summaryRows([...summaries.values()]) }, token);
     if (changed.size > 0) {
       const rows = [...changed].map(([stream, p]) => [stream, p.startNs.toString(), p.sumNs, JSON.stringify([...p.buckets]), this.nextUpdatedUs()]);
       await this.insert("histogram_streams", rows, `${token}:streams`);
@@ -181,29 +197,6 @@ export class ClickHouseWriter implements WriteStore {
     });
     const rows = await r.json<{ stream: string; start_ns: string; sum_ns: number; buckets: string }>();
     return new Map(rows.map((row) => [row.stream, { startNs: BigInt(row.start_ns), sumNs: Number(row.sum_ns), buckets: new Map(JSON.parse(row.buckets) as [number, number][]) }]));
-  }
-
-  private async insertSummaries(deltas: SummaryDelta[], token: string): Promise<void> {
-    if (deltas.length === 0) return;
-    await this.insert(
-      "service_latency_buckets",
-      deltas.flatMap((d) => [...d.buckets].map(([bucket, n]) => [d.minuteMs * 1000, d.serviceName, d.metric, bucket, count(n)])),
-      `${token}:buckets`,
-    );
-    await this.insert(
-      "service_summary_parts",
-      deltas.map((d) => [d.minuteMs * 1000, d.serviceName, d.metric, count(d.count), count(d.errors), d.sum, int64(d.min), int64(d.max)]),
-      `${token}:summaries`,
-    );
-    await this.insert(
-      "latency_exemplars",
-      deltas.flatMap((d) =>
-        [...(d.exemplars ?? [])].flatMap(([bucket, list]) =>
-          list.map((e) => [d.minuteMs * 1000, d.serviceName, d.metric, bucket, e.traceId, e.spanId, micros(e.startTimeMs), int64(e.durationNs)]),
-        ),
-      ),
-      `${token}:exemplars`,
-    );
   }
 
   /**
@@ -242,8 +235,17 @@ export class ClickHouseWriter implements WriteStore {
     const n = Number((await r.json<{ n: string | number }>())[0]?.n ?? 0);
     const local = (name: string) => (this.o.cluster ? `${this.table(`${name}_local`)} ON CLUSTER ${ident(this.o.cluster)}` : this.table(name));
     if (n > 0) {
+      // DuckDB keeps only the exemplars that ranked first when they were merged, and deleting some
+      // leaves their places empty; here the candidates ranked after them would move up. So in the
+      // one minute the cutoff cuts through, the candidates outside the kept ones go first.
+      const minute = "toStartOfMinute(fromUnixTimestamp64Micro({cutoff:Int64}, 'UTC'))";
+      await this.client.command({
+        query: `DELETE FROM ${local("latency_exemplar_parts")} WHERE timestamp = ${minute} AND (service_name, metric, bucket, trace_id, span_id) NOT IN
+                  (SELECT service_name, metric, bucket, trace_id, span_id FROM ${this.table("latency_exemplars")} WHERE timestamp = ${minute})`,
+        query_params: params,
+      });
       // Attribute rows and exemplars point at spans: they go with them (by the span's start, as on DuckDB).
-      for (const table of ["spans", "span_attributes", "latency_exemplars"]) {
+      for (const table of ["spans", "span_attributes", "latency_exemplar_parts"]) {
         await this.client.command({ query: `DELETE FROM ${local(table)} WHERE start_time < ${cutoff}`, query_params: params });
       }
     }
@@ -261,34 +263,51 @@ export class ClickHouseWriter implements WriteStore {
   }
 
   /**
+   * Every table's rows at once, each INSERT with a token of its own (the batch's and the table's):
+   * a retry skips the tables the first attempt filled and fills the others, whatever the order.
+   */
+  private async insertAll(rows: Rows, token: string): Promise<void> {
+    const results = await Promise.allSettled(Object.entries(rows).map(([table, values]) => this.insert(table as Written, values, `${token}:${table}`)));
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+  }
+
+  /**
    * Every INSERT names its deduplication token, an empty one too: chdb keeps a query's settings
    * for the queries after it in the session, so a token left unset could be an earlier one.
    */
-  private async insert(table: keyof typeof COLUMNS, values: Row[], token: string): Promise<void> {
+  private async insert(table: Written, values: Row[], token: string): Promise<void> {
     if (values.length === 0) return;
+    if (this.inFlight >= MAX_INSERTS_IN_FLIGHT) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.inFlight++;
+    try {
+      await this.send(table, values, token);
+    } finally {
+      this.inFlight--;
+      this.waiting.shift()?.();
+    }
+  }
+
+  private async send(table: Written, values: Row[], token: string): Promise<void> {
     await this.client.insert({
       table: this.table(table),
       values,
-      columns: [...COLUMNS[table]] as [string, ...string[]],
+      columns: COLUMNS[table],
       format: "JSONCompactEachRow",
       clickhouse_settings: { insert_deduplication_token: token },
     });
   }
 }
 
-/** The `span_attributes` rows of spans (which attributes: storedAttributes). */
-function attributeRows(spans: readonly SpanRecord[]): Row[] {
-  const rows: Row[] = [];
-  for (const s of spans) {
-    const { own, resource: res } = storedAttributes(s);
-    if (own.length === 0 && res.length === 0) continue;
-    const at = micros(s.startTimeMs);
-    const ns = int64(s.durationNs);
-    const failed = isErrorSpan(s);
-    for (let i = 0; i < own.length; i += 2) rows.push([s.serviceName, at, s.traceId, s.spanId, s.kind, ns, failed, own[i]!, own[i + 1]!, false]);
-    for (let i = 0; i < res.length; i += 2) rows.push([s.serviceName, at, s.traceId, s.spanId, s.kind, ns, failed, res[i]!, res[i + 1]!, true]);
-  }
-  return rows;
+/** The rows of latency contributions: bucket counts, summaries and exemplar candidates. */
+function summaryRows(deltas: readonly SummaryDelta[]): Rows {
+  return {
+    service_latency_buckets: deltas.flatMap((d) => [...d.buckets].map(([bucket, n]) => [d.minuteMs * 1000, d.serviceName, d.metric, bucket, count(n)])),
+    service_summary_parts: deltas.map((d) => [d.minuteMs * 1000, d.serviceName, d.metric, count(d.count), count(d.errors), d.sum, int64(d.min), int64(d.max)]),
+    latency_exemplar_parts: deltas.flatMap((d) =>
+      [...(d.exemplars ?? [])].flatMap(([bucket, list]) => list.map((e) => [d.minuteMs * 1000, d.serviceName, d.metric, bucket, e.traceId, e.spanId, micros(e.startTimeMs), int64(e.durationNs)])),
+    ),
+  };
 }
 
 function traceRow(t: TraceDelta): Row {

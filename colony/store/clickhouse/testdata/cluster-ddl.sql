@@ -86,7 +86,7 @@ ORDER BY (trace_id, service_name);
 CREATE TABLE IF NOT EXISTS `coral`.`trace_summary_parts` ON CLUSTER `prod` AS `coral`.`trace_summary_parts_local`
 ENGINE = Distributed(`prod`, `coral`, `trace_summary_parts_local`, cityHash64(trace_id));
 
-CREATE TABLE IF NOT EXISTS `coral`.`latency_exemplars_local` ON CLUSTER `prod` (
+CREATE TABLE IF NOT EXISTS `coral`.`latency_exemplar_parts_local` ON CLUSTER `prod` (
   `timestamp` DateTime64(6, 'UTC'),
   `service_name` String,
   `metric` String,
@@ -96,12 +96,12 @@ CREATE TABLE IF NOT EXISTS `coral`.`latency_exemplars_local` ON CLUSTER `prod` (
   `start_time` DateTime64(6, 'UTC'),
   `duration_ns` Int64
 )
-ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/coral/latency_exemplars_local', '{replica}')
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/coral/latency_exemplar_parts_local', '{replica}')
 PARTITION BY toYYYYMM(timestamp)
 ORDER BY (service_name, metric, timestamp, bucket);
 
-CREATE TABLE IF NOT EXISTS `coral`.`latency_exemplars` ON CLUSTER `prod` AS `coral`.`latency_exemplars_local`
-ENGINE = Distributed(`prod`, `coral`, `latency_exemplars_local`, cityHash64(service_name));
+CREATE TABLE IF NOT EXISTS `coral`.`latency_exemplar_parts` ON CLUSTER `prod` AS `coral`.`latency_exemplar_parts_local`
+ENGINE = Distributed(`prod`, `coral`, `latency_exemplar_parts_local`, cityHash64(service_name));
 
 CREATE TABLE IF NOT EXISTS `coral`.`host_samples_local` ON CLUSTER `prod` (
   `timestamp` DateTime64(6, 'UTC'),
@@ -198,6 +198,12 @@ LEFT JOIN (
   INNER JOIN (SELECT bucket, reinterpretAsFloat64(any(bits)) AS value FROM `coral`.`coral_bucket_values` GROUP BY bucket) AS v ON k.bucket = v.bucket
   GROUP BY timestamp, service_name, metric
 ) AS b ON s.timestamp = b.timestamp AND s.service_name = b.service_name AND s.metric = b.metric;
+
+CREATE VIEW IF NOT EXISTS `coral`.`latency_exemplars` ON CLUSTER `prod` AS
+SELECT timestamp, service_name, metric, bucket, trace_id, span_id, start_time, duration_ns
+FROM `coral`.`latency_exemplar_parts`
+ORDER BY duration_ns DESC, trace_id, span_id
+LIMIT 4 BY timestamp, service_name, metric, bucket;
 
 CREATE VIEW IF NOT EXISTS `coral`.`trace_summary` ON CLUSTER `prod` AS
 SELECT trace_id, service_name, min(root).3 AS root_name, min(start_time) AS timestamp,
