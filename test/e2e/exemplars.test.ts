@@ -11,6 +11,7 @@ import { bucketIndex } from "../../colony/store/sketch.js";
 import { Code, createClient } from "@connectrpc/connect";
 import { QueryService } from "../../gen/coral/colony/v1/query_pb.js";
 import { runCoral, spawnColony, transports, type SpawnedColony } from "../helpers/colony.js";
+import { epochMicros } from "../helpers/engine-sql.js";
 import { failureOf } from "../helpers/rpc.js";
 import { queryJson, sqlQuote, sqlRows } from "../helpers/query.js";
 
@@ -43,7 +44,7 @@ describe("coral query metrics --exemplars", () => {
       for (const e of r.exemplars) {
         const [span] = await sqlRows(
           colony,
-          `SELECT duration_ns, kind, service_name, epoch_us(start_time) AS start_us FROM spans
+          `SELECT duration_ns, kind, service_name, ${epochMicros("start_time")} AS start_us FROM spans
            WHERE trace_id = ${sqlQuote(e.trace_id)} AND span_id = ${sqlQuote(e.span_id)}`,
         );
         expect(span, `exemplar ${e.trace_id}/${e.span_id} is not a stored span`).toBeDefined();

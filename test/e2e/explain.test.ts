@@ -7,6 +7,7 @@ import { planIncident } from "../../colony/demo/incidents.js";
 import { encodeTraces } from "../../colony/demo/load.js";
 import type { SpanRecord } from "../../colony/ingest/records.js";
 import { runCoral, spawnColony, type SpawnedColony } from "../helpers/colony.js";
+import { exactQuantile } from "../helpers/engine-sql.js";
 import { queryJson, sqlQuote, sqlRows as sqlRowsOf } from "../helpers/query.js";
 
 let colony: SpawnedColony;
@@ -47,13 +48,14 @@ describe("coral query explain", () => {
       expect(r.causes.length).toBeGreaterThan(0);
       for (const c of r.causes) {
         // Span or resource attribute (the staged pod is its pod's resource attribute): span_attributes has both.
-        const has = `EXISTS (SELECT 1 FROM span_attributes a WHERE a.trace_id = spans.trace_id AND a.span_id = spans.span_id AND a.key = ${quote(c.key)} AND a.value = ${quote(c.value)})`;
+        // A key list rather than a correlated EXISTS: ClickHouse refuses correlated subqueries inside aggregates' FILTER.
+        const has = `(trace_id, span_id) IN (SELECT trace_id, span_id FROM span_attributes WHERE key = ${quote(c.key)} AND value = ${quote(c.value)})`;
         const [t] = await sqlRows(
           `SELECT count(*) FILTER (WHERE (${sel}) AND ${has}) AS sel_n, count(*) FILTER (WHERE NOT (${sel}) AND coalesce(${has}, false)) AS base_n,
                   count(*) FILTER (WHERE ${has}) AS with_n, count(*) FILTER (WHERE ${has} AND (status_code = 'ERROR' OR coalesce(http_status_code, 0) >= 500)) AS with_errors,
                   count(*) FILTER (WHERE status_code = 'ERROR' OR coalesce(http_status_code, 0) >= 500) AS all_errors,
-                  quantile_cont(duration_ns, 0.99) FILTER (WHERE ${has}) AS p99_with,
-                  quantile_cont(duration_ns, 0.99) FILTER (WHERE NOT coalesce(${has}, false)) AS p99_without
+                  ${exactQuantile("duration_ns", 0.99)} FILTER (WHERE ${has}) AS p99_with,
+                  ${exactQuantile("duration_ns", 0.99)} FILTER (WHERE NOT coalesce(${has}, false)) AS p99_without
            ${base}`,
         );
         const label = `${args.join(" ")} ${c.key}=${c.value}`;

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeTraces } from "../../colony/demo/load.js";
 import type { SpanRecord } from "../../colony/ingest/records.js";
 import { runCoral, spawnColony, type SpawnedColony } from "../helpers/colony.js";
+import { exactQuantile, jsonAttribute } from "../helpers/engine-sql.js";
 import { queryJson, sqlQuote, sqlRows as sqlRowsOf } from "../helpers/query.js";
 
 let colony: SpawnedColony;
@@ -21,12 +22,15 @@ const json = (...args: string[]) => queryJson(colony, ...args);
 const sqlRows = (text: string) => sqlRowsOf(colony, text);
 const quote = sqlQuote;
 
-/** The groups as exact SQL over the service's SERVER spans computes them (DuckDB's quantile_cont). */
+/** The exact percentiles of the spans as SQL columns p50, p95, p99. */
+const EXACT_PERCENTILES = `${exactQuantile("duration_ns", 0.5)} AS p50, ${exactQuantile("duration_ns", 0.95)} AS p95, ${exactQuantile("duration_ns", 0.99)} AS p99`;
+
+/** The groups as exact SQL over the service's SERVER spans computes them. */
 async function exact(service: string, key: string, where = "true"): Promise<any[]> {
   return sqlRows(
     `SELECT v, count(*) AS n, count(*) FILTER (WHERE status_code = 'ERROR' OR coalesce(http_status_code, 0) >= 500) AS errors,
-            quantile_cont(duration_ns, 0.5) AS p50, quantile_cont(duration_ns, 0.95) AS p95, quantile_cont(duration_ns, 0.99) AS p99
-     FROM (SELECT json_extract_string(attributes, ${quote(`$."${key}"`)}) AS v, * FROM spans WHERE service_name = ${quote(service)} AND kind = 'SERVER')
+            ${EXACT_PERCENTILES}
+     FROM (SELECT ${jsonAttribute("attributes", key)} AS v, * FROM spans WHERE service_name = ${quote(service)} AND kind = 'SERVER')
      WHERE ${where}
      GROUP BY v ORDER BY n DESC, v NULLS LAST`,
   );
@@ -70,9 +74,9 @@ describe("coral query metrics --by", () => {
     const top = truth.slice(0, 2).map((t) => quote(t.v));
     const [rest] = await sqlRows(
       `SELECT count(*) AS n, count(*) FILTER (WHERE status_code = 'ERROR' OR coalesce(http_status_code, 0) >= 500) AS errors,
-              quantile_cont(duration_ns, 0.5) AS p50, quantile_cont(duration_ns, 0.95) AS p95, quantile_cont(duration_ns, 0.99) AS p99
+              ${EXACT_PERCENTILES}
        FROM spans WHERE service_name = 'frontend' AND kind = 'SERVER'
-         AND json_extract_string(attributes, '$."http.route"') NOT IN (${top.join(", ")})`,
+         AND ${jsonAttribute("attributes", "http.route")} NOT IN (${top.join(", ")})`,
     );
     expect([other.request_count, other.error_count]).toEqual([rest.n, rest.errors]);
     expectPercentilesNear(other, rest);

@@ -3,7 +3,8 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCoral, spawnColony, type SpawnedColony } from "../helpers/colony.js";
+import { runCoral, spawnColony, STORE_ENGINE, type SpawnedColony } from "../helpers/colony.js";
+import { exactQuantile } from "../helpers/engine-sql.js";
 
 let colony: SpawnedColony;
 beforeAll(async () => {
@@ -83,7 +84,7 @@ describe("coral query, as the RFD writes it", () => {
           [
             "query",
             "sql",
-            "SELECT quantile_cont(duration_ns, 0.99) AS p99 FROM spans WHERE service_name = 'payments' AND kind = 'SERVER'",
+            `SELECT ${exactQuantile("duration_ns", 0.99)} AS p99 FROM spans WHERE service_name = 'payments' AND kind = 'SERVER'`,
             "-o",
             "json",
           ],
@@ -149,16 +150,18 @@ describe("coral query, as the RFD writes it", () => {
   });
 
   it("sql: json rows are objects keyed by column name; csv has a header", async () => {
+    // The engine names a column the query leaves unnamed: DuckDB lower-cases the function, ClickHouse keeps it as written.
+    const avgColumn = STORE_ENGINE === "clickhouse" ? "AVG(p99_duration_ns)" : "avg(p99_duration_ns)";
     const json = JSON.parse((await runCoral([...rfdCommands.sql, "-o", "json"], { env: env() })).stdout);
-    expect(json.columns.map((c: { name: string }) => c.name)).toEqual(["service_name", "avg(p99_duration_ns)"]);
+    expect(json.columns.map((c: { name: string }) => c.name)).toEqual(["service_name", avgColumn]);
     expect(json.rows.length).toBeGreaterThanOrEqual(4);
     expect(json.truncated).toBe(false);
     const csv = parseCsv((await runCoral([...rfdCommands.sql, "-o", "csv"], { env: env() })).stdout);
-    expect(csv[0]).toEqual(["service_name", "avg(p99_duration_ns)"]);
+    expect(csv[0]).toEqual(["service_name", avgColumn]);
   });
 
   it("sql --stream prints one JSON object per line", async () => {
-    const r = await runCoral(["query", "sql", "--stream", "SELECT range AS n FROM range(2500)", "-o", "json"], { env: env() });
+    const r = await runCoral(["query", "sql", "--stream", "SELECT generate_series AS n FROM generate_series(0, 2499)", "-o", "json"], { env: env() });
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split("\n");
     expect(lines).toHaveLength(2500);
@@ -166,7 +169,9 @@ describe("coral query, as the RFD writes it", () => {
   });
 
   it("sql --stream renders csv and table across batches, typed cells included", async () => {
-    const sql = "SELECT range AS n, 'r' || range AS s, range % 2 = 0 AS even, CASE WHEN range = 1 THEN NULL ELSE range / 2 END AS half FROM range(20000)";
+    // generate_series and CAST … AS BOOLEAN mean the same on both engines (ClickHouse's comparisons are UInt8).
+    const sql =
+      "SELECT generate_series AS n, 'r' || generate_series AS s, CAST(generate_series % 2 = 0 AS BOOLEAN) AS even, CASE WHEN generate_series = 1 THEN NULL ELSE generate_series / 2 END AS half FROM generate_series(0, 19999)";
     const csv = await runCoral(["query", "sql", "--stream", sql, "-o", "csv"], { env: env() });
     expect(csv.code).toBe(0);
     const rows = parseCsv(csv.stdout);

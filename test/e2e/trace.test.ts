@@ -11,6 +11,7 @@ import { encodeTraces } from "../../colony/demo/load.js";
 import type { SpanRecord } from "../../colony/ingest/records.js";
 import { QueryService } from "../../gen/coral/colony/v1/query_pb.js";
 import { runCoral, spawnColony, transports, type SpawnedColony } from "../helpers/colony.js";
+import { epochMicros } from "../helpers/engine-sql.js";
 import { failureOf } from "../helpers/rpc.js";
 
 let colony: SpawnedColony;
@@ -75,7 +76,7 @@ describe("coral query trace on demo data", () => {
     for (const id of [slowId, errorId]) {
       const t = await json("query", "trace", id);
       const rows = await sqlRows(
-        `SELECT span_id, coalesce(parent_span_id, '') AS parent, service_name, name, kind, epoch_us(start_time) AS start_us, duration_ns,
+        `SELECT span_id, coalesce(parent_span_id, '') AS parent, service_name, name, kind, ${epochMicros("start_time")} AS start_us, duration_ns,
                 status_code, http_status_code, attributes
          FROM spans WHERE trace_id = '${id}' ORDER BY start_time, span_id`,
       );
