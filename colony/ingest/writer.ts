@@ -168,10 +168,7 @@ export class Writer implements WriteStore {
   private readonly rollupDelayMs: number;
   private readonly rollupMaxSpans: number;
 
-  constructor(
-    private readonly store: Store,
-    o: WriterOptions = {},
-  ) {
+  constructor(store: Store, o: WriterOptions = {}) {
     this.rollupDelayMs = o.rollupDelayMs ?? 1000;
     this.rollupMaxSpans = o.rollupMaxSpans ?? 131_072;
     this.ingest = new Lane(store, INGEST_STAGING);
