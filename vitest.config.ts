@@ -2,18 +2,15 @@ import { defineConfig } from "vitest/config";
 
 /**
  * The suites that run again with the colony on ClickHouse (embedded chdb, CORAL_STORE=clickhouse,
- * see test/helpers/colony.ts): what users see of the store — queries, the SDK, the RFD's scripts,
- * OTLP ingestion. test/e2e/dual-engine.test.ts compares the engines' answers byte for byte.
+ * see test/helpers/colony.ts): the four #13 names — queries, the SDK, the RFD's scripts, OTLP
+ * ingestion. The drill-down suites (trace, explain, group-by, exemplars) run on DuckDB only: they
+ * cost ~6 min of CI on chdb and test/e2e/dual-engine.test.ts already compares those answers between
+ * the engines byte for byte (they passed on ClickHouse too, in the fresh-clone run of 9cbad14;
+ * add them here to run them again).
  */
 const CLICKHOUSE_SUITES = [
   "test/e2e/query-cli.test.ts",
-  "test/e2e/group-by.test.ts",
-  "test/e2e/explain.test.ts",
-  "test/e2e/exemplars.test.ts",
-  "test/e2e/trace.test.ts",
-  "test/e2e/resource-attributes.test.ts",
   "test/e2e/sdk.test.ts",
-  "test/e2e/sdk-examples.test.ts",
   "test/e2e/run-examples.test.ts",
   "test/e2e/otlp.test.ts",
 ];
