@@ -49,6 +49,61 @@ export interface GuardWords {
   timeout: string;
 }
 
+/** The refusals every guard words alike, whatever the engine. */
+export const refusals = {
+  cancelled: () => new SqlRejected("cancelled", "the query was cancelled (the client went away, or the colony is stopping)"),
+  deadlineExceeded: (timeoutMs: number, w: Pick<GuardWords, "timeout">) =>
+    new SqlRejected("deadline_exceeded", `the query ran longer than the ${timeoutMs} ms ${w.timeout} and was cancelled`),
+  /** `what`: the engine's own first line about it. */
+  outOfMemory: (what: string) => new SqlRejected("resource_exhausted", `the query needs more memory than the colony allows (--query-memory): ${what}`),
+};
+
+/**
+ * A slot to run in: at once, after waiting (within the deadline) behind at most maxQueued others,
+ * or a refusal that says which.
+ */
+export async function admitWithin(
+  slots: Slots,
+  l: { maxConcurrent: number; maxQueued: number; timeoutMs: number },
+  w: Pick<GuardWords, "queries" | "slots">,
+  deadline: number,
+): Promise<() => void> {
+  if (slots.active >= l.maxConcurrent && slots.waiting >= l.maxQueued) {
+    throw new SqlRejected("resource_exhausted", `too many ${w.queries} at once (${slots.active} running, ${slots.waiting} waiting); retry shortly`);
+  }
+  try {
+    return await slots.acquire(AbortSignal.timeout(Math.max(1, deadline - Date.now())));
+  } catch {
+    throw new SqlRejected("deadline_exceeded", `the query waited its whole ${l.timeoutMs} ms timeout for one of the ${l.maxConcurrent} ${w.slots}; retry when the colony is less busy`);
+  }
+}
+
+/**
+ * Queries whose caller was answered while the engine may still be inside them, by when that was.
+ * Each keeps its slot until the engine lets go of it, so runaways cannot pile up.
+ */
+export class Runaways {
+  private readonly since = new Set<{ since: number }>();
+
+  get count(): number {
+    return this.since.size;
+  }
+
+  /** When the longest-running of them was abandoned (ms since the epoch), if any runs. */
+  get oldestSince(): number | undefined {
+    let oldest: number | undefined;
+    for (const r of this.since) oldest = Math.min(oldest ?? r.since, r.since);
+    return oldest;
+  }
+
+  /** Records one, abandoned now; returns the way to forget it once the engine lets go. */
+  add(): () => void {
+    const r = { since: Date.now() };
+    this.since.add(r);
+    return () => this.since.delete(r);
+  }
+}
+
 /**
  * One kind of query's admission, deadlines and runaways. `begin` hands out a connection of its own
  * per query, so an interrupt hits only that query.
@@ -61,11 +116,8 @@ export class QueryGuard {
   /** The queries running now, by connection, with the way to stop each (for `close`, `stopAll`). */
   private readonly open = new Map<DuckDBConnection, { stop(why: SqlRejected): void; abandon(): void }>();
 
-  /**
-   * Queries abandoned (past their deadline, or stopped) that DuckDB is still running, by when they
-   * were abandoned. Each keeps its slot until DuckDB lets go of it, so runaways cannot pile up.
-   */
-  private readonly runawaysSince = new Set<{ since: number }>();
+  /** Queries abandoned (past their deadline, or stopped) that DuckDB is still running. */
+  private readonly ledger = new Runaways();
 
   /** Called when a query is abandoned while DuckDB is still inside it (see oldestRunawaySince). */
   onRunaway?: () => void;
@@ -79,14 +131,12 @@ export class QueryGuard {
   }
 
   get runaways(): number {
-    return this.runawaysSince.size;
+    return this.ledger.count;
   }
 
-  /** When the longest-running of the runaways was abandoned (ms since the epoch), if any runs. */
+  /** See Runaways.oldestSince. */
   get oldestRunawaySince(): number | undefined {
-    let oldest: number | undefined;
-    for (const r of this.runawaysSince) oldest = Math.min(oldest ?? r.since, r.since);
-    return oldest;
+    return this.ledger.oldestSince;
   }
 
   /**
@@ -146,32 +196,22 @@ export class QueryGuard {
         release();
       },
       ranAway: () => {
-        const runaway = { since: Date.now() };
-        this.runawaysSince.add(runaway);
+        const forget = this.ledger.add();
         this.onRunaway?.();
-        return () => this.runawaysSince.delete(runaway);
+        return forget;
       },
     });
   }
 
-  /** A slot to run in: at once, after waiting (within the deadline) behind at most maxQueued others, or a refusal. */
+  /** A slot to run in (admitWithin), refused outright while as many runaways hold slots as there are. */
   private async admit(deadline: number): Promise<() => void> {
-    const { maxConcurrent, maxQueued, timeoutMs } = this.limits;
-    const w = this.words;
-    if (this.runaways >= maxConcurrent) {
+    if (this.runaways >= this.limits.maxConcurrent) {
       throw new SqlRejected(
         "resource_exhausted",
-        `${this.runaways} earlier queries are still running past their deadline (DuckDB cannot interrupt the operator they are in); ${w.queries} are refused until they end — the other RPCs are unaffected`,
+        `${this.runaways} earlier queries are still running past their deadline (DuckDB cannot interrupt the operator they are in); ${this.words.queries} are refused until they end — the other RPCs are unaffected`,
       );
     }
-    if (this.slots.active >= maxConcurrent && this.slots.waiting >= maxQueued) {
-      throw new SqlRejected("resource_exhausted", `too many ${w.queries} at once (${this.slots.active} running, ${this.slots.waiting} waiting); retry shortly`);
-    }
-    try {
-      return await this.slots.acquire(AbortSignal.timeout(Math.max(1, deadline - Date.now())));
-    } catch {
-      throw new SqlRejected("deadline_exceeded", `the query waited its whole ${timeoutMs} ms timeout for one of the ${maxConcurrent} ${w.slots}; retry when the colony is less busy`);
-    }
+    return admitWithin(this.slots, this.limits, this.words, deadline);
   }
 }
 
@@ -254,7 +294,7 @@ export class GuardedQuery {
   failure(): SqlRejected | undefined {
     if (this.abandoned ?? this.stopped) return this.abandoned ?? this.stopped;
     if (this.timedOut) return this.deadlineExceeded();
-    if (this.signal?.aborted) return new SqlRejected("cancelled", "the query was cancelled (the client went away, or the colony is stopping)");
+    if (this.signal?.aborted) return refusals.cancelled();
     return undefined;
   }
 
@@ -290,7 +330,7 @@ export class GuardedQuery {
   }
 
   private deadlineExceeded(): SqlRejected {
-    return new SqlRejected("deadline_exceeded", `the query ran longer than the ${this.limits.timeoutMs} ms ${this.words.timeout} and was cancelled`);
+    return refusals.deadlineExceeded(this.limits.timeoutMs, this.words);
   }
 }
 
@@ -302,8 +342,7 @@ export function limitError(err: unknown): SqlRejected | undefined {
   const message = err instanceof Error ? err.message : String(err);
   if (/^Out of Memory Error:/i.test(message)) {
     // Only the first line: DuckDB goes on with advice (SET threads=…) a user of the colony cannot follow.
-    const what = message.replace(/^Out of Memory Error:\s*/i, "").split("\n")[0];
-    return new SqlRejected("resource_exhausted", `the query needs more memory than the colony allows (--query-memory): ${what}`);
+    return refusals.outOfMemory(message.replace(/^Out of Memory Error:\s*/i, "").split("\n")[0]!);
   }
   if (/^INTERRUPT Error:/i.test(message)) return new SqlRejected("deadline_exceeded", message);
   return undefined;

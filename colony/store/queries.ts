@@ -444,11 +444,12 @@ const FAILED = sql<boolean>`(status_code = 'ERROR' OR coalesce(http_status_code,
 export const EXPLAIN_MAX_KEYS = 64;
 export const EXPLAIN_MAX_VALUES = 20;
 /** Values are matched on this many leading characters plus their length. */
-const EXPLAIN_MATCH_CHARS = 4096;
+export const EXPLAIN_MATCH_CHARS = 4096;
 /** Values are returned cut to this many characters. */
 export const EXPLAIN_VALUE_CHARS = 256;
-const EXPLAIN_EXEMPLARS = 3;
+export const EXPLAIN_EXEMPLARS = 3;
 
-function cmp(x: string, y: string): number {
+/** Code-unit order, as both engines sort text for explain's tie rule. */
+export function cmp(x: string, y: string): number {
   return x < y ? -1 : x > y ? 1 : 0;
 }

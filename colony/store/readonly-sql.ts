@@ -13,7 +13,7 @@ import {
 import { endianness } from "node:os";
 import { withDefaults } from "../admission.js";
 import { rowWireSizes } from "./cell-size.js";
-import { limitError, QueryGuard, SqlRejected, type GuardedQuery } from "./deadline.js";
+import { limitError, QueryGuard, SqlRejected, type GuardedQuery, type GuardWords } from "./deadline.js";
 import { judgeParseTree } from "./sql-policy.js";
 import { readVarChar } from "./varchar-read.js";
 import type { Store } from "./store.js";
@@ -81,6 +81,9 @@ export const SQL_DEFAULTS = {
  * classifies it), a read-only transaction, a row limit, a deadline that interrupts DuckDB, and a cap
  * on the bytes a response may carry. Each query gets its own connection so an interrupt hits only it.
  */
+/** How users' SQL is named in refusals, on either engine. */
+export const SQL_WORDS: GuardWords = { queries: "SQL queries", slots: "SQL slots", timeout: "statement timeout" };
+
 export class SqlRunner {
   private readonly limits: Required<SqlLimits>;
   /** Admission, the deadline, interrupts and runaways, shared with the typed reads (deadline.ts). */
@@ -90,7 +93,7 @@ export class SqlRunner {
 
   constructor(store: Store, limits: SqlLimits = {}) {
     this.limits = withDefaults<Required<SqlLimits>>(SQL_DEFAULTS, limits);
-    this.guard = new QueryGuard(() => store.connect(), this.limits, { queries: "SQL queries", slots: "SQL slots", timeout: "statement timeout" });
+    this.guard = new QueryGuard(() => store.connect(), this.limits, SQL_WORDS);
   }
 
   get runaways(): number {

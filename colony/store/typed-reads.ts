@@ -40,6 +40,24 @@ export const WORDS: Record<ReadCost, GuardWords> = {
 
 type Bound = { queries: Queries; through: CallThrough };
 
+/**
+ * A ReadStore whose every method (those `prototype`, an engine's ReadStore class, defines) runs as
+ * one guarded `read`; a refusal reaches the caller as `rejected` makes it. Both engines' guards
+ * hand these out.
+ */
+export function readStoreThrough(
+  prototype: object,
+  read: <T>(f: (q: ReadStore) => Promise<T>) => Promise<T>,
+  rejected: (e: SqlRejected) => Error,
+): ReadStore {
+  const method = (name: keyof ReadStore) => (...args: unknown[]) =>
+    read((q) => (q[name] as (...a: unknown[]) => Promise<unknown>)(...args)).catch((e: unknown) => {
+      throw e instanceof SqlRejected ? rejected(e) : e;
+    });
+  const names = Object.getOwnPropertyNames(prototype).filter((n) => n !== "constructor") as (keyof ReadStore)[];
+  return Object.fromEntries(names.map((n) => [n, method(n)])) as unknown as ReadStore;
+}
+
 export class TypedReads {
   private readonly guards: Record<ReadCost, QueryGuard>;
   /** Each connection's Queries, built once; `through` is the guard of the read using it now. */
@@ -57,13 +75,7 @@ export class TypedReads {
    * refusal (deadline, cancel, admission, memory) into the error the caller should see.
    */
   store(cost: ReadCost, signal: AbortSignal, rejected: (e: SqlRejected) => Error = (e) => e): ReadStore {
-    const read = (name: keyof ReadStore) =>
-      (...args: unknown[]) =>
-        this.read(cost, signal, (q) => (q[name] as (...a: unknown[]) => Promise<unknown>)(...args)).catch((e: unknown) => {
-          throw e instanceof SqlRejected ? rejected(e) : e;
-        });
-    const methods = Object.getOwnPropertyNames(Queries.prototype).filter((n) => n !== "constructor") as (keyof ReadStore)[];
-    return Object.fromEntries(methods.map((n) => [n, read(n)])) as unknown as ReadStore;
+    return readStoreThrough(Queries.prototype, (f) => this.read(cost, signal, f), rejected);
   }
 
   /** Runs `f` on a connection of its own, under the deadline; rejects with SqlRejected when a limit ends it. */

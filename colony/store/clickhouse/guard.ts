@@ -17,11 +17,12 @@
 import { randomUUID } from "node:crypto";
 import type { ClickHouseClient, QueryParams } from "@clickhouse/client";
 import { Slots, withDefaults } from "../../admission.js";
-import { SqlRejected } from "../deadline.js";
+import { admitWithin, refusals, Runaways, SqlRejected } from "../deadline.js";
 import type { ReadStore } from "../engine.js";
 import { SQL_DEFAULTS } from "../readonly-sql.js";
-import { ADMISSION, WORDS, type ReadCost } from "../typed-reads.js";
+import { ADMISSION, readStoreThrough, WORDS, type ReadCost } from "../typed-reads.js";
 import { ClickHouseReads } from "./reads.js";
+import { errorKind } from "./user-sql.js";
 
 export interface ClickHouseReadLimits {
   /** Longest one read may run; the colony's --query-timeout. */
@@ -48,8 +49,6 @@ const CLEAN_ANSWER = '["coral-clean"]\n';
 /** Tries before a session that keeps answering with leftovers is closed instead. */
 const CLEAN_TRIES = 3;
 
-const cancelled = () => new SqlRejected("cancelled", "the query was cancelled (the client went away, or the colony is stopping)");
-
 export class ClickHouseTypedReads {
   private readonly limits: Required<ClickHouseReadLimits>;
   private readonly slots: Record<ReadCost, Slots>;
@@ -65,8 +64,8 @@ export class ClickHouseTypedReads {
   private readonly running = new Set<(why: SqlRejected) => void>();
   /** chdb sessions being cleaned after a failed or stopped read. */
   private readonly cleaning = new Set<Promise<void>>();
-  /** Reads whose caller was answered while the engine may still be inside them, by when. */
-  private readonly runawaysSince = new Set<{ since: number }>();
+  /** Reads whose caller was answered while the engine may still be inside them. */
+  private readonly ledger = new Runaways();
   private closed = false;
 
   /** Called when a read's caller was answered while the engine may still be inside it. */
@@ -81,23 +80,16 @@ export class ClickHouseTypedReads {
   }
 
   get runaways(): number {
-    return this.runawaysSince.size;
+    return this.ledger.count;
   }
 
   get oldestRunawaySince(): number | undefined {
-    let oldest: number | undefined;
-    for (const r of this.runawaysSince) oldest = Math.min(oldest ?? r.since, r.since);
-    return oldest;
+    return this.ledger.oldestSince;
   }
 
   /** The store as one caller reads it (TypedReads.store): every method is one guarded read. */
   store(cost: ReadCost, signal: AbortSignal, rejected: (e: SqlRejected) => Error = (e) => e): ReadStore {
-    const read = (name: string) => (...args: unknown[]) =>
-      this.read(cost, signal, (q) => (q as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[name]!(...args)).catch((e: unknown) => {
-        throw e instanceof SqlRejected ? rejected(e) : e;
-      });
-    const methods = Object.getOwnPropertyNames(ClickHouseReads.prototype).filter((n) => n !== "constructor");
-    return Object.fromEntries(methods.map((n) => [n, read(n)])) as unknown as ReadStore;
+    return readStoreThrough(ClickHouseReads.prototype, (f) => this.read(cost, signal, f), rejected);
   }
 
   /** Runs `f` under the read's limits; rejects with SqlRejected when one ends it. */
@@ -129,7 +121,7 @@ export class ClickHouseTypedReads {
     };
     this.running.add(stop);
     const timer = setTimeout(() => stop(this.deadlineExceeded(cost)), Math.max(0, deadline - Date.now()));
-    const onAbort = () => stop(cancelled());
+    const onAbort = () => stop(refusals.cancelled());
     signal.addEventListener("abort", onAbort, { once: true });
     if (signal.aborted) onAbort();
     let failed = false;
@@ -148,7 +140,7 @@ export class ClickHouseTypedReads {
       signal.removeEventListener("abort", onAbort);
       this.running.delete(stop);
       // Queries of the read still queued (chdb runs parameterised queries one at a time) must not start now.
-      if (failed) abort.abort(why ?? cancelled());
+      if (failed) abort.abort(why ?? refusals.cancelled());
       this.finish(session, failed, why !== undefined, release);
     }
   }
@@ -163,7 +155,7 @@ export class ClickHouseTypedReads {
   /** Stops every read and closes the clients; false when chdb is still inside a read after `graceMs`. */
   async close(graceMs = 1_000): Promise<boolean> {
     this.closed = true;
-    const stuck = await this.stopAll(cancelled(), graceMs);
+    const stuck = await this.stopAll(refusals.cancelled(), graceMs);
     this.idle.length = 0;
     // chdb waits for a session's running query before it lets go of the session.
     await Promise.all([...this.clients].map((c) => c.close().catch(() => {})));
@@ -177,18 +169,8 @@ export class ClickHouseTypedReads {
   }
 
   private async admit(cost: ReadCost, deadline: number): Promise<() => void> {
-    const { maxConcurrent, maxQueued } = ADMISSION[cost];
-    const slots = this.slots[cost];
-    const w = WORDS[cost];
-    if (this.closed) throw cancelled();
-    if (slots.active >= maxConcurrent && slots.waiting >= maxQueued) {
-      throw new SqlRejected("resource_exhausted", `too many ${w.queries} at once (${slots.active} running, ${slots.waiting} waiting); retry shortly`);
-    }
-    try {
-      return await slots.acquire(AbortSignal.timeout(Math.max(1, deadline - Date.now())));
-    } catch {
-      throw new SqlRejected("deadline_exceeded", `the query waited its whole ${this.limits.timeoutMs} ms timeout for one of the ${maxConcurrent} ${w.slots}; retry when the colony is less busy`);
-    }
+    if (this.closed) throw refusals.cancelled();
+    return admitWithin(this.slots[cost], { ...ADMISSION[cost], timeoutMs: this.limits.timeoutMs }, WORDS[cost], deadline);
   }
 
   private async session(): Promise<ClickHouseClient> {
@@ -272,18 +254,15 @@ export class ClickHouseTypedReads {
     }
     // The caller has been answered; the engine may still be inside the read's query until the
     // clean-up query comes back.
-    const runaway = stopped ? { since: Date.now() } : undefined;
-    if (runaway) {
-      this.runawaysSince.add(runaway);
-      this.onRunaway?.();
-    }
+    const forget = stopped ? this.ledger.add() : undefined;
+    if (forget) this.onRunaway?.();
     const done = this.clean(session)
       .then((clean) => {
         if (clean && !this.closed) this.idle.push(session);
         else return this.discard(session);
       })
       .finally(() => {
-        if (runaway) this.runawaysSince.delete(runaway);
+        forget?.();
         this.cleaning.delete(done);
         release();
       });
@@ -309,19 +288,20 @@ export class ClickHouseTypedReads {
   }
 
   private deadlineExceeded(cost: ReadCost): SqlRejected {
-    return new SqlRejected("deadline_exceeded", `the query ran longer than the ${this.limits.timeoutMs} ms ${WORDS[cost].timeout} and was cancelled`);
+    return refusals.deadlineExceeded(this.limits.timeoutMs, WORDS[cost]);
   }
 
-  /** ClickHouse's own stops of a query (by its code), as the guard's refusals. */
+  /** ClickHouse's own stops of a query (by its code, as users' SQL reads them), as the guard's refusals. */
   private limitError(err: unknown, cost: ReadCost): SqlRejected | undefined {
-    const code = (err as { code?: unknown })?.code;
-    // TIMEOUT_EXCEEDED, or TOO_SLOW: the estimated time already exceeds max_execution_time.
-    if (code === "159" || code === "160") return this.deadlineExceeded(cost);
-    if (code === "394") return cancelled();
-    if (code === "241") {
-      const what = String((err as Error).message ?? "").split("\n")[0]!;
-      return new SqlRejected("resource_exhausted", `the query needs more memory than the colony allows (--query-memory): ${what}`);
+    switch (errorKind(err)) {
+      case "timeout":
+        return this.deadlineExceeded(cost);
+      case "cancelled":
+        return refusals.cancelled();
+      case "memory":
+        return refusals.outOfMemory(String((err as Error).message ?? "").split("\n")[0]!);
+      default:
+        return undefined;
     }
-    return undefined;
   }
 }

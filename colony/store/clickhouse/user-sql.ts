@@ -1,7 +1,8 @@
 import type { ClickHouseClient } from "@clickhouse/client";
 import { Slots, withDefaults } from "../../admission.js";
 import type { UserSql } from "../engine.js";
-import { SQL_DEFAULTS, SqlRejected, type SqlBatch, type SqlColumn, type SqlLimits, type SqlResult, type SqlValue } from "../readonly-sql.js";
+import { admitWithin, refusals } from "../deadline.js";
+import { SQL_DEFAULTS, SQL_WORDS, SqlRejected, type SqlBatch, type SqlColumn, type SqlLimits, type SqlResult, type SqlValue } from "../readonly-sql.js";
 import { functionRefusal, relationRefusal, tableFunctionRefusal, type NamePolicy } from "../sql-policy.js";
 import { ident } from "./schema.js";
 
@@ -201,7 +202,7 @@ export class ClickHouseUserSql implements UserSql {
   }
 
   async close(): Promise<boolean> {
-    await this.stopAll(new SqlRejected("cancelled", "the query was cancelled (the client went away, or the colony is stopping)"));
+    await this.stopAll(refusals.cancelled());
     return true;
   }
 
@@ -220,8 +221,8 @@ export class ClickHouseUserSql implements UserSql {
     this.open.add(entry);
     // ClickHouse stops the query at max_execution_time; this answers the caller shortly after even
     // if it does not (an operator that never checks the clock, a server that does not answer).
-    const timer = setTimeout(() => stop(deadlineExceeded(timeoutMs)), Math.max(0, deadline - Date.now()) + abandonAfterMs);
-    const onAbort = () => stop(cancelled());
+    const timer = setTimeout(() => stop(refusals.deadlineExceeded(timeoutMs, SQL_WORDS)), Math.max(0, deadline - Date.now()) + abandonAfterMs);
+    const onAbort = () => stop(refusals.cancelled());
     signal?.addEventListener("abort", onAbort, { once: true });
     if (signal?.aborted) onAbort();
     let failed = false;
@@ -303,16 +304,8 @@ export class ClickHouseUserSql implements UserSql {
   }
 
   /** A slot to run in, as SqlRunner admits queries (same limits, same refusals). */
-  private async admit(deadline: number): Promise<() => void> {
-    const { maxConcurrent, maxQueued, timeoutMs } = this.limits;
-    if (this.slots.active >= maxConcurrent && this.slots.waiting >= maxQueued) {
-      throw new SqlRejected("resource_exhausted", `too many SQL queries at once (${this.slots.active} running, ${this.slots.waiting} waiting); retry shortly`);
-    }
-    try {
-      return await this.slots.acquire(AbortSignal.timeout(Math.max(1, deadline - Date.now())));
-    } catch {
-      throw new SqlRejected("deadline_exceeded", `the query waited its whole ${timeoutMs} ms timeout for one of the ${maxConcurrent} SQL slots; retry when the colony is less busy`);
-    }
+  private admit(deadline: number): Promise<() => void> {
+    return admitWithin(this.slots, this.limits, SQL_WORDS, deadline);
   }
 
   private async takeTurn(): Promise<() => void> {
@@ -521,24 +514,23 @@ const CODES: Record<string, "timeout" | "memory" | "result" | "exhausted" | "par
  * too much (resource_exhausted) or too long (deadline_exceeded); anything else is internal.
  */
 function classify(err: unknown, timeoutMs: number, maxBytes: number): Error {
-  const e = err as { code?: unknown; message?: unknown };
-  // A server error carries its numeric code; a socket error or a closed client does not.
-  if (typeof e?.code !== "string" || !/^\d+$/.test(e.code)) return err instanceof Error ? err : new Error(String(err));
+  const kind = errorKind(err);
+  if (kind === "none") return err instanceof Error ? err : new Error(String(err));
   // The message may quote the statement as we wrapped it ("In scope SELECT * FROM (…) SETTINGS …"): not the user's text.
-  const message = String(e.message ?? "").replace(/\s*In scope [\s\S]*$/, "").replace(/[.\s]+$/, "");
-  switch (CODES[e.code]) {
+  const message = String((err as { message?: unknown }).message ?? "").replace(/\s*In scope [\s\S]*$/, "").replace(/[.\s]+$/, "");
+  switch (kind) {
     case "timeout":
-      return deadlineExceeded(timeoutMs);
+      return refusals.deadlineExceeded(timeoutMs, SQL_WORDS);
     case "result":
       return new SqlRejected("resource_exhausted", `the result exceeds the ${maxBytes}-byte response limit; select fewer columns or add a LIMIT`);
     case "memory":
-      return new SqlRejected("resource_exhausted", `the query needs more memory than the colony allows (--query-memory): ${message.split("\n")[0]}`);
+      return refusals.outOfMemory(message.split("\n")[0]!);
     case "exhausted":
       return new SqlRejected("resource_exhausted", message.split("\n")[0]!);
     case "parameter":
       return new SqlRejected("invalid_argument", "the query has parameters ({name:Type}); inline the values instead");
     case "cancelled":
-      return cancelled();
+      return refusals.cancelled();
     case "internal":
       return new Error(message);
     default:
@@ -546,12 +538,14 @@ function classify(err: unknown, timeoutMs: number, maxBytes: number): Error {
   }
 }
 
-function cancelled(): SqlRejected {
-  return new SqlRejected("cancelled", "the query was cancelled (the client went away, or the colony is stopping)");
-}
-
-function deadlineExceeded(timeoutMs: number): SqlRejected {
-  return new SqlRejected("deadline_exceeded", `the query ran longer than the ${timeoutMs} ms statement timeout and was cancelled`);
+/**
+ * What a ClickHouse error means here, by its numeric code (CODES); "none" when it carries none (a
+ * socket error, a closed client): a server error always does.
+ */
+export function errorKind(err: unknown): (typeof CODES)[string] | "other" | "none" {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (typeof code !== "string" || !/^\d+$/.test(code)) return "none";
+  return CODES[code] ?? "other";
 }
 
 /**

@@ -35,6 +35,7 @@
 //   one round trip instead of six.
 import { createHash } from "node:crypto";
 import type { ClickHouseClient } from "@clickhouse/client";
+import { Slots } from "../../admission.js";
 import type { StreamPoint } from "../../ingest/cumulative.js";
 import { latencyDeltas, spanDeltas } from "../../ingest/deltas.js";
 import { type HostSample, type LatencyRecord, type ResourceRecord, type SpanRecord } from "../../ingest/records.js";
@@ -87,8 +88,7 @@ export class ClickHouseWriter implements WriteStore {
   private readonly table: (name: string) => string;
   /** Stream points' `updated_at` strictly increases within this process, so the newest is one row. */
   private lastUpdatedUs = 0;
-  private inFlight = 0;
-  private readonly waiting: (() => void)[] = [];
+  private readonly inserts = new Slots(MAX_INSERTS_IN_FLIGHT);
 
   constructor(
     private readonly client: ClickHouseClient,
@@ -278,13 +278,11 @@ export class ClickHouseWriter implements WriteStore {
    */
   private async insert(table: Written, values: Row[], token: string): Promise<void> {
     if (values.length === 0) return;
-    if (this.inFlight >= MAX_INSERTS_IN_FLIGHT) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    this.inFlight++;
+    const free = await this.inserts.acquire();
     try {
       await this.send(table, values, token);
     } finally {
-      this.inFlight--;
-      this.waiting.shift()?.();
+      free();
     }
   }
 
