@@ -3,7 +3,7 @@
 // early start (early-start.ts) from the bare command line; the launcher adopts an early Deno only
 // when both computations agree to the byte, so the early start can guess but never decide anything.
 import { spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, mkdirSync, realpathSync, writeFileSync } from "node:fs";
+import { copyFileSync, fstatSync, mkdirSync, realpathSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { CACHE_FILES, cacheTemplateDir } from "./deno-cache.js";
@@ -114,4 +114,13 @@ export function launch(spec: DenoSpec): Launched {
 /** Whether the process has exited (its stdio may still be open). */
 export function hasExited(child: ChildProcess): boolean {
   return child.exitCode !== null || child.signalCode !== null;
+}
+
+/** Whether `fd` is a regular file: the launcher and the early start choose Deno's stdout by it, alike. */
+export function isRegularFile(fd: number): boolean {
+  try {
+    return fstatSync(fd).isFile();
+  } catch {
+    return false;
+  }
 }

@@ -12,10 +12,10 @@
 // kills it at the gate. Until the launcher claims it, the early start removes what it made on a
 // stop signal and at exit; after, the launcher's own guarantees hold (Deno stopped, directory
 // removed). A `coral run` killed outright takes Deno along (the parent-death signal, sandbox.ts).
-import { existsSync, fstatSync, realpathSync, rmSync, statSync } from "node:fs";
+import { existsSync, realpathSync, rmSync, statSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { resolve } from "node:path";
-import { denoSpec, hasExited, launch, prepareRunDir, type DenoSpec, type Launched } from "./deno-start.js";
+import { denoSpec, hasExited, isRegularFile, launch, prepareRunDir, type DenoSpec, type Launched } from "./deno-start.js";
 import { defaultSdkModule, denoPath } from "./paths.js";
 import { quickParse } from "./quick-parse.js";
 import { makeRunDirSync } from "./run-dir.js";
@@ -151,14 +151,6 @@ function paramsOf(list: string[]): Record<string, string> | undefined {
     params[p.slice(0, eq)] = p.slice(eq + 1);
   }
   return Buffer.byteLength(JSON.stringify(params)) > MAX_EARLY_PARAM_BYTES ? undefined : params;
-}
-
-function isRegularFile(fd: number): boolean {
-  try {
-    return fstatSync(fd).isFile();
-  } catch {
-    return false;
-  }
 }
 
 // The hand-over inside the main bundle: entry.ts offers what bin/coral.cjs started, the launcher claims it.

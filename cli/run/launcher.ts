@@ -1,13 +1,13 @@
 import { spawn } from "node:child_process";
 import type { Socket } from "node:net";
-import { existsSync, fstatSync, realpathSync, rmSync, statSync } from "node:fs";
+import { existsSync, realpathSync, rmSync, statSync } from "node:fs";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Broker, preloadColony } from "./broker.js";
 import { DEFAULT_BUDGET, type Budget } from "./broker-budget.js";
-import { denoSpec, hasExited, launch, preparedKey, prepareRunDir, runPaths, sameSpec, type DenoSpec, type Launched } from "./deno-start.js";
+import { denoSpec, hasExited, isRegularFile, launch, preparedKey, prepareRunDir, runPaths, sameSpec, type DenoSpec, type Launched } from "./deno-start.js";
 import { claimEarlyStart, type EarlyStart } from "./early-start.js";
 import { judgeGraph, sdkDirOf, type DenoInfo, type GraphVerdict } from "./graph.js";
 import { importsOnlySdk } from "./graph-fast.js";
@@ -65,14 +65,6 @@ export const EXIT = { refused: 1, timeout: 124, aborted: 130, outOfMemory: 137 }
 export function abortedCode(signal: AbortSignal | undefined): number {
   const n = typeof signal?.reason === "string" ? osConstants.signals[signal.reason as NodeJS.Signals] : undefined;
   return n ? 128 + n : EXIT.aborted;
-}
-
-function isRegularFile(fd: number): boolean {
-  try {
-    return fstatSync(fd).isFile();
-  } catch {
-    return false;
-  }
 }
 
 /** Time a script gets between SIGTERM and SIGKILL. */

@@ -10,8 +10,8 @@
 import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
 import pkg from "../../package.json" with { type: "json" };
 import type { RpcFailure } from "./errors.js";
-import { readUnary, silence, unexpectedAnswer } from "./connect-wire.js";
-import { aborted, LeanHttp } from "./lean-http.js";
+import { aborted, readUnary, silence, unaryBody } from "./connect-wire.js";
+import { LeanHttp } from "./lean-http.js";
 
 export interface ClientLimits {
   /** Time to open a connection: a host that drops packets would otherwise hold a call for minutes. */
@@ -84,8 +84,7 @@ export class ColonyClient {
   async unary(path: string, contentType: string, body: Uint8Array, signal?: AbortSignal): Promise<Buffer> {
     if (!this.lean) return readUnary(await this.post(path, contentType, body, signal), contentType, this.limits);
     const answer = await this.lean.post(path, contentType, body, signal);
-    if (answer.status === 200 && answer.contentType === contentType) return answer.body;
-    throw unexpectedAnswer(answer.status, answer.contentType, answer.body);
+    return unaryBody(answer.status, answer.contentType, answer.body, contentType);
   }
 
   /**

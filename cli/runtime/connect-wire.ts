@@ -99,6 +99,17 @@ export function silence(ms: number): WireError {
   return new WireError("deadline_exceeded", `no answer in ${ms / 1000} s`);
 }
 
+/** A call its caller aborted, as node:http reports one (both of the client's paths). */
+export function aborted(signal: AbortSignal): Error {
+  return Object.assign(new Error("This operation was aborted"), { name: "AbortError", code: "ABORT_ERR", cause: signal.reason });
+}
+
+/** A whole unary answer: its body when it is a 200 of `contentType`, else the failure it carries. */
+export function unaryBody(status: number, type: string, body: Buffer, contentType: string): Buffer {
+  if (status === 200 && type === contentType) return body;
+  throw unexpectedAnswer(status, type, body);
+}
+
 /** An answer larger than the client takes: refused before it is read. */
 export function tooLarge(bytes: number, readMaxBytes: number): WireError {
   return new WireError("resource_exhausted", `the colony sent a message of ${bytes} bytes, over the ${readMaxBytes} coral accepts — ask for fewer rows`);
@@ -134,9 +145,11 @@ export function readUnary(res: IncomingMessage, contentType: string, limits: { r
     res.on("end", () => {
       clearTimeout(timer);
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-      const type = res.headers["content-type"] ?? "";
-      if (res.statusCode === 200 && type === contentType) resolve(body);
-      else reject(unexpectedAnswer(res.statusCode ?? 0, type, body));
+      try {
+        resolve(unaryBody(res.statusCode ?? 0, res.headers["content-type"] ?? "", body, contentType));
+      } catch (e) {
+        reject(e);
+      }
     });
   });
 }

@@ -10,7 +10,7 @@
 // "Parse Error: …" for a malformed head, the client's own timeouts and size cap. So errors.ts words
 // a failure the same whichever path met it (lean-http.test.ts holds both against hostile servers).
 import { connect, type Socket } from "node:net";
-import { silence, tooLarge } from "./connect-wire.js";
+import { aborted, silence, tooLarge } from "./connect-wire.js";
 
 export interface LeanTarget {
   host: string;
@@ -471,8 +471,4 @@ function hangUp(): Error {
 /** node:http's error for an answer cut off (closed, reset or malformed) after its head. */
 function abortedAnswer(): Error {
   return Object.assign(new Error("aborted"), { code: "ECONNRESET" });
-}
-
-export function aborted(signal: AbortSignal): Error {
-  return Object.assign(new Error("This operation was aborted"), { name: "AbortError", code: "ABORT_ERR", cause: signal.reason });
 }
