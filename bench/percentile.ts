@@ -11,18 +11,15 @@
 // `--store chdb:DIR`, exact = quantileExactInclusive) at the largest size.
 import { join } from "node:path";
 import { rmSync } from "node:fs";
-import { create } from "@bufbuild/protobuf";
-import { createClient, type Client } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { QueryService } from "../gen/coral/colony/v1/query_pb.js";
 import { Writer } from "../colony/ingest/writer.js";
 import type { SpanRecord } from "../colony/ingest/records.js";
 import { Store } from "../colony/store/store.js";
 import { bucketIndexSql } from "../colony/store/sketch.js";
 import { HTTP_SERVER_DURATION } from "../colony/store/schema.js";
 import { spawnColony, type SpawnedColony } from "../test/helpers/colony.js";
-import { median, round, timeMs, type BenchContext, type BenchResult, type Benchmark } from "./lib.js";
+import { round, timeMs, type BenchContext, type BenchResult, type Benchmark } from "./lib.js";
 import { measureClickHouse } from "./percentile-clickhouse.js";
+import { measurePercentiles, type PercentileMeasurement } from "./percentile-measure.js";
 
 const SERVICE = "checkout";
 const QUANTILES = [0.5, 0.9, 0.99, 0.999] as const;
@@ -146,23 +143,10 @@ async function writerParity(n: number): Promise<{ spans: number; identical: bool
   }
 }
 
-interface SizeResult {
+interface SizeResult extends PercentileMeasurement {
   spans: number;
   load_s: number;
-  api_ms: number;
-  exact_ms: number;
-  approx_ms: number;
-  speedup: number;
-  api_values_ns: number[];
-  exact_values_ns: number[];
-  approx_values_ns: number[];
-  api_rel_err_pct: number[];
-  approx_rel_err_pct: number[];
-  max_rel_err_pct: number;
-  approx_max_rel_err_pct: number;
 }
-
-const relErrPct = (got: number, exact: number) => (Math.abs(got - exact) / exact) * 100;
 
 async function measureSize(ctx: BenchContext, n: number, rounds: number): Promise<SizeResult> {
   const dbPath = join(ctx.tmp, `percentile-${n}.duckdb`);
@@ -172,66 +156,23 @@ async function measureSize(ctx: BenchContext, n: number, rounds: number): Promis
 
   const colony = await spawnColony({ dbPath });
   try {
-    const client: Client<typeof QueryService> = createClient(
-      QueryService,
-      createConnectTransport({ baseUrl: colony.baseUrl, httpVersion: "1.1", useBinaryFormat: true }),
-    );
-    const api = (q: number) =>
-      client.getPercentile(create(QueryService.method.getPercentile.input, { service: SERVICE, percentile: q, timeRangeMs: 3_600_000n }));
-    // The exact baseline reads raw spans over the same minutes GetPercentile merges: [floor(now − 1 h), now).
-    const windowSql = () => {
-      const now = Date.now();
-      const since = Math.floor((now - 3_600_000) / MINUTE_MS) * MINUTE_MS;
-      return `service_name = '${SERVICE}' AND kind = 'SERVER' AND start_time >= to_timestamp(${since} / 1000.0) AND start_time < to_timestamp(${now} / 1000.0)`;
-    };
-    const sqlValue = async (expr: string): Promise<number[]> => {
-      const res = await client.executeQuery({ sql: `SELECT ${expr} FROM spans WHERE ${windowSql()}` });
-      const v = res.rows[0]!.values[0]!.kind;
-      // Nested values reach clients as JSON text (colony/store/readonly-sql.ts).
-      if (v.case === "stringValue" && v.value.startsWith("[")) return (JSON.parse(v.value) as unknown[]).map(Number);
-      if (v.case === "listValue") return v.value.values.map((x) => Number(x.kind.value));
-      return [Number(v.value)];
-    };
-    const list = `[${QUANTILES.join(", ")}]`;
-
-    // Accuracy: every quantile both ways (untimed).
-    const apiValues: number[] = [];
-    for (const q of QUANTILES) apiValues.push((await api(q)).value ?? NaN);
-    const exactValues = await sqlValue(`quantile_cont(duration_ns, ${list})`);
-    const approxValues = await sqlValue(`approx_quantile(duration_ns, ${list})`);
-    const count = Number((await api(0.99)).sampleCount);
-    if (count !== n) throw new Error(`GetPercentile counted ${count} spans in the window, expected ${n}`);
-
-    // Speed: p99 each way, interleaved round by round so noise hits all three alike.
-    const apiMs: number[] = [];
-    const exactMs: number[] = [];
-    const approxMs: number[] = [];
-    for (let r = 0; r < rounds; r++) {
-      for (let k = 0; k < 5; k++) apiMs.push((await timeMs(() => api(0.99))).ms);
-      exactMs.push((await timeMs(() => sqlValue("quantile_cont(duration_ns, 0.99)"))).ms);
-      approxMs.push((await timeMs(() => sqlValue("approx_quantile(duration_ns, 0.99)"))).ms);
-    }
-    const apiErr = apiValues.map((v, i) => relErrPct(v, exactValues[i]!));
-    const approxErr = approxValues.map((v, i) => relErrPct(v, exactValues[i]!));
-    const out: SizeResult = {
+    const m = await measurePercentiles(ctx, {
+      baseUrl: colony.baseUrl,
+      label: "percentile",
+      rpc: "GetPercentile",
+      service: SERVICE,
       spans: n,
-      load_s: round(load.ms / 1000, 1),
-      api_ms: round(median(apiMs), 2),
-      exact_ms: round(median(exactMs), 1),
-      approx_ms: round(median(approxMs), 1),
-      speedup: round(median(exactMs) / median(apiMs), 1),
-      api_values_ns: apiValues.map((v) => Math.round(v)),
-      exact_values_ns: exactValues.map((v) => Math.round(v)),
-      approx_values_ns: approxValues.map((v) => Math.round(v)),
-      api_rel_err_pct: apiErr.map((e) => round(e, 3)),
-      approx_rel_err_pct: approxErr.map((e) => round(e, 2)),
-      max_rel_err_pct: round(Math.max(...apiErr), 3),
-      approx_max_rel_err_pct: round(Math.max(...approxErr), 2),
-    };
-    ctx.log(
-      `  percentile: ${n.toLocaleString("en-US")} spans: api ${out.api_ms} ms, exact ${out.exact_ms} ms, approx ${out.approx_ms} ms; max error api ${out.max_rel_err_pct}%, approx ${out.approx_max_rel_err_pct}%`,
-    );
-    return out;
+      quantiles: QUANTILES,
+      rounds,
+      sql: {
+        at: (ms) => `to_timestamp(${ms} / 1000.0)`,
+        exactAll: (qs) => `quantile_cont(duration_ns, [${qs.join(", ")}])`,
+        approxAll: (qs) => `approx_quantile(duration_ns, [${qs.join(", ")}])`,
+        exactP99: "quantile_cont(duration_ns, 0.99)",
+        approxP99: "approx_quantile(duration_ns, 0.99)",
+      },
+    });
+    return { spans: n, load_s: round(load.ms / 1000, 1), ...m };
   } finally {
     await colony.stop();
     rmSync(dbPath, { force: true });

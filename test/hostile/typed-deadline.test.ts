@@ -5,26 +5,25 @@
 // narrow; a client that goes away mid-call stops DuckDB (the worker's CPU time stops growing), as
 // user SQL's does. The timeout is half of what that explain takes on this machine, measured first:
 // explain keeps getting faster, and no fixed data size stays slow enough.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, createClient, type Client } from "@connectrpc/connect";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Writer } from "../../colony/ingest/writer.js";
-import type { SpanRecord } from "../../colony/ingest/records.js";
 import { Queries } from "../../colony/store/queries.js";
 import { Store } from "../../colony/store/store.js";
 import { QueryService } from "../../gen/coral/colony/v1/query_pb.js";
 import { spawnColony, transports, type SpawnedColony } from "../helpers/colony.js";
 import { failureOf } from "../helpers/rpc.js";
+import { explainAllRequest, explainDeadlineMessage, postLateSpan, SLOW_NS, workerTicksAcross, writeRequests, WRITTEN } from "../helpers/typed-deadline.js";
 
-const WRITTEN = 2_000;
 /** The written spans are copied this many times (each copy a day earlier): 1,600,000 in all. */
 const COPIES = 800;
 const ALL_MS = (COPIES + 1) * 86_400_000;
 const SLOW_FIXTURE = "the explain ended before the other calls were answered: the fixture no longer makes it slow — raise COPIES";
-const explainAll = { service: "api", slowThresholdNs: 50_000_000n, timeRangeMs: BigInt(ALL_MS) };
+const explainAll = explainAllRequest(ALL_MS);
 
 /**
  * A colony file with one service's requests: WRITTEN spans through the real Writer (services,
@@ -34,19 +33,7 @@ async function bigColonyFile(path: string): Promise<{ explainMs: number }> {
   const store = await Store.open(path);
   const writer = new Writer(store);
   try {
-    const now = Date.now();
-    const spans: SpanRecord[] = [];
-    for (let i = 0; i < WRITTEN; i++) {
-      const attributes: Record<string, string> = {};
-      for (let k = 0; k < 24; k++) attributes[`attr.${k}`] = `value-${k}-${(i * 7 + k) % (50 + k * 40)}`;
-      spans.push({
-        traceId: i.toString(16).padStart(32, "0"), spanId: i.toString(16).padStart(16, "0"), parentSpanId: null, serviceName: "api",
-        name: "GET /x", kind: "SERVER", startTimeMs: now - 3_600_000 + i * 1_000, durationNs: 1e6 + (i % 1000) * 1e5,
-        statusCode: i % 20 === 0 ? "ERROR" : "OK", httpStatusCode: 200, attributes,
-      });
-    }
-    await writer.writeSpans(spans);
-    await writer.writeResources([{ serviceName: "api", namespace: "hostile", region: "local", instanceId: "api-1", seenAtMs: now }]);
+    await writeRequests(writer, Date.now());
     await writer.settle();
     await sql`INSERT INTO spans SELECT s.* REPLACE (printf('%016x', c) || substr(trace_id, 17) AS trace_id, printf('%016x', c) || substr(span_id, 17) AS span_id,
                 start_time - to_days(c::INTEGER) AS start_time)
@@ -56,21 +43,13 @@ async function bigColonyFile(path: string): Promise<{ explainMs: number }> {
                 start_time - to_days(c::INTEGER) AS start_time)
               FROM span_attributes a, range(1, ${COPIES}) AS r(c)`.execute(store.db);
     const t0 = performance.now();
-    const e = await new Queries(store).explain({ service: "api", selection: { slowNs: Number(explainAll.slowThresholdNs) }, limit: 10, excludeKeys: [], sinceMs: Date.now() - ALL_MS, untilMs: Date.now() });
+    const e = await new Queries(store).explain({ service: "api", selection: { slowNs: SLOW_NS }, limit: 10, excludeKeys: [], sinceMs: Date.now() - ALL_MS, untilMs: Date.now() });
     expect(e.total).toBe(WRITTEN * COPIES);
     return { explainMs: performance.now() - t0 };
   } finally {
     await writer.close();
     await store.close();
   }
-}
-
-/** CPU time (user + system) of the colony's worker so far, in clock ticks (1/100 s). */
-function workerTicks(colony: SpawnedColony): number {
-  const stat = readFileSync(`/proc/${colony.workerPid()}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // Fields 14 and 15 of stat (utime, stime), counted from the state (field 3).
-  return Number(f[11]) + Number(f[12]);
 }
 
 describe("typed queries past the deadline", () => {
@@ -107,19 +86,7 @@ describe("typed queries past the deadline", () => {
       note("ListServices", other.listServices({})),
       note("GetPercentile", other.getPercentile({ service: "api" })),
       // Not ordered: ingest has its own connections, and its commit's time is the machine's load.
-      (async () => {
-        const r = await fetch(`${colony.otlpUrl}/v1/traces`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({
-            resourceSpans: [{
-              resource: { attributes: [{ key: "service.name", value: { stringValue: "late" } }] },
-              scopeSpans: [{ spans: [{ traceId: "f".repeat(32), spanId: "e".repeat(16), name: "GET /late", kind: 2, startTimeUnixNano: `${Date.now() * 1e6}`, endTimeUnixNano: `${Date.now() * 1e6 + 5e6}` }] }],
-            }],
-          }),
-        });
-        return r.status;
-      })(),
+      postLateSpan(colony).then((r) => r.status),
     ]);
     expect(services.services.map((s) => s.name)).toEqual(["api"]);
     expect(percentile.sampleCount).toBeGreaterThan(0n);
@@ -128,9 +95,7 @@ describe("typed queries past the deadline", () => {
     const seconds = (performance.now() - started) / 1000;
     expect(order.at(-1), SLOW_FIXTURE).toBe("ExplainSpans");
     expect(e.code, e.message).toBe(Code.DeadlineExceeded);
-    expect(e.message).toBe(
-      `the query ran longer than the ${timeoutMs} ms query timeout (--query-timeout) and was cancelled — a shorter --window (explain compares every attribute of every request in it)`,
-    );
+    expect(e.message).toBe(explainDeadlineMessage(timeoutMs));
     console.log(`explain over every span: ${Code[e.code]} after ${seconds.toFixed(2)} s (--query-timeout ${timeoutMs}ms); colony RSS ${colony.memoryMiB().toFixed(0)} MiB`);
     // The colony is unharmed, and the span it was sent meanwhile is stored.
     expect((await client.listServices({})).services.map((s) => s.name)).toEqual(["api", "late"]);
@@ -146,17 +111,15 @@ describe("typed queries past the deadline", () => {
     // CPU is measured over the middle of what the explain would take: a third of it while it runs,
     // as long again once its client is gone.
     const span = explainMs / 3;
-    await new Promise((r) => setTimeout(r, span / 2));
-    const t0 = workerTicks(colony);
-    await new Promise((r) => setTimeout(r, span));
-    const running = workerTicks(colony) - t0;
-    abort.abort();
-    expect((await call).code).toBe(Code.Canceled);
-    // A moment for the interrupt to reach DuckDB's threads, then as long again as measured above.
-    await new Promise((r) => setTimeout(r, 200));
-    const t1 = workerTicks(colony);
-    await new Promise((r) => setTimeout(r, span));
-    const after = workerTicks(colony) - t1;
+    const { running, after } = await workerTicksAcross(colony, {
+      windowMs: span,
+      stop: async () => {
+        abort.abort();
+        expect((await call).code).toBe(Code.Canceled);
+      },
+      // A moment for the interrupt to reach DuckDB's threads, then as long again as measured above.
+      settleMs: 200,
+    });
     console.log(`worker CPU over ${span.toFixed(0)} ms: ${running} ticks while the explain ran, ${after} after its client went away`);
     // DuckDB computing while the explain runs, next to nothing once it is stopped.
     expect(running).toBeGreaterThan(4 * after);

@@ -169,25 +169,33 @@ async function writeAll(w: { writeSpans(s: SpanRecord[]): Promise<void>; writeMe
   );
 }
 
+/**
+ * Runs `write` on a fresh DuckDB Writer, then on a ClickHouseWriter into this test's database, and
+ * returns every table raw SQL sees on each: DuckDB's (what is wanted) first.
+ */
+async function throughBoth(write: (w: Writer | ClickHouseWriter) => Promise<void>): Promise<[Record<string, unknown[]>, Record<string, unknown[]>]> {
+  const duckDir = mkdtempSync(join(tmpdir(), "coral-ch-writer-duck-"));
+  const store = await Store.open(join(duckDir, "coral.duckdb"));
+  try {
+    const duck = new Writer(store);
+    const ch = new ClickHouseWriter(client, { database });
+    for (const w of [duck, ch]) await write(w);
+    await duck.close();
+    return [await duckTables(store), await chTables()];
+  } finally {
+    await store.close();
+    rmSync(duckDir, { recursive: true, force: true });
+  }
+}
+
 describe("ClickHouseWriter", () => {
   it("stores what DuckDB's Writer stores: every table raw SQL sees has the same rows", async () => {
-    const duckDir = mkdtempSync(join(tmpdir(), "coral-ch-writer-duck-"));
-    const store = await Store.open(join(duckDir, "coral.duckdb"));
-    try {
-      const duck = new Writer(store);
-      const ch = new ClickHouseWriter(client, { database });
-      for (const w of [duck, ch]) {
-        await seedDemo(w, { nowMs: NOW - 3_600_000, seed: 3, hours: 0.25 });
-        await writeAll(w, traffic("a"));
-      }
-      await duck.close();
-      const [want, got] = [await duckTables(store), await chTables()];
-      for (const table of Object.keys(SHAPES)) expect(got[table], table).toEqual(want[table]);
-      expect(want.spans!.length).toBeGreaterThan(1000);
-    } finally {
-      await store.close();
-      rmSync(duckDir, { recursive: true, force: true });
-    }
+    const [want, got] = await throughBoth(async (w) => {
+      await seedDemo(w, { nowMs: NOW - 3_600_000, seed: 3, hours: 0.25 });
+      await writeAll(w, traffic("a"));
+    });
+    for (const table of Object.keys(SHAPES)) expect(got[table], table).toEqual(want[table]);
+    expect(want.spans!.length).toBeGreaterThan(1000);
   });
 
   it("gives the rows of one writer when two writers interleave the same service and minute", async () => {
@@ -248,24 +256,13 @@ describe("ClickHouseWriter", () => {
     const spans = Array.from({ length: 12 }, (_, i) =>
       span({ traceId: `x${String(i).padStart(2, "0")}`, spanId: `x${i}`, startTimeMs: NOW + (i < 6 ? i : 40 + i) * 1000, durationNs: 7_000_000 }),
     );
-    const duckDir = mkdtempSync(join(tmpdir(), "coral-ch-writer-duck-"));
-    const store = await Store.open(join(duckDir, "coral.duckdb"));
-    try {
-      const duck = new Writer(store);
-      const ch = new ClickHouseWriter(client, { database });
-      for (const w of [duck, ch]) {
-        for (let i = 0; i < spans.length; i += 3) await w.writeSpans(spans.slice(i, i + 3));
-        await w.settle();
-        await w.deleteTracesBefore(NOW + 3_000);
-      }
-      await duck.close();
-      const [want, got] = [await duckTables(store), await chTables()];
-      expect(got.latency_exemplars).toEqual(want.latency_exemplars);
-      expect(want.latency_exemplars!.length).toBe(1);
-    } finally {
-      await store.close();
-      rmSync(duckDir, { recursive: true, force: true });
-    }
+    const [want, got] = await throughBoth(async (w) => {
+      for (let i = 0; i < spans.length; i += 3) await w.writeSpans(spans.slice(i, i + 3));
+      await w.settle();
+      await w.deleteTracesBefore(NOW + 3_000);
+    });
+    expect(got.latency_exemplars).toEqual(want.latency_exemplars);
+    expect(want.latency_exemplars!.length).toBe(1);
   });
 
   it("deletes raw spans and whole trace summaries before the cutoff, and keeps the rollups", async () => {
