@@ -8,7 +8,7 @@
 // reads wait behind a running explain (up to the deadline) instead of being answered meanwhile; a
 // ClickHouse server has no such limit. That ordering is not asserted here.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, createClient, type Client } from "@connectrpc/connect";
@@ -16,16 +16,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QueryService } from "../../gen/coral/colony/v1/query_pb.js";
 import { spawnColony, transports, type SpawnedColony } from "../helpers/colony.js";
 import { failureOf } from "../helpers/rpc.js";
+import { explainAllRequest, explainDeadlineMessage, postLateSpan, workerTicksAcross, WRITTEN } from "../helpers/typed-deadline.js";
 
-/** The 2,000 written requests are copied this many times (each copy an hour earlier): 80,000 in all. */
-const COPIES = 40;
-const ALL_MS = (COPIES + 1) * 3_600_000;
-const explainAll = { service: "api", slowThresholdNs: 50_000_000n, timeRangeMs: BigInt(ALL_MS) };
+/**
+ * The fixture copies the WRITTEN (2,000) requests (each copy an hour earlier) until an explain over
+ * all of them takes this long in process: the deadline below is half of it.
+ */
+const EXPLAIN_AT_LEAST_MS = 1_200;
 
 /** Runs the fixture script in a process of its own (chdb binds one data directory per process). */
-function buildStore(dir: string): Promise<{ explainMs: number; total: number }> {
+function buildStore(dir: string): Promise<{ copies: number; explainMs: number; total: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(join("node_modules", ".bin", "tsx"), [join("test", "hostile", "clickhouse-deadline-fixture.ts"), dir, String(COPIES)], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(join("node_modules", ".bin", "tsx"), [join("test", "hostile", "clickhouse-deadline-fixture.ts"), dir, String(EXPLAIN_AT_LEAST_MS)], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     let err = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
@@ -35,13 +37,6 @@ function buildStore(dir: string): Promise<{ explainMs: number; total: number }> 
   });
 }
 
-/** CPU time (user + system) of the colony's worker so far, in clock ticks (1/100 s). */
-function workerTicks(colony: SpawnedColony): number {
-  const stat = readFileSync(`/proc/${colony.workerPid()}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(f[11]) + Number(f[12]);
-}
-
 describe("typed queries past the deadline on ClickHouse", () => {
   let dir: string;
   let store: string;
@@ -49,15 +44,19 @@ describe("typed queries past the deadline on ClickHouse", () => {
   let client: Client<typeof QueryService>;
   let timeoutMs: number;
   let explainMs: number;
+  let allMs: number;
+  let explainAll: ReturnType<typeof explainAllRequest>;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "coral-ch-typed-deadline-"));
     store = `chdb:${join(dir, "chdb")}`;
     const built = await buildStore(join(dir, "chdb"));
-    expect(built.total).toBe(2_000 * COPIES);
+    expect(built.total).toBe(WRITTEN * built.copies);
+    allMs = (built.copies + 1) * 3_600_000;
+    explainAll = explainAllRequest(allMs);
     explainMs = built.explainMs;
     timeoutMs = Math.round(explainMs / 2);
     console.log(`explain over ${built.total} spans took ${explainMs.toFixed(0)} ms in process`);
-    expect(timeoutMs, "explain over the fixture is too fast for this test: raise COPIES").toBeGreaterThan(300);
+    expect(timeoutMs, "explain over the fixture stayed fast at the fixture's most copies: raise MAX_COPIES").toBeGreaterThan(300);
     colony = await spawnColony({ extraArgs: ["--store", store, "--query-timeout", `${timeoutMs}ms`, "--retention", "0"] });
     client = createClient(QueryService, transports["Connect over HTTP/2"]!(colony.baseUrl));
   }, 600_000);
@@ -68,27 +67,16 @@ describe("typed queries past the deadline on ClickHouse", () => {
 
   it("an explain over every span ends at --query-timeout saying what to narrow; OTLP ingest is served meanwhile, and the reads after it answer correctly", async () => {
     const explain = failureOf(client.explainSpans(explainAll));
-    const ingested = await fetch(`${colony.otlpUrl}/v1/traces`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        resourceSpans: [{
-          resource: { attributes: [{ key: "service.name", value: { stringValue: "late" } }] },
-          scopeSpans: [{ spans: [{ traceId: "f".repeat(32), spanId: "e".repeat(16), name: "GET /late", kind: 2, startTimeUnixNano: `${Date.now() * 1e6}`, endTimeUnixNano: `${Date.now() * 1e6 + 5e6}` }] }],
-        }],
-      }),
-    });
+    const ingested = await postLateSpan(colony);
     expect(ingested.status).toBe(200);
     const e = await explain;
     expect(e.code, e.message).toBe(Code.DeadlineExceeded);
-    expect(e.message).toBe(
-      `the query ran longer than the ${timeoutMs} ms query timeout (--query-timeout) and was cancelled — a shorter --window (explain compares every attribute of every request in it)`,
-    );
+    expect(e.message).toBe(explainDeadlineMessage(timeoutMs));
     // Twice more, each followed by reads of every shape, on whichever session the explain had.
     for (let i = 0; i < 2; i++) {
       expect((await failureOf(client.explainSpans(explainAll))).code).toBe(Code.DeadlineExceeded);
       expect((await client.listServices({})).services.map((s) => s.name)).toEqual(["api", "late"]);
-      expect((await client.getPercentile({ service: "api", timeRangeMs: BigInt(ALL_MS) })).sampleCount).toBe(2_000n);
+      expect((await client.getPercentile({ service: "api", timeRangeMs: BigInt(allMs) })).sampleCount).toBe(BigInt(WRITTEN));
       expect((await client.getService({ service: "api" })).service?.namespace).toBe("hostile");
     }
   }, 120_000);
@@ -103,18 +91,16 @@ describe("typed queries past the deadline on ClickHouse", () => {
     // CPU is measured over the middle of what the explain would take: a third of it while it runs,
     // as long again once its client is gone.
     const span = explainMs / 3;
-    await new Promise((r) => setTimeout(r, span / 2));
-    const t0 = workerTicks(colony);
-    await new Promise((r) => setTimeout(r, span));
-    const running = workerTicks(colony) - t0;
-    abort.abort();
-    expect((await call).code).toBe(Code.Canceled);
-    // A KILL reaches chdb's operators a block later: as long again as the measurement's start. The
-    // explain would run on for the whole second window below.
-    await new Promise((r) => setTimeout(r, span / 2));
-    const t1 = workerTicks(colony);
-    await new Promise((r) => setTimeout(r, span));
-    const after = workerTicks(colony) - t1;
+    const { running, after } = await workerTicksAcross(colony, {
+      windowMs: span,
+      stop: async () => {
+        abort.abort();
+        expect((await call).code).toBe(Code.Canceled);
+      },
+      // A KILL reaches chdb's operators a block later: as long again as the measurement's start. The
+      // explain would run on for the whole second window below.
+      settleMs: span / 2,
+    });
     console.log(`worker CPU over ${span.toFixed(0)} ms: ${running} ticks while the explain ran, ${after} after its client went away`);
     // chdb computing while the explain runs (on two cores shared with the rest of the machine),
     // next to nothing but its background threads once it is stopped.

@@ -17,7 +17,7 @@ import {
 import { exemplarOf, groupByAttributeAnswer, knownServiceOf, serviceOf, systemMetricsOf, traceAnswer, traceOf, type StoredSpan, type TraceBounds } from "../answers.js";
 import type { ExplainSelection, Explanation, KnownService, ReadStore } from "../engine.js";
 import { EXEMPLARS_PER_BUCKET } from "../exemplar-limits.js";
-import { EXPLAIN_MAX_KEYS, EXPLAIN_MAX_VALUES, EXPLAIN_VALUE_CHARS } from "../queries.js";
+import { cmp, EXPLAIN_EXEMPLARS, EXPLAIN_MATCH_CHARS, EXPLAIN_MAX_KEYS, EXPLAIN_MAX_VALUES, EXPLAIN_VALUE_CHARS } from "../queries.js";
 import { HTTP_SERVER_DURATION, type Database } from "../schema.js";
 import { EDGE_MANTISSA, SCALE, quantileFromBuckets } from "../sketch.js";
 import { ClickHouseDialect } from "./dialect.js";
@@ -53,13 +53,6 @@ export function bucketIndexClickHouseSql(column: string): string {
 
 /** A failed request, as GetErrorRate counts them (queries.ts FAILED). */
 const FAILED = sql<boolean>`(status_code = 'ERROR' OR ifNull(http_status_code, 0) >= 500)`;
-const EXPLAIN_MATCH_CHARS = 4096;
-const EXPLAIN_EXEMPLARS = 3;
-
-function cmp(x: string, y: string): number {
-  return x < y ? -1 : x > y ? 1 : 0;
-}
-
 export class ClickHouseReads implements ReadStore {
   private readonly db: Kysely<Database>;
 
@@ -142,7 +135,12 @@ export class ClickHouseReads implements ReadStore {
     return create(FindErrorTracesResponseSchema, { traces: rows.map(traceOf), totalCount: BigInt(total.n) });
   }
 
-  /** As queries.ts: per host sample, minutes weighted by their samples, over the minutes that reported the metric. */
+  /**
+   * As queries.ts: per host sample, minutes weighted by their samples, over the minutes that reported
+   * the metric. On one thread: these are sums of floats, whose last digits depend on the order they
+   * are added in — spread over threads, two calls on the same data answered 42.34624074074073 and
+   * …74 (and not what DuckDB answers).
+   */
   async systemMetrics(a: { service: string; sinceMs: number; untilMs: number }): Promise<GetSystemMetricsResponse> {
     const [since, until] = minuteWindow(a.sinceMs, a.untilMs);
     const weighted = (column: string) => sql.raw(`sum(${column} * sample_count) / nullIf(sumIf(sample_count, ${column} IS NOT NULL), 0)`);
@@ -151,7 +149,8 @@ export class ClickHouseReads implements ReadStore {
              ${weighted("memory_used_bytes")} AS memoryUsedBytes, ${weighted("memory_total_bytes")} AS memoryTotalBytes,
              uniqExact(host_name) AS hostCount, sum(sample_count) AS sampleCount
       FROM ${this.t("system_metrics_rollup")}
-      WHERE service_name = ${a.service} AND timestamp >= ${since} AND timestamp < ${until}`.execute(this.db);
+      WHERE service_name = ${a.service} AND timestamp >= ${since} AND timestamp < ${until}
+      SETTINGS max_threads = 1`.execute(this.db);
     return systemMetricsOf(a.service, r.rows[0]!);
   }
 
@@ -282,7 +281,7 @@ export class ClickHouseReads implements ReadStore {
     );
   }
 
-  /** As queries.ts explain: the same two statements, in ClickHouse SQL. */
+  /** As queries.ts explain: the same ranking, tie rule and numbers, in ClickHouse SQL (two statements here). */
   async explain(a: { service: string; selection: ExplainSelection; limit: number; excludeKeys: string[]; sinceMs: number; untilMs: number }): Promise<Explanation> {
     const selected = "slowNs" in a.selection ? sql<boolean>`duration_ns >= ${a.selection.slowNs}` : FAILED;
     const selectedAttr = "slowNs" in a.selection ? selected : sql<boolean>`failed`;
