@@ -7,7 +7,10 @@ import { Writer } from "../ingest/writer.js";
 import { Queries } from "../store/queries.js";
 import { HTTP_SERVER_DURATION } from "../store/schema.js";
 import { Store } from "../store/store.js";
-import { LiveDemo, seedDemo } from "./demo.js";
+import type { ResourceRecord, SpanRecord } from "../ingest/records.js";
+import type { WriteStore } from "../store/engine.js";
+import { DemoTraffic, LiveDemo, seedDemo } from "./demo.js";
+import { INCIDENT_SERVICE } from "./incidents.js";
 
 const NOW = Date.UTC(2026, 5, 1, 12, 0, 0);
 const HOUR = 3_600_000;
@@ -132,6 +135,49 @@ describe("seedDemo", () => {
       expect(services.find((s) => s.name === "payments")).toMatchObject({ namespace: "shop", instanceCount: 3 });
       expect(services.every((s) => s.instanceCount >= 2 && s.region.length > 0)).toBe(true);
     });
+  });
+});
+
+/** What the seed writes, kept in memory: the instances it registers and those its spans' resources name. */
+async function seedInstances(o: Parameters<typeof seedDemo>[1]) {
+  const registered = new Map<string, Set<string>>();
+  const inSpans = new Map<string, Set<string>>();
+  const add = (m: Map<string, Set<string>>, service: string, id: string) => (m.get(service) ?? m.set(service, new Set()).get(service)!).add(id);
+  const writer = {
+    writeResources: async (rs: ResourceRecord[]) => rs.forEach((r) => add(registered, r.serviceName, r.instanceId)),
+    writeSpans: async (spans: readonly SpanRecord[]) => spans.forEach((s) => add(inSpans, s.serviceName, instanceOf(s))),
+    writeHostSamples: async () => {},
+  } as Partial<WriteStore> as WriteStore;
+  await seedDemo(writer, o);
+  return { registered, inSpans };
+}
+
+/** A span's service.instance.id: its resource's, which the span's own attribute must repeat. */
+function instanceOf(s: SpanRecord): string {
+  const rows = s.resourceRows ?? [];
+  const i = rows.findIndex((v, k) => k % 2 === 0 && v === "service.instance.id");
+  const id = rows[i + 1]!;
+  if (s.kind === "SERVER") expect((s.attributes as Record<string, unknown>)["service.instance.id"]).toBe(id);
+  return id;
+}
+
+describe("demo instances", () => {
+  // `coral demo load` into a seeded colony registers the instances its spans' resources name: were
+  // they not the seed's, every service would count its instances twice.
+  it("the seed registers exactly the instances its spans come from, as live `demo load` traffic names them", async () => {
+    const { registered, inSpans } = await seedInstances({ nowMs: NOW, hours: 0.25 });
+    expect(registered).toEqual(inSpans);
+    expect(registered.get("payments")?.size).toBe(3);
+    const loaded = new DemoTraffic(7);
+    const live = new Map<string, Set<string>>();
+    for (let i = 0; i < 2_000; i++) for (const s of loaded.trace(NOW + i)) (live.get(s.serviceName) ?? live.set(s.serviceName, new Set()).get(s.serviceName)!).add(instanceOf(s));
+    expect(live).toEqual(registered);
+  });
+
+  it("with a staged incident, the staged service's instances are the staging's pods", async () => {
+    const { registered, inSpans } = await seedInstances({ nowMs: NOW, hours: 0.5, incident: { kind: "pod", minutes: 30 } });
+    expect(registered).toEqual(inSpans);
+    expect(registered.get(INCIDENT_SERVICE)?.size).toBe(6);
   });
 });
 

@@ -187,7 +187,7 @@ class TraceBuilder {
       "http.method": route.method,
       "http.route": route.path,
       "http.status_code": status,
-      "service.instance.id": `${route.service}-${instance}`,
+      "service.instance.id": "",
     };
     let pod = { name: podName(route.service, instance), version: spec.version };
     if (this.staging?.service === route.service) {
@@ -200,6 +200,8 @@ class TraceBuilder {
       Object.assign(attributes, staged.attributes);
       pod = staged.pod;
     }
+    // The pod is the instance, as its resource says (and `coral demo load` sends).
+    attributes["service.instance.id"] = pod.name;
     const server = this.span(spanId, parentSpanId, route.service, `${route.method} ${route.path}`, "SERVER", startMs, durationMs, failed, status, attributes);
     const resource = podResources.get(route.service, pod);
     for (const s of [server, ...local]) s.resourceRows = resource;
@@ -295,7 +297,7 @@ export async function seedDemo(
   const incidents: Incident[] = [{ service: "payments", fromMs: endMs - 28 * MINUTE_MS, toMs: endMs - 20 * MINUTE_MS, errorRate: 0.12 }];
   const plan = o.incident && planIncident(o.incident.kind, { seed, fromMs: endMs - (o.incident.minutes ?? 30) * MINUTE_MS, toMs: endMs, effect: o.incident.effect });
   const staging = plan && new Staging(plan, seed);
-  await writer.writeResources(resourcesSeenAt(services, [startMs, endMs]));
+  await writer.writeResources(resourcesSeenAt(services, [startMs, endMs], staging));
   const spans = await writeTraffic(writer, g, { startMs, endMs, seriesStartMs: startMs, incidents, staging });
   return { spans, services, ...(plan ? { incident: plan } : {}) };
 }
@@ -341,14 +343,18 @@ export class LiveDemo {
   }
 }
 
-function resourcesSeenAt(services: string[], times: number[]): ResourceRecord[] {
+/**
+ * The instances (pods) of every service, seen at `times`: the pod names the spans' resources carry,
+ * so live or loaded traffic (the same pods) adds no instance of its own. A staged service is served
+ * by the staging's pods instead.
+ */
+function resourcesSeenAt(services: string[], times: number[], staging?: Staging): ResourceRecord[] {
   const resources: ResourceRecord[] = [];
   for (const name of services) {
     const spec = SERVICES[name]!;
-    for (let i = 0; i < spec.instances; i++) {
-      for (const seenAtMs of times) {
-        resources.push({ serviceName: name, namespace: spec.namespace, region: spec.region, instanceId: `${name}-${i}`, seenAtMs });
-      }
+    const pods = staging?.service === name ? Staging.podNames : Array.from({ length: spec.instances }, (_, i) => podName(name, i));
+    for (const instanceId of pods) {
+      for (const seenAtMs of times) resources.push({ serviceName: name, namespace: spec.namespace, region: spec.region, instanceId, seenAtMs });
     }
   }
   return resources;

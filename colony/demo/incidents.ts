@@ -120,6 +120,9 @@ export interface StagedRequest {
 
 /** Decorates the staged service's requests with pod, release, region and tier, and applies the incident. */
 export class Staging {
+  /** The pods that serve the staged service's requests (in place of its usual ones). */
+  static readonly podNames: readonly string[] = PODS.map((p) => p.name);
+
   private readonly random: () => number;
 
   constructor(
