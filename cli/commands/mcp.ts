@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { Command, Option, UsageError } from "clipanion";
 import pkg from "../../package.json" with { type: "json" };
 import { DEFAULT_BUDGET, formatBudget, parseBudget } from "../run/broker-budget.js";
+import { SCRIPT_MEMORY_MB } from "../run/memory-limit.js";
 import { packageRoot } from "../run/paths.js";
 import { parseListen } from "../../colony/server/address.js";
 import { serveHttp, serveStdio, type McpSettings } from "../../mcp/server.js";
@@ -17,7 +18,6 @@ import { colonyTransport } from "../runtime/transport.js";
 
 const DEFAULT_TIMEOUT_SEC = 30;
 const MAX_TIMEOUT_SEC = 300;
-const DEFAULT_MEMORY_MB = 512;
 
 export class McpCommand extends CoralCommand {
   static paths = [["mcp"]];
@@ -49,7 +49,7 @@ export class McpCommand extends CoralCommand {
   });
   tokenFile = Option.String("--token-file", { description: "File holding the bearer token for the colony (default $CORAL_TOKEN)" });
   timeout = Option.String("--timeout", { description: `Seconds a run_script script gets unless the call asks for other (default ${DEFAULT_TIMEOUT_SEC}, at most ${MAX_TIMEOUT_SEC})` });
-  memory = Option.String("--memory", { description: `Memory limit of a run_script script in MB (default ${DEFAULT_MEMORY_MB})` });
+  memory = Option.String("--memory", { description: `Memory limit of a run_script script in MB (default ${SCRIPT_MEMORY_MB.default})` });
   budget = Option.Array("--budget", [], {
     description: `Limits on each script's SDK calls: rpcs=N,rows=N,bytes=SIZE,time=DURATION (repeatable; default ${formatBudget(DEFAULT_BUDGET)})`,
   });
@@ -88,7 +88,7 @@ export class McpCommand extends CoralCommand {
   /** Validates the command line; every problem names its flag. */
   private settings(): McpSettings {
     const timeoutSec = this.timeout === undefined ? DEFAULT_TIMEOUT_SEC : numberFlag("--timeout", this.timeout, { min: 1, max: MAX_TIMEOUT_SEC, integer: true });
-    const memoryMb = this.memory === undefined ? DEFAULT_MEMORY_MB : numberFlag("--memory", this.memory, { min: 16, max: 1_048_576, integer: true });
+    const memoryMb = this.memory === undefined ? SCRIPT_MEMORY_MB.default : numberFlag("--memory", this.memory, { min: SCRIPT_MEMORY_MB.min, max: SCRIPT_MEMORY_MB.max, integer: true });
     let budget;
     try {
       budget = parseBudget(this.budget);

@@ -2,6 +2,7 @@ import { openSync } from "node:fs";
 import { Command, Option, UsageError } from "clipanion";
 import { DEFAULT_BUDGET, formatBudget, parseBudget } from "../run/broker-budget.js";
 import { runScript, type RunOptions } from "../run/launcher.js";
+import { SCRIPT_MEMORY_MB } from "../run/memory-limit.js";
 import { watchScript } from "../run/watch.js";
 import { resolveColony } from "../runtime/colony-address.js";
 import { CoralCommand } from "../runtime/command.js";
@@ -9,7 +10,6 @@ import { numberFlag } from "../runtime/number-flag.js";
 import { resolveToken } from "../runtime/token.js";
 
 const DEFAULT_TIMEOUT_SEC = 60;
-const DEFAULT_MEMORY_MB = 512;
 
 export class RunCommand extends CoralCommand {
   static paths = [["run"]];
@@ -22,7 +22,7 @@ export class RunCommand extends CoralCommand {
 
       The script has no network access at all: its \`@coral/sdk\` calls go to coral run over a private channel, and coral run asks the colony. It cannot write files, start processes, load native code, read system information, or read environment variables other than CORAL_PARAMS and CORAL_MODE (\`cli\`). It reads no files unless \`--allow-read DIR\` grants one directory (by its real path; symlinks inside it that lead elsewhere stay closed). Before it runs, every module it imports is checked: only \`@coral/sdk\`, \`node:\` built-ins and its own module files (.ts, .mts, .tsx, .js, .mjs, .jsx, .json, none of them dot-named) inside the script's directory are allowed — no http(s):, jsr: or npm: imports, and \`text\` or \`bytes\` imports only inside \`--allow-read\`. It writes nothing to disk: no files, no Cache API, no localStorage.
 
-      Limits: \`--timeout\` (default $CORAL_SCRIPT_TIMEOUT, else ${DEFAULT_TIMEOUT_SEC} s; 0 = none) stops the script with SIGTERM, then SIGKILL 2 s later, exit code 124. \`--memory\` (default $CORAL_SCRIPT_MEMORY, else ${DEFAULT_MEMORY_MB} MB) caps the JavaScript heap and, on Linux, the process's data segment; running out ends the script with exit code 137.
+      Limits: \`--timeout\` (default $CORAL_SCRIPT_TIMEOUT, else ${DEFAULT_TIMEOUT_SEC} s; 0 = none) stops the script with SIGTERM, then SIGKILL 2 s later, exit code 124. \`--memory\` (default $CORAL_SCRIPT_MEMORY, else ${SCRIPT_MEMORY_MB.default} MB) caps the JavaScript heap and, on Linux, the process's data segment; running out ends the script with exit code 137.
 
       The colony's bearer token, if it needs one, comes from \`--token-file FILE\` or \`$CORAL_TOKEN\`; coral run keeps it and the script cannot read it (nor the colony's address). \`--token TOKEN\` works too, but every local user can read it in \`ps\`.
 
@@ -76,7 +76,7 @@ export class RunCommand extends CoralCommand {
     const timeoutSec = timeoutText === undefined ? DEFAULT_TIMEOUT_SEC : numberFlag(timeoutFrom, timeoutText, { min: 0, max: 2_147_483 });
     const [memoryFrom, memoryText] = flagOrEnv("--memory", this.memory, "CORAL_SCRIPT_MEMORY");
     // 1 TiB at most; far beyond it V8's heap flag overflows and Deno crashes.
-    const memoryMb = memoryText === undefined ? DEFAULT_MEMORY_MB : numberFlag(memoryFrom, memoryText, { min: 16, max: 1_048_576, integer: true });
+    const memoryMb = memoryText === undefined ? SCRIPT_MEMORY_MB.default : numberFlag(memoryFrom, memoryText, { min: SCRIPT_MEMORY_MB.min, max: SCRIPT_MEMORY_MB.max, integer: true });
     const params: Record<string, string> = Object.create(null);
     for (const p of this.params) {
       const eq = p.indexOf("=");

@@ -18,6 +18,7 @@ import { resolve } from "node:path";
 import { denoSpec, hasExited, isRegularFile, launch, prepareRunDir, type DenoSpec, type Launched } from "./deno-start.js";
 import { defaultSdkModule, denoPath } from "./paths.js";
 import { quickParse } from "./quick-parse.js";
+import { SCRIPT_MEMORY_MB } from "./memory-limit.js";
 import { makeRunDirSync } from "./run-dir.js";
 
 export interface EarlyStart {
@@ -33,7 +34,6 @@ export interface EarlyStart {
   release(): void;
 }
 
-const DEFAULT_MEMORY_MB = 512;
 /** Beyond these the command's own checks decide (usage errors); the early start stays out of it. */
 const MAX_EARLY_PARAM_BYTES = 64 * 1024;
 const MAX_EARLY_ARG_BYTES = 256 * 1024;
@@ -135,11 +135,11 @@ function cleaner(state: { work?: string; launched?: Launched }) {
 function memoryOf(flag: string | undefined): number | undefined {
   const env = process.env.CORAL_SCRIPT_MEMORY;
   const text = flag ?? (env === undefined || env.trim() === "" ? undefined : env);
-  if (text === undefined) return DEFAULT_MEMORY_MB;
+  if (text === undefined) return SCRIPT_MEMORY_MB.default;
   const s = text.trim();
   if (!/^\d{1,7}$/.test(s)) return undefined;
   const n = Number(s);
-  return n >= 16 && n <= 1_048_576 ? n : undefined;
+  return n >= SCRIPT_MEMORY_MB.min && n <= SCRIPT_MEMORY_MB.max ? n : undefined;
 }
 
 /** The --param values as RunCommand builds them, when plainly valid. */
