@@ -80,10 +80,13 @@ export interface KillableColony {
   kill(): Promise<void>;
 }
 
-/** `coral colony start` on free ports; unlike spawnColony it hands over the process at once. */
-export function startKillableColony(bin: string, dbPath: string): KillableColony {
+/**
+ * `coral colony start` on free ports; unlike spawnColony it hands over the process at once.
+ * `storeArgs` replace `--db dbPath` (e.g. `--store chdb:DIR`).
+ */
+export function startKillableColony(bin: string, dbPath: string, storeArgs: string[] = ["--db", dbPath]): KillableColony {
   const t0 = performance.now();
-  const proc = spawn(process.execPath, [bin, "colony", "start", "--listen", "127.0.0.1:0", "--otlp", "127.0.0.1:0", "--db", dbPath], {
+  const proc = spawn(process.execPath, [bin, "colony", "start", "--listen", "127.0.0.1:0", "--otlp", "127.0.0.1:0", ...storeArgs], {
     cwd: root,
     env: cleanEnv(),
     stdio: ["ignore", "pipe", "pipe"],
@@ -128,6 +131,19 @@ export function startKillableColony(bin: string, dbPath: string): KillableColony
       // A worker spawned between the listing and the kill ends by itself, at once, when it finds its supervisor gone.
     },
   };
+}
+
+/**
+ * Kills `c` `random() * startMs` ms into its start (`startMs`: how long a whole start took), and
+ * says when, for the episode's log.
+ */
+export async function killIntoStart(c: KillableColony, startMs: number, random: () => number): Promise<string> {
+  let ready = false;
+  c.ready.then(() => (ready = true), () => {});
+  const after = random() * startMs;
+  await new Promise((r) => setTimeout(r, after));
+  await c.kill();
+  return `${after.toFixed(0)} ms into a start${ready ? " (it was ready)" : ""}`;
 }
 
 /**

@@ -7,13 +7,12 @@
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { expect, test } from "vitest";
 import type { LatencyRecord, SpanRecord } from "../../colony/ingest/records.js";
 import { DATA_VERSION } from "../../colony/store/migrations.js";
 import { bucketIndex, bucketIndexSql } from "../../colony/store/sketch.js";
 import { Store } from "../../colony/store/store.js";
-import { killAtWalWrite, peekDatabase, querySql, seededRandom, snapshotCli, startKillableColony } from "../helpers/crash.js";
+import { killAtWalWrite, killIntoStart, peekDatabase, querySql, seededRandom, snapshotCli, startKillableColony } from "../helpers/crash.js";
 import { writeLegacyFile } from "../helpers/legacy.js";
 
 const SEED = process.env.CORAL_CRASH_SEED ? Number(process.env.CORAL_CRASH_SEED) : Math.floor(Math.random() * 2 ** 31);
@@ -95,12 +94,7 @@ test(
         for (let k = 0; k < kills; k++) {
           const c = startKillableColony(cli.bin, db);
           if (random() < 0.5) {
-            let ready = false;
-            c.ready.then(() => (ready = true), () => {});
-            const after = random() * startMs;
-            await sleep(after);
-            await c.kill();
-            what.push(`${after.toFixed(0)} ms into a start${ready ? " (it was ready)" : ""}`);
+            what.push(await killIntoStart(c, startMs, random));
           } else {
             const writes = 1 + Math.floor(random() * 4);
             const interrupted = await killAtWalWrite(c, db, writes, 4096);

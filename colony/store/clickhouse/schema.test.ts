@@ -151,6 +151,72 @@ describe("ClickHouse schema", () => {
     expect(await shapes("old")).toEqual(want);
   });
 
+  describe("the span_attributes fill of an upgrade", () => {
+    // Three days of spans, a few with attributes of megabytes (chunks end on bytes too), some
+    // with none (they never get rows, so every run looks at them again).
+    const day0 = Date.UTC(2026, 0, 10);
+    const span = (i: number, startTimeMs: number): SpanRecord => ({
+      traceId: `t${i % 97}`,
+      spanId: `s${i}`,
+      parentSpanId: null,
+      serviceName: ["api", "db", "web"][i % 3]!,
+      name: "GET /",
+      kind: i % 5 === 0 ? "CLIENT" : "SERVER",
+      startTimeMs,
+      durationNs: 1000 * (1 + (i % 13)),
+      statusCode: i % 4 === 0 ? "ERROR" : "OK",
+      httpStatusCode: i % 6 === 0 ? 503 : 200,
+      attributes: i % 7 === 0 ? {} : { "http.route": `/r/${i % 5}`, n: i, ...(i % 100 === 1 && i < 300 ? { big: "x".repeat(3 * 1024 * 1024 + i) } : {}) },
+    });
+    const oldSpans = Array.from({ length: 900 }, (_, i) => span(i, day0 + Math.floor(i / 300) * 86_400_000 + (i % 300) * 1000));
+    const attributesOf = (db: string) => rows(`SELECT * EXCEPT start_time, toString(start_time) AS at FROM \`${db}\`.span_attributes ORDER BY ALL`);
+    /** Spans written by the current writer, in batches of one day. */
+    const writeAll = async (w: ClickHouseWriter, spans: SpanRecord[]) => {
+      for (let i = 0; i < spans.length; i += 100) await w.writeSpans(spans.slice(i, i + 100));
+    };
+    /** A database of the first shape holding `oldSpans`, and the attribute rows of the `kept` spans (a fill cut short). */
+    const oldDatabase = async (db: string, kept: SpanRecord[] = []) => {
+      await createTables(client, { database: db });
+      await writeAll(new ClickHouseWriter(client, { database: db }), oldSpans);
+      await client.command({ query: `DELETE FROM \`${db}\`.span_attributes WHERE span_id NOT IN {kept:Array(String)}`, query_params: { kept: kept.map((x) => x.spanId) } });
+      await client.command({ query: `TRUNCATE TABLE \`${db}\`.schema_migrations` });
+      await client.command({ query: `INSERT INTO \`${db}\`.schema_migrations VALUES (1, now64(6))` });
+    };
+
+    it("resumes a fill cut short: the spans filled before are skipped, the rest added once", async () => {
+      await createTables(client, { database: "ref_partial" });
+      await writeAll(new ClickHouseWriter(client, { database: "ref_partial" }), oldSpans);
+      const want = await attributesOf("ref_partial");
+      // What landed before the kill: the first day's spans of api and db.
+      await oldDatabase("partial", oldSpans.filter((x) => x.startTimeMs < day0 + 86_400_000 && x.serviceName !== "web"));
+      expect((await attributesOf("partial")).length).toBeGreaterThan(0);
+      expect((await attributesOf("partial")).length).toBeLessThan(want.length);
+      await createTables(client, { database: "partial" });
+      expect(await attributesOf("partial")).toEqual(want);
+      expect(await schemaVersion(client, "partial")).toBe(SCHEMA_VERSION);
+    });
+
+    it("gives the writer's rows with two colonies upgrading at once while one already ingests, late spans too", async () => {
+      // New spans: some start before the cutoff (late arrivals into the days being filled), some after.
+      const newSpans = [...Array.from({ length: 200 }, (_, i) => span(1000 + i, day0 + 86_400_000 + i * 997)), ...Array.from({ length: 200 }, (_, i) => span(2000 + i, Date.now() + i))];
+      await createTables(client, { database: "ref_ingest" });
+      await writeAll(new ClickHouseWriter(client, { database: "ref_ingest" }), [...oldSpans, ...newSpans]);
+      const want = await attributesOf("ref_ingest");
+      await oldDatabase("ingest");
+      await Promise.all([
+        createTables(client, { database: "ingest" }),
+        (async () => {
+          await createTables(client, { database: "ingest" });
+          await writeAll(new ClickHouseWriter(client, { database: "ingest" }), newSpans);
+        })(),
+      ]);
+      expect(await attributesOf("ingest")).toEqual(want);
+      // A start after the upgrade adds nothing.
+      await createTables(client, { database: "ingest" });
+      expect(await attributesOf("ingest")).toEqual(want);
+    }, 60_000);
+  });
+
   it("writes the --cluster DDL as the golden text (ON CLUSTER, Replicated*MergeTree, Distributed)", () => {
     const golden = readFileSync(new URL("./testdata/cluster-ddl.sql", import.meta.url), "utf8");
     expect(ddl({ database: "coral", cluster: "prod" }).join(";\n\n") + ";\n").toBe(golden);

@@ -23,8 +23,9 @@
 // did not: a kill between INSERTs loses nothing and doubles nothing *if the client retries*. If
 // it never does, that one batch may be stored in part. docs/scale-out.md says the same.
 //
-// Internal tables (`*_parts`, `coral_bucket_values`) hold contributions; raw SQL reads the views
+// Internal tables (`*_parts`, `coral_bucket_values`, `coral_schema`) hold contributions and bookkeeping; raw SQL reads the views
 // (`latency_exemplars` too: the candidates DuckDB would have kept). DuckDB's `rollup_pending` has no counterpart: nothing is merged later, so nothing is owed.
+import { createHash } from "node:crypto";
 import type { ClickHouseClient } from "@clickhouse/client";
 import type { SpanRecord } from "../../ingest/records.js";
 import { EXEMPLARS_PER_BUCKET } from "../exemplar-limits.js";
@@ -36,7 +37,8 @@ import { attributeRows } from "./rows.js";
  * 1: the first tables (span_attributes and latency_exemplars were added later without a bump, so
  *    the steps look at which tables a database holds rather than at this number).
  * 2: exemplar candidates in `latency_exemplar_parts`, `latency_exemplars` the view of the kept
- *    ones; `span_attributes` filled for the spans stored before it existed.
+ *    ones; `span_attributes` filled for the spans stored before it existed. The version row is
+ *    written after the fill, so below 2 the fill may be unfinished (fillSpanAttributes).
  */
 export const SCHEMA_VERSION = 2;
 
@@ -256,6 +258,18 @@ const TABLES: TableDef[] = [
     shardBy: "version",
   },
   {
+    // Progress of upgrade steps longer than one statement (the span_attributes fill's cutoff):
+    // one row per key, written once (a fixed deduplication token), read with min().
+    name: "coral_schema",
+    columns: [
+      ["key", "String"],
+      ["value", "String"],
+    ],
+    engine: "MergeTree",
+    orderBy: "key",
+    shardBy: "cityHash64(key)",
+  },
+  {
     // bucketValue(bucket) as the bits of the double TypeScript computes: no float parsing or libm
     // in between, so percentiles read in SQL equal quantileFromBuckets exactly.
     name: "coral_bucket_values",
@@ -469,65 +483,131 @@ async function moveExemplarCandidates(client: ClickHouseClient, o: DdlOptions, b
   if (before.get("latency_exemplars") === "Distributed") await client.command({ query: `DROP TABLE IF EXISTS ${db}.${ident("latency_exemplars")}${onCluster} SYNC` });
 }
 
-/** Spans read per chunk by the span_attributes step: bounded memory, whatever a day holds. */
-const FILL_CHUNK = 20_000;
+/**
+ * The span_attributes fill's chunks: at most this many spans, and this many bytes of attribute
+ * JSON (a single larger span goes alone), are read and turned into rows at once.
+ */
+const FILL_CHUNK_SPANS = 20_000;
+const FILL_CHUNK_BYTES = 8 * 1024 * 1024;
+/** `coral_schema` key of the fill's cutoff, µs since the epoch. */
+const FILL_CUTOFF = "span_attributes_fill_cutoff_us";
+
+type SpanKey = { service_name: string; us: string; trace_id: string; span_id: string };
+type StoredSpan = SpanKey & { kind: string; duration_ns: string; status_code: string; http_status_code: number | null; attributes: string };
+
+/**
+ * The fill's cutoff: the time the first start that began the fill recorded (one row, a fixed
+ * token; min() if a colony starting in the same instant added a second). Spans that start at or
+ * after it are the writer's: an upgraded colony writes their rows itself.
+ */
+async function fillCutoff(client: ClickHouseClient, table: string): Promise<string> {
+  await client.insert({
+    table,
+    values: [[FILL_CUTOFF, String(Date.now() * 1000)]],
+    columns: columnsOf("coral_schema") as [string, ...string[]],
+    format: "JSONCompactEachRow",
+    clickhouse_settings: { insert_deduplication_token: `coral_schema:${FILL_CUTOFF}` },
+  });
+  const r = await client.query({ query: `SELECT toString(min(toInt64(value))) AS us FROM ${table} WHERE key = {k:String}`, query_params: { k: FILL_CUTOFF }, format: "JSONEachRow" });
+  return ((await r.json()) as { us: string }[])[0]!.us;
+}
 
 /**
  * Step to 2, after the DDL, for a database whose spans predate `span_attributes`: their rows, made
  * by the writer's own code from the stored JSON (such spans carry no resource attributes), so they
  * equal what ingestion writes today — ClickHouse's JSON functions print some numbers differently
- * from JavaScript. Chunks in a fixed order, each with a token: a second colony running the step
- * at the same time adds nothing twice.
+ * from JavaScript. The step is done when the version row is written (after it), so a start killed
+ * midway leaves the version below 2 and the next start runs it again, which adds only what is
+ * missing:
+ * - only spans that start before the cutoff (fillCutoff), day by day, in key order;
+ * - each chunk leaves out the spans that have rows already (filled before a kill, by another
+ *   colony filling at the same time, or written by an upgraded writer), and its deduplication
+ *   token is the hash of the spans it fills, so two colonies filling one chunk at once store it
+ *   once, whatever else arrived meanwhile;
+ * - a day is one partition, so a chunk's INSERT is one part: it lands whole or not at all.
  */
 async function fillSpanAttributes(client: ClickHouseClient, o: DdlOptions): Promise<void> {
   const t = (name: string) => `${ident(o.database)}.${ident(name)}`;
-  const days = await client.query({ query: `SELECT DISTINCT toString(toDate(start_time)) AS day FROM ${t("spans")} ORDER BY day`, format: "JSONEachRow" });
-  type Stored = { trace_id: string; span_id: string; service_name: string; kind: string; us: string; duration_ns: string; status_code: string; http_status_code: number | null; attributes: string };
+  const cutoff = await fillCutoff(client, t("coral_schema"));
+  const at = (p: string) => `fromUnixTimestamp64Micro({${p}:Int64}, 'UTC')`;
+  const order = "service_name, start_time, trace_id, span_id";
+  const days = await client.query({
+    query: `SELECT DISTINCT toString(toDate(start_time)) AS day FROM ${t("spans")} WHERE start_time < ${at("cutoff")} ORDER BY day`,
+    query_params: { cutoff },
+    format: "JSONEachRow",
+  });
   for (const { day } of (await days.json()) as { day: string }[]) {
-    let after: Stored | undefined;
-    for (let chunk = 0; ; chunk++) {
+    let after: SpanKey | undefined;
+    for (;;) {
+      const inDay = `toDate(start_time) = {day:Date} AND start_time < ${at("cutoff")}${after ? ` AND (${order}) > ({s:String}, ${at("us")}, {tr:String}, {sp:String})` : ""}`;
+      const params = { day, cutoff, ...(after ? { s: after.service_name, us: after.us, tr: after.trace_id, sp: after.span_id } : {}) };
+      // The next keys and sizes first: the chunk ends where the spans or the bytes run out.
+      const next = await client.query({
+        query: `SELECT service_name, toString(toUnixTimestamp64Micro(start_time)) AS us, trace_id, span_id, length(attributes) AS bytes
+                FROM ${t("spans")} WHERE ${inDay} ORDER BY ${order} LIMIT ${FILL_CHUNK_SPANS}`,
+        query_params: params,
+        format: "JSONEachRow",
+      });
+      const keys = (await next.json()) as (SpanKey & { bytes: number | string })[];
+      if (keys.length === 0) break;
+      let n = 0;
+      for (let bytes = 0; n < keys.length && (n === 0 || bytes + Number(keys[n]!.bytes) <= FILL_CHUNK_BYTES); n++) bytes += Number(keys[n]!.bytes);
+      const chunk = keys.slice(0, n);
+      const last = chunk[n - 1]!;
+      const starts = chunk.map((k) => BigInt(k.us));
       const r = await client.query({
         query: `SELECT trace_id, span_id, service_name, kind, toString(toUnixTimestamp64Micro(start_time)) AS us, toString(duration_ns) AS duration_ns, status_code, http_status_code, attributes
                 FROM ${t("spans")}
-                WHERE toDate(start_time) = {day:Date}
-                  ${after ? "AND (service_name, start_time, trace_id, span_id) > ({s:String}, fromUnixTimestamp64Micro({us:Int64}, 'UTC'), {tr:String}, {sp:String})" : ""}
-                ORDER BY service_name, start_time, trace_id, span_id
-                LIMIT ${FILL_CHUNK}`,
-        query_params: { day, ...(after ? { s: after.service_name, us: after.us, tr: after.trace_id, sp: after.span_id } : {}) },
+                WHERE ${inDay} AND (${order}) <= ({ls:String}, ${at("lus")}, {ltr:String}, {lsp:String})
+                  AND (trace_id, span_id) NOT IN (
+                    SELECT trace_id, span_id FROM ${t("span_attributes")}
+                    WHERE toDate(start_time) = {day:Date} AND service_name BETWEEN {fs:String} AND {ls:String} AND start_time BETWEEN ${at("lo")} AND ${at("hi")})
+                ORDER BY ${order}`,
+        query_params: {
+          ...params,
+          ls: last.service_name,
+          lus: last.us,
+          ltr: last.trace_id,
+          lsp: last.span_id,
+          fs: chunk[0]!.service_name,
+          lo: starts.reduce((a, b) => (a < b ? a : b)).toString(),
+          hi: starts.reduce((a, b) => (a > b ? a : b)).toString(),
+        },
         format: "JSONEachRow",
       });
-      const stored = (await r.json()) as Stored[];
-      if (stored.length === 0) break;
-      after = stored[stored.length - 1];
-      const rows = attributeRows(
-        stored.map(
-          (x): SpanRecord => ({
-            traceId: x.trace_id,
-            spanId: x.span_id,
-            parentSpanId: null,
-            serviceName: x.service_name,
-            name: "",
-            kind: x.kind as SpanRecord["kind"],
-            startTimeMs: Number(x.us) / 1000,
-            durationNs: Number(x.duration_ns),
-            statusCode: x.status_code as SpanRecord["statusCode"],
-            httpStatusCode: x.http_status_code,
-            attributes: x.attributes,
-          }),
-        ),
-      );
+      const stored = (await r.json()) as StoredSpan[];
+      const rows = attributeRows(stored.map(storedSpan));
       if (rows.length > 0) {
+        const hash = createHash("sha256");
+        for (const x of stored) hash.update(`${x.trace_id}\u0000${x.span_id}\u0001`);
         await client.insert({
           table: t("span_attributes"),
           values: rows,
           columns: columnsOf("span_attributes") as [string, ...string[]],
           format: "JSONCompactEachRow",
-          clickhouse_settings: { insert_deduplication_token: `migrate-2:span_attributes:${day}:${chunk}` },
+          clickhouse_settings: { insert_deduplication_token: `migrate-2:span_attributes:${hash.digest("hex")}` },
         });
       }
-      if (stored.length < FILL_CHUNK) break;
+      after = last;
     }
   }
+}
+
+/** A stored span as the writer's attributeRows takes it (only the fields it reads are real). */
+function storedSpan(x: StoredSpan): SpanRecord {
+  return {
+    traceId: x.trace_id,
+    spanId: x.span_id,
+    parentSpanId: null,
+    serviceName: x.service_name,
+    name: "",
+    kind: x.kind as SpanRecord["kind"],
+    startTimeMs: Number(x.us) / 1000,
+    durationNs: Number(x.duration_ns),
+    statusCode: x.status_code as SpanRecord["statusCode"],
+    httpStatusCode: x.http_status_code,
+    attributes: x.attributes,
+  };
 }
 
 /**
@@ -542,7 +622,8 @@ export async function createTables(client: ClickHouseClient, o: DdlOptions): Pro
   const fresh = !before.has("spans");
   await moveExemplarCandidates(client, o, before);
   for (const statement of ddl(o)) await client.command({ query: statement });
-  if (!fresh && !before.has("span_attributes")) await fillSpanAttributes(client, o);
+  // The version row is written only after the fill: below 2, a fill may have been cut short.
+  if (!fresh && (await schemaVersion(client, o.database)) < 2) await fillSpanAttributes(client, o);
   const table = (name: string) => `${ident(o.database)}.${ident(name)}`;
   await client.insert({
     table: table("coral_bucket_values"),

@@ -166,6 +166,16 @@ ORDER BY version;
 CREATE TABLE IF NOT EXISTS `coral`.`schema_migrations` ON CLUSTER `prod` AS `coral`.`schema_migrations_local`
 ENGINE = Distributed(`prod`, `coral`, `schema_migrations_local`, version);
 
+CREATE TABLE IF NOT EXISTS `coral`.`coral_schema_local` ON CLUSTER `prod` (
+  `key` String,
+  `value` String
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/coral/coral_schema_local', '{replica}')
+ORDER BY key;
+
+CREATE TABLE IF NOT EXISTS `coral`.`coral_schema` ON CLUSTER `prod` AS `coral`.`coral_schema_local`
+ENGINE = Distributed(`prod`, `coral`, `coral_schema_local`, cityHash64(key));
+
 CREATE TABLE IF NOT EXISTS `coral`.`coral_bucket_values` ON CLUSTER `prod` (
   `bucket` Int32,
   `bits` UInt64
