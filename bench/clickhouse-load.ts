@@ -17,6 +17,7 @@ import { createTables } from "../colony/store/clickhouse/schema.js";
 import { ClickHouseWriter } from "../colony/store/clickhouse/writer.js";
 import type { SpanRecord } from "../colony/ingest/records.js";
 import { HTTP_SERVER_DURATION } from "../colony/store/schema.js";
+import { median } from "./lib.js";
 import { BENCH_SERVICE as SERVICE, OFFSET_MS, SPREAD_MS } from "./percentile.js";
 
 const uniform = (salt: number) => `((toFloat64(bitShiftRight(sipHash64(number * 4 + ${salt}), 11)) + 0.5) / 9007199254740992.0)`;
@@ -64,6 +65,39 @@ async function buckets(client: ClickHouseClient, db: string): Promise<string> {
   return JSON.stringify(await r.json());
 }
 
+/**
+ * Active parts of a table: what a read merges at query time. The bulk load is one INSERT … SELECT,
+ * so one part, the state a server reaches once its background merges have run (nothing is waited for).
+ */
+async function activeParts(client: ClickHouseClient, db: string, table: string): Promise<number> {
+  const r = await client.query({
+    query: "SELECT count() AS n FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active",
+    query_params: { db, t: table },
+    format: "JSONEachRow",
+  });
+  return Number(((await r.json()) as { n: string | number }[])[0]!.n);
+}
+
+/** The median time of GetPercentile's one query (reads.ts percentile: the last hour's buckets), here with no RPC around it. */
+async function bucketReadMs(client: ClickHouseClient, db: string): Promise<number> {
+  const ms: number[] = [];
+  for (let i = 0; i < 15; i++) {
+    const now = Date.now();
+    const t0 = performance.now();
+    const r = await client.query({
+      query: `SELECT bucket, sum(count) AS count FROM ${db}.service_latency_buckets
+              WHERE service_name = {s:String} AND metric = {m:String}
+                AND timestamp >= fromUnixTimestamp64Milli({since:Int64}, 'UTC') AND timestamp < fromUnixTimestamp64Milli({until:Int64}, 'UTC')
+              GROUP BY bucket`,
+      query_params: { s: SERVICE, m: HTTP_SERVER_DURATION, since: Math.floor((now - 3_600_000) / 60_000) * 60_000, until: now },
+      format: "JSONEachRow",
+    });
+    await r.json();
+    ms.push(performance.now() - t0);
+  }
+  return Math.round(median(ms) * 100) / 100;
+}
+
 /** The bulk load's buckets against the Writer's for the same spans. */
 async function parity(client: ClickHouseClient, n: number, startMs: number): Promise<{ spans: number; identical: boolean }> {
   await createTables(client, { database: "parity_bulk" });
@@ -107,7 +141,7 @@ try {
   await load(client, "coral", Number(spans), Number(start));
   const loadS = (performance.now() - t0) / 1000;
   const check = paritySpans ? await parity(client, Number(paritySpans), Date.now() - OFFSET_MS - SPREAD_MS) : undefined;
-  console.log(JSON.stringify({ load_s: loadS, parity: check }));
+  console.log(JSON.stringify({ load_s: loadS, parity: check, bucket_parts: await activeParts(client, "coral", "service_latency_buckets"), bucket_read_ms: await bucketReadMs(client, "coral") }));
 } finally {
   await client.close();
 }

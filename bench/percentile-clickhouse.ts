@@ -6,13 +6,24 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { spawnColony } from "../test/helpers/colony.js";
-import { cleanEnv, lastJson, mustSucceed, round, runProcess, type BenchContext } from "./lib.js";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { QueryService } from "../gen/coral/colony/v1/query_pb.js";
+import { cleanEnv, lastJson, median, mustSucceed, round, runProcess, timeMs, type BenchContext } from "./lib.js";
 import { measurePercentiles, type PercentileMeasurement } from "./percentile-measure.js";
 
 export interface ClickHouseSizeResult extends PercentileMeasurement {
   spans: number;
   load_s: number;
   parity: { spans: number; identical: boolean };
+  /** Active parts of service_latency_buckets when read (1: fully merged). */
+  bucket_parts: number;
+  /**
+   * Where api_ms goes: the median of ExecuteQuery `SELECT 1` on the same colony (the RPC, the
+   * guard and one chdb query, no data), and of the bucket read alone in the load's process.
+   */
+  rpc_floor_ms: number;
+  bucket_read_ms: number;
 }
 
 export async function measureClickHouse(
@@ -25,7 +36,7 @@ export async function measureClickHouse(
     "bench/clickhouse-load.ts",
     await runProcess(process.execPath, ["--import", "tsx", "bench/clickhouse-load.ts", dir, String(o.spans), String(startMs), String(o.paritySpans)], { env: cleanEnv() }),
   );
-  const { load_s, parity } = lastJson<{ load_s: number; parity: { spans: number; identical: boolean } }>(loaded.stdout);
+  const { load_s, parity, bucket_parts, bucket_read_ms } = lastJson<{ load_s: number; parity: { spans: number; identical: boolean }; bucket_parts: number; bucket_read_ms: number }>(loaded.stdout);
   ctx.log(`  percentile (clickhouse): ${o.spans.toLocaleString("en-US")} spans bulk-loaded into chdb in ${load_s.toFixed(1)} s; buckets vs Writer on ${parity.spans}: ${parity.identical ? "identical" : "DIFFER"}`);
   if (!parity.identical) throw new Error("the ClickHouse bulk load's buckets differ from the ClickHouseWriter's; the benchmark would not measure real data");
 
@@ -47,7 +58,12 @@ export async function measureClickHouse(
         approxP99: "quantile(0.99)(duration_ns)",
       },
     });
-    return { spans: o.spans, load_s: round(load_s, 1), parity, ...m };
+    const rpc = createClient(QueryService, createConnectTransport({ baseUrl: colony.baseUrl, httpVersion: "1.1", useBinaryFormat: true }));
+    const floor: number[] = [];
+    for (let i = 0; i < 5 * o.rounds; i++) floor.push((await timeMs(() => rpc.executeQuery({ sql: "SELECT 1" }))).ms);
+    const rpc_floor_ms = round(median(floor), 2);
+    ctx.log(`  percentile (clickhouse): where api ${m.api_ms} ms goes: ExecuteQuery SELECT 1 ${rpc_floor_ms} ms, the bucket read in process ${bucket_read_ms} ms; ${bucket_parts} bucket part(s)`);
+    return { spans: o.spans, load_s: round(load_s, 1), parity, bucket_parts, rpc_floor_ms, bucket_read_ms, ...m };
   } finally {
     await colony.stop();
     rmSync(dir, { recursive: true, force: true });
