@@ -1,6 +1,6 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
-import { groupByAttributeAnswer, traceAnswer, type StoredSpan } from "./answers.js";
+import { explainAnswer, groupByAttributeAnswer, traceAnswer, type ExplainValue, type StoredSpan } from "./answers.js";
 import { bucketIndex, bucketValue } from "./sketch.js";
 
 const span = (over: Partial<StoredSpan>): StoredSpan => ({
@@ -86,5 +86,61 @@ describe("groupByAttributeAnswer", () => {
     const r = groupByAttributeAnswer([{ value: "a", other: false, bucket: b, n: 1, errors: 0 }, { value: null, other: true, bucket: b, n: 1, errors: 0 }], 2);
     expect(r.groups[1]!.value).toBe("(1 other value)");
     expect(groupByAttributeAnswer([], 0)).toMatchObject({ groups: [], requestCount: 0n, valueCount: 0n });
+  });
+});
+
+describe("explainAnswer", () => {
+  const fast = bucketIndex(1e7);
+  const slow = bucketIndex(2e9);
+  const value = (key: string, v: string, sel_n: number, base_n: number, bytes = v.length): ExplainValue => ({ key, value: v, bytes, sel_n, base_n });
+
+  it("ranks by score, then selected count, key, value (in code units, where an emoji, a surrogate pair, comes before U+FFFF, unlike in UTF-8) and length; measures only the best", async () => {
+    const asked: string[][] = [];
+    const e = await explainAnswer(
+      {
+        total: 100,
+        selected: 10,
+        keyCount: 70,
+        values: [
+          value("pod", "p-1", 5, 0),
+          value("pod", "p-2", 5, 0),
+          value("zone", "a", 10, 10),
+          value("ver", "\u{1F680}", 4, 0),
+          value("ver", "\uFFFF", 4, 0),
+          value("ver", "x".repeat(300), 4, 0, 9000),
+          value("ver", "x".repeat(300), 4, 0, 8000),
+          value("tier", "gold", 1, 90), // less common among the selected than the rest: no cause
+        ],
+      },
+      6,
+      async (ranked) => {
+        asked.push(ranked.map((r) => `${r.key}=${r.value.slice(0, 3)}/${r.bytes}`));
+        return { window: [[fast, 90, 0], [slow, 10, 5]], values: ranked.map(() => ({ buckets: [[slow, 10, 5]], exemplars: ["t1"] })) };
+      },
+    );
+    expect(asked).toEqual([["zone=a/1", "pod=p-1/3", "pod=p-2/3", "ver=xxx/8000", "ver=xxx/9000", "ver=\u{1F680}/2"]]);
+    expect(e.rows.map((r) => [r.key, r.valueTruncated, r.value.length])).toEqual([
+      ["zone", false, 1],
+      ["pod", false, 3],
+      ["pod", false, 3],
+      ["ver", true, 256],
+      ["ver", true, 256],
+      ["ver", false, 2],
+    ]);
+    expect([e.total, e.selected, e.keyCount, e.keysExamined]).toEqual([100, 10, 70, 64]);
+    // Without the value: the window's buckets minus its own.
+    expect(e.rows[1]).toMatchObject({ selected: 5n, baseline: 0n, selectedShare: 0.5, baselineShare: 0, score: 0.5, errorRateWith: 0.5, errorRateWithout: 0, exemplarTraceIds: ["t1"] });
+    expect(e.rows[1]!.p99WithNs).toBe(bucketValue(slow));
+    expect(e.rows[1]!.p99WithoutNs).toBe(bucketValue(fast));
+  });
+
+  it("nothing selected, everything selected, or no value more common among the selected: no causes, nothing measured", async () => {
+    const never = async (): Promise<never> => {
+      throw new Error("measured");
+    };
+    const values = [value("k", "v", 1, 1)];
+    expect(await explainAnswer({ total: 10, selected: 0, keyCount: 1, values }, 5, never)).toEqual({ total: 10, selected: 0, keyCount: 1, keysExamined: 1, rows: [] });
+    expect((await explainAnswer({ total: 10, selected: 10, keyCount: 1, values }, 5, never)).rows).toEqual([]);
+    expect((await explainAnswer({ total: 10, selected: 2, keyCount: 1, values: [value("k", "v", 1, 4)] }, 5, never)).rows).toEqual([]);
   });
 });

@@ -6,6 +6,7 @@
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import { timestampFromDate, TimestampSchema, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
+  AttributeCauseSchema,
   AttributeGroupSchema,
   ExemplarSchema,
   GetSystemMetricsResponseSchema,
@@ -21,8 +22,10 @@ import {
   type Service,
   type Span,
   type Trace,
+  type AttributeCause,
 } from "../../gen/coral/colony/v1/query_pb.js";
-import type { KnownService } from "./engine.js";
+import type { Explanation, KnownService } from "./engine.js";
+import { EXPLAIN_MAX_KEYS, EXPLAIN_VALUE_CHARS } from "./explain-limits.js";
 import type { ServicesTable, TraceSummaryTable } from "./schema.js";
 import { quantileFromBuckets } from "./sketch.js";
 
@@ -211,3 +214,93 @@ export function groupByAttributeAnswer(rows: readonly GroupBucket[], valueCount:
     valueCount: BigInt(valueCount),
   });
 }
+
+/** A value of a compared key (its first EXPLAIN_MATCH_CHARS characters and its length in bytes), counted among the selected requests and the rest. */
+export interface ExplainValue {
+  key: string;
+  value: string;
+  bytes: number;
+  sel_n: number;
+  base_n: number;
+}
+
+/** Latency buckets as the engines list them: [bucket, requests, failed requests]. */
+export type BucketCounts = readonly (readonly [number, number, number])[];
+
+/** What an engine measured for the ranked values: the window's buckets, and per value (in the order asked) its buckets and exemplar traces. */
+export interface ExplainMeasured {
+  window: BucketCounts;
+  values: { buckets: BucketCounts; exemplars: string[] }[];
+}
+
+/**
+ * ExplainSpans' answer, for every engine alike. The engine counts the window (`counted`); the values
+ * are ranked here (share among the selected requests minus share among the rest, ties by more
+ * selected requests, then key, value and length in code-unit order), and only the `limit` best are
+ * handed to `measure` for their latency buckets, failures and exemplars: those cost a pass over
+ * their rows, the ranking does not need them.
+ *
+ * The p99 and error rate without a value are the window's minus the value's, both from `measure`'s
+ * one statement, so they agree with each other even while spans arrive.
+ */
+export async function explainAnswer<V extends ExplainValue>(
+  counted: { total: number; selected: number; keyCount: number; values: readonly V[] },
+  limit: number,
+  measure: (ranked: readonly V[]) => Promise<ExplainMeasured>,
+): Promise<Explanation> {
+  const { total, selected, keyCount } = counted;
+  const baseline = total - selected;
+  const head = { total, selected, keyCount, keysExamined: Math.min(keyCount, EXPLAIN_MAX_KEYS) };
+  if (selected === 0 || baseline === 0) return { ...head, rows: [] };
+  const ranked = counted.values
+    .map((r) => ({ r, selectedShare: r.sel_n / selected, baselineShare: r.base_n / baseline }))
+    .map((x) => ({ ...x, score: x.selectedShare - x.baselineShare }))
+    .filter((x) => x.score > 0)
+    .sort((x, y) => y.score - x.score || y.r.sel_n - x.r.sel_n || cmp(x.r.key, y.r.key) || cmp(x.r.value, y.r.value) || x.r.bytes - y.r.bytes)
+    .slice(0, limit);
+  if (ranked.length === 0) return { ...head, rows: [] };
+
+  const measured = await measure(ranked.map((x) => x.r));
+  const all = histogram(measured.window);
+  const rows: AttributeCause[] = ranked.map(({ r, selectedShare, baselineShare, score }, i) => {
+    const mine = histogram(measured.values[i]?.buckets ?? []);
+    const without = new Map(all.counts);
+    for (const [bucket, n] of mine.counts) without.set(bucket, (without.get(bucket) ?? 0) - n);
+    const restN = all.n - mine.n;
+    return create(AttributeCauseSchema, {
+      key: r.key,
+      value: r.value.length > EXPLAIN_VALUE_CHARS ? r.value.slice(0, EXPLAIN_VALUE_CHARS) : r.value,
+      valueTruncated: r.value.length > EXPLAIN_VALUE_CHARS,
+      selected: BigInt(r.sel_n),
+      baseline: BigInt(r.base_n),
+      selectedShare,
+      baselineShare,
+      score,
+      p99WithNs: quantileFromBuckets(bucketList(mine.counts), 0.99),
+      p99WithoutNs: restN > 0 ? quantileFromBuckets(bucketList(without), 0.99) : 0,
+      errorRateWith: mine.n > 0 ? mine.errors / mine.n : 0,
+      errorRateWithout: restN > 0 ? (all.errors - mine.errors) / restN : 0,
+      exemplarTraceIds: measured.values[i]?.exemplars ?? [],
+    });
+  });
+  return { ...head, rows };
+}
+
+/** Code-unit order (JavaScript's own), the same whichever engine counted the values. */
+function cmp(x: string, y: string): number {
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+function histogram(rows: BucketCounts): { counts: Map<number, number>; n: number; errors: number } {
+  const counts = new Map<number, number>();
+  let n = 0;
+  let errors = 0;
+  for (const [bucket, count, failed] of rows) {
+    counts.set(bucket, (counts.get(bucket) ?? 0) + count);
+    n += count;
+    errors += failed;
+  }
+  return { counts, n, errors };
+}
+
+const bucketList = (m: Map<number, number>) => [...m].filter(([, n]) => n > 0).map(([bucket, count]) => ({ bucket, count }));

@@ -1,10 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { sql, type Kysely } from "kysely";
 import {
-  AttributeCauseSchema,
   FindErrorTracesResponseSchema,
   FindSlowTracesResponseSchema,
-  type AttributeCause,
   type Exemplar,
   type FindErrorTracesResponse,
   type FindSlowTracesResponse,
@@ -13,7 +11,22 @@ import {
   type GroupByAttributeResponse,
   type Service,
 } from "../../gen/coral/colony/v1/query_pb.js";
-import { exemplarOf, groupByAttributeAnswer, knownServiceOf, serviceOf, systemMetricsOf, traceAnswer, traceOf, type GroupBucket, type StoredSpan, type TraceBounds } from "./answers.js";
+import {
+  exemplarOf,
+  explainAnswer,
+  groupByAttributeAnswer,
+  knownServiceOf,
+  serviceOf,
+  systemMetricsOf,
+  traceAnswer,
+  traceOf,
+  type BucketCounts,
+  type ExplainValue,
+  type GroupBucket,
+  type StoredSpan,
+  type TraceBounds,
+} from "./answers.js";
+import { EXPLAIN_EXEMPLARS, EXPLAIN_MATCH_CHARS, EXPLAIN_MAX_KEYS, EXPLAIN_MAX_VALUES } from "./explain-limits.js";
 import { HTTP_SERVER_DURATION, type Database } from "./schema.js";
 import { bucketIndexSql, quantileFromBuckets } from "./sketch.js";
 import type { ExplainSelection, Explanation, KnownService, ReadStore } from "./engine.js";
@@ -274,6 +287,10 @@ export class Queries implements ReadStore {
    *    most frequent keys are compared) and per picked value and latency bucket, which gives both
    *    the baseline counts and the p99 and error rate with and without each value.
    *
+   * One pass, not a ranking pass and then one over the best values' rows (as on ClickHouse): the
+   * second read of the window's rows costs more than the latency buckets of the values that are not
+   * kept (1M requests × 10 attributes: 2.9–3.3 s of CPU against 1.9–2.2 s).
+   *
    * A hash-matched row whose text differs (a collision) is counted as not matching; should one
    * occur, the statement is run again matching on the text itself, so a collision never changes
    * the answer. Values are compared by their first EXPLAIN_MATCH_CHARS characters and their length,
@@ -281,44 +298,12 @@ export class Queries implements ReadStore {
    */
   async explain(a: { service: string; selection: ExplainSelection; limit: number; excludeKeys: string[]; sinceMs: number; untilMs: number }): Promise<Explanation> {
     const first = await this.explainCounts(a, "hash");
-    const { rows: counted, totals } = first.mismatched > 0 ? await this.explainCounts(a, "text") : first;
-    const total = totals.n;
-    const nSel = totals.n_sel;
-    const nBase = total - nSel;
-    const keyCount = totals.key_count;
-    const keysExamined = Math.min(keyCount, EXPLAIN_MAX_KEYS);
-    if (nSel === 0 || nBase === 0) return { total, selected: nSel, rows: [], keyCount, keysExamined };
-
-    const candidates = counted
-      .map((r) => ({ ...r, selectedShare: r.sel_n / nSel, baselineShare: r.base_n / nBase }))
-      .map((r) => ({ ...r, score: r.selectedShare - r.baselineShare }))
-      .filter((r) => r.score > 0)
-      .sort((x, y) => y.score - x.score || y.sel_n - x.sel_n || cmp(x.key, y.key) || cmp(x.value, y.value) || x.bytes - y.bytes)
-      .slice(0, a.limit);
-
-    const all = histogram(totals.buckets);
-    const rows: AttributeCause[] = candidates.map((r) => {
-      const mine = histogram(r.buckets);
-      const without = new Map(all.counts);
-      for (const [bucket, n] of mine.counts) without.set(bucket, (without.get(bucket) ?? 0) - n);
-      const restN = total - mine.n;
-      return create(AttributeCauseSchema, {
-        key: r.key,
-        value: r.value.length > EXPLAIN_VALUE_CHARS ? r.value.slice(0, EXPLAIN_VALUE_CHARS) : r.value,
-        valueTruncated: r.value.length > EXPLAIN_VALUE_CHARS,
-        selected: BigInt(r.sel_n),
-        baseline: BigInt(r.base_n),
-        selectedShare: r.selectedShare,
-        baselineShare: r.baselineShare,
-        score: r.score,
-        p99WithNs: quantileFromBuckets(toBucketList(mine.counts), 0.99),
-        p99WithoutNs: restN > 0 ? quantileFromBuckets(toBucketList(without), 0.99) : 0,
-        errorRateWith: mine.n > 0 ? mine.errors / mine.n : 0,
-        errorRateWithout: restN > 0 ? (all.errors - mine.errors) / restN : 0,
-        exemplarTraceIds: r.exemplars ?? [],
-      });
-    });
-    return { total, selected: nSel, rows, keyCount, keysExamined };
+    const counted = first.mismatched > 0 ? await this.explainCounts(a, "text") : first;
+    // The one statement measured every picked value already.
+    return explainAnswer(counted, a.limit, async (ranked) => ({
+      window: counted.window,
+      values: ranked.map((v) => ({ buckets: v.buckets, exemplars: v.exemplars ?? [] })),
+    }));
   }
 
   /**
@@ -330,9 +315,8 @@ export class Queries implements ReadStore {
   private async explainCounts(
     a: { service: string; selection: ExplainSelection; excludeKeys: string[]; sinceMs: number; untilMs: number },
     match: "hash" | "text",
-  ): Promise<{ totals: { n: number; n_sel: number; key_count: number; buckets: BucketCounts }; rows: ExplainCounted[]; mismatched: number }> {
+  ): Promise<{ total: number; selected: number; keyCount: number; window: BucketCounts; values: ExplainCounted[]; mismatched: number }> {
     const selected = "slowNs" in a.selection ? sql<boolean>`duration_ns >= ${a.selection.slowNs}` : sql<boolean>`failed`;
-    const MATCH = sql.lit(EXPLAIN_MATCH_CHARS);
     const since = new Date(a.sinceMs);
     const until = new Date(a.untilMs);
     const excluded = a.excludeKeys.length ? sql`AND key NOT IN (${sql.join(a.excludeKeys)})` : sql``;
@@ -402,8 +386,11 @@ export class Queries implements ReadStore {
       FROM vals JOIN picked p ON p.id = vals.pid LEFT JOIN ex USING (pid)`.execute(this.db);
     const head = r.rows.find((x) => x.key === null);
     return {
-      totals: { n: head?.n ?? 0, n_sel: head?.n_sel ?? 0, key_count: head?.key_count ?? 0, buckets: head?.window_buckets ?? [] },
-      rows: r.rows.filter((x): x is typeof x & { key: string; value: string } => x.key !== null && x.value !== null).map((x) => ({
+      total: head?.n ?? 0,
+      selected: head?.n_sel ?? 0,
+      keyCount: head?.key_count ?? 0,
+      window: head?.window_buckets ?? [],
+      values: r.rows.filter((x): x is typeof x & { key: string; value: string } => x.key !== null && x.value !== null).map((x) => ({
         key: x.key, value: x.value, bytes: x.bytes, sel_n: x.sel_n, base_n: x.base_n, buckets: x.buckets ?? [], exemplars: x.exemplars,
       })),
       mismatched: head?.mismatched ?? 0,
@@ -411,45 +398,11 @@ export class Queries implements ReadStore {
   }
 }
 
-/** Latency buckets as explain's statement lists them: [bucket, requests, failed requests]. */
-type BucketCounts = [number, number, number][];
-interface ExplainCounted {
-  key: string;
-  value: string;
-  bytes: number;
-  sel_n: number;
-  base_n: number;
+/** A picked value as explain's statement counts it, its buckets and exemplars beside it. */
+interface ExplainCounted extends ExplainValue {
   buckets: BucketCounts;
   exemplars: string[] | null;
 }
 
-function histogram(rows: BucketCounts): { counts: Map<number, number>; n: number; errors: number } {
-  const counts = new Map<number, number>();
-  let n = 0;
-  let errors = 0;
-  for (const [bucket, count, failed] of rows) {
-    counts.set(bucket, (counts.get(bucket) ?? 0) + count);
-    n += count;
-    errors += failed;
-  }
-  return { counts, n, errors };
-}
-
-const toBucketList = (m: Map<number, number>) => [...m].filter(([, n]) => n > 0).map(([bucket, count]) => ({ bucket, count }));
-
 /** A failed request, as GetErrorRate counts them. */
 const FAILED = sql<boolean>`(status_code = 'ERROR' OR coalesce(http_status_code, 0) >= 500)`;
-
-/** Attribute keys compared per explain (the most frequent), and values per key (the most frequent among the selected requests). */
-export const EXPLAIN_MAX_KEYS = 64;
-export const EXPLAIN_MAX_VALUES = 20;
-/** Values are matched on this many leading characters plus their length. */
-export const EXPLAIN_MATCH_CHARS = 4096;
-/** Values are returned cut to this many characters. */
-export const EXPLAIN_VALUE_CHARS = 256;
-export const EXPLAIN_EXEMPLARS = 3;
-
-/** Code-unit order, as both engines sort text for explain's tie rule. */
-export function cmp(x: string, y: string): number {
-  return x < y ? -1 : x > y ? 1 : 0;
-}

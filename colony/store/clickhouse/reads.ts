@@ -2,10 +2,8 @@ import type { ClickHouseClient } from "@clickhouse/client";
 import { create } from "@bufbuild/protobuf";
 import { Kysely, sql, type RawBuilder } from "kysely";
 import {
-  AttributeCauseSchema,
   FindErrorTracesResponseSchema,
   FindSlowTracesResponseSchema,
-  type AttributeCause,
   type Exemplar,
   type FindErrorTracesResponse,
   type FindSlowTracesResponse,
@@ -14,10 +12,23 @@ import {
   type GroupByAttributeResponse,
   type Service,
 } from "../../../gen/coral/colony/v1/query_pb.js";
-import { exemplarOf, groupByAttributeAnswer, knownServiceOf, serviceOf, systemMetricsOf, traceAnswer, traceOf, type StoredSpan, type TraceBounds } from "../answers.js";
+import {
+  exemplarOf,
+  explainAnswer,
+  groupByAttributeAnswer,
+  knownServiceOf,
+  serviceOf,
+  systemMetricsOf,
+  traceAnswer,
+  traceOf,
+  type ExplainMeasured,
+  type ExplainValue,
+  type StoredSpan,
+  type TraceBounds,
+} from "../answers.js";
 import type { ExplainSelection, Explanation, KnownService, ReadStore } from "../engine.js";
 import { EXEMPLARS_PER_BUCKET } from "../exemplar-limits.js";
-import { cmp, EXPLAIN_EXEMPLARS, EXPLAIN_MATCH_CHARS, EXPLAIN_MAX_KEYS, EXPLAIN_MAX_VALUES, EXPLAIN_VALUE_CHARS } from "../queries.js";
+import { EXPLAIN_EXEMPLARS, EXPLAIN_MATCH_CHARS, EXPLAIN_MAX_KEYS, EXPLAIN_MAX_VALUES } from "../explain-limits.js";
 import { HTTP_SERVER_DURATION, type Database } from "../schema.js";
 import { EDGE_MANTISSA, SCALE, quantileFromBuckets } from "../sketch.js";
 import { ClickHouseDialect } from "./dialect.js";
@@ -281,7 +292,10 @@ export class ClickHouseReads implements ReadStore {
     );
   }
 
-  /** As queries.ts explain: the same ranking, tie rule and numbers, in ClickHouse SQL (two statements here). */
+  /**
+   * As queries.ts explain, in ClickHouse SQL and two statements: the values counted, then (once
+   * answers.ts has ranked them, the same ranking and tie rule as on DuckDB) the best ones measured.
+   */
   async explain(a: { service: string; selection: ExplainSelection; limit: number; excludeKeys: string[]; sinceMs: number; untilMs: number }): Promise<Explanation> {
     const selected = "slowNs" in a.selection ? sql<boolean>`duration_ns >= ${a.selection.slowNs}` : FAILED;
     const selectedAttr = "slowNs" in a.selection ? selected : sql<boolean>`failed`;
@@ -317,34 +331,36 @@ export class ClickHouseReads implements ReadStore {
       UNION ALL
       SELECT 0, 0, 0, key, value, bytes, sel_n, base_n FROM vals WHERE rank <= ${EXPLAIN_MAX_VALUES}`.execute(this.db);
     const totals = counted.rows.find((r) => r.key === null);
-    const total = totals?.n ?? 0;
-    const nSel = totals?.n_sel ?? 0;
-    const nBase = total - nSel;
-    const keyCount = totals?.key_count ?? 0;
-    const keysExamined = Math.min(keyCount, EXPLAIN_MAX_KEYS);
-    if (nSel === 0 || nBase === 0) return { total, selected: nSel, rows: [], keyCount, keysExamined };
+    const values = counted.rows.filter((r): r is typeof r & { key: string; value: string } => r.key !== null && r.value !== null);
+    return explainAnswer(
+      { total: totals?.n ?? 0, selected: totals?.n_sel ?? 0, keyCount: totals?.key_count ?? 0, values },
+      a.limit,
+      (ranked) => this.explainMeasure(a, window, pairs, ranked),
+    );
+  }
 
-    const candidates = counted.rows
-      .filter((r): r is typeof r & { key: string; value: string } => r.key !== null && r.value !== null)
-      .map((r) => ({ ...r, selectedShare: r.sel_n / nSel, baselineShare: r.base_n / nBase }))
-      .map((r) => ({ ...r, score: r.selectedShare - r.baselineShare }))
-      .filter((r) => r.score > 0)
-      .sort((x, y) => y.score - x.score || y.sel_n - x.sel_n || cmp(x.key, y.key) || cmp(x.value, y.value) || x.bytes - y.bytes)
-      .slice(0, a.limit);
-    if (candidates.length === 0) return { total, selected: nSel, rows: [], keyCount, keysExamined };
-
-    // Candidates travel as three parallel arrays: the index of a (key, value, bytes) is its position.
-    const keys = candidates.map((r) => r.key);
-    const values = candidates.map((r) => r.value);
-    const bytes = candidates.map((r) => r.bytes);
-    const candidateKeys = sql`AND key IN (${sql.join([...new Set(keys)])})`;
+  /**
+   * explain's second statement, for the values answers.ts ranked best: their rows' latency buckets,
+   * failures and exemplars, and the window's buckets.
+   */
+  private async explainMeasure(
+    a: { selection: ExplainSelection },
+    window: RawBuilder<unknown>,
+    pairs: (keys: RawBuilder<unknown>) => RawBuilder<unknown>,
+    ranked: readonly ExplainValue[],
+  ): Promise<ExplainMeasured> {
+    // The values travel as three parallel arrays: the index of a (key, value, bytes) is its position.
+    const keys = ranked.map((r) => r.key);
+    const values = ranked.map((r) => r.value);
+    const bytes = ranked.map((r) => r.bytes);
+    const rankedKeys = sql`AND key IN (${sql.join([...new Set(keys)])})`;
     const newest = "slowNs" in a.selection ? sql`toFloat64(duration_ns)` : sql`toFloat64(toUnixTimestamp64Micro(start_time))`;
     const measured = await sql<{ i: number; bucket: number; n: number; errors: number; exemplars: string[] }>`
       WITH s AS (${window}),
       hits AS (
         SELECT indexOf(arrayMap((ck, cv, cb) -> (ck, cv, cb), ${keys}, ${values}, ${bytes}), (key, value, toInt64(bytes))) - 1 AS i,
                trace_id, start_time, duration_ns, failed, sel
-        FROM (${pairs(candidateKeys)})
+        FROM (${pairs(rankedKeys)})
         WHERE i >= 0
       ),
       ex AS (
@@ -358,43 +374,18 @@ export class ClickHouseReads implements ReadStore {
       )
       SELECT b.i AS i, b.bucket AS bucket, b.n AS n, b.errors AS errors, ex.exemplars AS exemplars FROM b LEFT JOIN ex ON b.i = ex.i`.execute(this.db);
 
-    const all = new Map<number, number>();
-    let allErrors = 0;
-    const per = candidates.map(() => ({ buckets: new Map<number, number>(), n: 0, errors: 0, exemplars: [] as string[] }));
+    const whole: [number, number, number][] = [];
+    const per = ranked.map(() => ({ buckets: [] as [number, number, number][], exemplars: [] as string[] }));
     for (const row of measured.rows) {
+      const entry: [number, number, number] = [row.bucket, row.n, row.errors];
       if (row.i < 0) {
-        all.set(row.bucket, (all.get(row.bucket) ?? 0) + row.n);
-        allErrors += row.errors;
+        whole.push(entry);
         continue;
       }
       const g = per[row.i]!;
-      g.buckets.set(row.bucket, (g.buckets.get(row.bucket) ?? 0) + row.n);
-      g.n += row.n;
-      g.errors += row.errors;
+      g.buckets.push(entry);
       if (row.exemplars.length > 0) g.exemplars = row.exemplars;
     }
-    const toList = (m: Map<number, number>) => [...m].filter(([, n]) => n > 0).map(([bucket, count]) => ({ bucket, count }));
-    const rows: AttributeCause[] = candidates.map((r, i) => {
-      const g = per[i]!;
-      const without = new Map(all);
-      for (const [bucket, n] of g.buckets) without.set(bucket, (without.get(bucket) ?? 0) - n);
-      const restN = total - g.n;
-      return create(AttributeCauseSchema, {
-        key: r.key,
-        value: r.value.length > EXPLAIN_VALUE_CHARS ? r.value.slice(0, EXPLAIN_VALUE_CHARS) : r.value,
-        valueTruncated: r.value.length > EXPLAIN_VALUE_CHARS,
-        selected: BigInt(r.sel_n),
-        baseline: BigInt(r.base_n),
-        selectedShare: r.selectedShare,
-        baselineShare: r.baselineShare,
-        score: r.score,
-        p99WithNs: quantileFromBuckets(toList(g.buckets), 0.99),
-        p99WithoutNs: restN > 0 ? quantileFromBuckets(toList(without), 0.99) : 0,
-        errorRateWith: g.n > 0 ? g.errors / g.n : 0,
-        errorRateWithout: restN > 0 ? (allErrors - g.errors) / restN : 0,
-        exemplarTraceIds: g.exemplars,
-      });
-    });
-    return { total, selected: nSel, rows, keyCount, keysExamined };
+    return { window: whole, values: per };
   }
 }
