@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { ClickHouseClient } from "@clickhouse/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SqlRejected } from "../deadline.js";
-import { ClickHouseTypedReads } from "./guard.js";
+import { ClickHouseTypedReads, withSettings } from "./guard.js";
 import { createTables } from "./schema.js";
 import { chdbClient } from "./testing.js";
 import { ClickHouseWriter } from "./writer.js";
@@ -57,6 +57,28 @@ describe("chdb sessions", () => {
     expect(next.endsWith("[42]\n")).toBe(true);
     await raw.close();
   }, 60_000);
+});
+
+describe("a read's settings in its SETTINGS clause", () => {
+  it("reach the query whatever the text, join a clause that ends the statement, and stay off the session", async () => {
+    const odd = "it's a \\ test, SETTINGS x = 1 -- not a comment";
+    const rows = async (query: string) => JSON.parse((await text(query)(writer)).trim()) as unknown[];
+    expect(await rows(withSettings("SELECT getSetting('log_comment') -- a comment", { log_comment: odd }))).toEqual([odd]);
+    expect(await rows(withSettings("SELECT getSetting('max_threads'), getSetting('max_block_size') SETTINGS max_threads = 1", { max_block_size: 7, use_query_cache: false }))).toEqual([1, 7]);
+    // A trailing clause after UNION ALL is the whole statement's.
+    const union = "SELECT getSetting('max_execution_time') UNION ALL SELECT getSetting('max_execution_time')";
+    expect(await text(withSettings(union, { max_execution_time: 1.5 }))(writer)).toBe("[1.5]\n[1.5]\n");
+
+    const guard = new ClickHouseTypedReads({ connect, database, embedded: true });
+    try {
+      const tag = await guard.run("lookup", never, text("SELECT getSetting('log_comment')"));
+      expect(tag).toMatch(/^\["coral-read-[0-9a-f-]{36}"\]\n$/);
+      // The session the read ran on (connect's last one) keeps none of the read's settings.
+      expect(JSON.parse(await text("SELECT getSetting('log_comment'), getSetting('max_execution_time')")(opened.at(-1)!))).toEqual(["", 0]);
+    } finally {
+      await guard.close();
+    }
+  });
 });
 
 describe("typed reads on chdb", () => {

@@ -39,8 +39,13 @@ import { attributeRows } from "./rows.js";
  * 2: exemplar candidates in `latency_exemplar_parts`, `latency_exemplars` the view of the kept
  *    ones; `span_attributes` filled for the spans stored before it existed. The version row is
  *    written after the fill, so below 2 the fill may be unfinished (fillSpanAttributes).
+ * 3: `span_attributes` has the trace_id bloom filter `spans` has, built for the parts stored
+ *    before it (addTraceIdIndex).
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
+
+/** A trace's rows are spread over services and times: a lookup by trace skips granules by this. */
+const TRACE_ID_INDEX = "INDEX trace_id_bf trace_id TYPE bloom_filter GRANULARITY 4";
 
 /** Buckets of durations from 1 ns (bucket −1) to the largest Int64 (2^63 ns lies in bucket 4031). */
 export const BUCKET_RANGE = { first: -1, last: 63 * 64 - 1 } as const;
@@ -97,7 +102,7 @@ const TABLES: TableDef[] = [
     partitionBy: "toDate(start_time)",
     orderBy: "(service_name, start_time, trace_id)",
     // A trace's spans are spread over services: a trace lookup skips granules by this index.
-    indexes: ["INDEX trace_id_bf trace_id TYPE bloom_filter GRANULARITY 4"],
+    indexes: [TRACE_ID_INDEX],
     shardBy: "cityHash64(trace_id)",
   },
   {
@@ -119,6 +124,8 @@ const TABLES: TableDef[] = [
     partitionBy: "toDate(start_time)",
     // Every read names the service, SERVER and a window, and attributeGroups one key.
     orderBy: "(service_name, kind, key, start_time)",
+    // GetTrace's resource attributes name a trace, which the sort key cannot find (addTraceIdIndex).
+    indexes: [TRACE_ID_INDEX],
     shardBy: "cityHash64(trace_id)",
   },
   {
@@ -484,6 +491,20 @@ async function moveExemplarCandidates(client: ClickHouseClient, o: DdlOptions, b
 }
 
 /**
+ * Step to 3, after the DDL (which gives a span_attributes it creates the index): an older table
+ * gets the index, and a mutation builds it for the parts already stored, in the background (parts
+ * written after have it). A start killed midway leaves the version below 3, and the next start asks
+ * again; so may several colonies starting at once: a second build only repeats the first.
+ */
+async function addTraceIdIndex(client: ClickHouseClient, o: DdlOptions, before: Map<string, string>): Promise<void> {
+  const table = o.cluster ? "span_attributes_local" : "span_attributes";
+  if (!before.has(table)) return;
+  const target = `${ident(o.database)}.${ident(table)}${o.cluster ? ` ON CLUSTER ${ident(o.cluster)}` : ""}`;
+  await client.command({ query: `ALTER TABLE ${target} ADD ${TRACE_ID_INDEX.replace(/^INDEX /, "INDEX IF NOT EXISTS ")}` });
+  await client.command({ query: `ALTER TABLE ${target} MATERIALIZE INDEX trace_id_bf` });
+}
+
+/**
  * The span_attributes fill's chunks: at most this many spans, and this many bytes of attribute
  * JSON (a single larger span goes alone), are read and turned into rows at once.
  */
@@ -622,8 +643,10 @@ export async function createTables(client: ClickHouseClient, o: DdlOptions): Pro
   const fresh = !before.has("spans");
   await moveExemplarCandidates(client, o, before);
   for (const statement of ddl(o)) await client.command({ query: statement });
-  // The version row is written only after the fill: below 2, a fill may have been cut short.
-  if (!fresh && (await schemaVersion(client, o.database)) < 2) await fillSpanAttributes(client, o);
+  // The version row is written only after the steps: below 2, a fill may have been cut short.
+  const version = fresh ? SCHEMA_VERSION : await schemaVersion(client, o.database);
+  if (version < 2) await fillSpanAttributes(client, o);
+  if (version < 3) await addTraceIdIndex(client, o, before);
   const table = (name: string) => `${ident(o.database)}.${ident(name)}`;
   await client.insert({
     table: table("coral_bucket_values"),

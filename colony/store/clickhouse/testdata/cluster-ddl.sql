@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS `coral`.`span_attributes_local` ON CLUSTER `prod` (
   `failed` Bool,
   `key` String,
   `value` String,
-  `resource` Bool
+  `resource` Bool,
+  INDEX trace_id_bf trace_id TYPE bloom_filter GRANULARITY 4
 )
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/coral/span_attributes_local', '{replica}')
 PARTITION BY toDate(start_time)
