@@ -19,6 +19,8 @@ const common = {
   exclude: ["node_modules/**", "dist/**", ".tmp/**"],
   testTimeout: 60_000,
   hookTimeout: 120_000,
+  // Prints the logs of the colonies a failing test talked to (test/helpers/colony.ts spawnColony).
+  setupFiles: ["test/setup/colony-logs.ts"],
   // Tests spawn real colonies and Deno processes; two cores do not gain from more. Both projects
   // say the same, so they share the two workers.
   maxWorkers: 2,

@@ -9,6 +9,7 @@ import { listenError } from "./address.js";
 import { assertExposureAllowed, bearerAuth, bearerChecker, refuseUnauthenticated } from "./auth.js";
 import { ByteBudget, withDefaults, type Lease } from "../admission.js";
 import { dropBody } from "./drop-body.js";
+import { judgeTimeoutsAfterInput, REQUEST_TIMEOUT } from "./late-timeouts.js";
 
 /**
  * How long a connection may take over each phase, and how many may be open at once. Every value
@@ -379,7 +380,7 @@ function meterBody(req: NodeRequest, lease: Lease, readMaxBytes: number, used: (
  * An HTTP/1.1 server with the limits' timeouts (both ports use one). The connection cap is the
  * caller's: it belongs to the server that accepts the sockets.
  */
-export function createHttp1Server(limits: ConnectionLimits, handler: http.RequestListener): http.Server {
+export function createHttp1Server(limits: ConnectionLimits, handler: http.RequestListener, timeoutResponse = REQUEST_TIMEOUT): http.Server {
   const server = http.createServer(
     {
       headersTimeout: limits.requestTimeoutMs > 0 ? Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) : limits.headersTimeoutMs,
@@ -392,6 +393,7 @@ export function createHttp1Server(limits: ConnectionLimits, handler: http.Reques
   );
   server.keepAliveTimeout = limits.idleTimeoutMs;
   server.timeout = limits.stallTimeoutMs;
+  judgeTimeoutsAfterInput(server, timeoutResponse);
   return server;
 }
 
@@ -447,11 +449,14 @@ function requestDeadline(req: http2.Http2ServerRequest, timeoutMs: number): void
 /**
  * Reads just enough of a fresh connection to tell HTTP/2 from HTTP/1.x, then puts the bytes
  * back so the chosen server parses the stream from its first byte. A connection that does not
- * get that far within timeoutMs (silent, or half a preface) is closed.
+ * get that far within timeoutMs (silent, or half a preface) is closed — judged once the input
+ * waiting on the socket has been read (setImmediate runs after the loop's poll phase): after the
+ * event loop was held up, the timer runs first, and the client's bytes may be there unread.
  */
 function sniff(socket: net.Socket, timeoutMs: number, decide: (isH2: boolean) => void): void {
   let seen = Buffer.alloc(0);
-  const deadline = timeoutMs > 0 ? setTimeout(() => socket.destroy(), timeoutMs).unref() : undefined;
+  let decided = false;
+  const deadline = timeoutMs > 0 ? setTimeout(() => setImmediate(() => decided || socket.destroy()), timeoutMs).unref() : undefined;
   socket.once("close", () => clearTimeout(deadline));
   const onData = (chunk: Buffer) => {
     seen = Buffer.concat([seen, chunk]);
@@ -459,6 +464,7 @@ function sniff(socket: net.Socket, timeoutMs: number, decide: (isH2: boolean) =>
     const matches = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
     if (matches && seen.length < H2_PREFACE.length) return;
     clearTimeout(deadline);
+    decided = true;
     socket.off("data", onData);
     socket.pause();
     socket.unshift(seen);

@@ -86,6 +86,9 @@ export interface SpawnedColony {
 
 const READY = /^colony listening on (\S+) \((?:db|store) (.+)\)$/m;
 
+/** Colonies of this test file not yet stopped: test/setup/colony-logs.ts prints their logs when a test fails. */
+export const liveColonies = new Set<SpawnedColony>();
+
 /**
  * `CORAL_STORE=clickhouse` runs the suites on ClickHouse: colonies a test does not give a database
  * file of its own start with `--store chdb:DIR` (embedded ClickHouse) in their temp directory.
@@ -138,7 +141,7 @@ export async function spawnColony(
 
   const otlpAddr = OTLP_READY.exec(stdout)?.[1];
   let stopping: Promise<number | null> | undefined;
-  return {
+  const colony: SpawnedColony = {
     addr,
     baseUrl: `http://${addr}`,
     otlpAddr,
@@ -152,12 +155,15 @@ export async function spawnColony(
       stopping ??= (async () => {
         if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
         const code = await exited;
+        liveColonies.delete(colony);
         if (ownDir) rmSync(ownDir, { recursive: true, force: true });
         return code;
       })();
       return stopping;
     },
   };
+  liveColonies.add(colony);
+  return colony;
 }
 
 /**

@@ -81,6 +81,13 @@ const BUDGET_RETRY_AFTER_S = "1";
  */
 export const DEFAULT_OTLP_LIMITS: Readonly<ConnectionLimits> = { ...DEFAULT_LIMITS, requestTimeoutMs: 60_000 };
 
+/**
+ * A request that took longer than its timeout. Not Node's 408: OTLP exporters retry only 429, 502,
+ * 503 and 504, so a 408 drops the batch of an exporter that was merely slow (a congested link, a
+ * colony too busy to read it); a slowloris is cut all the same.
+ */
+const TIMEOUT_RESPONSE = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
 export interface OtlpReceiver {
   address: { host: string; port: number };
   /** The listening socket (see OtlpReceiverOptions.socket). */
@@ -129,14 +136,18 @@ export async function listenOtlp(o: OtlpReceiverOptions): Promise<OtlpReceiver> 
 
   // Headers and request timeouts also close a connection that never sends a byte: Node counts
   // them from the moment a connection is accepted.
-  const server = createHttp1Server(limits, (req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      if (err instanceof ClientGone) return;
-      const e = err instanceof HttpError ? err : new HttpError(500, `internal error: ${(err as Error).message}`);
-      const format = mediaFormat(req.headers["content-type"]) ?? fallbackFormat(req);
-      reply(req, res, e.status, format, statusBody(e, format), e.headers);
-    });
-  });
+  const server = createHttp1Server(
+    limits,
+    (req, res) => {
+      handle(req, res).catch((err: unknown) => {
+        if (err instanceof ClientGone) return;
+        const e = err instanceof HttpError ? err : new HttpError(500, `internal error: ${(err as Error).message}`);
+        const format = mediaFormat(req.headers["content-type"]) ?? fallbackFormat(req);
+        reply(req, res, e.status, format, statusBody(e, format), e.headers);
+      });
+    },
+    TIMEOUT_RESPONSE,
+  );
   // Node closes sockets beyond this as it accepts them; exporters already connected are unaffected.
   if (limits.maxConnections > 0) server.maxConnections = limits.maxConnections;
 
