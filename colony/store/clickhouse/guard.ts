@@ -23,6 +23,7 @@ import { SQL_DEFAULTS } from "../readonly-sql.js";
 import { ADMISSION, readStoreThrough, WORDS, type ReadCost } from "../typed-reads.js";
 import { ClickHouseReads } from "./reads.js";
 import { errorKind } from "./user-sql.js";
+import { queryBounds } from "./query-bounds.js";
 
 export interface ClickHouseReadLimits {
   /** Longest one read may run; the colony's --query-timeout. */
@@ -226,13 +227,9 @@ export class ClickHouseTypedReads {
       if (signal.aborted) throw signal.reason as Error;
       const id = randomUUID();
       ids.push(id);
-      // At least a millisecond: 0 would mean no limit.
-      const seconds = Math.max(0.001, (deadline - Date.now()) / 1000);
       const settings: Record<string, string | number | boolean> = {
         ...(params.clickhouse_settings as Record<string, string | number | boolean> | undefined),
-        max_execution_time: Number(seconds.toFixed(3)),
-        timeout_overflow_mode: "throw",
-        max_memory_usage: Math.floor(maxMemoryBytes),
+        ...queryBounds((deadline - Date.now()) / 1000, maxMemoryBytes),
         log_comment: tag,
       };
       const rs = await session.query(

@@ -5,6 +5,7 @@ import { admitWithin, refusals } from "../deadline.js";
 import { SQL_DEFAULTS, SQL_WORDS, SqlRejected, type SqlBatch, type SqlColumn, type SqlLimits, type SqlResult, type SqlValue } from "../readonly-sql.js";
 import { functionRefusal, relationRefusal, tableFunctionRefusal, type NamePolicy } from "../sql-policy.js";
 import { ident } from "./schema.js";
+import { queryBounds } from "./query-bounds.js";
 
 // Users' read-only SQL on ClickHouse, with the guard DuckDB's SqlRunner gives (readonly-sql.ts):
 // one SELECT, only the colony's tables, limits on time, memory, rows read and bytes returned, and
@@ -412,12 +413,9 @@ export function guardedStatement(formatted: string, maxRows: number, settings: s
  * `readonlyAlready`: the session's profile set readonly, which a query may then not set again.
  */
 export function guardSettings(l: Required<ClickHouseSqlLimits>, secondsLeft: number, readonlyAlready: boolean): string[] {
-  const seconds = Math.max(0.001, secondsLeft);
   return [
     ...(readonlyAlready ? [] : ["readonly = 1"]),
-    `max_execution_time = ${seconds.toFixed(3)}`,
-    "timeout_overflow_mode = 'throw'",
-    `max_memory_usage = ${Math.floor(l.maxMemoryBytes)}`,
+    ...Object.entries(queryBounds(secondsLeft, l.maxMemoryBytes)).map(([k, v]) => `${k} = ${typeof v === "string" ? `'${v}'` : v}`),
     `max_result_bytes = ${Math.floor(l.maxBytes * SERVER_BYTES_FACTOR)}`,
     "result_overflow_mode = 'throw'",
     `max_rows_to_read = ${Math.floor(l.maxRowsToRead)}`,
