@@ -19,7 +19,7 @@ interface Request {
 }
 
 /** A TCP server that reads whole requests and lets `answer` write whatever bytes it likes. */
-async function rawServer(answer: (r: Request) => void) {
+async function rawServer(answer: (r: Request) => void, host = "127.0.0.1") {
   const sockets = new Set<Socket>();
   let connections = 0;
   let requests = 0;
@@ -44,8 +44,9 @@ async function rawServer(answer: (r: Request) => void) {
       }
     });
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const addr = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  await new Promise<void>((r) => server.listen(0, host, r));
+  const port = (server.address() as { port: number }).port;
+  const addr = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
   return {
     addr,
     counts: () => ({ connections, requests }),
@@ -315,6 +316,28 @@ describe("the lean path's connections", () => {
       expect(await calls(clientOf(s.addr), 2)).toEqual(["{}", "{}"]);
       expect(s.counts()).toEqual({ connections: 2, requests: 2 });
     }
+  });
+
+  it("Keep-Alive: timeout=0 is not kept; a timeout that is not a whole number is ignored (kept), as node:http's Agent does", async () => {
+    for (const [hint, connections] of [
+      ["timeout=0", 2],
+      ["timeout=-5", 1],
+      ["timeout=soon", 1],
+      ["max=3", 1],
+      ["timeout=99999999999999999999", 1],
+    ] as const) {
+      const s = await rawServer((r) => r.socket.write(`${OK}content-length: 2\r\nkeep-alive: ${hint}\r\n\r\n{}`));
+      open.push(s);
+      expect(await calls(clientOf(s.addr), 2)).toEqual(["{}", "{}"]);
+      expect([hint, s.counts()]).toEqual([hint, { connections, requests: 2 }]);
+    }
+  });
+
+  it("a colony on IPv6 ([::1]:port): served, the connection kept", async () => {
+    const s = await rawServer((r) => r.socket.write(`${OK}content-length: 2\r\n\r\n{}`), "::1");
+    open.push(s);
+    expect(await calls(clientOf(s.addr), 2)).toEqual(["{}", "{}"]);
+    expect(s.counts()).toEqual({ connections: 1, requests: 2 });
   });
 
   it("kept: HTTP/1.0 with Connection: keep-alive, Keep-Alive: timeout=30", async () => {
