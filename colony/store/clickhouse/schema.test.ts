@@ -152,8 +152,9 @@ describe("ClickHouse schema", () => {
   });
 
   describe("the span_attributes fill of an upgrade", () => {
-    // Three days of spans, a few with attributes of megabytes (chunks end on bytes too), some
-    // with none (they never get rows, so every run looks at them again).
+    // Three days of spans, a few with attributes of megabytes (chunks end on bytes too; one span is
+    // alone past a chunk's 8 MiB: a chunk of its own), some with none (they never get rows, so
+    // every run looks at them again).
     const day0 = Date.UTC(2026, 0, 10);
     const span = (i: number, startTimeMs: number): SpanRecord => ({
       traceId: `t${i % 97}`,
@@ -166,7 +167,7 @@ describe("ClickHouse schema", () => {
       durationNs: 1000 * (1 + (i % 13)),
       statusCode: i % 4 === 0 ? "ERROR" : "OK",
       httpStatusCode: i % 6 === 0 ? 503 : 200,
-      attributes: i % 7 === 0 ? {} : { "http.route": `/r/${i % 5}`, n: i, ...(i % 100 === 1 && i < 300 ? { big: "x".repeat(3 * 1024 * 1024 + i) } : {}) },
+      attributes: i % 7 === 0 ? {} : { "http.route": `/r/${i % 5}`, n: i, ...(i % 100 === 1 && i < 300 ? { big: "x".repeat((i === 201 ? 9 : 3) * 1024 * 1024 + i) } : {}) },
     });
     const oldSpans = Array.from({ length: 900 }, (_, i) => span(i, day0 + Math.floor(i / 300) * 86_400_000 + (i % 300) * 1000));
     const attributesOf = (db: string) => rows(`SELECT * EXCEPT start_time, toString(start_time) AS at FROM \`${db}\`.span_attributes ORDER BY ALL`);
