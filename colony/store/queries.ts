@@ -295,14 +295,19 @@ export class Queries implements ReadStore {
    * occur, the statement is run again matching on the text itself, so a collision never changes
    * the answer. Values are compared by their first EXPLAIN_MATCH_CHARS characters and their length,
    * so a huge value is never copied whole; keys and values travel as bound parameters.
+   *
+   * Latency buckets leave DuckDB as JSON text, one string per value, and only the `limit` values
+   * ranked are parsed: read as nested lists (~18,000 [bucket, n, errors] triples for 1M requests ×
+   * 10 attributes), the driver built a vector and an array per triple — 20–60 ms of the colony's
+   * one JavaScript thread per answer, 100–300 ms in a process whose code was not yet optimised.
    */
   async explain(a: { service: string; selection: ExplainSelection; limit: number; excludeKeys: string[]; sinceMs: number; untilMs: number }): Promise<Explanation> {
     const first = await this.explainCounts(a, "hash");
     const counted = first.mismatched > 0 ? await this.explainCounts(a, "text") : first;
     // The one statement measured every picked value already.
     return explainAnswer(counted, a.limit, async (ranked) => ({
-      window: counted.window,
-      values: ranked.map((v) => ({ buckets: v.buckets, exemplars: v.exemplars ?? [] })),
+      window: bucketsOf(counted.window),
+      values: ranked.map((v) => ({ buckets: bucketsOf(v.buckets), exemplars: v.exemplars ?? [] })),
     }));
   }
 
@@ -315,7 +320,7 @@ export class Queries implements ReadStore {
   private async explainCounts(
     a: { service: string; selection: ExplainSelection; excludeKeys: string[]; sinceMs: number; untilMs: number },
     match: "hash" | "text",
-  ): Promise<{ total: number; selected: number; keyCount: number; window: BucketCounts; values: ExplainCounted[]; mismatched: number }> {
+  ): Promise<{ total: number; selected: number; keyCount: number; window: BucketsJson; values: ExplainCounted[]; mismatched: number }> {
     const selected = "slowNs" in a.selection ? sql<boolean>`duration_ns >= ${a.selection.slowNs}` : sql<boolean>`failed`;
     const since = new Date(a.sinceMs);
     const until = new Date(a.untilMs);
@@ -328,8 +333,8 @@ export class Queries implements ReadStore {
     const join =
       match === "hash" ? sql`p.h = w.h` : sql`p.key = w.key AND p.value = ${matched("w.value")} AND p.bytes = strlen(w.value)`;
     const r = await sql<{
-      n: number | null; n_sel: number | null; key_count: number | null; window_buckets: BucketCounts | null; mismatched: number | null;
-      key: string | null; value: string | null; bytes: number; sel_n: number; base_n: number; buckets: BucketCounts | null; exemplars: string[] | null;
+      n: number | null; n_sel: number | null; key_count: number | null; window_buckets: BucketsJson | null; mismatched: number | null;
+      key: string | null; value: string | null; bytes: number; sel_n: number; base_n: number; buckets: BucketsJson | null; exemplars: string[] | null;
     }>`
       WITH chosen AS MATERIALIZED (
         SELECT key, ${matched("value")} AS value, strlen(value) AS bytes, trace_id, ${newest} AS newest
@@ -361,7 +366,7 @@ export class Queries implements ReadStore {
       top_keys AS (SELECT key FROM keys ORDER BY n DESC, key LIMIT ${EXPLAIN_MAX_KEYS}),
       vals AS (
         SELECT pid, CAST(sum(sel_n) AS BIGINT) AS sel_n, CAST(sum(n) - sum(sel_n) AS BIGINT) AS base_n,
-               list([bucket, CAST(n AS BIGINT), CAST(errors AS BIGINT)]) AS buckets
+               ${BUCKETS_JSON} AS buckets
         FROM per WHERE pid IS NOT NULL AND key IN (SELECT key FROM top_keys)
         GROUP BY pid
       ),
@@ -378,7 +383,7 @@ export class Queries implements ReadStore {
         GROUP BY ALL
       )
       SELECT CAST(sum(n) AS BIGINT) AS n, CAST(sum(n_sel) AS BIGINT) AS n_sel, (SELECT count(*) FROM keys) AS key_count,
-             list([bucket, CAST(n AS BIGINT), CAST(errors AS BIGINT)]) AS window_buckets, (SELECT CAST(sum(mismatched) AS BIGINT) FROM per) AS mismatched,
+             ${BUCKETS_JSON} AS window_buckets, (SELECT CAST(sum(mismatched) AS BIGINT) FROM per) AS mismatched,
              NULL AS key, NULL AS value, 0 AS bytes, 0 AS sel_n, 0 AS base_n, NULL AS buckets, NULL AS exemplars
       FROM s
       UNION ALL
@@ -389,9 +394,9 @@ export class Queries implements ReadStore {
       total: head?.n ?? 0,
       selected: head?.n_sel ?? 0,
       keyCount: head?.key_count ?? 0,
-      window: head?.window_buckets ?? [],
+      window: head?.window_buckets ?? "[]",
       values: r.rows.filter((x): x is typeof x & { key: string; value: string } => x.key !== null && x.value !== null).map((x) => ({
-        key: x.key, value: x.value, bytes: x.bytes, sel_n: x.sel_n, base_n: x.base_n, buckets: x.buckets ?? [], exemplars: x.exemplars,
+        key: x.key, value: x.value, bytes: x.bytes, sel_n: x.sel_n, base_n: x.base_n, buckets: x.buckets ?? "[]", exemplars: x.exemplars,
       })),
       mismatched: head?.mismatched ?? 0,
     };
@@ -400,9 +405,19 @@ export class Queries implements ReadStore {
 
 /** A picked value as explain's statement counts it, its buckets and exemplars beside it. */
 interface ExplainCounted extends ExplainValue {
-  buckets: BucketCounts;
+  buckets: BucketsJson;
   exemplars: string[] | null;
 }
 
 /** A failed request, as GetErrorRate counts them. */
 const FAILED = sql<boolean>`(status_code = 'ERROR' OR coalesce(http_status_code, 0) >= 500)`;
+
+/** BucketCounts as JSON text (`[[bucket, n, errors], …]`): explain's statement returns them so (see Queries.explain). */
+type BucketsJson = string;
+
+/** A (bucket, n, errors) aggregate's rows as BucketsJson; integers stay exact in JSON up to 2^53. */
+const BUCKETS_JSON = sql`CAST(to_json(list([bucket, CAST(n AS BIGINT), CAST(errors AS BIGINT)])) AS VARCHAR)`;
+
+function bucketsOf(json: BucketsJson): BucketCounts {
+  return JSON.parse(json) as BucketCounts;
+}
