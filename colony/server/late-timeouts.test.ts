@@ -29,6 +29,9 @@ function routes(router: ConnectRouter): void {
 
 const LIST = "/coral.colony.v1.QueryService/ListServices";
 const LIST_REQUEST = [`POST ${LIST} HTTP/1.1\r\nhost: x\r\n`, `content-type: application/json\r\ncontent-length: 2\r\n\r\n{}`];
+const H2_PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/** A SETTINGS frame with no settings: length 0, type 4, no flags, stream 0. */
+const H2_EMPTY_SETTINGS = "\0\0\0\x04\0\0\0\0\0";
 /** An empty ExportMetricsServiceRequest. */
 const OTLP_REQUEST = [`POST /v1/metrics HTTP/1.1\r\nhost: x\r\n`, `content-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n`];
 
@@ -38,7 +41,7 @@ const OTLP_REQUEST = [`POST /v1/metrics HTTP/1.1\r\nhost: x\r\n`, `content-type:
  */
 const CLIENT = `
 const net = require("node:net");
-const [port, first, rest] = JSON.parse(process.argv[1]);
+const [port, first, rest, openAfterMs] = JSON.parse(process.argv[1]);
 let text = "";
 const done = (line) => { process.send(line, () => process.exit(0)); };
 const s = net.connect({ host: "127.0.0.1", port }, () => {
@@ -46,10 +49,13 @@ const s = net.connect({ host: "127.0.0.1", port }, () => {
   process.send("connected");
 });
 s.setEncoding("latin1");
-s.on("data", (d) => { text += d; const i = text.indexOf("\\r\\n"); if (i >= 0) done(text.slice(0, i)); });
+s.on("data", (d) => { text += d; const i = text.indexOf("\\r\\n"); if (i >= 0 && !openAfterMs) done(text.slice(0, i)); });
 s.on("error", () => {});
 s.on("close", () => done(text.split("\\r\\n")[0] || "closed"));
-process.on("message", () => s.write(rest));
+process.on("message", () => {
+  s.write(Buffer.from(rest, "latin1"));
+  if (openAfterMs) setTimeout(() => done(s.destroyed ? "closed" : "open"), openAfterMs);
+});
 `;
 
 const children: ChildProcess[] = [];
@@ -58,8 +64,8 @@ afterEach(() => {
 });
 
 /** The client sends `rest` while this process's event loop is held up; resolves with its answer's first line. */
-async function sentDuringHoldUp(port: number, [first, rest]: string[]): Promise<string> {
-  const child = spawn(process.execPath, ["-e", CLIENT, JSON.stringify([port, first, rest])], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+async function sentDuringHoldUp(port: number, [first, rest]: string[], openAfterMs = 0): Promise<string> {
+  const child = spawn(process.execPath, ["-e", CLIENT, JSON.stringify([port, first, rest, openAfterMs])], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   children.push(child);
   const messages: unknown[] = [];
   child.on("message", (m) => messages.push(m));
@@ -95,7 +101,7 @@ async function silentAfter(port: number, first: string): Promise<string> {
 }
 
 describe("a held-up event loop does not cut clients that were on time", () => {
-  it("query port: a request sent while the loop was held up is answered (first bytes, then the headers' end)", async () => {
+  it("query port: a request sent while the loop was held up is answered (first bytes, the headers' end, HTTP/2's SETTINGS)", async () => {
     const server = await listen({ host: "127.0.0.1", port: 0, routes, limits: LIMITS });
     try {
       const port = server.address.port;
@@ -103,6 +109,8 @@ describe("a held-up event loop does not cut clients that were on time", () => {
       expect(await sentDuringHoldUp(port, ["", LIST_REQUEST.join("")])).toBe("HTTP/1.1 200 OK");
       // Half the headers before, the rest during: Node's headers timeout.
       expect(await sentDuringHoldUp(port, LIST_REQUEST)).toBe("HTTP/1.1 200 OK");
+      // HTTP/2: the preface before, the client's SETTINGS during (the server's own SETTINGS timeout).
+      expect(await sentDuringHoldUp(port, [H2_PREFACE, H2_EMPTY_SETTINGS], HOLD_UP_MS + 1_000)).toBe("open");
       // A client that really is late is still cut.
       expect(await silentAfter(port, LIST_REQUEST[0]!)).toBe("HTTP/1.1 408 Request Timeout");
       expect(await silentAfter(port, "")).toBe("closed");

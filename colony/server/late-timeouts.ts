@@ -62,6 +62,15 @@ export function judgeTimeoutsAfterInput(server: http.Server, timeoutResponse: st
   });
 }
 
+/**
+ * Runs `judge` once the input already waiting on the sockets has been read. A timer that fires after
+ * the event loop was held up runs before the loop's reads (timers come first in a loop turn);
+ * setImmediate runs right after them. For timeouts that Node does not keep itself.
+ */
+export function afterPendingInput(judge: () => void): void {
+  setImmediate(judge);
+}
+
 const BAD_REQUEST = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n";
 /** What Node answers for these errors when nobody listens to 'clientError'. */
 const NODE_ANSWERS: Record<string, string> = {

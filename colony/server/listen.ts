@@ -9,7 +9,7 @@ import { listenError } from "./address.js";
 import { assertExposureAllowed, bearerAuth, bearerChecker, refuseUnauthenticated } from "./auth.js";
 import { ByteBudget, withDefaults, type Lease } from "../admission.js";
 import { dropBody } from "./drop-body.js";
-import { judgeTimeoutsAfterInput, REQUEST_TIMEOUT } from "./late-timeouts.js";
+import { afterPendingInput, judgeTimeoutsAfterInput, REQUEST_TIMEOUT } from "./late-timeouts.js";
 
 /**
  * How long a connection may take over each phase, and how many may be open at once. Every value
@@ -409,8 +409,12 @@ function checkingInterval(limits: ConnectionLimits): number {
  */
 function guardSession(session: http2.ServerHttp2Session, limits: ConnectionLimits): void {
   if (limits.headersTimeoutMs > 0) {
-    const settings = setTimeout(() => session.destroy(), limits.headersTimeoutMs).unref();
-    session.once("remoteSettings", () => clearTimeout(settings));
+    let settled = false;
+    const settings = setTimeout(() => afterPendingInput(() => settled || session.destroy()), limits.headersTimeoutMs).unref();
+    session.once("remoteSettings", () => {
+      settled = true;
+      clearTimeout(settings);
+    });
     session.once("close", () => clearTimeout(settings));
   }
   if (limits.idleTimeoutMs > 0) {
@@ -437,11 +441,15 @@ function guardSession(session: http2.ServerHttp2Session, limits: ConnectionLimit
  */
 function requestDeadline(req: http2.Http2ServerRequest, timeoutMs: number): void {
   if (timeoutMs <= 0 || req.stream.endAfterHeaders) return;
-  const timer = setTimeout(() => {
-    // The body may all be here without having been read yet: that is not the client's fault.
-    const received = req.readableEnded || (req.stream.state as { remoteClose?: number }).remoteClose === 1;
-    if (!received && !req.stream.destroyed) req.stream.close(http2.constants.NGHTTP2_CANCEL);
-  }, timeoutMs).unref();
+  const timer = setTimeout(
+    () =>
+      afterPendingInput(() => {
+        // The body may all be here without having been read yet: that is not the client's fault.
+        const received = req.readableEnded || (req.stream.state as { remoteClose?: number }).remoteClose === 1;
+        if (!received && !req.stream.destroyed) req.stream.close(http2.constants.NGHTTP2_CANCEL);
+      }),
+    timeoutMs,
+  ).unref();
   req.once("end", () => clearTimeout(timer));
   req.stream.once("close", () => clearTimeout(timer));
 }
@@ -450,13 +458,12 @@ function requestDeadline(req: http2.Http2ServerRequest, timeoutMs: number): void
  * Reads just enough of a fresh connection to tell HTTP/2 from HTTP/1.x, then puts the bytes
  * back so the chosen server parses the stream from its first byte. A connection that does not
  * get that far within timeoutMs (silent, or half a preface) is closed — judged once the input
- * waiting on the socket has been read (setImmediate runs after the loop's poll phase): after the
- * event loop was held up, the timer runs first, and the client's bytes may be there unread.
+ * waiting on the socket has been read (afterPendingInput).
  */
 function sniff(socket: net.Socket, timeoutMs: number, decide: (isH2: boolean) => void): void {
   let seen = Buffer.alloc(0);
   let decided = false;
-  const deadline = timeoutMs > 0 ? setTimeout(() => setImmediate(() => decided || socket.destroy()), timeoutMs).unref() : undefined;
+  const deadline = timeoutMs > 0 ? setTimeout(() => afterPendingInput(() => decided || socket.destroy()), timeoutMs).unref() : undefined;
   socket.once("close", () => clearTimeout(deadline));
   const onData = (chunk: Buffer) => {
     seen = Buffer.concat([seen, chunk]);
