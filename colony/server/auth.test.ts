@@ -17,7 +17,7 @@ describe("bearer token", () => {
   const token = "s3cret-token";
   let colony: SpawnedColony;
   beforeAll(async () => {
-    colony = await spawnColony({ demo: true, token });
+    colony = await spawnColony({ token });
   });
   afterAll(async () => {
     await colony?.stop();

@@ -143,32 +143,32 @@ describe("mistakes", () => {
 
 describe("coral colony start", () => {
   it("at a terminal, says where to send data and how to look at it (stdout keeps its two ready lines)", async () => {
-    const { execFileSync } = await import("node:child_process");
-    const { mkdtempSync, rmSync } = await import("node:fs");
+    const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
     const { tmpdir } = await import("node:os");
     const { join } = await import("node:path");
     const dir = mkdtempSync(join(tmpdir(), "coral-hint-"));
     try {
-      // A pty, as a user's terminal; `timeout` ends the colony once it has had time to start.
-      const cmd = `timeout -s INT 8 '${process.execPath}' '${bin}' colony start --db '${join(dir, "c.duckdb")}' --listen 127.0.0.1:0 --otlp 127.0.0.1:0`;
-      const out = execFileSync("script", ["-qc", cmd, "/dev/null"], { encoding: "utf8", env: { ...process.env, NO_COLOR: "1" } }).replace(/\r/g, "");
+      // A pty, as a user's terminal. The shell records its PID, which `exec` hands to `timeout`
+      // (the bound should the hint never come); Ctrl-C to it once the hint is out ends the colony.
+      const pidFile = join(dir, "pid");
+      const cmd = `echo $$ > '${pidFile}'; exec timeout -s INT 30 '${process.execPath}' '${bin}' colony start --db '${join(dir, "c.duckdb")}' --listen 127.0.0.1:0 --otlp 127.0.0.1:0`;
+      const pty = spawn("script", ["-qc", cmd, "/dev/null"], { env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "inherit"] });
+      let out = "";
+      let interrupted = false;
+      const closed = new Promise<void>((resolve) => pty.on("close", () => resolve()));
+      pty.stdout.setEncoding("utf8").on("data", (d: string) => {
+        out += d.replace(/\r/g, "");
+        if (interrupted || !/Look at it: .*\n/.test(out)) return;
+        interrupted = true;
+        process.kill(Number(readFileSync(pidFile, "utf8")), "SIGINT");
+      });
+      await closed;
       const otlp = /otlp listening on (\S+)/.exec(out)![1];
       expect(out).toContain(`Send telemetry: point an OpenTelemetry SDK or Collector at http://${otlp}`);
       expect(out).toContain(`or try: coral demo load --otlp ${otlp}`);
       expect(out).toMatch(/Look at it: coral query services --colony 127\.0\.0\.1:\d+/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
-    }
-  });
-
-  it("with --demo, says it is seeding before the seconds it takes", async () => {
-    const colony = await spawnColony({ demo: true, otlp: "off" });
-    try {
-      const err = colony.stderr();
-      expect(err.indexOf("seeding three hours of demo telemetry")).toBeGreaterThanOrEqual(0);
-      expect(err.indexOf("seeding three hours")).toBeLessThan(err.indexOf("seeded demo data"));
-    } finally {
-      await colony.stop();
     }
   });
 });
@@ -180,13 +180,19 @@ describe("coral init", () => {
   });
 });
 
-describe("against a colony", () => {
+describe("against a colony started with --demo", () => {
   let colony: SpawnedColony;
   beforeAll(async () => {
     colony = await spawnColony({ demo: true, otlp: "off" });
   });
   afterAll(async () => {
     await colony?.stop();
+  });
+
+  it("coral colony start --demo said it was seeding before the seconds it takes", () => {
+    const err = colony.stderr();
+    expect(err.indexOf("seeding three hours of demo telemetry")).toBeGreaterThanOrEqual(0);
+    expect(err.indexOf("seeding three hours")).toBeLessThan(err.indexOf("seeded demo data"));
   });
 
   it("a bound from the proto is checked before sending, named by its flag: exit 2", async () => {

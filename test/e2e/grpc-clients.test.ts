@@ -12,6 +12,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { spawnColony, type SpawnedColony } from "../helpers/colony.js";
+import { storeServices } from "../helpers/otlp-span.js";
 
 const buf = fileURLToPath(new URL("../../node_modules/.bin/buf", import.meta.url));
 const TOKEN = "grpc-clients-test-token";
@@ -20,7 +21,9 @@ let colony: SpawnedColony;
 // buf curl reads a buf.yaml from its working directory; the repo's would stand in for reflection.
 let cwd: string;
 beforeAll(async () => {
-  colony = await spawnColony({ demo: true, token: TOKEN, otlp: "off" });
+  colony = await spawnColony({ token: TOKEN });
+  // A payments span to ask a p99 of.
+  await storeServices(colony, ["payments"], TOKEN);
   cwd = mkdtempSync(join(tmpdir(), "coral-buf-curl-"));
 });
 afterAll(async () => {

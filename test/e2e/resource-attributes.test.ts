@@ -10,7 +10,8 @@ import { queryJson, sqlRows as sqlRowsOf } from "../helpers/query.js";
 
 let colony: SpawnedColony;
 beforeAll(async () => {
-  colony = await spawnColony({ demo: true });
+  // Only the services posted here: every answer below is scoped to them (no demo seed needed).
+  colony = await spawnColony();
   const t0 = Date.now() - 5 * 60_000;
   const pods = ["pods-7d9f-a1", "pods-7d9f-b2", "pods-7d9f-c3"];
   const groups = pods.map((pod, p) => ({

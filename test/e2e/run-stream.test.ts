@@ -19,7 +19,7 @@ import { runCoral, spawnColony, type SpawnedColony } from "../helpers/colony.js"
 const dir = mkdtempSync(join(tmpdir(), "coral-run-stream-"));
 let colony: SpawnedColony;
 beforeAll(async () => {
-  colony = await spawnColony({ demo: true });
+  colony = await spawnColony();
 });
 afterAll(async () => {
   await colony?.stop();

@@ -5,12 +5,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCoral, spawnColony, type RunResult, type SpawnedColony } from "../helpers/colony.js";
+import { DEMO_SERVICES, runCoral, spawnColony, type RunResult, type SpawnedColony } from "../helpers/colony.js";
+import { storeServices } from "../helpers/otlp-span.js";
 
 const dir = mkdtempSync(join(tmpdir(), "coral-run-wire-"));
 let colony: SpawnedColony;
 beforeAll(async () => {
-  colony = await spawnColony({ demo: true });
+  // The demo's six services, a span each: what the scripts list and ask a p99 of.
+  colony = await spawnColony();
+  await storeServices(colony, DEMO_SERVICES);
 });
 afterAll(async () => {
   await colony?.stop();

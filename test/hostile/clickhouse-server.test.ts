@@ -70,7 +70,9 @@ async function postSpan(colony: SpawnedColony): Promise<{ status: number; body: 
   return { status: r.status, body: await r.text(), retryAfter: r.headers.get("retry-after") };
 }
 
-describe("--clickhouse-password-file that is not a password file", () => {
+// The describes below wait mostly on timeouts (the ClickHouse client's 30 s request timeout among
+// them) and share nothing, so they run side by side; tests within one run in order.
+describe("--clickhouse-password-file that is not a password file", { concurrent: true }, () => {
   let dir: string;
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), "coral-ch-pwfile-"));
@@ -104,7 +106,7 @@ describe("--clickhouse-password-file that is not a password file", () => {
   }, 60_000);
 });
 
-describe("a ClickHouse server that stalls", () => {
+describe("a ClickHouse server that stalls", { concurrent: true }, () => {
   let ch: Awaited<ReturnType<typeof standIn>>;
   let colony: SpawnedColony;
   beforeAll(async () => {
@@ -124,7 +126,7 @@ describe("a ClickHouse server that stalls", () => {
   const query = () => createClient(QueryService, transports["Connect over HTTP/1.1"]!(colony.baseUrl));
   const health = async () => (await createClient(Health, transports["Connect over HTTP/2"]!(colony.baseUrl)).check({})).status;
 
-  it("a read the server never answers, or answers half of, ends at --query-timeout; the read is cancelled on the server; everything else is served", async () => {
+  it.sequential("a read the server never answers, or answers half of, ends at --query-timeout; the read is cancelled on the server; everything else is served", async () => {
     for (const mode of ["reads", "half-reads"] as const) {
       ch.stall.mode = mode;
       const before = ch.seen.length;
@@ -146,7 +148,7 @@ describe("a ClickHouse server that stalls", () => {
     expect((await query().listServices({})).services).toEqual([]);
   }, 120_000);
 
-  it("an insert the server never answers gets OTLP clients a retryable 503 (after the client's request timeout); queries are served meanwhile", async () => {
+  it.sequential("an insert the server never answers gets OTLP clients a retryable 503 (after the client's request timeout); queries are served meanwhile", async () => {
     ch.stall.mode = "inserts";
     const stalled = postSpan(colony);
     expect(await health()).toBe(HealthCheckResponse_ServingStatus.SERVING);
@@ -161,7 +163,7 @@ describe("a ClickHouse server that stalls", () => {
   }, 120_000);
 });
 
-describe("a ClickHouse server that never answers at all", () => {
+describe("a ClickHouse server that never answers at all", { concurrent: true }, () => {
   it("a colony start gives up after the request timeout with one line and exit 1", async () => {
     const ch = await standIn();
     ch.stall.mode = "everything";

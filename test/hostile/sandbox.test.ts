@@ -13,7 +13,8 @@ import { createServer, type Server } from "node:net";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCoral, spawnColony, type SpawnedColony } from "../helpers/colony.js";
+import { DEMO_SERVICES, runCoral, spawnColony, type SpawnedColony } from "../helpers/colony.js";
+import { storeServices } from "../helpers/otlp-span.js";
 import {
   BAIT,
   TOKEN,
@@ -34,8 +35,10 @@ let colony: SpawnedColony;
 const benign = { tmpPeakBytes: 0, cliPeakMiB: 0 };
 
 beforeAll(async () => {
-  // Demo data, so that SQL attempts have the colony's real tables and files to aim at.
-  colony = await spawnColony({ token: TOKEN, demo: true });
+  // Data in the colony's real tables and files for SQL attempts to aim at: the demo's six services,
+  // a span each (scripts count them; a demo seed would cost more than many of the attempts).
+  colony = await spawnColony({ token: TOKEN });
+  await storeServices(colony, DEMO_SERVICES, TOKEN);
   for (const source of [SDK + "console.log((await coral.services.list()).length);\n", 'console.log("hello");\n']) {
     const r = await attempt(source);
     expect(r.code, r.stderr).toBe(0);

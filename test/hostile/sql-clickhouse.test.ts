@@ -7,6 +7,7 @@ import { Code, createClient, type Client } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QueryService } from "../../gen/coral/colony/v1/query_pb.js";
 import { spawnColony, transports, type SpawnedColony } from "../helpers/colony.js";
+import { storeServices } from "../helpers/otlp-span.js";
 import { failureOf } from "../helpers/rpc.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -26,7 +27,10 @@ async function probe(): Promise<number> {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "coral-ch-hostile-"));
-  colony = await spawnColony({ demo: true, otlp: "off", extraArgs: ["--store", `chdb:${join(dir, "chdb")}`, "--query-timeout", "2s", "--query-memory", "512MiB"] });
+  colony = await spawnColony({ extraArgs: ["--store", `chdb:${join(dir, "chdb")}`, "--query-timeout", "2s", "--query-memory", "512MiB"] });
+  // Spans for the probe's p99 and for the writes to leave alone; the attacks need no more (a demo
+  // seed into chdb costs minutes).
+  await storeServices(colony, ["payments", "orders"]);
   client = createClient(QueryService, transports["Connect over HTTP/2"]!(colony.baseUrl));
 }, 240_000);
 

@@ -9,6 +9,7 @@ import { Code, createClient, type Client } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QueryService } from "../../gen/coral/colony/v1/query_pb.js";
 import { spawnColony, transports, type SpawnedColony } from "../helpers/colony.js";
+import { storeServices } from "../helpers/otlp-span.js";
 import { failureOf } from "../helpers/rpc.js";
 
 let colony: SpawnedColony;
@@ -16,10 +17,10 @@ let client: Client<typeof QueryService>;
 
 
 /** Times a cheap RPC from a second client: the colony must keep answering others while it is attacked. */
-async function probe(target: SpawnedColony = colony, demoData = true): Promise<number> {
+async function probe(target: SpawnedColony = colony, withPayments = true): Promise<number> {
   const other = createClient(QueryService, transports["Connect over HTTP/1.1"]!(target.baseUrl));
   const t = performance.now();
-  if (demoData) {
+  if (withPayments) {
     const r = await other.getPercentile({ service: "payments", metric: "http.server.duration", percentile: 0.99 });
     expect(r.sampleCount).toBeGreaterThan(0n);
   } else {
@@ -29,7 +30,9 @@ async function probe(target: SpawnedColony = colony, demoData = true): Promise<n
 }
 
 beforeAll(async () => {
-  colony = await spawnColony({ demo: true, extraArgs: ["--query-timeout", "1s"] });
+  colony = await spawnColony({ extraArgs: ["--query-timeout", "1s"] });
+  // A payments span for the probe's p99; the attacks need no data (a demo seed costs more than they do).
+  await storeServices(colony, ["payments"]);
   client = createClient(QueryService, transports["Connect over HTTP/2"]!(colony.baseUrl));
 }, 180_000);
 
