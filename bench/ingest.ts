@@ -172,13 +172,13 @@ export const ingest: Benchmark = {
   name: "ingest",
   async run(ctx: BenchContext): Promise<BenchResult> {
     const baselineRuns: number[] = [];
-    for (let i = 0; i < (ctx.quick ? 1 : 3); i++) baselineRuns.push(await writerBaseline(ctx.quick ? 20_480 : 204_800));
+    for (let i = 0; i < (ctx.quick ? 1 : 3); i++) baselineRuns.push(await writerBaseline(ctx.quick ? 4_096 : 204_800));
     const writerRate = round(median(baselineRuns), 0);
     ctx.log(`  ingest: baseline Writer in process, ${BATCH}-span batches: ${writerRate.toLocaleString("en-US")} spans/s`);
     // Much of the Writer's cost per call is fixed (one transaction per call), so its rate depends on
     // batch size; this curve says how much a receiver gains by coalescing requests.
     const byBatch: Record<string, number> = { [BATCH]: writerRate };
-    for (const b of ctx.quick ? [4096] : [4096, 32768]) byBatch[b] = round(await writerBaseline(ctx.quick ? 20_480 : 262_144, b), 0);
+    for (const b of ctx.quick ? [4096] : [4096, 32768]) byBatch[b] = round(await writerBaseline(ctx.quick ? 8_192 : 262_144, b), 0);
     ctx.log(`  ingest: Writer by batch size: ${JSON.stringify(byBatch)}`);
     const batchNote = `Writer in process by batch size (spans/s): ${Object.entries(byBatch).map(([b, r]) => `${b}: ${r.toLocaleString("en-US")}`).join(" · ")}`;
 
@@ -195,7 +195,7 @@ export const ingest: Benchmark = {
     }
 
     // Full: `--rate max` — the sender goes as fast as the colony acknowledges, so the colony sets the pace.
-    const rate = ctx.quick ? 20_000 : "max";
+    const rate = ctx.quick ? 4_000 : "max";
     const duration = ctx.quick ? 1 : 10;
     const runs: OtlpRun[] = [];
     for (let i = 0; i < (ctx.quick ? 1 : 3); i++) runs.push(await otlpRun(ctx, rate, duration));
@@ -205,7 +205,7 @@ export const ingest: Benchmark = {
     const cpuUsPerSpan = round(median(runs.map((r) => r.cpu_us_per_span)), 1);
     // The same load into ClickHouse (chdb, in the colony's process), right after DuckDB's runs.
     const chRuns: OtlpRun[] = [];
-    for (let i = 0; i < (ctx.quick ? 1 : 2); i++) chRuns.push(await otlpRun(ctx, ctx.quick ? 5_000 : rate, duration, CONCURRENCY, "clickhouse"));
+    for (let i = 0; i < (ctx.quick ? 1 : 2); i++) chRuns.push(await otlpRun(ctx, ctx.quick ? 2_000 : rate, duration, CONCURRENCY, "clickhouse"));
     const clickhouse = {
       spans_per_s: round(median(chRuns.map((r) => r.spans_per_s)), 0),
       cpu_us_per_span: round(median(chRuns.map((r) => r.cpu_us_per_span)), 1),

@@ -203,9 +203,9 @@ export const BENCH_SERVICE = SERVICE;
 export const percentile: Benchmark = {
   name: "percentile",
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const sizes = ctx.quick ? [20_000, 200_000] : [100_000, 1_000_000, 10_000_000];
-    const rounds = ctx.quick ? 3 : 7;
-    const parity = await writerParity(ctx.quick ? 5_000 : 50_000);
+    const sizes = ctx.quick ? [2_000, 20_000] : [100_000, 1_000_000, 10_000_000];
+    const rounds = ctx.quick ? 1 : 7;
+    const parity = await writerParity(ctx.quick ? 1_000 : 50_000);
     ctx.log(`  percentile: bulk load vs Writer on ${parity.spans} spans: buckets ${parity.identical ? "identical" : "DIFFER"}`);
     if (!parity.identical) throw new Error("the bulk load's buckets differ from the Writer's; the benchmark would not measure real data");
 
@@ -216,7 +216,7 @@ export const percentile: Benchmark = {
     const scalingRatio = round(top.api_ms / bySize[0]!.api_ms, 2);
     const ch = await measureClickHouse(ctx, {
       spans: sizes[sizes.length - 1]!,
-      paritySpans: ctx.quick ? 5_000 : 50_000,
+      paritySpans: ctx.quick ? 1_000 : 50_000,
       rounds,
       service: SERVICE,
       quantiles: QUANTILES,

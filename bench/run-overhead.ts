@@ -41,8 +41,8 @@ function runWithBroker(args: string[], env: Record<string, string>, colony: stri
 export const runOverhead: Benchmark = {
   name: "run_overhead",
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const rounds = ctx.quick ? 3 : 15;
-    const colony = await benchColony(ctx, ctx.quick ? 10_000 : 100_000, "run-overhead");
+    const rounds = ctx.quick ? 1 : 15;
+    const colony = await benchColony(ctx, ctx.quick ? 2_000 : 100_000, "run-overhead");
     try {
       const addr = colony.addr;
       const importMap = join(ctx.tmp, "run-overhead-import-map.json");

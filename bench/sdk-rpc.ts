@@ -18,9 +18,9 @@ const scripts = new URL("./scripts/", import.meta.url).pathname;
 export const sdkRpc: Benchmark = {
   name: "sdk_rpc",
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const rounds = ctx.quick ? 2 : 9;
-    const calls = ctx.quick ? 30 : 300;
-    const colony = await benchColony(ctx, ctx.quick ? 10_000 : 100_000, "sdk-rpc");
+    const rounds = ctx.quick ? 1 : 9;
+    const calls = ctx.quick ? 10 : 300;
+    const colony = await benchColony(ctx, ctx.quick ? 2_000 : 100_000, "sdk-rpc");
     try {
       const rates: Record<"sdk" | "fetch_proto" | "fetch_json", number[]> = { sdk: [], fetch_proto: [], fetch_json: [] };
       const values = new Set<number>();

@@ -115,7 +115,7 @@ async function direct(addr: string, rows: number): Promise<number> {
 export const streamSql: Benchmark = {
   name: "stream_sql",
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const rows = ctx.quick ? 50_000 : 1_000_000;
+    const rows = ctx.quick ? 10_000 : 1_000_000;
     const runs = ctx.quick ? 1 : 3;
     const dbPath = join(ctx.tmp, "stream-sql.duckdb");
     const colony = await streamColony(dbPath, rows);
