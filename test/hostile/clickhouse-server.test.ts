@@ -71,7 +71,8 @@ async function postSpan(colony: SpawnedColony): Promise<{ status: number; body: 
 }
 
 // The describes below wait mostly on timeouts (the ClickHouse client's 30 s request timeout among
-// them) and share nothing, so they run side by side; tests within one run in order.
+// them) and share nothing, so they run side by side; tests within one run in order. Concurrent
+// tests take `expect` from their context: the global one cannot tell them apart (expect.poll refuses).
 describe("--clickhouse-password-file that is not a password file", { concurrent: true }, () => {
   let dir: string;
   beforeAll(() => {
@@ -79,7 +80,7 @@ describe("--clickhouse-password-file that is not a password file", { concurrent:
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("fails at once with one line and a non-zero exit: a FIFO nobody writes to, a huge file, a directory, /dev/zero", async () => {
+  it("fails at once with one line and a non-zero exit: a FIFO nobody writes to, a huge file, a directory, /dev/zero", async ({ expect }) => {
     const fifo = join(dir, "fifo");
     execFileSync("mkfifo", [fifo]);
     const huge = join(dir, "huge");
@@ -126,7 +127,7 @@ describe("a ClickHouse server that stalls", { concurrent: true }, () => {
   const query = () => createClient(QueryService, transports["Connect over HTTP/1.1"]!(colony.baseUrl));
   const health = async () => (await createClient(Health, transports["Connect over HTTP/2"]!(colony.baseUrl)).check({})).status;
 
-  it.sequential("a read the server never answers, or answers half of, ends at --query-timeout; the read is cancelled on the server; everything else is served", async () => {
+  it.sequential("a read the server never answers, or answers half of, ends at --query-timeout; the read is cancelled on the server; everything else is served", async ({ expect }) => {
     for (const mode of ["reads", "half-reads"] as const) {
       ch.stall.mode = mode;
       const before = ch.seen.length;
@@ -148,7 +149,7 @@ describe("a ClickHouse server that stalls", { concurrent: true }, () => {
     expect((await query().listServices({})).services).toEqual([]);
   }, 120_000);
 
-  it.sequential("an insert the server never answers gets OTLP clients a retryable 503 (after the client's request timeout); queries are served meanwhile", async () => {
+  it.sequential("an insert the server never answers gets OTLP clients a retryable 503 (after the client's request timeout); queries are served meanwhile", async ({ expect }) => {
     ch.stall.mode = "inserts";
     const stalled = postSpan(colony);
     expect(await health()).toBe(HealthCheckResponse_ServingStatus.SERVING);
@@ -164,7 +165,7 @@ describe("a ClickHouse server that stalls", { concurrent: true }, () => {
 });
 
 describe("a ClickHouse server that never answers at all", { concurrent: true }, () => {
-  it("a colony start gives up after the request timeout with one line and exit 1", async () => {
+  it("a colony start gives up after the request timeout with one line and exit 1", async ({ expect }) => {
     const ch = await standIn();
     ch.stall.mode = "everything";
     try {
