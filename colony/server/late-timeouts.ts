@@ -14,20 +14,27 @@ import type * as net from "node:net";
  * Also answers Node's other client errors as Node does: a 'clientError' listener replaces them.
  */
 export function judgeTimeoutsAfterInput(server: http.Server, timeoutResponse: string): void {
-  /** The last request each connection started (and its response), and when each one was whole. */
-  const latest = new WeakMap<net.Socket, http.IncomingMessage>();
-  const responses = new WeakMap<net.Socket, http.ServerResponse>();
-  const wholeAt = new WeakMap<http.IncomingMessage, number>();
-  const completed = new WeakMap<net.Socket, number>();
-  /** Requests completed on a connection when it was last forgiven: once per request, not per connection. */
-  const forgivenAt = new WeakMap<net.Socket, number>();
+  /** Per connection: its last response, the requests that arrived whole and when the last did, and forgiveness. */
+  interface Connection {
+    res?: http.ServerResponse;
+    completed: number;
+    lastWholeAt: number;
+    /** `completed` when it was last forgiven: once per request, not per connection. */
+    forgivenAt?: number;
+  }
+  const connections = new WeakMap<net.Socket, Connection>();
+  const of = (socket: net.Socket) => {
+    let c = connections.get(socket);
+    if (!c) connections.set(socket, (c = { completed: 0, lastWholeAt: -Infinity }));
+    return c;
+  };
 
   server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
-    latest.set(req.socket, req);
-    responses.set(req.socket, res);
+    const c = of(req.socket);
+    c.res = res;
     const whole = () => {
-      wholeAt.set(req, performance.now());
-      completed.set(req.socket, (completed.get(req.socket) ?? 0) + 1);
+      c.lastWholeAt = performance.now();
+      c.completed++;
     };
     if (req.complete) whole();
     else req.once("end", whole);
@@ -35,7 +42,7 @@ export function judgeTimeoutsAfterInput(server: http.Server, timeoutResponse: st
 
   /** Answers on the raw socket unless a response has begun on it (as Node does), then closes it. */
   const answer = (socket: net.Socket, response: string) => {
-    const res = responses.get(socket);
+    const res = connections.get(socket)?.res;
     if (socket.writable && !(res && res.headersSent && !res.writableFinished)) socket.write(response);
     socket.destroy();
   };
@@ -44,18 +51,17 @@ export function judgeTimeoutsAfterInput(server: http.Server, timeoutResponse: st
     if (err.code !== "ERR_HTTP_REQUEST_TIMEOUT") return answer(socket, NODE_ANSWERS[err.code ?? ""] ?? BAD_REQUEST);
     const judgedAt = performance.now();
     const bytesBefore = socket.bytesRead;
-    setImmediate(() => {
+    afterPendingInput(() => {
       if (socket.destroyed) return;
-      const before = completed.get(socket) ?? 0;
-      if (socket.bytesRead === bytesBefore || forgivenAt.get(socket) === before) return answer(socket, timeoutResponse);
-      forgivenAt.set(socket, before);
+      const c = of(socket);
+      const before = c.completed;
+      if (socket.bytesRead === bytesBefore || c.forgivenAt === before) return answer(socket, timeoutResponse);
+      c.forgivenAt = before;
       // Node stopped timing this connection when it declared the timeout; it times the next request
-      // again by itself.
-      const req = latest.get(socket);
-      // The late request arrived whole in this very turn: its answer is on its way.
-      if (req && (wholeAt.get(req) ?? -Infinity) >= judgedAt) return;
+      // again by itself. The late request arrived whole in this very turn: its answer is on its way.
+      if (c.lastWholeAt >= judgedAt) return;
       const deadline = setTimeout(() => {
-        if ((completed.get(socket) ?? 0) === before && !socket.destroyed) answer(socket, timeoutResponse);
+        if (c.completed === before && !socket.destroyed) answer(socket, timeoutResponse);
       }, server.requestTimeout || server.headersTimeout).unref();
       socket.once("close", () => clearTimeout(deadline));
     });
