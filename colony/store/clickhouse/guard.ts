@@ -23,7 +23,7 @@ import { SQL_DEFAULTS } from "../readonly-sql.js";
 import { ADMISSION, readStoreThrough, WORDS, type ReadCost } from "../typed-reads.js";
 import { ClickHouseReads } from "./reads.js";
 import { errorKind } from "./user-sql.js";
-import { queryBounds } from "./query-bounds.js";
+import { queryBounds, settingLiteral } from "./query-bounds.js";
 
 export interface ClickHouseReadLimits {
   /** Longest one read may run; the colony's --query-timeout. */
@@ -56,11 +56,6 @@ const CLEAN_TRIES = 3;
  */
 const EMBEDDED_SETTINGS = { output_format_parallel_formatting: 0, optimize_use_projections: 0 };
 
-/** A setting's value as a ClickHouse literal (strings quoted, quotes and backslashes doubled). */
-function literal(v: string | number | boolean): string {
-  if (typeof v === "boolean") return v ? "1" : "0";
-  return typeof v === "number" ? String(v) : `'${v.replace(/\\/g, "\\\\").replace(/'/g, "''")}'`;
-}
 
 /**
  * The statement with `settings` in its SETTINGS clause (appended to one that ends it already). On
@@ -70,7 +65,7 @@ function literal(v: string | number | boolean): string {
  */
 export function withSettings(statement: string, settings: Record<string, string | number | boolean>): string {
   const list = Object.entries(settings)
-    .map(([k, v]) => `${k} = ${literal(v)}`)
+    .map(([k, v]) => `${k} = ${settingLiteral(v)}`)
     .join(", ");
   // A clause of plain `name = value` pairs (numbers, words, quoted text without quotes) ending the statement.
   const pair = String.raw`[A-Za-z_][A-Za-z0-9_]*\s*=\s*(?:[0-9.]+|[A-Za-z_]+|'[^'\\]*')`;

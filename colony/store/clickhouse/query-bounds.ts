@@ -1,3 +1,4 @@
+// The settings a caller's query runs under on ClickHouse, shared by the typed-read guard and the user-SQL guard.
 /**
  * The time and memory bounds of every query the colony runs for a caller, typed read or user SQL:
  * ClickHouse stops the query itself at the caller's deadline, or when it would pass the memory.
@@ -9,4 +10,10 @@ export function queryBounds(secondsLeft: number, maxMemoryBytes: number): { max_
     timeout_overflow_mode: "throw",
     max_memory_usage: Math.floor(maxMemoryBytes),
   };
+}
+
+/** A setting's value as a ClickHouse literal (strings quoted, quotes and backslashes doubled). */
+export function settingLiteral(v: string | number | boolean): string {
+  if (typeof v === "boolean") return v ? "1" : "0";
+  return typeof v === "number" ? String(v) : `'${v.replace(/\\/g, "\\\\").replace(/'/g, "''")}'`;
 }

@@ -5,7 +5,7 @@ import { admitWithin, refusals } from "../deadline.js";
 import { SQL_DEFAULTS, SQL_WORDS, SqlRejected, type SqlBatch, type SqlColumn, type SqlLimits, type SqlResult, type SqlValue } from "../readonly-sql.js";
 import { functionRefusal, relationRefusal, tableFunctionRefusal, type NamePolicy } from "../sql-policy.js";
 import { ident } from "./schema.js";
-import { queryBounds } from "./query-bounds.js";
+import { queryBounds, settingLiteral } from "./query-bounds.js";
 
 // Users' read-only SQL on ClickHouse, with the guard DuckDB's SqlRunner gives (readonly-sql.ts):
 // one SELECT, only the colony's tables, limits on time, memory, rows read and bytes returned, and
@@ -415,7 +415,7 @@ export function guardedStatement(formatted: string, maxRows: number, settings: s
 export function guardSettings(l: Required<ClickHouseSqlLimits>, secondsLeft: number, readonlyAlready: boolean): string[] {
   return [
     ...(readonlyAlready ? [] : ["readonly = 1"]),
-    ...Object.entries(queryBounds(secondsLeft, l.maxMemoryBytes)).map(([k, v]) => `${k} = ${typeof v === "string" ? `'${v}'` : v}`),
+    ...Object.entries(queryBounds(secondsLeft, l.maxMemoryBytes)).map(([k, v]) => `${k} = ${settingLiteral(v)}`),
     `max_result_bytes = ${Math.floor(l.maxBytes * SERVER_BYTES_FACTOR)}`,
     "result_overflow_mode = 'throw'",
     `max_rows_to_read = ${Math.floor(l.maxRowsToRead)}`,
