@@ -111,8 +111,10 @@ describe("a held-up event loop does not cut clients that were on time", () => {
       expect(await sentDuringHoldUp(port, LIST_REQUEST)).toBe("HTTP/1.1 200 OK");
       // HTTP/2: the preface before, the client's SETTINGS during (the server's own SETTINGS timeout).
       expect(await sentDuringHoldUp(port, [H2_PREFACE, H2_EMPTY_SETTINGS], HOLD_UP_MS + 1_000)).toBe("open");
-      // A client that really is late is still cut.
+      // A client that really is late is still cut; one forgiven (its bytes were waiting) that then
+      // never ends its headers too, by the deadline it was given.
       expect(await silentAfter(port, LIST_REQUEST[0]!)).toBe("HTTP/1.1 408 Request Timeout");
+      expect(await sentDuringHoldUp(port, [LIST_REQUEST[0]!, "x-more: 1\r\n"])).toBe("HTTP/1.1 408 Request Timeout");
       expect(await silentAfter(port, "")).toBe("closed");
     } finally {
       await server.close();
@@ -126,6 +128,7 @@ describe("a held-up event loop does not cut clients that were on time", () => {
     try {
       const port = rx.address.port;
       expect(await sentDuringHoldUp(port, OTLP_REQUEST)).toBe("HTTP/1.1 200 OK");
+      expect(await sentDuringHoldUp(port, [OTLP_REQUEST[0]!, "x-more: 1\r\n"])).toBe("HTTP/1.1 503 Service Unavailable");
       const s = net.connect({ host: "127.0.0.1", port });
       let text = "";
       s.setEncoding("latin1").on("data", (d: string) => (text += d));
