@@ -19,20 +19,24 @@ export function judgeTimeoutsAfterInput(server: http.Server, timeoutResponse: st
     res?: http.ServerResponse;
     completed: number;
     lastWholeAt: number;
+    /** A request's headers are in and its body is not: the request timeout's phase, not the headers'. */
+    inBody: boolean;
     /** `completed` when it was last forgiven: once per request, not per connection. */
     forgivenAt?: number;
   }
   const connections = new WeakMap<net.Socket, Connection>();
   const of = (socket: net.Socket) => {
     let c = connections.get(socket);
-    if (!c) connections.set(socket, (c = { completed: 0, lastWholeAt: -Infinity }));
+    if (!c) connections.set(socket, (c = { completed: 0, lastWholeAt: -Infinity, inBody: false }));
     return c;
   };
 
   server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
     const c = of(req.socket);
     c.res = res;
+    c.inBody = true;
     const whole = () => {
+      c.inBody = false;
       c.lastWholeAt = performance.now();
       c.completed++;
     };
@@ -60,9 +64,11 @@ export function judgeTimeoutsAfterInput(server: http.Server, timeoutResponse: st
       // Node stopped timing this connection when it declared the timeout; it times the next request
       // again by itself. The late request arrived whole in this very turn: its answer is on its way.
       if (c.lastWholeAt >= judgedAt) return;
+      // One more period of the phase that ran out: a slowloris whose drip happened to be waiting
+      // holds the connection at most twice as long, never a request timeout for its headers.
       const deadline = setTimeout(() => {
         if (c.completed === before && !socket.destroyed) answer(socket, timeoutResponse);
-      }, server.requestTimeout || server.headersTimeout).unref();
+      }, (c.inBody ? server.requestTimeout : server.headersTimeout) || server.requestTimeout || server.headersTimeout).unref();
       socket.once("close", () => clearTimeout(deadline));
     });
   });
