@@ -10,7 +10,8 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { QueryService } from "../../gen/coral/colony/v1/query_pb.js";
 import type { IngestPart, IngestPipeline } from "../ingest/otlp/pipeline.js";
 import { listenOtlp } from "../ingest/otlp/receiver.js";
-import { listen, type ConnectionLimits } from "./listen.js";
+import { checkingInterval, listen, type ConnectionLimits } from "./listen.js";
+import { LoopWatch } from "./loop-watch.js";
 
 const LIMITS: ConnectionLimits = {
   firstBytesTimeoutMs: 300,
@@ -139,6 +140,109 @@ describe("a held-up event loop does not cut clients that were on time", () => {
       expect(text).toMatch(/\r\nRetry-After: 5\r\n/i);
     } finally {
       await rx.close();
+    }
+  });
+});
+
+/** A header byte every this many ms, one connection each: from faster than Node's check to its own period. */
+const DRIPS_MS = [2, 3, 5, 8, 13, 21, 34, 55, 89, 100];
+const DRIP_ROUNDS = 8;
+
+/**
+ * The longest this process's loop may have been held up between now and the returned stop: a timer
+ * every 5 ms, and how far behind its schedule it ran, plus the 5 ms (a hold-up may begin just
+ * before a tick is due). Whether a round of the test ran on a healthy loop.
+ */
+function longestHoldUp(): () => number {
+  const EVERY_MS = 5;
+  let max = 0;
+  let due = performance.now() + EVERY_MS;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    max = Math.max(max, now - due);
+    due = now + EVERY_MS;
+  }, EVERY_MS);
+  return () => {
+    clearInterval(timer);
+    return Math.max(max, performance.now() - due) + EVERY_MS;
+  };
+}
+
+/**
+ * A slowloris from this process: the request line, then one header byte every `everyMs` forever.
+ * Dripping from the server's own loop puts a byte in the very turn of many judgements (a drip
+ * timer due with Node's check), the case that used to be forgiven. Resolves with the milliseconds
+ * from connecting to being closed, and the answer's first line.
+ */
+async function dripUntilCut(port: number, everyMs: number): Promise<{ ms: number; answer: string }> {
+  const t0 = performance.now();
+  const s = net.connect({ host: "127.0.0.1", port });
+  let text = "";
+  s.setEncoding("latin1").on("data", (d: string) => (text += d));
+  s.on("error", () => {});
+  s.write(`${LIST_REQUEST[0]!}x-drip: `);
+  const drip = setInterval(() => s.writable && s.write("a"), everyMs);
+  await once(s, "close");
+  clearInterval(drip);
+  return { ms: performance.now() - t0, answer: text.split("\r\n")[0] || "closed" };
+}
+
+describe("a loop that was not held up forgives nobody", () => {
+  it("slowloris connections dripping a header byte every 2 to 100 ms, many rounds: each cut at its first period's check, never given a second period", async () => {
+    const parts: IngestPart[] = [];
+    const pipeline = { submit: async (p: IngestPart) => void parts.push(p) } as unknown as IngestPipeline;
+    const server = await listen({ host: "127.0.0.1", port: 0, routes, limits: LIMITS });
+    const rx = await listenOtlp({ host: "127.0.0.1", port: 0, pipeline, maxBodyBytes: 2 ** 20, limits: LIMITS });
+    // A round in which this process itself was held up for a checking interval (a loaded machine)
+    // may forgive, rightly: it does not count, and is run again.
+    const holdUpFromMs = checkingInterval(LIMITS);
+    try {
+      const cuts: { ms: number; answer: string; port: string }[] = [];
+      const heldUp: number[] = [];
+      for (let healthy = 0; healthy < DRIP_ROUNDS; ) {
+        if (heldUp.length >= 2 * DRIP_ROUNDS) throw new Error(`this process was held up in ${heldUp.length} rounds (by ${heldUp.map((ms) => ms.toFixed(0)).join(", ")} ms): no healthy loop to test on`);
+        const holdUp = longestHoldUp();
+        const round = await Promise.all([
+          ...DRIPS_MS.map((ms) => dripUntilCut(server.address.port, ms).then((c) => ({ ...c, port: `query, every ${ms} ms` }))),
+          ...DRIPS_MS.map((ms) => dripUntilCut(rx.address.port, ms).then((c) => ({ ...c, port: `OTLP, every ${ms} ms` }))),
+        ]);
+        const heldUpMs = holdUp();
+        if (heldUpMs >= holdUpFromMs) heldUp.push(heldUpMs);
+        else (healthy++, cuts.push(...round));
+      }
+      // Node's check runs every quarter period or so, so an unforgiven slowloris is cut before the
+      // headers timeout has run out twice; a forgiven one is given a whole period more after its
+      // judgement, which comes after one period at least.
+      const latest = Math.max(...cuts.map((c) => c.ms));
+      console.log(`slowloris: ${cuts.length} cut, the latest after ${latest.toFixed(0)} ms (headers timeout ${LIMITS.headersTimeoutMs} ms, checked every ${holdUpFromMs} ms); ${heldUp.length} rounds run again after a hold-up of this process`);
+      const forgiven = cuts.filter((c) => c.ms >= 2 * LIMITS.headersTimeoutMs);
+      expect(forgiven).toEqual([]);
+      expect(new Set(cuts.map((c) => c.answer))).toEqual(new Set(["HTTP/1.1 408 Request Timeout", "HTTP/1.1 503 Service Unavailable"]));
+    } finally {
+      await Promise.all([server.close(), rx.close()]);
+    }
+  });
+});
+
+describe("LoopWatch", () => {
+  it("sees a hold-up of 1.25 thresholds and more in the first loop turn after it, and forgets it at its next tick on time", async () => {
+    const watch = new LoopWatch(100);
+    const turn = () => new Promise((r) => setImmediate(r));
+    try {
+      await new Promise((r) => setTimeout(r, 60));
+      expect(watch.heldUp).toBe(false);
+      await turn();
+      const until = performance.now() + 150;
+      while (performance.now() < until) {
+        // held up
+      }
+      await turn();
+      expect(watch.heldUp).toBe(true);
+      // Its next tick is a quarter threshold later; two, to be past it whatever the phase.
+      await new Promise((r) => setTimeout(r, 50));
+      expect(watch.heldUp).toBe(false);
+    } finally {
+      watch.stop();
     }
   });
 });

@@ -1,5 +1,6 @@
 import type * as http from "node:http";
 import type * as net from "node:net";
+import { LoopWatch } from "./loop-watch.js";
 
 /**
  * Node judges HTTP/1.1's headers and request timeouts from a timer. When the colony's event loop is
@@ -7,13 +8,19 @@ import type * as net from "node:net";
  * loop reads what clients sent meanwhile, and every connection in the middle of a request is cut
  * although its client was on time: for OTLP, exporters' batches are lost. So a timeout is judged
  * again once the input waiting on the socket has been read (the check phase follows the poll phase
- * of the same loop turn): a connection whose bytes were waiting is forgiven, once, and given a
- * deadline of its own for the rest of that request (a slow client still ends within two periods);
- * any other is answered `timeoutResponse` and closed, as Node would.
+ * of the same loop turn): if the loop was held up (`LoopWatch`: it ran nothing for one of Node's
+ * checking intervals or more) and the connection's bytes were waiting, it is forgiven, once, and
+ * given a deadline of its own for the rest of that request (a slow client still ends within two
+ * periods); any other is answered `timeoutResponse` and closed, as Node would.
+ *
+ * The hold-up is required, not just waiting bytes: on a healthy loop a slowloris's drip byte is
+ * often read in the very turn of its judgement (a drip that lands while the check runs), and was
+ * forgiven a whole period more for it. A hold-up shorter than the checking interval is no more
+ * than the lateness Node's own checks allow any client.
  *
  * Also answers Node's other client errors as Node does: a 'clientError' listener replaces them.
  */
-export function judgeTimeoutsAfterInput(server: http.Server, timeoutResponse: string): void {
+export function judgeTimeoutsAfterInput(server: http.Server, timeoutResponse: string, checkingIntervalMs: number): void {
   /** Per connection: its last response, the requests that arrived whole and when the last did, and forgiveness. */
   interface Connection {
     res?: http.ServerResponse;
@@ -24,6 +31,8 @@ export function judgeTimeoutsAfterInput(server: http.Server, timeoutResponse: st
     /** `completed` when it was last forgiven: once per request, not per connection. */
     forgivenAt?: number;
   }
+  const watch = new LoopWatch(checkingIntervalMs);
+  server.once("close", () => watch.stop());
   const connections = new WeakMap<net.Socket, Connection>();
   const of = (socket: net.Socket) => {
     let c = connections.get(socket);
@@ -59,7 +68,7 @@ export function judgeTimeoutsAfterInput(server: http.Server, timeoutResponse: st
       if (socket.destroyed) return;
       const c = of(socket);
       const before = c.completed;
-      if (socket.bytesRead === bytesBefore || c.forgivenAt === before) return answer(socket, timeoutResponse);
+      if (!watch.heldUp || socket.bytesRead === bytesBefore || c.forgivenAt === before) return answer(socket, timeoutResponse);
       c.forgivenAt = before;
       // Node stopped timing this connection when it declared the timeout; it times the next request
       // again by itself. The late request arrived whole in this very turn: its answer is on its way.
@@ -77,7 +86,9 @@ export function judgeTimeoutsAfterInput(server: http.Server, timeoutResponse: st
 /**
  * Runs `judge` once the input already waiting on the sockets has been read. A timer that fires after
  * the event loop was held up runs before the loop's reads (timers come first in a loop turn);
- * setImmediate runs right after them. For timeouts that Node does not keep itself.
+ * setImmediate runs right after them. For timeouts that Node does not keep itself; those judges
+ * only let stand a phase the waiting bytes complete (a preface, SETTINGS, a body) and give no more
+ * time, so unlike the forgiveness above they need no hold-up to be fair.
  */
 export function afterPendingInput(judge: () => void): void {
   setImmediate(judge);

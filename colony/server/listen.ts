@@ -9,6 +9,7 @@ import { listenError } from "./address.js";
 import { assertExposureAllowed, bearerAuth, bearerChecker, refuseUnauthenticated } from "./auth.js";
 import { ByteBudget, withDefaults, type Lease } from "../admission.js";
 import { dropBody } from "./drop-body.js";
+import { depthCheckedDecoder } from "./json-depth.js";
 import { afterPendingInput, judgeTimeoutsAfterInput, REQUEST_TIMEOUT } from "./late-timeouts.js";
 
 /**
@@ -101,7 +102,7 @@ export const DEFAULT_MAX_INFLIGHT_BYTES = 128 * 2 ** 20;
 const MAX_CONCURRENT_STREAMS = 100;
 
 /** How long close() waits for calls in flight to end after cancelling them, before closing anyway. */
-const CLOSE_GRACE_MS = 3_000;
+export const CLOSE_GRACE_MS = 3_000;
 
 export interface ListenOptions {
   host: string;
@@ -224,6 +225,9 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
     acceptCompression: [compressionGzip],
     // Handlers see ctx.signal aborted at shutdown, so a StreamQuery stops at its next batch.
     shutdownSignal: shutdown.signal,
+    // connect-es decodes each JSON message with this before parsing it (its own option, though its
+    // handler options' type leaves it out): deep nesting is refused before JSON.parse holds the loop.
+    jsonOptions: { textDecoder: depthCheckedDecoder } as object,
   });
 
   const accepts = opts.token ? bearerChecker(opts.token) : undefined;
@@ -381,23 +385,25 @@ function meterBody(req: NodeRequest, lease: Lease, readMaxBytes: number, used: (
  * caller's: it belongs to the server that accepts the sockets.
  */
 export function createHttp1Server(limits: ConnectionLimits, handler: http.RequestListener, timeoutResponse = REQUEST_TIMEOUT): http.Server {
+  // Node checks the two timeouts below only this often (30 s by default), which would let a slow
+  // client keep its connection for up to that much longer than they say.
+  const connectionsCheckingInterval = checkingInterval(limits);
   const server = http.createServer(
     {
       headersTimeout: limits.requestTimeoutMs > 0 ? Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) : limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
-      // Node checks the two timeouts above only this often (30 s by default), which would let a
-      // slow client keep its connection for up to that much longer than they say.
-      connectionsCheckingInterval: checkingInterval(limits),
+      connectionsCheckingInterval,
     },
     handler,
   );
   server.keepAliveTimeout = limits.idleTimeoutMs;
   server.timeout = limits.stallTimeoutMs;
-  judgeTimeoutsAfterInput(server, timeoutResponse);
+  judgeTimeoutsAfterInput(server, timeoutResponse, connectionsCheckingInterval);
   return server;
 }
 
-function checkingInterval(limits: ConnectionLimits): number {
+/** How often Node checks the HTTP/1.1 headers and request timeouts; also what counts as a hold-up (late-timeouts.ts). */
+export function checkingInterval(limits: ConnectionLimits): number {
   const shortest = Math.min(...[limits.headersTimeoutMs, limits.requestTimeoutMs].filter((t) => t > 0));
   return Number.isFinite(shortest) ? Math.max(10, Math.min(1_000, Math.floor(shortest / 4))) : 30_000;
 }

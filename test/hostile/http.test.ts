@@ -288,6 +288,18 @@ function closedAfterS(socket: net.Socket): Promise<number> {
   return new Promise((resolve) => socket.once("close", () => resolve((performance.now() - t0) / 1000)));
 }
 
+/** How many of `sockets` the colony has not closed (nor ended) yet. */
+function countOpen(sockets: net.Socket[]): () => number {
+  let open = sockets.length;
+  for (const s of sockets) {
+    let counted = false;
+    s.on("error", () => {});
+    s.resume();
+    for (const event of ["end", "close"]) s.once(event, () => counted || ((counted = true), open--));
+  }
+  return () => open;
+}
+
 /** Writes `text` one byte per second until the socket closes. */
 function drip(socket: net.Socket, text: string): void {
   let i = 0;
@@ -334,21 +346,18 @@ describe("default timeouts, end to end", () => {
       },
     };
     const closedAt = Object.fromEntries(await Promise.all(Object.entries(cases).map(async ([k, f]) => [k, await f()] as const)));
-    // Defaults: 5 s to the first bytes, then 10 s for the headers (or the HTTP/2 SETTINGS); Node
-    // checks its HTTP/1.1 timeouts every second.
-    expect(closedAt["query port, silent"]).toBeGreaterThan(4.5);
-    expect(closedAt["query port, silent"]).toBeLessThan(7);
-    expect(closedAt["query port, half a preface"]).toBeGreaterThan(4.5);
-    expect(closedAt["query port, half a preface"]).toBeLessThan(7);
-    expect(closedAt["query port, preface without SETTINGS"]).toBeGreaterThan(9.5);
-    expect(closedAt["query port, preface without SETTINGS"]).toBeLessThan(12);
+    // Defaults: 5 s to the first bytes, then 10 s for the headers (or the HTTP/2 SETTINGS). Each is
+    // closed once its limit has run out and before it has run out twice: the colony's promise (a
+    // client forgiven after a hold-up gets one more period), in its own configured numbers.
+    const { firstBytesTimeoutMs: firstBytes, headersTimeoutMs: headers } = DEFAULT_LIMITS;
+    const within = (seconds: number, limitMs: number) => [seconds > limitMs / 1000 - 0.5, seconds < (2 * limitMs) / 1000];
+    expect(within(closedAt["query port, silent"]!, firstBytes)).toEqual([true, true]);
+    expect(within(closedAt["query port, half a preface"]!, firstBytes)).toEqual([true, true]);
+    expect(within(closedAt["query port, preface without SETTINGS"]!, headers)).toEqual([true, true]);
     // Its first byte is sniffed within a second, its second within two: 10 s of headers follow.
-    expect(closedAt["query port, 1 byte/s headers"]).toBeGreaterThan(9.5);
-    expect(closedAt["query port, 1 byte/s headers"]).toBeLessThan(15);
-    expect(closedAt["OTLP port, silent"]).toBeGreaterThan(9.5);
-    expect(closedAt["OTLP port, silent"]).toBeLessThan(12.5);
-    expect(closedAt["OTLP port, 1 byte/s headers"]).toBeGreaterThan(9.5);
-    expect(closedAt["OTLP port, 1 byte/s headers"]).toBeLessThan(12.5);
+    expect(within(closedAt["query port, 1 byte/s headers"]!, headers)).toEqual([true, true]);
+    expect(within(closedAt["OTLP port, silent"]!, headers)).toEqual([true, true]);
+    expect(within(closedAt["OTLP port, 1 byte/s headers"]!, headers)).toEqual([true, true]);
     expect(colony.proc.exitCode).toBeNull();
   }, 30_000);
 });
@@ -372,11 +381,13 @@ describe(`connection cap (${CAP} per port by default)`, () => {
     const flood: net.Socket[] = [];
     try {
       for (let i = 0; i < CAP - 1; i++) flood.push(await connectTo(colony.addr));
-      const extra = await connectTo(colony.addr);
-      expect(await closedAfterS(extra)).toBeLessThan(0.5);
-      const t0 = performance.now();
+      const floodOpen = countOpen(flood);
+      await closedAfterS(await connectTo(colony.addr));
+      // At accept, not by the first-bytes timeout that closes the idle flood: all of it is still open.
+      expect(floodOpen()).toBe(CAP - 1);
       await client.listServices({}, { headers: AUTH });
-      expect(performance.now() - t0).toBeLessThan(1_000);
+      // Served while the cap was still reached.
+      expect(floodOpen()).toBe(CAP - 1);
       // The idle ones go after the 5 s first-bytes timeout, and newcomers get in again.
       await Promise.all(flood.map((s) => (s.destroyed ? undefined : once(s, "close"))));
       const fresh = createClient(QueryService, transports["Connect over HTTP/1.1"]!(colony.baseUrl));
@@ -402,11 +413,12 @@ describe(`connection cap (${CAP} per port by default)`, () => {
     try {
       expect(await exportEmpty()).toBe(200);
       for (let i = 0; i < CAP - 1; i++) flood.push(await connectTo(colony.otlpAddr!));
-      const extra = await connectTo(colony.otlpAddr!);
-      expect(await closedAfterS(extra)).toBeLessThan(0.5);
-      const t0 = performance.now();
+      const floodOpen = countOpen(flood);
+      await closedAfterS(await connectTo(colony.otlpAddr!));
+      // At accept, not by the headers timeout that closes the idle flood: all of it is still open.
+      expect(floodOpen()).toBe(CAP - 1);
       expect(await exportEmpty()).toBe(200);
-      expect(performance.now() - t0).toBeLessThan(1_000);
+      expect(floodOpen()).toBe(CAP - 1);
     } finally {
       for (const s of flood) s.destroy();
       agent.destroy();
@@ -416,7 +428,7 @@ describe(`connection cap (${CAP} per port by default)`, () => {
 });
 
 describe("SIGTERM while queries run", () => {
-  it("exits 0 within seconds, streams cancelled, the database checkpointed (no WAL left) and reopening with its data", async () => {
+  it("exits 0 before the calls it cancels reach their deadlines, streams cancelled, the database checkpointed (no WAL left) and reopening with its data", async () => {
     const dir = mkdtempSync(join(tmpdir(), "coral-hostile-"));
     try {
       const dbPath = join(dir, "coral.duckdb");
@@ -427,8 +439,10 @@ describe("SIGTERM while queries run", () => {
       expect(existsSync(`${dbPath}.wal`)).toBe(true);
 
       // Two StreamQuerys of 100 M rows read slowly (so the colony's writes back up) over gRPC and
-      // Connect/HTTP/1.1, and an ExecuteQuery that takes a while.
+      // Connect/HTTP/1.1, and an ExecuteQuery that takes a while. A colony that waited for them
+      // would exit after their deadlines (it took ~30 s before), so the order tells.
       let batches = 0;
+      const events: string[] = [];
       const outcomes = [
         ...(["gRPC", "Connect over HTTP/1.1"] as const).map(async (name) => {
           const client = createClient(QueryService, transports[name]!(colony.baseUrl));
@@ -439,7 +453,9 @@ describe("SIGTERM while queries run", () => {
             }
             return "completed";
           } catch (err) {
-            return ConnectError.from(err).code === Code.DeadlineExceeded ? "client deadline" : "cut";
+            const outcome = ConnectError.from(err).code === Code.DeadlineExceeded ? "client deadline" : "cut";
+            events.push(outcome);
+            return outcome;
           }
         }),
         (async () => {
@@ -448,20 +464,21 @@ describe("SIGTERM while queries run", () => {
             await client.executeQuery({ sql: "SELECT count(*) FROM range(2000000000) t(i) WHERE i % 7 = 3" }, { headers: AUTH, timeoutMs: 20_000 });
             return "completed";
           } catch (err) {
-            return ConnectError.from(err).code === Code.DeadlineExceeded ? "client deadline" : "cut";
+            const outcome = ConnectError.from(err).code === Code.DeadlineExceeded ? "client deadline" : "cut";
+            events.push(outcome);
+            return outcome;
           }
         })(),
       ];
       await expect.poll(() => batches, { timeout: 10_000 }).toBeGreaterThanOrEqual(4);
 
-      const t0 = performance.now();
       const exited = once(colony.proc, "exit");
       colony.proc.kill("SIGTERM");
       const [code] = (await exited) as [number | null];
-      const seconds = (performance.now() - t0) / 1000;
+      events.push("exit");
       expect(code).toBe(0);
-      expect(seconds).toBeLessThan(8);
       const streams = await Promise.all(outcomes);
+      expect(events).not.toContain("client deadline");
       expect(streams.slice(0, 2)).toEqual(["cut", "cut"]);
       expect(existsSync(`${dbPath}.wal`)).toBe(false);
       await colony.stop();

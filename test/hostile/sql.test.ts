@@ -72,14 +72,17 @@ describe("hostile SQL against a running colony", () => {
         for await (const _ of client.streamQuery({ sql: "SELECT list_transform(range(2000), x -> repeat('b', 1000)) AS l FROM range(100000)" }));
       })(),
     );
+    let attacksAnswered = 0;
+    for (const a of [...answers, streamed]) void a.then(() => attacksAnswered++);
     const probeMs = await probe();
+    // Answered while the attack runs: not after it (the slowest took ~3 s here, the probe ~0.1 s).
+    expect(attacksAnswered, "the probe was answered only once every attack was").toBeLessThan(bombs.length + 1);
     // Refused by size, or by the deadline while DuckDB was still building the value.
     for (const a of [...(await Promise.all(answers)), await streamed]) expect([Code.ResourceExhausted, Code.DeadlineExceeded]).toContain(a.code);
     expect(colony.proc.exitCode).toBeNull();
     // Converted into JS values these were gigabytes; refused in DuckDB's memory they cost little.
     expect(colony.memoryMiB() - before).toBeLessThan(1024);
     console.log(`heap bombs: probe answered in ${probeMs.toFixed(0)} ms; RSS ${before.toFixed(0)} → ${colony.memoryMiB().toFixed(0)} MiB`);
-    expect(probeMs).toBeLessThan(5_000);
   });
 
   it("ends queries DuckDB cannot interrupt at the deadline, keeps serving, and refuses more than it can hold", async () => {
@@ -100,8 +103,9 @@ describe("hostile SQL against a running colony", () => {
     expect(held.message).toMatch(/4 earlier queries are still running past their deadline/);
     // ...while the other RPCs are answered, DuckDB burning both cores on them or not.
     const probeMs = await probe(own, false);
+    // During them indeed: the four still hold their slots after it.
+    expect((await failureOf(client.executeQuery({ sql: "SELECT 1" }))).message).toMatch(/4 earlier queries are still running past their deadline/);
     console.log(`runaways: all 6 answered after ${answeredMs.toFixed(0)} ms (deadline 1 s); probe during them ${probeMs.toFixed(0)} ms`);
-    expect(probeMs).toBeLessThan(5_000);
     // Once DuckDB lets go of them (or, past a grace, the worker running them is restarted: see
     // sql-runaway.test.ts), user SQL is served again.
     await expect.poll(async () => (await client.executeQuery({ sql: "SELECT 42 AS n" }).catch(() => undefined))?.rows.length, { timeout: 150_000, interval: 500 }).toBe(1);

@@ -113,21 +113,23 @@ describe("scanProtobuf / countJson: what a request would build, counted before i
     // ExponentialHistogram point whose positive bucket counts are 16 MiB of packed 1-byte varints (16M BigInts if decoded).
     const counts = Buffer.alloc(16 * 1024 * 1024, 1);
     const body = ld(1, ld(2, ld(2, Buffer.concat([ld(1, Buffer.from("x")), ld(10, ld(1, ld(8, ld(2, counts))))]))));
-    const t0 = performance.now();
-    expect(() => scanProtobuf(body, ExportMetricsServiceRequestSchema, new Tally(limits()))).toThrow(/more than 2000000 repeated numbers/);
-    expect(performance.now() - t0).toBeLessThan(2_000);
+    const tally = new Tally(limits());
+    expect(() => scanProtobuf(body, ExportMetricsServiceRequestSchema, tally)).toThrow(/more than 2000000 repeated numbers/);
+    // Counted as one packed run, byte by byte, before any of it would be decoded.
+    expect(tally.values).toBe(counts.length);
     // Multi-byte varints count once each: 300 = [0xac, 0x02].
     const t = new Tally(limits());
     scanProtobuf(ld(1, ld(2, ld(2, ld(10, ld(1, ld(8, ld(2, Buffer.from([0xac, 0x02, 0x01, 0xac, 0x02])))))))), ExportMetricsServiceRequestSchema, t);
     expect(t.values).toBe(3);
   });
 
-  it("refuse 16 MiB of 2-byte empty spans at the 100,001st, quickly, without decoding any", () => {
+  it("refuse 16 MiB of 2-byte empty spans at the 100,001st, without decoding any", () => {
     const body = ld(1, ld(2, Buffer.alloc(16 * 1024 * 1024 - 16, Buffer.from([0x12, 0x00]))));
-    const t0 = performance.now();
-    expect(() => scanProtobuf(body, ExportTraceServiceRequestSchema, new Tally(limits()))).toThrow(/more than 100000 spans/);
+    const tally = new Tally(limits());
+    expect(() => scanProtobuf(body, ExportTraceServiceRequestSchema, tally)).toThrow(/more than 100000 spans/);
+    // Stopped at the limit, not at the end of the ~8 M spans the body holds (how fast: bench/, not here).
+    expect(tally.spans).toBe(100_001);
     expect(() => decodeTraces(body, 0)).toThrow(/more than 100000 spans/);
-    expect(performance.now() - t0).toBeLessThan(2_000);
   });
 
   it("refuse what is not protobuf with OtlpDecodeError, as the decoder would", () => {
@@ -150,9 +152,8 @@ describe("scanJsonText: depth and brackets before JSON.parse", () => {
     const deep = Buffer.concat([Buffer.alloc(8 * 1024 * 1024, "["), Buffer.alloc(8 * 1024 * 1024, "]")]);
     expect(() => scanJsonText(deep, limits())).toThrow(expect.objectContaining({ status: 400 }));
     const wide = Buffer.from('{"resourceSpans":[{"scopeSpans":[{"spans":[' + "{},".repeat(5_500_000) + "{}]}]}]}");
-    const t0 = performance.now();
-    expect(() => scanJsonText(wide, limits())).toThrow(expect.objectContaining({ status: 413 }));
-    expect(performance.now() - t0).toBeLessThan(2_000);
+    // A throw at the 2 × maxMessages + 1st container: the scan stops there, the other millions unread.
+    expect(() => scanJsonText(wide, limits())).toThrow(expect.objectContaining({ status: 413, message: expect.stringMatching(/more than \d+ JSON objects/) }));
   });
 });
 
