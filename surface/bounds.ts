@@ -9,6 +9,8 @@ export interface Bounds<T> {
 
 /** Whether `v` lies outside the bounds. */
 export function outside(v: number, b: Bounds<number>): boolean {
+  // NaN compares false with every bound: without this a NaN percentile passed as one in (0, 1].
+  if (Number.isNaN(v)) return b.min !== undefined || b.max !== undefined;
   if (b.min !== undefined && (b.minExclusive ? v <= b.min : v < b.min)) return true;
   return b.max !== undefined && v > b.max;
 }

@@ -66,7 +66,7 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
   const knownService = async (queries: ReadStore, name: string): Promise<KnownService> => {
     const known = await queries.getService(name);
     if (!known) {
-      throw new ConnectError(`service "${name}" not found — list services with: coral query services`, Code.NotFound);
+      throw new ConnectError(`service ${quoted(name)} not found — list services with: coral query services`, Code.NotFound);
     }
     return known;
   };
@@ -80,7 +80,7 @@ export function queryServiceImpl(deps: QueryServiceDeps): ServiceImpl<typeof Que
     if (r.count > 0) return r;
     const { name } = (await knownService(queries, service)).service;
     if (!(await queries.metricExists(name, metric))) {
-      throw new ConnectError(`metric "${metric}" not found for service "${name}" — latency of served requests is "http.server.duration"`, Code.NotFound);
+      throw new ConnectError(`metric ${quoted(metric)} not found for service "${name}" — latency of served requests is "http.server.duration"`, Code.NotFound);
     }
     return r;
   };
@@ -316,9 +316,17 @@ const MAX_ATTRIBUTE_KEY = 256;
 /** A trace id as stored (lowercase hex), or invalid_argument naming the field and what it must be. */
 function traceIdOf(text: string): string {
   if (/^[0-9a-fA-F]{32}$/.test(text)) return text.toLowerCase();
-  const shown = text.length > 40 ? `${JSON.stringify(text.slice(0, 40)).slice(0, -1)}…"` : JSON.stringify(text);
   const what = text.length === 32 ? "has a character that is not a hex digit" : `is ${text.length} characters long`;
-  throw new ConnectError(`trace_id must be 32 hex digits (as coral query traces lists them); ${shown} ${what}`, Code.InvalidArgument);
+  throw new ConnectError(`trace_id must be 32 hex digits (as coral query traces lists them); ${quoted(text)} ${what}`, Code.InvalidArgument);
+}
+
+/**
+ * A caller's text as an error message quotes it: JSON-escaped (no control characters reach a
+ * terminal) and cut at 40 characters. A 3 MB service name came back whole in the message, and in
+ * gRPC's grpc-message trailer, over what clients accept in headers.
+ */
+function quoted(text: string): string {
+  return text.length > 40 ? `${JSON.stringify(text.slice(0, 40)).slice(0, -1)}…"` : JSON.stringify(text);
 }
 
 /** Windows and thresholds beyond 2^53 are meaningless here; clamping beats a RangeError downstream. */
@@ -337,10 +345,23 @@ async function sqlErrors<R>(f: () => Promise<R>): Promise<R> {
   try {
     return await f();
   } catch (err) {
-    if (err instanceof SqlRejected) throw new ConnectError(err.message, sqlCodes[err.code] ?? Code.InvalidArgument);
-    // Anything else is a fault of the colony, not of the SQL: Connect reports it as internal.
-    throw err;
+    if (err instanceof SqlRejected) throw new ConnectError(capped(err.message), sqlCodes[err.code] ?? Code.InvalidArgument);
+    // Anything else is a fault of the colony, not of the SQL: internal.
+    const e = ConnectError.from(err, Code.Internal);
+    throw new ConnectError(capped(e.rawMessage), e.code, e.metadata);
   }
+}
+
+/** Longest error message sent, in characters; a few lines of DuckDB's message with its context. */
+const MAX_MESSAGE = 1_000;
+
+/**
+ * DuckDB's messages quote the SQL they fail on (an unknown column, a literal that does not cast),
+ * so a 3 MB statement came back as a 3 MB message: gRPC carries it in the grpc-message trailer,
+ * over what HTTP/2 clients accept, and the caller saw a broken stream instead of the error.
+ */
+function capped(message: string): string {
+  return message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}… (${message.length - MAX_MESSAGE} more characters)` : message;
 }
 
 function toListValue(row: SqlValue[]): ListValue {

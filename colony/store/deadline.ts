@@ -347,3 +347,44 @@ export function limitError(err: unknown): SqlRejected | undefined {
   if (/^INTERRUPT Error:/i.test(message)) return new SqlRejected("deadline_exceeded", message);
   return undefined;
 }
+
+/**
+ * A streamed result whose deadline also runs while its consumer holds a batch. A stream whose
+ * client stops reading is suspended between batches, where neither the engine's interrupt nor
+ * abandonment can end it: it kept its slot and connection for as long as the client's connection
+ * lived (an HTTP/2 client sending PINGs: forever), and four such streams froze every client's SQL.
+ * So once the query would have been abandoned (the deadline, then `abandonAfterMs` for the engine's
+ * own interrupt to land first), `batches` is ended, its slot given back, and the consumer's next
+ * pull fails.
+ */
+export async function* heldWithin<T>(
+  batches: AsyncGenerator<T>,
+  limits: Pick<GuardLimits, "timeoutMs" | "abandonAfterMs">,
+  words: Pick<GuardWords, "timeout">,
+): AsyncGenerator<T> {
+  const end = Date.now() + limits.timeoutMs + limits.abandonAfterMs;
+  let timer: NodeJS.Timeout | undefined;
+  let cut = false;
+  try {
+    for (;;) {
+      const next = await batches.next();
+      if (next.done) return;
+      // `batches` is suspended at its own yield until the consumer pulls again: ending it now is safe.
+      timer = setTimeout(() => {
+        cut = true;
+        batches.return(undefined).catch(() => undefined);
+      }, Math.max(0, end - Date.now()));
+      yield next.value;
+      clearTimeout(timer);
+      if (cut) {
+        throw new SqlRejected(
+          "deadline_exceeded",
+          `the result was not read within the ${limits.timeoutMs} ms ${words.timeout}: the query was ended with rows still unsent; read the stream as it arrives`,
+        );
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+    await batches.return(undefined);
+  }
+}

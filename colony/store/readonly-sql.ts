@@ -13,7 +13,7 @@ import {
 import { endianness } from "node:os";
 import { withDefaults } from "../admission.js";
 import { rowWireSizes } from "./cell-size.js";
-import { limitError, QueryGuard, SqlRejected, type GuardedQuery, type GuardWords } from "./deadline.js";
+import { heldWithin, limitError, QueryGuard, SqlRejected, type GuardedQuery, type GuardWords } from "./deadline.js";
 import { judgeParseTree } from "./sql-policy.js";
 import { readVarChar } from "./varchar-read.js";
 import type { Store } from "./store.js";
@@ -145,7 +145,8 @@ export class SqlRunner {
    * the last. The byte cap bounds each batch, the deadline the whole stream.
    */
   stream(sql: string, o: { maxRows?: number; batchRows?: number; batchBytes?: number; signal?: AbortSignal } = {}): AsyncGenerator<SqlBatch> {
-    return this.execute(sql, o.maxRows ?? this.limits.maxRows, Math.max(1, o.batchRows ?? 8192), Math.max(1, o.batchBytes ?? 1 << 20), "batch", o.signal);
+    const batches = this.execute(sql, o.maxRows ?? this.limits.maxRows, Math.max(1, o.batchRows ?? 8192), Math.max(1, o.batchBytes ?? 1 << 20), "batch", o.signal);
+    return heldWithin(batches, this.limits, SQL_WORDS);
   }
 
   /**

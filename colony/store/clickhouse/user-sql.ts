@@ -1,7 +1,7 @@
 import type { ClickHouseClient } from "@clickhouse/client";
 import { Slots, withDefaults } from "../../admission.js";
 import type { UserSql } from "../engine.js";
-import { admitWithin, refusals } from "../deadline.js";
+import { admitWithin, heldWithin, refusals } from "../deadline.js";
 import { SQL_DEFAULTS, SQL_WORDS, SqlRejected, type SqlBatch, type SqlColumn, type SqlLimits, type SqlResult, type SqlValue } from "../readonly-sql.js";
 import { functionRefusal, relationRefusal, tableFunctionRefusal, type NamePolicy } from "../sql-policy.js";
 import { ident } from "./schema.js";
@@ -193,7 +193,8 @@ export class ClickHouseUserSql implements UserSql {
   }
 
   stream(sql: string, o: { maxRows?: number; batchRows?: number; batchBytes?: number; signal?: AbortSignal } = {}): AsyncGenerator<SqlBatch> {
-    return this.execute(sql, o.maxRows ?? this.limits.maxRows, Math.max(1, o.batchRows ?? 8192), Math.max(1, o.batchBytes ?? 1 << 20), "batch", o.signal);
+    const batches = this.execute(sql, o.maxRows ?? this.limits.maxRows, Math.max(1, o.batchRows ?? 8192), Math.max(1, o.batchBytes ?? 1 << 20), "batch", o.signal);
+    return heldWithin(batches, this.limits, SQL_WORDS);
   }
 
   /** Stops every running query; its caller gets `why`. ClickHouse lets go of them itself. */
