@@ -31,6 +31,10 @@ export interface ColonyOptions {
   cluster?: string;
   /** The ClickHouse user's password; it reaches the worker over IPC, never through argv. */
   clickhousePassword?: string;
+  /** With a ClickHouse `store`: read an OpenTelemetry Collector traces table read-only instead of the colony's tables (store/clickhouse/otel). */
+  otelSchema?: boolean;
+  /** With `otelSchema`: the exporter's traces table (default otel_traces). */
+  otelTable?: string;
   /** `host:port` for the query API; port 0 picks a free one. */
   listen: string;
   token?: string;
@@ -113,7 +117,7 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
   // Before opening (and perhaps seeding) the database, so a refused start costs nothing.
   assertExposureAllowed(host, port, o.token);
   if (otlp) assertExposureAllowed(otlp.host, otlp.port, o.token);
-  const engine = o.store ? await openClickHouseEngine(o) : await openDuckDbEngine(o, log);
+  const engine = o.store ? await (o.otelSchema ? openOtelEngine(o) : openClickHouseEngine(o)) : await openDuckDbEngine(o, log);
   const { writer, queries, sql, reads } = engine;
   const cleanups: (() => Promise<void>)[] = [];
   try {
@@ -353,6 +357,11 @@ async function openClickHouseEngine(o: ColonyOptions): Promise<Engine> {
       await closeBoth();
     },
   };
+}
+
+async function openOtelEngine(o: ColonyOptions): Promise<Engine> {
+  const { otelColonyEngine } = await import("./store/clickhouse/otel/engine.js");
+  return otelColonyEngine(o, o.queryMemoryBytes ?? DEFAULT_QUERY_MEMORY_BYTES);
 }
 
 /**

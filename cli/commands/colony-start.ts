@@ -44,7 +44,9 @@ export class ColonyStartCommand extends CoralCommand {
       The password comes from \`CORAL_CLICKHOUSE_PASSWORD\` or \`--clickhouse-password-file FILE\`, never
       from the URL. Missing tables are created on start (\`--cluster NAME\`: \`ON CLUSTER\`, replicated,
       behind Distributed tables). Several colonies may share one ClickHouse, e.g. behind a load
-      balancer; see docs/scale-out.md.
+      balancer; see docs/scale-out.md. \`--otel-schema\` instead reads the traces table the OpenTelemetry
+      Collector's ClickHouse exporter writes (\`--otel-table\`, default otel_traces), read-only: no
+      OTLP, no demo, no retention.
 
       Listening beyond loopback (e.g. \`0.0.0.0\`) requires a token: clients must then send
       \`authorization: Bearer TOKEN\`, on every protocol. Give it with \`--token-file FILE\` (one token,
@@ -56,6 +58,7 @@ export class ColonyStartCommand extends CoralCommand {
       ["Receive OTLP on another port and keep raw spans for 3 days", "$0 colony start --otlp 127.0.0.1:14318 --retention 3d"],
       ["Keep the data somewhere specific, on another port", "$0 colony start --db /var/lib/coral/coral.duckdb --listen 127.0.0.1:9191"],
       ["Keep the data in ClickHouse", "CORAL_CLICKHOUSE_PASSWORD=... $0 colony start --store clickhouse://coral@ch.internal:8123/coral"],
+      ["Query the OpenTelemetry Collector's ClickHouse traces, read-only", "$0 colony start --store clickhouse://reader@ch.internal:8123/otel --otel-schema"],
       ["Serve the network, with a token", "(umask 077; openssl rand -hex 16 > coral.token) && $0 colony start --listen 0.0.0.0:9090 --token-file coral.token"],
     ],
   });
@@ -72,6 +75,12 @@ export class ColonyStartCommand extends CoralCommand {
   clickhousePasswordFile = Option.String("--clickhouse-password-file", {
     description: "with --store clickhouse://…: file holding the ClickHouse user's password (default: $CORAL_CLICKHOUSE_PASSWORD)",
   });
+  otelSchema = Option.Boolean("--otel-schema", false, {
+    description: "with --store: read the OpenTelemetry Collector ClickHouse exporter's traces table, read-only (no OTLP, no retention; see docs/scale-out.md)",
+  });
+  otelTable = Option.String("--otel-table", {
+    description: "with --otel-schema: the exporter's traces table in the store's database (default otel_traces)",
+  });
   listen = Option.String("--listen", "127.0.0.1:9090", {
     description: "HOST:PORT for the query API (default 127.0.0.1:9090; port 0 picks a free port)",
   });
@@ -81,7 +90,7 @@ export class ColonyStartCommand extends CoralCommand {
   tokenFile = Option.String("--token-file", {
     description: "file holding the bearer token clients must send (default: $CORAL_TOKEN; a token is required beyond loopback)",
   });
-  otlp = Option.String("--otlp", "127.0.0.1:4318", {
+  otlp = Option.String("--otlp", OTLP_DEFAULT, {
     description: "HOST:PORT for the OTLP/HTTP receiver (default 127.0.0.1:4318; port 0 picks a free port), or off",
   });
   otlpMaxBody = Option.String("--otlp-max-body", {
@@ -96,7 +105,7 @@ export class ColonyStartCommand extends CoralCommand {
   queryMemory = Option.String("--query-memory", "2GiB", {
     description: "memory ceiling for DuckDB (hash tables, sorts, cache): raw SQL that needs more fails with resource_exhausted (default 2GiB; e.g. 512MiB, 8GiB)",
   });
-  retention = Option.String("--retention", "24h", {
+  retention = Option.String("--retention", RETENTION_DEFAULT, {
     description: "how long raw spans are kept, e.g. 24h (the default) or 7d (0 keeps them forever; rollups are always kept)",
   });
   demo = Option.Boolean("--demo", false, {
@@ -115,13 +124,15 @@ export class ColonyStartCommand extends CoralCommand {
   supervisedWorker = Option.Boolean(WORKER_FLAG, false, { hidden: true });
 
   /** --store and its companions, checked before anything starts (usage errors, exit 2). */
-  private async storeOptions(): Promise<{ store?: string; cluster?: string; clickhousePassword?: string }> {
+  private async storeOptions(): Promise<{ store?: string; cluster?: string; clickhousePassword?: string; otelSchema?: boolean; otelTable?: string }> {
     if (this.store === undefined) {
-      for (const [flag, v] of [["--cluster", this.cluster], ["--clickhouse-password-file", this.clickhousePasswordFile]] as const) {
+      for (const [flag, v] of [["--cluster", this.cluster], ["--clickhouse-password-file", this.clickhousePasswordFile], ["--otel-schema", this.otelSchema || undefined]] as const) {
         if (v !== undefined) throw new UsageError(`${flag} applies to a ClickHouse store: add --store clickhouse://USER@HOST:8123/DB`);
       }
-      return {};
     }
+    if (this.otelTable !== undefined && !this.otelSchema) throw new UsageError("--otel-table names the OpenTelemetry Collector's table: add --otel-schema");
+    if (this.store === undefined) return {};
+    const otel = this.otelSchema ? await this.otelOptions() : {};
     if (this.db !== undefined) throw new UsageError("--db and --store: give only one of them (--db is a DuckDB file, --store a ClickHouse store)");
     const { parseStoreUrl, readPassword, StoreUrlError } = await import("../../colony/store/clickhouse/connection.js");
     try {
@@ -129,15 +140,36 @@ export class ColonyStartCommand extends CoralCommand {
       if (target.kind === "chdb") {
         if (this.cluster !== undefined) throw new UsageError("--cluster needs a ClickHouse server (clickhouse://…); embedded chdb is a single node");
         if (this.clickhousePasswordFile !== undefined) throw new UsageError("--clickhouse-password-file: embedded chdb has no users or passwords");
-        return { store: this.store };
+        return { store: this.store, ...otel };
       }
       if (this.cluster !== undefined && !CLUSTER_NAME.test(this.cluster)) {
         throw new UsageError(`--cluster: ${JSON.stringify(this.cluster.slice(0, 80))} is not a cluster name (letters, digits, _ . -)`);
       }
-      return { store: this.store, cluster: this.cluster, clickhousePassword: readPassword(this.clickhousePasswordFile) };
+      return { store: this.store, cluster: this.cluster, clickhousePassword: readPassword(this.clickhousePasswordFile), ...otel };
     } catch (err) {
       throw err instanceof StoreUrlError ? new UsageError(err.message) : err;
     }
+  }
+
+  /**
+   * --otel-schema reads a table the Collector writes and its TTL ages: the flags that would write or
+   * delete are refused. Their defaults (OTLP on 127.0.0.1:4318, 24h retention) are turned off instead.
+   */
+  private async otelOptions(): Promise<{ otelSchema: true; otelTable?: string }> {
+    const refuse = (flag: string, why: string) => new UsageError(`${flag} does not go with --otel-schema: ${why}`);
+    if (this.cluster !== undefined) throw refuse("--cluster", "the colony creates no tables on the Collector's database");
+    if (this.demo) throw refuse("--demo", "the colony stores nothing in the Collector's database");
+    if (this.otlp !== OTLP_DEFAULT && this.otlp !== "off") throw refuse("--otlp", "the colony stores nothing; send telemetry to the Collector");
+    if (this.retention !== RETENTION_DEFAULT) throw refuse("--retention", "the colony deletes nothing; the exporter's ttl setting ages the table");
+    if (this.otelTable !== undefined) {
+      const { checkTableName, OtelTableError } = await import("../../colony/store/clickhouse/otel/source.js");
+      try {
+        checkTableName(this.otelTable);
+      } catch (err) {
+        throw err instanceof OtelTableError ? new UsageError(err.message) : err;
+      }
+    }
+    return { otelSchema: true, otelTable: this.otelTable };
   }
 
   async run(): Promise<number> {
@@ -250,10 +282,10 @@ export class ColonyStartCommand extends CoralCommand {
           token,
           demo: this.demo ? (this.demoStatic ? "static" : "live") : undefined,
           demoIncident,
-          otlp: this.otlp,
+          otlp: store.otelSchema ? "off" : this.otlp,
           otlpMaxBodyBytes: maxBody,
           otlpMaxInflightBytes: maxInflight,
-          retentionMs,
+          retentionMs: store.otelSchema ? 0 : retentionMs,
           queryTimeoutMs,
           queryMemoryBytes,
         },
@@ -277,6 +309,9 @@ export class ColonyStartCommand extends CoralCommand {
     }
   }
 }
+
+const OTLP_DEFAULT = "127.0.0.1:4318";
+const RETENTION_DEFAULT = "24h";
 
 /** Names of ClickHouse clusters, as they appear in its configuration (quoted in the DDL, but never needing it). */
 const CLUSTER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
