@@ -28,6 +28,7 @@
 //   since each repeated field adds an array around its messages.
 
 import { ScalarType, type DescField, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
+import { forEachJsonContainer } from "../../json-brackets.js";
 
 export class OtlpDecodeError extends Error {}
 
@@ -238,33 +239,16 @@ function scanMessage(c: Cursor, end: number, desc: DescMessage | undefined, dept
 /**
  * Refuses JSON text nested deeper than twice `maxDepth`, or holding more than twice `maxMessages`
  * objects and arrays, before JSON.parse builds any of it (a message is an object, and a repeated
- * field adds an array). One pass over the bytes; strings are jumped over with indexOf. Malformed
- * text passes through for JSON.parse to report.
+ * field adds an array).
  */
 export function scanJsonText(buf: Uint8Array, limits: Readonly<RequestLimits>): void {
   const maxDepth = 2 * limits.maxDepth;
   const maxContainers = 2 * limits.maxMessages;
-  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  let depth = 0;
   let containers = 0;
-  for (let i = 0; i < b.length; i++) {
-    const ch = b[i]!;
-    if (ch === 0x22) {
-      // The closing quote is the next one not escaped, i.e. preceded by an even run of backslashes.
-      let j = i;
-      for (;;) {
-        j = b.indexOf(0x22, j + 1);
-        if (j < 0) return;
-        let k = j - 1;
-        while (b[k] === 0x5c) k--;
-        if ((j - 1 - k) % 2 === 0) break;
-      }
-      i = j;
-    } else if (ch === 0x7b || ch === 0x5b) {
-      if (++depth > maxDepth) throw new LimitError(400, `JSON nested more than ${maxDepth} levels deep (attribute values inside arrays and key-value lists count): flatten them`);
-      if (++containers > maxContainers) throw new LimitError(413, `request holds more than ${maxContainers} JSON objects and arrays: ${SMALLER}`);
-    } else if (ch === 0x7d || ch === 0x5d) depth--;
-  }
+  forEachJsonContainer(buf, (depth) => {
+    if (depth > maxDepth) throw new LimitError(400, `JSON nested more than ${maxDepth} levels deep (attribute values inside arrays and key-value lists count): flatten them`);
+    if (++containers > maxContainers) throw new LimitError(413, `request holds more than ${maxContainers} JSON objects and arrays: ${SMALLER}`);
+  });
 }
 
 const jsonMaps = new WeakMap<DescMessage, Map<string, DescField>>();
