@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { QueryService } from "../gen/coral/colony/v1/query_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { LiveDemo, seedDemo } from "./demo/demo.js";
+import { expectedSeedSpans, LiveDemo, seedDemo } from "./demo/demo.js";
 import type { IncidentSpec } from "./demo/incidents.js";
 import { IngestPipeline } from "./ingest/otlp/pipeline.js";
 import { listenOtlp, type OtlpReceiver } from "./ingest/otlp/receiver.js";
@@ -177,9 +177,12 @@ export async function startColony(o: ColonyOptions): Promise<Colony> {
     let live: LiveDemo | undefined;
     if (seedNow) {
       const nowMs = Date.now();
-      log("seeding three hours of demo telemetry (a few seconds)…");
+      // No promise of how long: ~10 s on a quiet 2-core machine, up to a minute on a loaded one.
+      log(`seeding three hours of demo telemetry: about ${(Math.round(expectedSeedSpans(nowMs) / 10_000) * 10_000).toLocaleString("en-US")} spans and their attributes, through the ingest path…`);
+      const seedStart = performance.now();
       const seeded = await seedDemo(writer, { nowMs, incident: o.demoIncident });
-      log(`seeded demo data: ${seeded.spans} spans from ${seeded.services.length} services (${seeded.services.join(", ")})`);
+      const seedS = ((performance.now() - seedStart) / 1000).toFixed(1);
+      log(`seeded demo data: ${seeded.spans} spans from ${seeded.services.length} services (${seeded.services.join(", ")}) in ${seedS} s`);
       const i = seeded.incident;
       if (i) log(`staged incident: ${i.key}=${i.value} made ${Math.round(i.share * 100)}% of its ${i.service} requests ${i.effect === "slow" ? "slow" : "fail"} in the last 30 minutes — try: coral query explain ${i.service} ${i.effect === "slow" ? "--slow 1s" : "--errors"} --window 30m`);
       // Only a database seeded now gets live traffic: --demo must never add made-up spans to

@@ -9,7 +9,7 @@ import { HTTP_SERVER_DURATION } from "../store/schema.js";
 import { Store } from "../store/store.js";
 import type { ResourceRecord, SpanRecord } from "../ingest/records.js";
 import type { WriteStore } from "../store/engine.js";
-import { DemoTraffic, LiveDemo, seedDemo } from "./demo.js";
+import { DemoTraffic, expectedSeedSpans, LiveDemo, seedDemo } from "./demo.js";
 import { INCIDENT_SERVICE } from "./incidents.js";
 
 const NOW = Date.UTC(2026, 5, 1, 12, 0, 0);
@@ -35,7 +35,7 @@ async function fingerprint(store: Store): Promise<string[]> {
   const conn = await store.connect();
   try {
     const out: string[] = [];
-    for (const table of ["spans", "trace_summary", "service_summary", "service_latency_buckets", "system_metrics_rollup", "services"]) {
+    for (const table of ["spans", "span_attributes", "trace_summary", "service_summary", "service_latency_buckets", "latency_exemplars", "system_metrics_rollup", "host_samples", "services", "service_instances"]) {
       const r = await conn.runAndReadAll(`SELECT count(*) || ':' || coalesce(md5(string_agg(t::VARCHAR, '|' ORDER BY t::VARCHAR)), '') FROM ${table} t`);
       out.push(`${table}=${r.getRowsJS()[0]![0]}`);
     }
@@ -79,6 +79,9 @@ describe("seedDemo", () => {
       expect(result.spans).toBeGreaterThanOrEqual(100_000);
       expect(result.spans).toBeLessThanOrEqual(300_000);
       expect(result.services).toEqual(expect.arrayContaining(["payments", "orders", "inventory", "legacy-api", "frontend", "auth"]));
+      // What `coral colony start --demo` announces before seeding.
+      expect(result.spans / expectedSeedSpans(NOW)).toBeGreaterThan(0.95);
+      expect(result.spans / expectedSeedSpans(NOW)).toBeLessThan(1.05);
     });
 
     it("keeps every span inside the requested window", async () => {

@@ -21,19 +21,6 @@ export function buildChunks<T>(types: DuckDBType[], rows: readonly T[], columns:
   return chunks;
 }
 
-/** Chunks from whole columns (`columns[c][row]`), for rows that are not objects of their own. */
-export function chunksOfColumns(types: DuckDBType[], columns: readonly DuckDBValue[][]): DuckDBDataChunk[] {
-  const chunks: DuckDBDataChunk[] = [];
-  const rows = columns[0]?.length ?? 0;
-  for (let off = 0; off < rows; off += CHUNK_ROWS) {
-    const end = Math.min(off + CHUNK_ROWS, rows);
-    const chunk = DuckDBDataChunk.create(types, end - off);
-    chunk.setColumns(columns.map((c) => c.slice(off, end)));
-    chunks.push(chunk);
-  }
-  return chunks;
-}
-
 export async function appendPrepared(conn: DuckDBConnection, table: string, schema: "main" | "temp", chunks: readonly DuckDBDataChunk[]): Promise<void> {
   if (chunks.length === 0) return;
   const appender = await conn.createAppender(table, schema === "temp" ? "main" : null, schema === "temp" ? "temp" : null);

@@ -186,6 +186,52 @@ describe("Writer", () => {
   });
 });
 
+describe("span_attributes rows", () => {
+  const rows = async () =>
+    (await sql<{ span_id: string; key: string; value: string; resource: boolean; failed: boolean }>`SELECT span_id, key, value, resource, failed FROM span_attributes`.execute(store.db)).rows;
+
+  it("stores every value as the appender would: NUL, lone surrogates (as U+FFFD), quotes, 1 MB; a span's own key hides its resource's", async () => {
+    const huge = "é".repeat(1 << 20);
+    const resourceRows = ["k8s.pod.name", "pod-\u0000-1", "shared", "resource says", "lone.res", "\udfff tail"];
+    await writer.writeSpans([
+      span({ traceId: "t", spanId: "a", serviceName: "svc", httpStatusCode: 503, resourceRows, attributes: { nul: "a\u0000b", lone: "x\ud800", q: `'"\\\n[]{},`, n: 1.5, b: false, nested: { a: [1, "x"] }, gone: null, shared: "span says", huge } }),
+      // Attributes as JSON text (the OTLP decoder's form), where a lone surrogate arrives as an escape.
+      span({ traceId: "t", spanId: "b", serviceName: "svc", attributes: '{"lone":"\\udc00","":"empty key"}' }),
+      span({ traceId: "t", spanId: "c", serviceName: "svc" }),
+    ]);
+    // The megabyte compared apart, so a failure does not print it.
+    const got = (await rows()).map((r) => (r.value === huge ? { ...r, value: "<huge>" } : r));
+    expect(got.filter((r) => r.span_id === "a")).toEqual(
+      [
+        ["nul", "a\u0000b", false],
+        ["lone", "x\ufffd", false],
+        ["q", `'"\\\n[]{},`, false],
+        ["n", "1.5", false],
+        ["b", "false", false],
+        ["nested", '{"a":[1,"x"]}', false],
+        ["shared", "span says", false],
+        ["huge", "<huge>", false],
+        ["k8s.pod.name", "pod-\u0000-1", true],
+        ["lone.res", "\ufffd tail", true],
+      ].map(([key, value, resource]) => ({ span_id: "a", key, value, resource, failed: true })),
+    );
+    expect(got.filter((r) => r.span_id === "b")).toEqual([
+      { span_id: "b", key: "lone", value: "\ufffd", resource: false, failed: false },
+      { span_id: "b", key: "", value: "empty key", resource: false, failed: false },
+    ]);
+    expect(got.filter((r) => r.span_id === "c")).toEqual([]);
+  });
+
+  it("a batch that fails inside its transaction leaves no staged row for the next one", async () => {
+    await sql`ALTER TABLE span_attributes RENAME TO span_attributes_away`.execute(store.db);
+    await expect(writer.writeSpans([span({ traceId: "t", spanId: "lost", serviceName: "svc", attributes: { k: "v" } })])).rejects.toThrow(/span_attributes/);
+    await sql`ALTER TABLE span_attributes_away RENAME TO span_attributes`.execute(store.db);
+    await writer.writeSpans([span({ traceId: "t", spanId: "kept", serviceName: "svc", attributes: { k: "v" } })]);
+    expect((await store.db.selectFrom("spans").select("span_id").execute()).map((r) => r.span_id)).toEqual(["kept"]);
+    expect((await rows()).map((r) => r.span_id)).toEqual(["kept"]);
+  });
+});
+
 describe("rollups merged after the spans' commit", () => {
   const rollups = async (s: Store) => ({
     summary: (await sql`SELECT timestamp, service_name, metric, request_count, error_count, sum_duration_ns, min_duration_ns, max_duration_ns FROM service_summary ORDER BY ALL`.execute(s.db)).rows,

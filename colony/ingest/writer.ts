@@ -1,10 +1,10 @@
-import { BIGINT, BOOLEAN, INTEGER, TIMESTAMPTZ, VARCHAR, DOUBLE, type DuckDBConnection, type DuckDBDataChunk, type DuckDBValue } from "@duckdb/node-api";
+import { BIGINT, BOOLEAN, INTEGER, TIMESTAMPTZ, VARCHAR, DOUBLE, type DuckDBConnection, type DuckDBDataChunk, type DuckDBPreparedStatement, type DuckDBValue } from "@duckdb/node-api";
 import { Kysely, sql } from "kysely";
 import { DuckDBDialect } from "../store/dialect.js";
 import type { Database } from "../store/schema.js";
 import type { WriteStore } from "../store/engine.js";
 import type { Store } from "../store/store.js";
-import { appendChunks, appendPrepared, buildChunks, chunksOfColumns, inTransaction, tsLiteral, tstz } from "./appender.js";
+import { appendChunks, appendPrepared, buildChunks, inTransaction, tsLiteral, tstz } from "./appender.js";
 import { loadStreams, saveStreams, type StreamPoint } from "./cumulative.js";
 import { isErrorSpan, latencyDeltas, spanDeltas } from "./deltas.js";
 import { EXEMPLAR_STAGING } from "./exemplars.js";
@@ -26,11 +26,47 @@ import {
 /** The most minutes `recover` rebuilds in one transaction. */
 const RECOVER_WINDOW_MS = 60 * MINUTE_MS;
 
-const SPAN_TYPES = [VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, TIMESTAMPTZ, BIGINT, VARCHAR, INTEGER, VARCHAR];
+/** A `spans` row, then what its `span_attributes` rows are made of: failed, own pairs, all pairs as JSON. */
+const SPAN_BATCH_TYPES = [VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, TIMESTAMPTZ, BIGINT, VARCHAR, INTEGER, VARCHAR, BOOLEAN, INTEGER, VARCHAR];
 const HOST_TYPES = [TIMESTAMPTZ, VARCHAR, VARCHAR, DOUBLE, DOUBLE, BIGINT, BIGINT];
-const ATTRIBUTE_TYPES = [VARCHAR, TIMESTAMPTZ, VARCHAR, VARCHAR, VARCHAR, BIGINT, BOOLEAN, VARCHAR, VARCHAR, BOOLEAN];
 
+/**
+ * A span batch is appended here, one row per span, and SQL copies it into `spans` and
+ * `span_attributes` in the same transaction. The appender sets strings one native call at a time
+ * (~1 µs each) and a span has ~8 attribute rows of 6 strings: appending those rows was most of the
+ * demo seed's CPU, and one JSON text per span instead halved it. Emptied before the commit; a
+ * rolled-back batch's rows go with the rollback.
+ */
+const SPAN_BATCH_STAGING = `CREATE TEMP TABLE IF NOT EXISTS span_batch AS
+  SELECT *, false AS attr_failed, 0::INTEGER AS attr_own_pairs, ''::VARCHAR AS attr_pairs FROM spans LIMIT 0`;
+const SPAN_BATCH_COLUMNS = ["attr_failed", "attr_own_pairs", "attr_pairs"];
+const COPY_SPAN_BATCH = [
+  `INSERT INTO spans SELECT * EXCLUDE (${SPAN_BATCH_COLUMNS.join(", ")}) FROM temp.span_batch`,
+  `INSERT INTO span_attributes (service_name, start_time, trace_id, span_id, kind, duration_ns, failed, key, value, resource)
+   SELECT service_name, start_time, trace_id, span_id, kind, duration_ns, attr_failed,
+          unnest(list_transform(range(1, len(p), 2), i -> p[i])),
+          unnest(list_transform(range(2, len(p) + 1, 2), i -> p[i])),
+          unnest(list_transform(range(0, len(p) // 2), i -> i >= attr_own_pairs))
+   FROM (SELECT *, from_json(attr_pairs, '["VARCHAR"]') AS p FROM temp.span_batch WHERE attr_pairs IS NOT NULL)`,
+  "DELETE FROM temp.span_batch",
+];
 
+/**
+ * Prepared once per connection: parsing and planning them anew took ~2 ms of a commit's CPU, which
+ * counts at OTLP's small batches. Prepared on first use rather than when the lane opens, so a
+ * failure (a table gone) fails that commit only, and the next one prepares again.
+ */
+const spanBatchCopies = new WeakMap<DuckDBConnection, Promise<DuckDBPreparedStatement[]>>();
+
+async function copySpanBatch(conn: DuckDBConnection): Promise<void> {
+  let statements = spanBatchCopies.get(conn);
+  if (!statements) {
+    statements = Promise.all(COPY_SPAN_BATCH.map((q) => conn.prepare(q)));
+    spanBatchCopies.set(conn, statements);
+    statements.catch(() => spanBatchCopies.delete(conn));
+  }
+  for (const statement of await statements) await statement.run();
+}
 
 /**
  * Spans made ready to commit, outside the writer's serial section: validated, their rollup
@@ -41,9 +77,8 @@ export interface PreparedSpans {
   readonly count: number;
   /** Start of every minute a span of the batch starts in. */
   readonly minutes: readonly number[];
+  /** Rows of the `span_batch` staging table: spans and their attributes. */
   readonly chunks: readonly DuckDBDataChunk[];
-  /** The batch's `span_attributes` rows. */
-  readonly attributeChunks: readonly DuckDBDataChunk[];
   readonly summaries: ReadonlyMap<string, SummaryDelta>;
   readonly traces: ReadonlyMap<string, TraceDelta>;
 }
@@ -97,7 +132,7 @@ class Lane {
   }
 }
 
-const INGEST_STAGING: string[] = [];
+const INGEST_STAGING = [SPAN_BATCH_STAGING];
 const ROLLUP_STAGING = [
   "CREATE TEMP TABLE IF NOT EXISTS host_batch AS SELECT * FROM host_samples LIMIT 0",
   EXEMPLAR_STAGING,
@@ -132,7 +167,8 @@ function combine(parts: readonly RollupDeltas[]): Pick<RollupDeltas, "summaries"
 /**
  * The one write path into the store, shared by OTLP ingestion and the demo generator.
  *
- * Raw rows go through the DuckDB appender straight into their tables, one transaction per batch.
+ * Raw rows go through the DuckDB appender (spans by way of a staging table, which SQL copies into
+ * `spans` and `span_attributes`), one transaction per batch.
  * A span batch's contribution to the span rollups (service_summary, service_latency_buckets,
  * trace_summary) is computed in JS in one pass, and merged with the stored rollup rows it touches
  * later, together with the batches that followed it: a merge costs ~20 ms however few spans it
@@ -267,7 +303,7 @@ export class Writer implements WriteStore {
   /** Throws (RangeError) on values the store cannot hold, so bad input fails before any transaction. */
   prepareSpans(spans: readonly SpanRecord[]): PreparedSpans {
     const { minutes, summaries, traces } = spanDeltas(spans);
-    const chunks = buildChunks(SPAN_TYPES, spans, (part) => [
+    const chunks = buildChunks(SPAN_BATCH_TYPES, spans, (part) => [
       part.map((s) => s.traceId),
       part.map((s) => s.spanId),
       part.map((s) => s.parentSpanId),
@@ -279,8 +315,9 @@ export class Writer implements WriteStore {
       part.map((s) => s.statusCode),
       part.map((s) => s.httpStatusCode),
       part.map((s) => (typeof s.attributes === "string" ? s.attributes : JSON.stringify(s.attributes))),
+      ...attributeColumns(part),
     ]);
-    return { count: spans.length, minutes, chunks, attributeChunks: attributeChunks(spans), summaries, traces };
+    return { count: spans.length, minutes, chunks, summaries, traces };
   }
 
   /** Commits prepared batches in one transaction; their rollup contributions follow in a later merge. */
@@ -291,8 +328,8 @@ export class Writer implements WriteStore {
       this.seq ??= Number((await conn.runAndReadAll("SELECT coalesce(max(seq), 0) FROM rollup_pending")).getRowsJS()[0]![0]);
       const seq = ++this.seq;
       await inTransaction(conn, async () => {
-        await appendPrepared(conn, "spans", "main", parts.flatMap((p) => p.chunks));
-        await appendPrepared(conn, "span_attributes", "main", parts.flatMap((p) => p.attributeChunks));
+        await appendPrepared(conn, "span_batch", "temp", parts.flatMap((p) => p.chunks));
+        await copySpanBatch(conn);
         return `INSERT INTO rollup_pending VALUES ${[...minutes].map((m) => `(${tsLiteral(m)}, ${seq})`).join(", ")};`;
       });
       for (const p of parts) {
@@ -472,34 +509,37 @@ export class Writer implements WriteStore {
 
 
 /**
- * The `span_attributes` rows of a batch, column by column (which attributes: storedAttributes).
+ * What `span_attributes` rows a span gets (which attributes: storedAttributes), as the last three
+ * columns of `span_batch`: failed, how many pairs are its own (the rest are its resource's), and
+ * every pair as a JSON array `[key, value, …]` (null: no rows).
  */
-function attributeChunks(spans: readonly SpanRecord[]): DuckDBDataChunk[] {
-  const cols: DuckDBValue[][] = ATTRIBUTE_TYPES.map(() => []);
-  const [service, start, trace, span, kind, duration, failed, key, value, resource] = cols as [DuckDBValue[], DuckDBValue[], DuckDBValue[], DuckDBValue[], DuckDBValue[], DuckDBValue[], DuckDBValue[], DuckDBValue[], DuckDBValue[], DuckDBValue[]];
-  const add = (s: SpanRecord, at: DuckDBValue, ns: bigint, fail: boolean, k: string, v: string, fromResource: boolean) => {
-    service.push(s.serviceName);
-    start.push(at);
-    trace.push(s.traceId);
-    span.push(s.spanId);
-    kind.push(s.kind);
-    duration.push(ns);
-    failed.push(fail);
-    key.push(k);
-    value.push(v);
-    resource.push(fromResource);
-  };
+function attributeColumns(spans: readonly SpanRecord[]): DuckDBValue[][] {
+  const failed: boolean[] = [];
+  const ownPairs: number[] = [];
+  const pairs: (string | null)[] = [];
   for (const s of spans) {
-    const { own, resource: res } = storedAttributes(s);
-    if (own.length === 0 && res.length === 0) continue;
-    // One timestamp and duration value per span, shared by its rows.
-    const at = tstz(s.startTimeMs);
-    const ns = BigInt(Math.round(s.durationNs));
-    const fail = isErrorSpan(s);
-    for (let i = 0; i < own.length; i += 2) add(s, at, ns, fail, own[i]!, own[i + 1]!, false);
-    for (let i = 0; i < res.length; i += 2) add(s, at, ns, fail, res[i]!, res[i + 1]!, true);
+    const { own, resource } = storedAttributes(s);
+    failed.push(isErrorSpan(s));
+    ownPairs.push(own.length / 2);
+    pairs.push(own.length + resource.length === 0 ? null : JSON.stringify(wellFormed(own, resource)));
   }
-  return chunksOfColumns(ATTRIBUTE_TYPES, cols);
+  return [failed, ownPairs, pairs];
+}
+
+/**
+ * The appender stores a lone surrogate as U+FFFD (V8's UTF-8 conversion); JSON.stringify escapes
+ * it instead, which DuckDB's JSON reader refuses, so it is replaced here as the appender would.
+ */
+function wellFormed(own: readonly string[], resource: readonly string[]): readonly string[] {
+  const all = resource.length === 0 ? own : own.length === 0 ? resource : own.concat(resource);
+  if (all.every((v) => (v as unknown as WellFormedString).isWellFormed())) return all;
+  return all.map((v) => (v as unknown as WellFormedString).toWellFormed());
+}
+
+/** ES2024 string methods (Node 20 has them; the project's TypeScript lib is ES2022). */
+interface WellFormedString {
+  isWellFormed(): boolean;
+  toWellFormed(): string;
 }
 
 /** Appends host samples and recomputes the system_metrics_rollup minutes they touch (inside the caller's transaction). */
