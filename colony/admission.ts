@@ -13,6 +13,8 @@ export interface Lease {
   take(n: number): boolean;
   /** Counts `n` bytes that already exist whether or not they fit (the caller bounds them). */
   add(n: number): void;
+  /** Holds exactly `n` bytes from now on, whether or not they fit (the caller bounds them). */
+  hold(n: number): void;
   /** Gives everything back; later calls do nothing. */
   release(): void;
 }
@@ -50,6 +52,11 @@ export class ByteBudget {
         if (released) return;
         held += n;
         budget.#used += n;
+      },
+      hold(n) {
+        if (released) return;
+        budget.#used += n - held;
+        held = n;
       },
       release() {
         if (released) return;

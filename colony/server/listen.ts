@@ -1,4 +1,5 @@
 import { PUBLIC_METHOD } from "./health.js";
+import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
@@ -31,7 +32,8 @@ export interface ConnectionLimits {
   /**
    * A connection with a call open on which no byte moved either way. Each write of a streaming
    * response starts it afresh, so a long StreamQuery that is sending is never cut; a client that
-   * stops reading is, and its query with it.
+   * stops reading is, and its query with it — per call too: an answer waiting for its client that
+   * makes no progress this long is cancelled, however busy the rest of its HTTP/2 session is.
    */
   stallTimeoutMs: number;
   /** Connections open at once; beyond, new ones are closed as soon as they are accepted. */
@@ -98,6 +100,14 @@ export const DEFAULT_READ_MAX_BYTES = 4 * 2 ** 20;
  */
 export const DEFAULT_MAX_INFLIGHT_BYTES = 128 * 2 ** 20;
 
+/**
+ * Bytes of answers the query port has written but its clients have not taken yet, over all
+ * connections; beyond it new calls are refused (resource_exhausted) until clients read or go. One
+ * ExecuteQuery answer can be 15 MB: 60 HTTP/2 clients that never read theirs (PINGs keeping their
+ * sessions alive) held 1.1 GB in the colony, and ~170 would have forced a worker restart.
+ */
+export const DEFAULT_MAX_UNSENT_BYTES = 256 * 2 ** 20;
+
 /** Streams one HTTP/2 connection may have open at once (Node's default is unlimited). */
 const MAX_CONCURRENT_STREAMS = 100;
 
@@ -119,6 +129,8 @@ export interface ListenOptions {
   readMaxBytes?: number;
   /** Bytes of request messages held at once (default DEFAULT_MAX_INFLIGHT_BYTES). */
   maxInflightBytes?: number;
+  /** Bytes of answers written and not yet taken by clients (default DEFAULT_MAX_UNSENT_BYTES). */
+  maxUnsentBytes?: number;
   /** A socket already listening on host:port, received from another process, to accept from instead of binding one. */
   socket?: ListeningSocket;
 }
@@ -139,6 +151,8 @@ export interface Listener {
   address: { host: string; port: number };
   /** Bytes of request messages held now (see maxInflightBytes). */
   readonly inflightBytes: number;
+  /** Bytes of answers held now (see maxUnsentBytes). */
+  readonly unsentBytes: number;
   /** The listening socket (see ListenOptions.socket). */
   socket: ListeningSocket;
   /** Stops accepting, cancels the calls in flight and waits (briefly) for their handlers to end. */
@@ -165,6 +179,7 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
   const limits = withDefaults(DEFAULT_LIMITS, opts.limits);
   const readMaxBytes = opts.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
   const budget = new ByteBudget(opts.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT_BYTES);
+  const unsent = new ByteBudget(opts.maxUnsentBytes ?? DEFAULT_MAX_UNSENT_BYTES);
   const leases = new WeakMap<NodeRequest, Lease>();
   const leaseKey = createContextKey<Lease | undefined>(undefined);
   // A request's bytes are garbage once its message is decoded, whatever the handler then takes (a
@@ -177,6 +192,14 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
       return next(req);
     }
     return next({ ...req, message: releasing(req.message, lease) });
+  };
+
+  // Unary answers computed while the backlog filled (calls admitted together, queued for SQL) are
+  // dropped rather than written: each may be 15 MB, and without this they all would be.
+  const answerFits: Interceptor = (next) => async (req) => {
+    const res = await next(req);
+    if (res.stream || unsent.used < unsent.maxBytes || `${req.service.typeName}/${req.method.name}` === PUBLIC_METHOD) return res;
+    throw new ConnectError(unsentBacklog(unsent.used), Code.ResourceExhausted, { "retry-after": "1" });
   };
 
   // Calls in flight, so close() can wait for their handlers (and the DuckDB connections they hold).
@@ -209,10 +232,12 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
     }
   };
   const shutdown = new AbortController();
+  // Every call in flight listens on it (connect-es); more than 10 is normal, not a leak.
+  setMaxListeners(0, shutdown.signal);
 
   const adapter = connectNodeAdapter({
     routes: opts.routes,
-    interceptors: [decoded, track, ...(opts.token ? [bearerAuth(opts.token, new Set([PUBLIC_METHOD]))] : []), ...(opts.interceptors ?? [])],
+    interceptors: [decoded, answerFits, track, ...(opts.token ? [bearerAuth(opts.token, new Set([PUBLIC_METHOD]))] : []), ...(opts.interceptors ?? [])],
     contextValues: (req) => createContextValues().set(leaseKey, leases.get(req)),
     connect: true,
     grpc: true,
@@ -246,7 +271,10 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
     // Every way a call ends (answered, refused, reset, timed out) closes its response.
     res.once("close", () => lease.release());
     res.once("finish", () => lease.release());
-    meterBody(req, lease, readMaxBytes, () => budget.used);
+    watchUnsent(res, unsent.lease(), limits.stallTimeoutMs);
+    // Health probes answer in a few bytes and must not read as "down" while clients are slow.
+    const backlog = () => (unsent.used >= unsent.maxBytes && !PUBLIC_PATHS.has(req.url ?? "") ? unsent.used : undefined);
+    meterBody(req, lease, readMaxBytes, () => budget.used, backlog);
     adapter(req, res);
   };
 
@@ -296,6 +324,9 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
     get inflightBytes() {
       return budget.used;
     },
+    get unsentBytes() {
+      return unsent.used;
+    },
     socket: listeningSocket(front),
     close() {
       closing ??= (async () => {
@@ -316,6 +347,10 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
       return closing;
     },
   };
+}
+
+function unsentBacklog(bytes: number): string {
+  return `the colony is holding ${bytes} bytes of answers its clients have not read yet: retry later`;
 }
 
 async function* releasing<T>(messages: AsyncIterable<T>, lease: Lease): AsyncGenerator<T> {
@@ -339,24 +374,26 @@ async function* releasing<T>(messages: AsyncIterable<T>, lease: Lease): AsyncGen
  * Only whole-request calls are served here (unary, server streaming), so a call's body is one
  * message, and the interceptor `decoded` gives its bytes back once it is decoded.
  */
-function meterBody(req: NodeRequest, lease: Lease, readMaxBytes: number, used: () => number): void {
+function meterBody(req: NodeRequest, lease: Lease, readMaxBytes: number, used: () => number, backlogged: () => number | undefined): void {
   const declared = req.headers["content-length"] === undefined ? undefined : Number(req.headers["content-length"]);
   const compressed = ["content-encoding", "connect-content-encoding", "grpc-encoding"].some((h) => {
     const v = String(req.headers[h] ?? "identity").trim().toLowerCase();
     return v !== "identity" && v !== "";
   });
   let inner: AsyncIterator<Buffer> | undefined;
-  const refuse = (): ConnectError => {
+  const refuse = (message = `the colony is holding ${used()} bytes of requests already: retry later`): ConnectError => {
     // connect-es stops reading at the error; without this the unread rest would hold the
     // HTTP/1.1 connection (or the HTTP/2 stream's window) until the request timeout.
     dropBody(req, readMaxBytes);
     // The iterator's 'readable' listener would keep 'data' from flowing until it is gone.
     void Promise.resolve(inner?.return?.()).finally(() => req.resume());
-    return new ConnectError(`the colony is holding ${used()} bytes of requests already: retry later`, Code.ResourceExhausted, { "retry-after": "1" });
+    return new ConnectError(message, Code.ResourceExhausted, { "retry-after": "1" });
   };
   const metered: AsyncIterableIterator<Buffer> = {
     async next() {
       if (!inner) {
+        const backlog = backlogged();
+        if (backlog !== undefined) throw refuse(unsentBacklog(backlog));
         const upfront = Math.min(declared ?? 0, readMaxBytes) + (compressed ? readMaxBytes : 0);
         if (!lease.take(upfront)) throw refuse();
         // Not destroyed when left early: refuse() still drops the rest through it.
@@ -367,10 +404,14 @@ function meterBody(req: NodeRequest, lease: Lease, readMaxBytes: number, used: (
       return r;
     },
     async return() {
-      // connect-es leaves early when the body breaks its own limits; ending the request then is
-      // what Node's iterator did by default.
+      // connect-es leaves early when the body breaks its own limits or a message fails to decode,
+      // and answers. Destroying the request then (what Node's iterator does) would close an
+      // HTTP/1.1 connection before that answer; the rest is dropped as it comes instead.
       await inner?.return?.();
-      if (!req.complete) req.destroy();
+      if (!req.complete) {
+        dropBody(req, readMaxBytes);
+        req.resume();
+      }
       return { done: true, value: undefined };
     },
     [Symbol.asyncIterator]() {
@@ -378,6 +419,57 @@ function meterBody(req: NodeRequest, lease: Lease, readMaxBytes: number, used: (
     },
   };
   Object.defineProperty(req, Symbol.asyncIterator, { value: () => metered, configurable: true });
+}
+
+/**
+ * Keeps `lease` at the bytes of the answer written but not yet taken by the client (Node's buffer
+ * of the HTTP/1.1 socket or HTTP/2 stream, which holds everything past the client's flow-control
+ * window), until the response ends either way. While bytes wait, the answer must make progress
+ * within stallTimeoutMs or it is cancelled: HTTP/2's own timeouts count bytes of the whole session,
+ * so a client sending PINGs and never reading would otherwise hold its stream (and query) forever.
+ */
+function watchUnsent(res: NodeResponse, lease: Lease, stallTimeoutMs: number): void {
+  const pending = (): number => ("stream" in res ? res.stream.writableLength : res.writableLength);
+  let stall: NodeJS.Timeout | undefined;
+  const arm = (waiting: number) => {
+    stall = setTimeout(() => {
+      stall = undefined;
+      const now = pending();
+      // One write is released at once when it is all sent, so progress shows only between writes.
+      if (now === 0 || res.writableFinished || res.destroyed) return;
+      if (now < waiting) return arm(now);
+      if ("stream" in res) res.stream.close(http2.constants.NGHTTP2_CANCEL);
+      else res.destroy();
+    }, stallTimeoutMs).unref();
+  };
+  const update = () => {
+    const now = pending();
+    lease.hold(now);
+    if (now === 0) {
+      clearTimeout(stall);
+      stall = undefined;
+    } else if (stall === undefined && stallTimeoutMs > 0) arm(now);
+  };
+  const { write, end } = res as unknown as { write: (...a: unknown[]) => boolean; end: (...a: unknown[]) => unknown };
+  Object.assign(res, {
+    write(...args: unknown[]) {
+      const flushed = write.apply(res, args);
+      update();
+      return flushed;
+    },
+    end(...args: unknown[]) {
+      const out = end.apply(res, args);
+      update();
+      return out;
+    },
+  });
+  res.on("drain", update);
+  const done = () => {
+    clearTimeout(stall);
+    lease.release();
+  };
+  res.once("close", done);
+  res.once("finish", done);
 }
 
 /**
