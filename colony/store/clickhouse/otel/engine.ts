@@ -3,7 +3,6 @@
 // no OTLP ingest, no demo seed, no retention (the exporter's TTL is the table's own). The colony's
 // start-up checks the table once (source.ts) and refuses with one line if it is not the exporter's.
 import type { ClickHouseClient } from "@clickhouse/client";
-import type { ColonyOptions } from "../../../colony.js";
 import { ColonyStartError } from "../../../server/errors.js";
 import type { PreparedBatch, ReadStore, WriteStore } from "../../engine.js";
 import type { SqlRejected } from "../../readonly-sql.js";
@@ -78,11 +77,21 @@ export class OtelTypedReads extends ClickHouseTypedReads {
   }
 }
 
+/** What of colony.ts's ColonyOptions the engine reads (not imported: colony.ts loads this module). */
+export interface OtelColonyOptions {
+  store?: string;
+  otlp?: string;
+  demo?: unknown;
+  clickhousePassword?: string;
+  otelTable?: string;
+  queryTimeoutMs?: number;
+}
+
 /**
  * The engine a colony with `otelSchema` runs on (colony.ts), its refusals worded for the user:
  * OTLP ingest and the demo would write, so they are refused before anything opens.
  */
-export async function otelColonyEngine(o: ColonyOptions, queryMemoryBytes: number) {
+export async function otelColonyEngine(o: OtelColonyOptions, queryMemoryBytes: number) {
   if (o.otlp && o.otlp !== "off") {
     throw new ColonyStartError(`--otel-schema: ${READ_ONLY}, so it takes no OTLP — leave out --otlp (or give --otlp off) and send telemetry to the Collector`);
   }
