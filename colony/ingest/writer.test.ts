@@ -255,6 +255,31 @@ describe("rollups merged after the spans' commit", () => {
     }
   });
 
+  it("settle waits for a merge the retention sweep started (it took the waiting parts before settle looked)", async () => {
+    const w = new Writer(store, { rollupDelayMs: Infinity });
+    try {
+      await w.writeSpans([span({ traceId: "t1", spanId: "a", serviceName: "svc", startTimeMs: T0 + 1_000 })]);
+      // settle() asked the moment the sweep's merge has taken the parts, before it commits: the
+      // colony's first request after start met exactly this (the sweep runs at start).
+      const internals = w as unknown as { mergeWaiting(conn: unknown): Promise<void> };
+      const merge = internals.mergeWaiting;
+      let settled: Promise<void> | undefined;
+      internals.mergeWaiting = function (this: unknown, conn: unknown) {
+        const running = merge.call(this, conn);
+        settled ??= w.settle();
+        return running;
+      };
+      const sweep = w.deleteTracesBefore(T0 - 86_400_000);
+      await vi.waitFor(() => expect(settled).toBeDefined());
+      await settled;
+      expect((await rollups(store)).summary.map((r: any) => Number(r.request_count))).toEqual([1]);
+      expect(await pending(store)).toEqual([]);
+      await sweep;
+    } finally {
+      await w.close();
+    }
+  });
+
   it("merges on its own after rollupDelayMs, or at once past rollupMaxSpans", async () => {
     const timed = new Writer(store, { rollupDelayMs: 20 });
     await timed.writeSpans([span({ traceId: "t1", spanId: "a", serviceName: "timed" })]);
